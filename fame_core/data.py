@@ -1,0 +1,433 @@
+"""One data type for a data set, and the readers that build it (SPEC §1).
+
+A `SequenceDataset` is a list of per-user chronological item sequences over item ids 1..n
+(0 is padding) plus optional item metadata: titles and categorical facets (genre, brand,
+attribute, planted facets of the synthetic world). Every reader returns this type:
+
+- `read_sequence_file`: `user item item ...` per line (ICLRec / S3-Rec / CL4SRec format);
+- `read_movielens`: `ratings.csv` / `ratings.dat` / `u.data`, with titles and genres when the
+  movie file sits beside it;
+- `read_interactions`: a generic `user,item,timestamp` CSV, or a RecBole atomic `.inter` file;
+- `add_item_attributes`: an S3-Rec `item2attributes.json` as item metadata.
+
+`load_dataset(spec)` picks the reader from what it is given (a file, a directory, or
+`synthetic[:key=value,...]`). The leave-one-out split is a view: `dataset.example(row, split)`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import DataError
+
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass
+class SequenceDataset:
+    """Per-user chronological item sequences plus item metadata.
+
+    sequences: one int64 array per user, internal item ids in 1..n_items, oldest first.
+    user_ids:  the user's id as written in the source (a string), one per sequence.
+    item_ids:  the source's id of each internal item id (index 0 is padding), or None when
+               the source's ids are already 1..n and kept as they are (sequence files).
+    titles:    a title per internal item id (index 0 unused), or None.
+    facets:    facet name -> a tuple of values per internal item id (index 0 is ()).
+    source:    how it was read: reader, spec, paths, sha256 of each file, options.
+    truth:     ground truth of the synthetic facet world (None for real data).
+    """
+
+    name: str
+    sequences: list[np.ndarray]
+    n_items: int
+    user_ids: list[str]
+    item_ids: list[str] | None = None
+    titles: list[str] | None = None
+    facets: dict[str, list[tuple[str, ...]]] = field(default_factory=dict)
+    source: dict = field(default_factory=dict)
+    truth: dict | None = None
+
+    def __post_init__(self):
+        self._user_row = {u: i for i, u in enumerate(self.user_ids)}
+        self._fingerprint = None
+
+    # ---- basic facts -------------------------------------------------------------------
+    @property
+    def n_users(self) -> int:
+        return len(self.sequences)
+
+    @property
+    def n_actions(self) -> int:
+        return int(sum(len(s) for s in self.sequences))
+
+    def fingerprint(self) -> str:
+        """sha256 of the content (item count and every sequence), independent of file format."""
+        if self._fingerprint is None:
+            h = hashlib.sha256()
+            h.update(np.int64(self.n_items).tobytes())
+            h.update(np.array([len(s) for s in self.sequences], dtype=np.int64).tobytes())
+            if self.sequences:
+                h.update(np.concatenate(self.sequences).astype(np.int64).tobytes())
+            self._fingerprint = h.hexdigest()
+        return self._fingerprint
+
+    def describe(self) -> dict:
+        lengths = np.array([len(s) for s in self.sequences])
+        return {
+            "name": self.name,
+            "users": self.n_users,
+            "items": self.n_items,
+            "actions": self.n_actions,
+            "avg_length": round(float(lengths.mean()), 2) if len(lengths) else 0.0,
+            "density": round(self.n_actions / max(1, self.n_users * self.n_items), 6),
+            "users_too_short_to_split": int((lengths < 3).sum()),
+            "facets": {k: len({x for vals in v for x in vals}) for k, v in self.facets.items()},
+            "has_titles": self.titles is not None,
+            "reader": self.source.get("reader"),
+            "fingerprint": self.fingerprint(),
+        }
+
+    # ---- users and the leave-one-out split ------------------------------------------------
+    def user_row(self, user) -> int:
+        """Row of a user given by its source id (e.g. `230` for line 230 of Sports)."""
+        row = self._user_row.get(str(user))
+        if row is None:
+            raise DataError(f"unknown user {user!r} in data set {self.name!r} "
+                            f"({self.n_users} users; ids look like {self.user_ids[0]!r}..{self.user_ids[-1]!r})")
+        return row
+
+    def example(self, row: int, split: str = "test") -> tuple[np.ndarray, int | None]:
+        """Input sequence and target of user `row` under leave-one-out.
+
+        test: all but the last item -> last item; valid: all but the last two -> second to
+        last; train: all but the last two items (its targets are its own next items, no single
+        target: returns None).
+        """
+        if split not in SPLITS:
+            raise DataError(f"unknown split {split!r}; pass one of {', '.join(SPLITS)}")
+        seq = self.sequences[row]
+        if len(seq) < 3:
+            raise DataError(f"user {self.user_ids[row]!r} has {len(seq)} item(s); "
+                            "leave-one-out needs at least 3")
+        if split == "test":
+            return seq[:-1], int(seq[-1])
+        if split == "valid":
+            return seq[:-2], int(seq[-2])
+        return seq[:-2], None
+
+    def splittable_rows(self) -> np.ndarray:
+        return np.array([i for i, s in enumerate(self.sequences) if len(s) >= 3], dtype=np.int64)
+
+    # ---- item labels ------------------------------------------------------------------------
+    def item_source_id(self, item: int) -> str:
+        return str(item) if self.item_ids is None else self.item_ids[item]
+
+    def label(self, item: int) -> str:
+        """A human-readable label: title and genres, facet values, or attribute ids."""
+        item = int(item)
+        if item <= 0 or item > self.n_items:
+            return f"<pad>" if item == 0 else f"item {item} (unknown)"
+        parts = [self.titles[item] if self.titles else f"item {self.item_source_id(item)}"]
+        for name, values in self.facets.items():
+            if values[item]:
+                parts.append(f"{name}={'|'.join(values[item])}" if not self.titles else "|".join(values[item]))
+        return " · ".join(parts)
+
+
+# ---- helpers shared by the readers -------------------------------------------------------------
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _source(reader: str, spec: str, paths: list[Path], **options) -> dict:
+    return {
+        "reader": reader,
+        "spec": spec,
+        "paths": [str(p.resolve()) for p in paths],
+        "sha256": {p.name: _sha256(p) for p in paths},
+        "options": options,
+    }
+
+
+def _require_file(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise DataError(f"{what} not found: {path}")
+    if not path.is_file():
+        raise DataError(f"{what} is not a file: {path}")
+    return path
+
+
+def kcore(df: pd.DataFrame, k: int) -> pd.DataFrame:
+    """Keep only users and items with at least k interactions, repeated until stable."""
+    if k <= 1:
+        return df
+    while True:
+        n = len(df)
+        df = df[df.groupby("item")["item"].transform("size") >= k]
+        df = df[df.groupby("user")["user"].transform("size") >= k]
+        if len(df) == n:
+            return df
+
+
+def from_interactions(df: pd.DataFrame, name: str, source: dict, k: int = 5,
+                      titles: dict | None = None, facets: dict | None = None) -> SequenceDataset:
+    """Build a data set from a (user, item, timestamp) log: k-core, sort by time, remap ids.
+
+    Ties in timestamp keep the log's original order (stable sort). Items are renumbered 1..n in
+    the order of their source ids; users keep their source ids.
+    """
+    df = df[["user", "item", "timestamp"]].copy()
+    df["user"] = df["user"].astype(str)
+    df["item"] = df["item"].astype(str)
+    df["_order"] = np.arange(len(df))
+    df = kcore(df, k)
+    if df.empty:
+        raise DataError(f"{name}: no interactions left after {k}-core filtering")
+    items = sorted(df["item"].unique(), key=lambda s: (len(s), s) if s.isdigit() else (float("inf"), s))
+    item_index = {it: i + 1 for i, it in enumerate(items)}
+    df["iid"] = df["item"].map(item_index)
+    df = df.sort_values(["user", "timestamp", "_order"], kind="stable")
+    users, sequences = [], []
+    for user, group in df.groupby("user", sort=False):
+        users.append(user)
+        sequences.append(group["iid"].to_numpy(dtype=np.int64))
+    order = sorted(range(len(users)), key=lambda i: (len(users[i]), users[i]) if users[i].isdigit() else (float("inf"), users[i]))
+    users = [users[i] for i in order]
+    sequences = [sequences[i] for i in order]
+    item_ids = ["<pad>"] + items
+    item_titles = None
+    if titles:
+        item_titles = [""] + [titles.get(it, f"item {it}") for it in items]
+    item_facets = {}
+    for fname, mapping in (facets or {}).items():
+        item_facets[fname] = [()] + [tuple(mapping.get(it, ())) for it in items]
+    source = dict(source, options=dict(source.get("options", {}), kcore=k))
+    return SequenceDataset(name=name, sequences=sequences, n_items=len(items), user_ids=users,
+                           item_ids=item_ids, titles=item_titles, facets=item_facets, source=source)
+
+
+# ---- readers ------------------------------------------------------------------------------------
+
+def read_sequence_file(path, name: str | None = None) -> SequenceDataset:
+    """`user item item ...` per line, chronological, item ids >= 1 kept as they are."""
+    path = _require_file(Path(path), "sequence file")
+    users, sequences, seen = [], [], set()
+    n_items = 0
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            tokens = line.split()
+            if not tokens:
+                continue
+            try:
+                ids = [int(t) for t in tokens]
+            except ValueError:
+                bad = next(t for t in tokens if not t.lstrip("-").isdigit())
+                raise DataError(f"{path.name}:{lineno}: expected integer ids 'user item item ...', found {bad!r}") from None
+            user, items = tokens[0], ids[1:]
+            if not items:
+                raise DataError(f"{path.name}:{lineno}: user {user} has no items")
+            if min(items) < 1:
+                raise DataError(f"{path.name}:{lineno}: item id {min(items)} is invalid (ids start at 1; 0 is padding)")
+            if user in seen:
+                raise DataError(f"{path.name}:{lineno}: user {user} appears twice")
+            seen.add(user)
+            users.append(user)
+            sequences.append(np.asarray(items, dtype=np.int64))
+            n_items = max(n_items, max(items))
+    if not sequences:
+        raise DataError(f"{path.name}: no users found (expected lines 'user item item ...')")
+    name = name or path.stem
+    return SequenceDataset(name=name, sequences=sequences, n_items=n_items, user_ids=users,
+                           source=_source("sequence-file", str(path), [path]))
+
+
+def add_item_attributes(dataset: SequenceDataset, path, facet: str = "attribute") -> SequenceDataset:
+    """Attach an S3-Rec `item2attributes.json` (`{"item": [attr, ...]}`) as an item facet."""
+    path = _require_file(Path(path), "item attributes file")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{path.name}: not valid JSON ({e})") from None
+    if not isinstance(raw, dict):
+        raise DataError(f"{path.name}: expected an object {{\"item_id\": [attribute, ...]}}")
+    values: list[tuple[str, ...]] = [()] * (dataset.n_items + 1)
+    index = ({sid: i for i, sid in enumerate(dataset.item_ids)} if dataset.item_ids is not None else None)
+    for key, attrs in raw.items():
+        item = index.get(str(key)) if index is not None else (int(key) if str(key).isdigit() else None)
+        if item is None or not 1 <= item <= dataset.n_items:
+            raise DataError(f"{path.name}: item {key!r} is not an item of data set {dataset.name!r} "
+                            f"(items 1..{dataset.n_items})")
+        if not isinstance(attrs, list):
+            raise DataError(f"{path.name}: attributes of item {key!r} must be a list")
+        values[item] = tuple(str(a) for a in attrs)
+    dataset.facets[facet] = values
+    dataset.source.setdefault("sha256", {})[path.name] = _sha256(path)
+    dataset.source.setdefault("paths", []).append(str(path.resolve()))
+    return dataset
+
+
+_MOVIELENS_RATINGS = ("ratings.csv", "ratings.dat", "u.data")
+
+
+def read_movielens(path, k: int = 5, name: str | None = None) -> SequenceDataset:
+    """MovieLens ratings (ml-latest*, ml-20m/25m `ratings.csv`; ml-1m `ratings.dat`; ml-100k
+    `u.data`), sorted by timestamp, k-core filtered; titles and genres from the movie file
+    beside it (`movies.csv`, `movies.dat`, `u.item`) when present."""
+    path = Path(path)
+    if path.is_dir():
+        found = [path / f for f in _MOVIELENS_RATINGS if (path / f).exists()]
+        if not found:
+            raise DataError(f"{path}: no MovieLens ratings file ({', '.join(_MOVIELENS_RATINGS)})")
+        path = found[0]
+    _require_file(path, "MovieLens ratings file")
+    folder, paths = path.parent, [path]
+    try:
+        if path.name == "ratings.csv":
+            df = pd.read_csv(path, usecols=["userId", "movieId", "timestamp"])
+            df.columns = ["user", "item", "timestamp"]
+        elif path.name == "ratings.dat":
+            df = pd.read_csv(path, sep="::", engine="python", header=None,
+                             names=["user", "item", "rating", "timestamp"])
+        elif path.name == "u.data":
+            df = pd.read_csv(path, sep="\t", header=None, names=["user", "item", "rating", "timestamp"])
+        else:
+            raise DataError(f"{path.name}: not a MovieLens ratings file ({', '.join(_MOVIELENS_RATINGS)})")
+        df["timestamp"] = pd.to_numeric(df["timestamp"], errors="raise")
+    except (pd.errors.ParserError, ValueError, KeyError) as e:
+        raise DataError(f"{path.name}: cannot read MovieLens ratings ({str(e).splitlines()[0]})") from None
+    titles, genres = {}, {}
+    movie_file = next((folder / f for f in ("movies.csv", "movies.dat", "u.item") if (folder / f).exists()), None)
+    if movie_file is not None:
+        paths.append(movie_file)
+        if movie_file.name == "movies.csv":
+            movies = pd.read_csv(movie_file, dtype=str)
+        elif movie_file.name == "movies.dat":
+            movies = pd.read_csv(movie_file, sep="::", engine="python", header=None, dtype=str,
+                                 names=["movieId", "title", "genres"], encoding="latin-1")
+        else:  # u.item: id|title|date|video date|url|19 genre flags
+            raw = pd.read_csv(movie_file, sep="|", header=None, dtype=str, encoding="latin-1")
+            names = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
+                     "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
+                     "Romance", "Sci-Fi", "Thriller", "War", "Western"]
+            flags = raw.iloc[:, 5:5 + len(names)].to_numpy() == "1"
+            movies = pd.DataFrame({"movieId": raw[0], "title": raw[1],
+                                   "genres": ["|".join(n for n, f in zip(names, row) if f) for row in flags]})
+        for mid, title, g in zip(movies["movieId"], movies["title"], movies["genres"]):
+            titles[str(mid)] = str(title)
+            genres[str(mid)] = tuple(x for x in str(g).split("|") if x and x != "(no genres listed)")
+    name = name or folder.name
+    source = _source("movielens", str(path), paths)
+    return from_interactions(df, name, source, k=k, titles=titles or None,
+                             facets={"genre": genres} if genres else None)
+
+
+def read_interactions(path, k: int = 5, name: str | None = None) -> SequenceDataset:
+    """A generic `user,item,timestamp` CSV (header optional) or a RecBole atomic `.inter` file."""
+    path = _require_file(Path(path), "interactions file")
+    try:
+        if path.suffix == ".inter":
+            df = pd.read_csv(path, sep="\t", dtype=str)
+            cols = {c.split(":")[0]: c for c in df.columns}
+            missing = [c for c in ("user_id", "item_id") if c not in cols]
+            if missing:
+                raise DataError(f"{path.name}: RecBole .inter file lacks field(s) {', '.join(missing)}")
+            ts = df[cols["timestamp"]] if "timestamp" in cols else pd.Series(np.arange(len(df)))
+            df = pd.DataFrame({"user": df[cols["user_id"]], "item": df[cols["item_id"]], "timestamp": ts})
+            reader = "recbole-inter"
+        else:
+            first = path.read_text(encoding="utf-8").split("\n", 1)[0]
+            has_header = not first.split(",")[-1].strip().replace(".", "", 1).lstrip("-").isdigit()
+            df = pd.read_csv(path, header=0 if has_header else None, dtype=str)
+            if df.shape[1] < 3:
+                raise DataError(f"{path.name}: expected columns user,item,timestamp; found {df.shape[1]} column(s)")
+            df = df.iloc[:, :3]
+            df.columns = ["user", "item", "timestamp"]
+            reader = "interactions-csv"
+        bad = df[["user", "item", "timestamp"]].isna().any(axis=1)
+        if bad.any():
+            raise DataError(f"{path.name}: row {int(np.argmax(bad.to_numpy())) + 1} has an empty field")
+        df["timestamp"] = pd.to_numeric(df["timestamp"], errors="coerce")
+        if df["timestamp"].isna().any():
+            row = int(np.argmax(df["timestamp"].isna().to_numpy())) + 1
+            raise DataError(f"{path.name}: row {row} has a timestamp that is not a number")
+    except pd.errors.ParserError as e:
+        raise DataError(f"{path.name}: malformed ({str(e).splitlines()[0]})") from None
+    return from_interactions(df, name or path.stem, _source(reader, str(path), [path]), k=k)
+
+
+# ---- one entry point ----------------------------------------------------------------------------
+
+def _parse_synthetic(spec: str) -> dict:
+    params = {}
+    if ":" in spec:
+        for part in spec.split(":", 1)[1].split(","):
+            if not part.strip():
+                continue
+            if "=" not in part:
+                raise DataError(f"synthetic option {part!r} must look like key=value")
+            key, value = (s.strip() for s in part.split("=", 1))
+            params[key] = float(value) if re.fullmatch(r"-?\d*\.\d+", value) else (
+                int(value) if re.fullmatch(r"-?\d+", value) else value)
+    return params
+
+
+def load_dataset(spec, kcore_k: int | None = None) -> SequenceDataset:
+    """Read a data set from what the user gave.
+
+    - `synthetic` or `synthetic:seed=1,n_users=500`: the planted-facet world (no download);
+    - a sequence file (`*.txt`), with `<stem>_item2attributes.json` beside it picked up;
+    - a MovieLens folder or ratings file; a `.csv` / `.inter` interactions log (k-core `kcore_k`,
+      default 5 for raw logs, none for sequence files, which are 5-core already);
+    - a folder holding exactly one of those.
+    """
+    spec = str(spec)
+    if spec == "synthetic" or spec.startswith("synthetic:"):
+        from .synthetic import make_facet_world
+        try:
+            return make_facet_world(**_parse_synthetic(spec))
+        except TypeError as e:
+            raise DataError(f"bad synthetic option: {e}") from None
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise DataError(f"data not found: {spec} (pass a file, a folder, or 'synthetic')")
+    k = 5 if kcore_k is None else kcore_k
+    if path.is_dir():
+        if any((path / f).exists() for f in _MOVIELENS_RATINGS):
+            return read_movielens(path, k=k)
+        candidates = sorted(p for p in path.iterdir() if p.suffix in (".txt", ".inter", ".csv")
+                            and not p.name.startswith("."))
+        if len(candidates) != 1:
+            names = ", ".join(p.name for p in candidates) or "none"
+            raise DataError(f"{path}: cannot tell which data file to read (found: {names}); pass the file")
+        path = candidates[0]
+    if path.name in _MOVIELENS_RATINGS:
+        return read_movielens(path, k=k)
+    if path.suffix in (".csv", ".inter"):
+        return read_interactions(path, k=k)
+    dataset = read_sequence_file(path)
+    if kcore_k:
+        dataset = _kcore_sequences(dataset, kcore_k)
+    attrs = path.with_name(f"{path.stem}_item2attributes.json")
+    if attrs.exists():
+        add_item_attributes(dataset, attrs)
+    dataset.source["spec"] = str(path)
+    return dataset
+
+
+def _kcore_sequences(dataset: SequenceDataset, k: int) -> SequenceDataset:
+    rows = [(u, i, t) for u, s in zip(dataset.user_ids, dataset.sequences) for t, i in enumerate(s)]
+    df = pd.DataFrame(rows, columns=["user", "item", "timestamp"])
+    return from_interactions(df, dataset.name, dataset.source, k=k)
+

@@ -1,0 +1,108 @@
+"""FAME: Facet-Aware Multi-Head Mixture-of-Experts (SPEC §3; paper Eqs. 7-17).
+
+SASRec with its last block replaced by `FacetMoELayer`. Read next to SPEC §3's table; each
+tensor is named after its symbol:
+
+    q_i(n)^(h) = x_i W_Q(n)^(h)                                   (12)
+    k_j^(h) = x_j W_K^(h),  v_j^(h) = x_j W_V^(h)                 (13)
+    alpha_ij(n)^(h) = softmax_j(q_i(n)^(h) · k_j^(h) / sqrt(d'))  (14)
+    f_i(n)^(h) = sum_j alpha_ij(n)^(h) v_j^(h)                     (15)
+    beta_i^(h) = softmax([f_i(1)^(h) | ... | f_i(N)^(h)] W_exp^(h)) (16)
+    f_i^(h) = sum_n beta_i(n)^(h) f_i(n)^(h)                       (17)
+    F_i^(h) = LayerNorm(f_i^(h) + Dropout(FFN'(f_i^(h))))          (7)  FFN' shared by heads
+    x_v^(h) = x_v W_f^(h)                                           (9)
+    P^(h)(v) = x_v^(h) · F_t^(h)                                    (8)
+    g = softmax([F_t^(1) | ... | F_t^(H)] W_g + b_g)                (10)
+    P(v) = sum_h g^(h) P^(h)(v)                                     (11)
+
+Because P(v) = x_v · sum_h W_f^(h) (g^(h) F_t^(h)), the model returns that d-vector u_t: full
+ranking and the training softmax then cost one (B·T x d)·(d x n) product, as SASRec's do.
+Per-head scores are computed only for analysis (`fame_core.inspect`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+from .merge import merge_weights
+from .sasrec import Block, Embedder, FeedForward, ModelConfig, attention_mask, init_weights, masked_softmax
+
+
+class FacetMoELayer(nn.Module):
+    """The last block: per head, N expert queries over shared keys/values, a router, FFN'."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        d, H, N, dh = cfg.d, cfg.n_heads, cfg.n_experts, cfg.d_head
+        self.H, self.N, self.d_head, self.residual = H, N, dh, cfg.residual
+        self.W_Q = nn.Parameter(torch.empty(H, N, d, dh))     # expert queries (12)
+        self.b_Q = nn.Parameter(torch.zeros(H, N, dh))
+        self.W_K = nn.Linear(d, d)                            # (13), head h = columns h*d'..(h+1)*d'
+        self.W_V = nn.Linear(d, d)
+        self.W_exp = nn.Parameter(torch.empty(H, N * dh, N))  # router (16)
+        self.ffn = FeedForward(dh, dh, cfg.dropout)           # FFN', shared by all heads (7)
+        self.ln = nn.LayerNorm(dh)
+        self.attn_dropout = nn.Dropout(cfg.attn_dropout)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def heads(self, y):  # (B, T, d) -> (B, H, T, d')
+        B, T, _ = y.shape
+        return y.view(B, T, self.H, self.d_head).transpose(1, 2)
+
+    def forward(self, x, allowed):
+        q = torch.einsum("btd,hnde->bhnte", x, self.W_Q) + self.b_Q[:, :, None]     # (B,H,N,T,d')
+        k, v = self.heads(self.W_K(x)), self.heads(self.W_V(x))                     # (B,H,T,d')
+        logits = torch.einsum("bhnte,bhse->bhnts", q, k) / math.sqrt(self.d_head)
+        alpha = masked_softmax(logits, allowed[:, :, None])                          # (B,H,N,T,T)
+        f_n = torch.einsum("bhnts,bhse->bhnte", self.attn_dropout(alpha), v)         # (B,H,N,T,d')
+        B, H, N, T, dh = f_n.shape
+        f_cat = f_n.permute(0, 1, 3, 2, 4).reshape(B, H, T, N * dh)                  # [f(1)|...|f(N)]
+        beta = torch.softmax(torch.einsum("bhtk,hkn->bhtn", f_cat, self.W_exp), -1)  # (B,H,T,N)
+        f = torch.einsum("bhtn,bhnte->bhte", beta, f_n)                              # (B,H,T,d')
+        if self.residual:
+            f = f + self.heads(x)
+        F_heads = self.ln(f + self.dropout(self.ffn(f)))                              # (B,H,T,d')
+        return F_heads.transpose(1, 2), alpha, beta                                   # F: (B,T,H,d')
+
+
+class FAME(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.config = cfg
+        H, d, dh = cfg.n_heads, cfg.d, cfg.d_head
+        self.embed = Embedder(cfg)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers - 1))
+        self.moe = FacetMoELayer(cfg)
+        self.W_f = nn.Parameter(torch.empty(H, d, dh))   # item sub-embedding maps (9)
+        self.W_g = nn.Linear(H * dh, H)                  # gate (10), bias b_g
+        init_weights(self)
+        nn.init.normal_(self.moe.W_Q, std=0.02)
+        nn.init.normal_(self.moe.W_exp, std=0.02)
+        # x_v^(h) must start at the scale of x_v's slices, or every score starts at ~0
+        nn.init.normal_(self.W_f, std=1 / math.sqrt(d))
+
+    def forward(self, seq: torch.Tensor, return_details: bool = False, merge: str = "gated"):
+        """seq: (B, T) left-padded item ids. Returns u (B, T, d) with P(v) = x_v · u_t, merged
+        by `merge` ('gated', 'concat' or 'head:h'); with return_details, also alpha, beta, the
+        per-head outputs F^(h) and the gates g at every position."""
+        allowed = attention_mask(seq)
+        x = self.embed(seq)
+        for block in self.blocks:
+            x, _ = block(x, allowed)
+        F_heads, alpha, beta = self.moe(x, allowed)                   # F_heads: (B, T, H, d')
+        g = torch.softmax(self.W_g(F_heads.flatten(-2)), dim=-1)      # (B, T, H)
+        details = {"alpha": alpha, "beta": beta, "F_heads": F_heads, "gates": g}
+        u = self.merge(details, merge_weights(merge, g))
+        return (u, details) if return_details else u
+
+    def item_sub_embeddings(self) -> torch.Tensor:
+        """x_v^(h) = x_v W_f^(h) for every item. Shape (H, n+1, d')."""
+        return torch.einsum("vd,hde->hve", self.embed.E.weight, self.W_f)
+
+    def merge(self, details: dict, weights: torch.Tensor) -> torch.Tensor:
+        """u = sum_h W_f^(h) (w_h F^(h)), so that x_v · u = sum_h w_h P^(h)(v)."""
+        return torch.einsum("bth,bthe,hde->btd", weights, details["F_heads"], self.W_f)
+

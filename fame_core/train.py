@@ -1,0 +1,201 @@
+"""Training (SPEC §4): full-softmax cross-entropy, Adam, early stopping, atomic checkpoints, resume.
+
+Targets: every position of a user's training sequence predicts the next item (all-position
+training, as SASRec); logits are computed only where there is a target, never on padding.
+Batches hold sequences of similar length (sorted into length buckets, then shuffled), trimmed
+to their longest sequence: same loss, about half the work of padding everything to max_len.
+
+Every epoch reseeds from (seed, epoch), so a run resumed after a kill repeats exactly the epochs
+an uninterrupted run would have made.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .checkpoint import (dataset_record, load_checkpoint, read_config, read_metrics, write_checkpoint,
+                         check_dataset)
+from .data import SequenceDataset
+from .errors import CheckpointError, FameError
+from .evaluate import evaluate, left_pad
+from .models import ModelConfig, build_model, fame_from_sasrec
+
+SELECT_METRIC = "NDCG@20"
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 200            # at most this many epochs
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    patience: int = 10           # stop after this many epochs without a better validation NDCG@20
+    seed: int = 0
+    device: str = "auto"         # "auto" (CUDA when present), "cpu", "cuda", "cuda:1"
+    eval_batch_size: int = 1024
+    init_from: str | None = None  # a SASRec checkpoint to build FAME from (paper pipeline)
+    warm: bool = False           # with init_from: warm-start expert queries and W_f (see fame_from_sasrec)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise FameError(f"--device {name}: CUDA is not available on this machine; use --device cpu or auto")
+    return torch.device(name)
+
+
+def training_pairs(dataset: SequenceDataset, max_len: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(input, next items) of each user's training part, newest max_len positions."""
+    pairs = []
+    for row in dataset.splittable_rows():
+        seq = dataset.example(row, "train")[0]
+        if len(seq) >= 2:
+            pairs.append((seq[:-1][-max_len:], seq[1:][-max_len:]))
+    return pairs
+
+
+def epoch_batches(pairs, batch_size: int, rng: np.random.Generator):
+    """Batches of similar-length sequences, in random order."""
+    order = rng.permutation(len(pairs))
+    order = order[np.argsort([len(pairs[i][0]) for i in order], kind="stable")]
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def loss_on_batch(model, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of the next item over all items, at positions with a target only."""
+    u = model(inputs)                                    # (B, T, d)
+    where = targets > 0
+    logits = u[where] @ model.embed.E.weight[1:].T       # padding id 0 is not a class
+    return F.cross_entropy(logits, targets[where] - 1)
+
+
+def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = False,
+        progress: bool = True, stop_after: int | None = None, extra_config: dict | None = None) -> dict:
+    """Train `model` on `dataset`, writing the best checkpoint (by validation NDCG@20) to `out`.
+
+    stop_after: end this call after that many epochs as if killed (the resume state stays).
+    Returns a summary: best epoch, validation and test metrics of the best model, timings.
+    """
+    out = Path(out)
+    device = resolve_device(tcfg.device)
+    model.to(device)
+    record = dataset_record(dataset)
+    opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr, betas=(0.9, 0.999), weight_decay=tcfg.weight_decay)
+    metrics, start, best, best_epoch, bad = [], 0, -math.inf, -1, 0
+    best_weights = copy.deepcopy(model.state_dict())
+    config = {"train": asdict(tcfg), "status": "running", **(extra_config or {})}
+
+    if resume:
+        state_path = out / "train_state.pt"
+        if not state_path.exists():
+            if (out / "config.json").exists():
+                raise FameError(f"{out}: the run has finished; nothing to resume")
+            raise FameError(f"{out}: no run to resume (no train_state.pt); start it without --resume")
+        saved_config, saved_data = read_config(out)
+        check_dataset(saved_data, dataset, where=str(out))
+        if saved_config["model"] != model.config.to_dict():
+            raise FameError(f"{out} was started with other model settings; resume with the same ones")
+        try:
+            state = torch.load(state_path, map_location=device, weights_only=True)
+        except Exception as e:  # a corrupt file: say which, never unpickle code
+            raise CheckpointError(f"{state_path} is corrupt ({e.__class__.__name__})") from None
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        start, best, best_epoch, bad = state["epoch"] + 1, state["best"], state["best_epoch"], state["bad_epochs"]
+        best_weights = load_checkpoint(out).state_dict()
+        metrics = read_metrics(out)[:start]
+        config = dict(saved_config, status="running")
+        config.pop("model", None)
+        config.pop("code_version", None)
+    elif (out / "config.json").exists():
+        raise FameError(f"{out} already holds a checkpoint; pass --resume to continue it or choose another --out")
+
+    pairs = training_pairs(dataset, model.config.max_len)
+    if not pairs:
+        raise FameError(f"data set {dataset.name!r} has no user with a training sequence of 2+ items")
+    epochs_run = 0
+    for epoch in range(start, tcfg.epochs):
+        if bad >= tcfg.patience:
+            break
+        rng = np.random.default_rng([tcfg.seed, epoch])
+        torch.manual_seed(tcfg.seed * 100_003 + epoch)
+        model.train()
+        t0, total, count = time.perf_counter(), 0.0, 0
+        batches = epoch_batches(pairs, tcfg.batch_size, rng)
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{tcfg.epochs}", disable=not progress, leave=False)
+        for idx in bar:
+            inputs = left_pad([pairs[i][0] for i in idx], model.config.max_len, device)
+            targets = left_pad([pairs[i][1] for i in idx], model.config.max_len, device)
+            loss = loss_on_batch(model, inputs, targets)
+            if not torch.isfinite(loss):
+                raise FameError(f"loss became {loss.item()} in epoch {epoch + 1}; the last good checkpoint "
+                                f"is kept in {out}; lower --lr and pass --resume")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            n = int((targets > 0).sum())
+            total, count = total + loss.item() * n, count + n
+            bar.set_postfix(loss=f"{total / count:.4f}")
+        train_seconds = time.perf_counter() - t0
+        valid = evaluate(model, dataset, "valid", batch_size=tcfg.eval_batch_size)["metrics"]
+        improved = valid[SELECT_METRIC] > best
+        if improved:
+            best, best_epoch, bad = valid[SELECT_METRIC], epoch, 0
+            best_weights = copy.deepcopy(model.state_dict())
+        else:
+            bad += 1
+        line = {"epoch": epoch + 1, "loss": total / count, "valid": valid, "train_seconds": round(train_seconds, 3),
+                "eval_seconds": round(time.perf_counter() - t0 - train_seconds, 3), "best": improved}
+        metrics.append(line)
+        if progress:
+            tqdm.write(f"epoch {epoch + 1}: loss {line['loss']:.4f}  valid HR@10 {valid['HR@10']:.4f} "
+                       f"NDCG@20 {valid['NDCG@20']:.4f}{'  *' if improved else ''}  ({train_seconds:.1f}s)")
+        state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "best": best,
+                 "best_epoch": best_epoch, "bad_epochs": bad}
+        write_checkpoint(out, model, record, dict(config, best_epoch=best_epoch + 1), metrics,
+                         train_state=state, weights=best_weights)
+        epochs_run += 1
+        if stop_after is not None and epochs_run >= stop_after:
+            return {"status": "interrupted", "epochs": epoch + 1, "out": str(out)}
+
+    # the run is over: keep the best weights, drop the resume state, record the test result
+    model.load_state_dict(best_weights)
+    valid = evaluate(model, dataset, "valid", batch_size=tcfg.eval_batch_size)["metrics"]
+    test = evaluate(model, dataset, "test", batch_size=tcfg.eval_batch_size)["metrics"]
+    summary = {"status": "finished", "best_epoch": best_epoch + 1, "epochs": len(metrics), "valid": valid,
+               "test": test, "seconds_per_epoch": round(float(np.mean([m["train_seconds"] for m in metrics])), 3)
+               if metrics else None}
+    write_checkpoint(out, model, record, dict(config, **summary), metrics)
+    return dict(summary, out=str(out))
+
+
+def train(dataset: SequenceDataset, model_cfg: ModelConfig, tcfg: TrainConfig, out, resume: bool = False,
+          progress: bool = True, stop_after: int | None = None) -> dict:
+    """Build the model (from scratch, or FAME from a SASRec checkpoint) and fit it."""
+    torch.manual_seed(tcfg.seed)
+    if model_cfg.n_items == 0:
+        model_cfg.n_items = dataset.n_items
+    if model_cfg.n_items != dataset.n_items:
+        raise FameError(f"model has {model_cfg.n_items} items but data set {dataset.name!r} has {dataset.n_items}")
+    extra = {"seed": tcfg.seed, "data": dataset.source.get("spec")}
+    if tcfg.init_from and not resume:
+        base = load_checkpoint(tcfg.init_from)
+        check_dataset(base.dataset_record, dataset, where=f"--init-from {tcfg.init_from}")
+        if base.config.model != "sasrec" or model_cfg.model != "fame":
+            raise FameError("--init-from builds FAME from a SASRec checkpoint; pass --model fame and a SASRec checkpoint")
+        model = fame_from_sasrec(base, model_cfg, warm=tcfg.warm, seed=tcfg.seed)
+    else:
+        model = build_model(model_cfg)
+    return fit(model, dataset, out, tcfg, resume=resume, progress=progress, stop_after=stop_after, extra_config=extra)
