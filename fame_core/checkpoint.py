@@ -27,7 +27,7 @@ from .data import SequenceDataset
 from .errors import CheckpointError
 from .models import ModelConfig, build_model
 
-CODE_VERSION = "0.1.0"
+CODE_VERSION = "0.1.0"  # keep equal to fame_core.__version__
 FILES = ("weights.safetensors", "config.json", "dataset.json")
 
 

@@ -99,7 +99,7 @@ class SequenceDataset:
         """Row of a user given by its source id (e.g. `230` for line 230 of Sports)."""
         row = self._user_row.get(str(user))
         if row is None:
-            raise DataError(f"unknown user {user!r} in data set {self.name!r} "
+            raise DataError(f"unknown user {str(user)!r} in data set {self.name!r} "
                             f"({self.n_users} users; ids look like {self.user_ids[0]!r}..{self.user_ids[-1]!r})")
         return row
 
@@ -397,7 +397,7 @@ def load_dataset(spec, kcore_k: int | None = None) -> SequenceDataset:
         from .synthetic import make_facet_world
         try:
             return make_facet_world(**_parse_synthetic(spec))
-        except TypeError as e:
+        except (TypeError, ValueError) as e:
             raise DataError(f"bad synthetic option: {e}") from None
     path = Path(spec).expanduser()
     if not path.exists():

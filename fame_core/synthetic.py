@@ -37,8 +37,11 @@ def make_facet_world(seed: int = 0, n_users: int = 2000, n_items: int = 600, gen
     rng = np.random.default_rng(seed)
     facet_sizes = {"genre": int(genre), "actor": int(actor)}
     names = {f: _values(f, n) for f, n in facet_sizes.items()}
-    # item facets are drawn independently: knowing the genre says nothing about the actor
-    item_value = {f: rng.integers(0, n, size=n_items + 1) for f, n in facet_sizes.items()}
+    if n_items < max(facet_sizes.values()):
+        raise ValueError(f"n_items={n_items} is smaller than a facet's number of values")
+    # every value gets n_items / count items; the facets are shuffled independently, so
+    # knowing an item's genre says nothing about its actor
+    item_value = {f: np.concatenate([[0], rng.permutation(np.arange(n_items) % n)]) for f, n in facet_sizes.items()}
     weight = np.exp(popularity * rng.standard_normal(n_items + 1))
     weight[0] = 0.0
     members = {f: [np.flatnonzero((item_value[f] == v) & (np.arange(n_items + 1) > 0))

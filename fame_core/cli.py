@@ -1,0 +1,220 @@
+"""`python -m fame_core <command>`: train, evaluate, inspect, data describe (SPEC §5).
+
+Human-readable output and a progress bar on a terminal; `--json` prints one JSON document on
+stdout for scripts. Bad input ends with a one-line `error: ...` on stderr and exit status 2,
+never a traceback (set FAME_DEBUG=1 to see one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from .errors import FameError
+
+EXIT_BAD_INPUT = 2
+
+
+def _add_data(p, required=False, help_text=None):
+    p.add_argument("--data", required=required, default=None,
+                   help=help_text or "data set: a file, a folder, or 'synthetic[:key=value,...]' "
+                                     "(default: the one recorded in the checkpoint)")
+    p.add_argument("--kcore", type=int, default=None, help="k-core filter for raw logs (default 5)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m fame_core", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
+
+    t = sub.add_parser("train", help="train SASRec or FAME, early-stopped on validation NDCG@20")
+    t.add_argument("--data", default="synthetic", help="data set (default: the synthetic facet world)")
+    t.add_argument("--kcore", type=int, default=None, help="k-core filter for raw logs (default 5)")
+    t.add_argument("--model", choices=["sasrec", "fame"], default="fame")
+    t.add_argument("--heads", type=int, default=2, help="H (default 2)")
+    t.add_argument("--experts", type=int, default=4, help="N experts per head (FAME; default 4)")
+    t.add_argument("--layers", type=int, default=2, help="L blocks (default 2)")
+    t.add_argument("--hidden", type=int, default=64, help="d (default 64)")
+    t.add_argument("--max-len", type=int, default=50)
+    t.add_argument("--dropout", type=float, default=0.5)
+    t.add_argument("--attn-dropout", type=float, default=None, help="default: --dropout")
+    t.add_argument("--residual", action="store_true", help="FAME: add x's h-th slice to f^(h) (SPEC §3 option)")
+    t.add_argument("--epochs", type=int, default=200, help="at most this many epochs (default 200)")
+    t.add_argument("--patience", type=int, default=10)
+    t.add_argument("--batch-size", type=int, default=256)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
+    t.add_argument("--init-from", default=None, help="SASRec checkpoint to build FAME from (paper pipeline)")
+    t.add_argument("--warm", action="store_true", help="with --init-from: warm-start expert queries and W_f")
+    t.add_argument("--out", required=True, help="checkpoint directory to write")
+    t.add_argument("--resume", action="store_true", help="continue the killed run in --out")
+    t.add_argument("--json", action="store_true")
+
+    e = sub.add_parser("evaluate", help="full-ranking HR/NDCG@5/10/20 and MRR of a checkpoint")
+    e.add_argument("--checkpoint", required=True)
+    _add_data(e)
+    e.add_argument("--split", choices=["valid", "test"], default="test")
+    e.add_argument("--merge", default="gated", help="gated, concat or head:h")
+    e.add_argument("--no-mask-history", action="store_true", help="rank the user's history items too")
+    e.add_argument("--device", default="auto")
+    e.add_argument("--json", action="store_true")
+
+    i = sub.add_parser("inspect", help="per-head lists, gates, attention and router for one user or sequence")
+    i.add_argument("--checkpoint", required=True)
+    _add_data(i)
+    who = i.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", help="a user id of the data set")
+    who.add_argument("--items", help="a hand-made sequence: comma-separated item ids, oldest first")
+    i.add_argument("--target", type=int, default=None, help="with --items: the item to rank")
+    i.add_argument("--split", choices=["valid", "test"], default="test")
+    i.add_argument("--top-k", type=int, default=20)
+    i.add_argument("--include-history", action="store_true", help="let history items into the lists")
+    i.add_argument("--json", action="store_true")
+
+    d = sub.add_parser("data", help="data set tools")
+    dsub = d.add_subparsers(dest="data_command", required=True, metavar="subcommand")
+    ds = dsub.add_parser("describe", help="statistics of a data set (users, items, actions, facets)")
+    ds.add_argument("path", help="a file, a folder, or 'synthetic'")
+    ds.add_argument("--kcore", type=int, default=None)
+    ds.add_argument("--json", action="store_true")
+    return parser
+
+
+def _print_json(obj) -> None:
+    print(json.dumps(obj, indent=2))
+
+
+def _metrics_table(metrics: dict) -> str:
+    keys = list(metrics)
+    return "  ".join(f"{k:>8}" for k in keys) + "\n" + "  ".join(f"{metrics[k]:8.4f}" for k in keys)
+
+
+def cmd_train(a) -> int:
+    from .data import load_dataset
+    from .models import ModelConfig
+    from .training import TrainConfig, train
+
+    dataset = load_dataset(a.data, kcore_k=a.kcore)
+    try:
+        mcfg = ModelConfig(model=a.model, n_items=dataset.n_items, d=a.hidden, n_layers=a.layers,
+                           n_heads=a.heads, n_experts=a.experts if a.model == "fame" else 1, max_len=a.max_len,
+                           dropout=a.dropout, attn_dropout=a.dropout if a.attn_dropout is None else a.attn_dropout,
+                           residual=a.residual)
+    except ValueError as err:
+        raise FameError(str(err)) from None
+    tcfg = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, patience=a.patience, seed=a.seed,
+                       device=a.device, init_from=a.init_from, warm=a.warm)
+    if not a.json:
+        print(f"training {a.model} on {dataset.name} ({dataset.n_users} users, {dataset.n_items} items) -> {a.out}")
+    result = train(dataset, mcfg, tcfg, a.out, resume=a.resume, progress=sys.stderr.isatty() or not a.json)
+    if a.json:
+        _print_json(result)
+    else:
+        print(f"best epoch {result['best_epoch']} of {result['epochs']}; checkpoint in {result['out']}")
+        print("valid\n" + _metrics_table(result["valid"]))
+        print("test\n" + _metrics_table(result["test"]))
+    return 0
+
+
+def _open(a):
+    from .inspection import load
+    from .training import resolve_device
+
+    data = a.data
+    if data is not None and a.kcore is not None:
+        from .data import load_dataset
+        data = load_dataset(data, kcore_k=a.kcore)
+    return load(a.checkpoint, data=data, device=str(resolve_device(getattr(a, "device", "cpu"))))
+
+
+def cmd_evaluate(a) -> int:
+    from .evaluate import evaluate
+
+    model, dataset = _open(a)
+    if dataset is None:
+        raise FameError(f"evaluation needs the data set; pass --data PATH (recorded: "
+                        f"{model.dataset_record.get('spec')})")
+    try:
+        result = evaluate(model, dataset, a.split, mask_history=not a.no_mask_history, merge=a.merge,
+                          progress=not a.json and sys.stderr.isatty())
+    except ValueError as err:
+        raise FameError(str(err)) from None
+    result["checkpoint"] = a.checkpoint
+    if a.json:
+        _print_json(result)
+    else:
+        print(f"{a.checkpoint} on {dataset.name}, {a.split} split, {result['users']} users, "
+              f"history {'masked' if result['mask_history'] else 'not masked'}, merge {a.merge}")
+        print(_metrics_table(result["metrics"]))
+    return 0
+
+
+def cmd_inspect(a) -> int:
+    import numpy as np
+
+    from .inspection import inspect
+
+    model, dataset = _open(a)
+    if a.user is not None:
+        if dataset is None:
+            raise FameError("--user needs the data set; pass --data PATH, or give --items instead")
+        row = dataset.user_row(a.user)
+        seq, target = dataset.example(row, a.split)
+    else:
+        try:
+            seq = [int(x) for x in a.items.replace(" ", "").split(",") if x]
+        except ValueError:
+            raise FameError(f"--items must be comma-separated item ids, got {a.items!r}") from None
+        target = a.target
+    res = inspect(model, seq, target=target, top_k=a.top_k, exclude_history=not a.include_history)
+    label = dataset.label if dataset is not None else (lambda v: f"item {v}")
+    if a.json:
+        out = res.to_dict()
+        out["user"] = a.user
+        out["labels"] = {int(v): label(v) for v in set(np.concatenate([res.sequence] + list(res.top.values())).tolist())}
+        _print_json(out)
+        return 0
+    who = f"user {a.user}" if a.user is not None else "hand-made sequence"
+    print(f"{who}: {len(res.sequence)} items{f' (+{res.dropped} older, unseen)' if res.dropped else ''}, "
+          f"target {res.target if res.target is not None else '-'}")
+    print("history: " + ", ".join(label(v) for v in res.sequence[-10:]) + (" ..." if len(res.sequence) > 10 else ""))
+    print("gates: " + "  ".join(f"head {h}: {g:.3f}" for h, g in enumerate(res.gates)))
+    for mode in res.merge_modes:
+        rank = f" (target rank {res.target_rank[mode]})" if res.target_rank else ""
+        print(f"\n[{mode}]{rank}")
+        for pos, v in enumerate(res.top[mode], 1):
+            mark = "  <- target" if res.target is not None and v == res.target else ""
+            print(f"{pos:3d}. {label(v)}{mark}")
+    return 0
+
+
+def cmd_data(a) -> int:
+    from .data import load_dataset
+
+    info = load_dataset(a.path, kcore_k=a.kcore).describe()
+    if a.json:
+        _print_json(info)
+    else:
+        for k, v in info.items():
+            print(f"{k:>26}: {v}")
+    return 0
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = {"train": cmd_train, "evaluate": cmd_evaluate, "inspect": cmd_inspect, "data": cmd_data}[args.command]
+    try:
+        return handler(args)
+    except FameError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("error: interrupted; a training run continues with --resume", file=sys.stderr)
+        return 130
+    except (OSError, ValueError) as err:  # unreadable paths and the like: still one line
+        if os.environ.get("FAME_DEBUG"):
+            raise
+        print(f"error: {err.__class__.__name__}: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT

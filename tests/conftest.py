@@ -1,0 +1,43 @@
+"""Shared fixtures: small worlds and models that make tests fast on a 2-core CPU."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from fame_core.data import load_dataset
+from fame_core.models import ModelConfig, build_model
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+TINY_WORLD = "synthetic:seed=3,n_users=150,n_items=60,genre=4,actor=6,min_len=4,max_len=12"
+
+
+def needs_shared(path: str) -> Path:
+    """Path of a file of ../shared/data, or skip the test where it is absent."""
+    p = SHARED_DATA / path
+    if not p.exists():
+        pytest.skip(f"{p} not present")
+    return p
+
+
+@pytest.fixture(scope="session")
+def tiny_world():
+    return load_dataset(TINY_WORLD)
+
+
+def make_model(kind="fame", n_items=30, seed=0, **overrides):
+    """A randomly initialised model, with non-trivial LayerNorm and bias parameters so that an
+    equation that ignored them would be caught, in eval mode."""
+    torch.manual_seed(seed)
+    settings = dict(model=kind, n_items=n_items, d=16, n_layers=2, n_heads=2, n_experts=3, max_len=8,
+                    dropout=0.0, attn_dropout=0.0)
+    cfg = ModelConfig(**{**settings, **overrides})
+    model = build_model(cfg)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "ln" in name or name.endswith("bias") or name.startswith("moe.b_Q"):
+                p.add_(0.3 * torch.randn_like(p))
+            elif name in ("moe.W_Q", "moe.W_exp") or "W_Q" in name:
+                p.mul_(20.0)  # sharpen attention and routing so they are far from uniform
+    return model.eval()
