@@ -210,6 +210,9 @@ def main(argv=None) -> int:
     except FameError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stdout = open(os.devnull, "w")
+        return 0
     except KeyboardInterrupt:
         print("error: interrupted; a training run continues with --resume", file=sys.stderr)
         return 130

@@ -130,14 +130,16 @@ class SequenceDataset:
         return str(item) if self.item_ids is None else self.item_ids[item]
 
     def label(self, item: int) -> str:
-        """A human-readable label: title and genres, facet values, or attribute ids."""
+        """A human-readable label: "Toy Story (1995) · Adventure|Animation", "item 12 · Drama ·
+        Actor 05" (synthetic facet values), "item 4 · attribute 1|2|3" (anonymous ids)."""
         item = int(item)
         if item <= 0 or item > self.n_items:
             return f"<pad>" if item == 0 else f"item {item} (unknown)"
         parts = [self.titles[item] if self.titles else f"item {self.item_source_id(item)}"]
         for name, values in self.facets.items():
             if values[item]:
-                parts.append(f"{name}={'|'.join(values[item])}" if not self.titles else "|".join(values[item]))
+                anonymous = all(v.isdigit() for v in values[item])   # e.g. Amazon attribute ids
+                parts.append(("%s " % name if anonymous else "") + "|".join(values[item]))
         return " · ".join(parts)
 
 

@@ -14,6 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .data import SequenceDataset
+from .models.merge import merge_weights
 
 KS = (5, 10, 20)
 
@@ -60,18 +61,16 @@ def mask_items(scores: torch.Tensor, histories) -> None:
 def score_last(model, sequences, device=None, merge: str = "gated") -> torch.Tensor:
     """Scores over all item ids (B, n+1) after the last item of each input sequence."""
     seq = left_pad(sequences, model.config.max_len, device)
-    u = model(seq, merge=merge)[:, -1]
-    return u @ model.embed.E.weight.T
+    return model(seq, merge=merge)[:, -1] @ model.embed.E.weight.T
 
 
 @torch.no_grad()
-def evaluate(model, dataset: SequenceDataset, split: str = "test", mask_history: bool = True,
-             batch_size: int = 1024, merge: str = "gated", progress: bool = False,
-             return_ranks: bool = False) -> dict:
-    """Full-ranking leave-one-out evaluation of every user with at least 3 items.
+def rank_users(model, dataset: SequenceDataset, split: str = "test", merges=("gated",), mask_history: bool = True,
+               batch_size: int = 1024, progress: bool = False) -> dict:
+    """One forward pass per batch of users; the target's 0-based rank under each merge mode.
 
-    Returns {"split", "users", "mask_history", "merge", "metrics": {"HR@5", ..., "MRR"}}
-    (and "ranks", one per user in row order, when return_ranks)."""
+    Returns {"rows": user rows, "ranks": {merge: (U,)}, "gates": (U, H) gates at the last position,
+    "lengths": (U,) input lengths}. Every user with at least 3 items is ranked."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -79,17 +78,36 @@ def evaluate(model, dataset: SequenceDataset, split: str = "test", mask_history:
     examples = [dataset.example(r, split) for r in rows]
     # batches of similar length: fewer padded positions, same results
     order = np.argsort([min(len(x), model.config.max_len) for x, _ in examples], kind="stable")
-    ranks = np.empty(len(rows), dtype=np.int64)
-    batches = range(0, len(order), batch_size)
-    for start in tqdm(batches, desc=f"evaluate {split}", disable=not progress, leave=False):
+    ranks = {m: np.empty(len(rows), dtype=np.int64) for m in merges}
+    gates = np.empty((len(rows), model.config.n_heads), dtype=np.float32)
+    E = model.embed.E.weight
+    for start in tqdm(range(0, len(order), batch_size), desc=f"rank {split}", disable=not progress, leave=False):
         idx = order[start:start + batch_size]
         inputs = [examples[i][0] for i in idx]
         targets = torch.tensor([examples[i][1] for i in idx], device=device)
-        scores = score_last(model, inputs, device, merge=merge)
-        mask_items(scores, inputs if mask_history else [])
-        ranks[idx] = target_ranks(scores, targets).cpu().numpy()
+        _, details = model(left_pad(inputs, model.config.max_len, device), return_details=True)
+        g = details["gates"][:, -1]
+        gates[idx] = g.cpu().numpy()
+        last = {k: v[:, -1:] for k, v in details.items() if k in ("F_heads", "gates")}
+        for m in merges:
+            scores = model.merge(last, merge_weights(m, last["gates"]))[:, 0] @ E.T
+            mask_items(scores, inputs if mask_history else [])
+            ranks[m][idx] = target_ranks(scores, targets).cpu().numpy()
     model.train(was_training)
-    result = {"split": split, "users": int(len(rows)), "mask_history": mask_history, "merge": merge,
+    return {"rows": rows, "ranks": ranks, "gates": gates,
+            "lengths": np.array([len(x) for x, _ in examples], dtype=np.int64)}
+
+
+def evaluate(model, dataset: SequenceDataset, split: str = "test", mask_history: bool = True,
+             batch_size: int = 1024, merge: str = "gated", progress: bool = False,
+             return_ranks: bool = False) -> dict:
+    """Full-ranking leave-one-out evaluation of every user with at least 3 items.
+
+    Returns {"split", "users", "mask_history", "merge", "metrics": {"HR@5", ..., "MRR"}}
+    (and "ranks", one per user in row order, when return_ranks)."""
+    ranked = rank_users(model, dataset, split, (merge,), mask_history, batch_size, progress)
+    ranks = ranked["ranks"][merge]
+    result = {"split": split, "users": int(len(ranks)), "mask_history": mask_history, "merge": merge,
               "metrics": metrics_from_ranks(ranks)}
     if return_ranks:
         result["ranks"] = ranks

@@ -48,7 +48,7 @@ def test_item_attributes_attach_and_unknown_items_are_refused(tmp_path):
     d = read_sequence_file(write(tmp_path, "toy.txt", "1 1 2 3\n2 2 3 1\n"))
     add_item_attributes(d, write(tmp_path, "a.json", json.dumps({"1": [2, 7], "3": [2]})))
     assert d.facets["attribute"][1] == ("2", "7") and d.facets["attribute"][2] == ()
-    assert "attribute=2|7" in d.label(1)
+    assert d.label(1) == "item 1 · attribute 2|7"
     with pytest.raises(DataError, match="item '9' is not an item"):
         add_item_attributes(d, write(tmp_path, "b.json", json.dumps({"9": [1]})))
     with pytest.raises(DataError, match="not valid JSON"):

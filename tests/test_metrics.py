@@ -49,10 +49,14 @@ class FixedScores(nn.Module):
             self.embed.E.weight.zero_()
             self.embed.E.weight[:, 0] = torch.tensor(item_scores)
 
-    def forward(self, seq, merge="gated"):
+    def forward(self, seq, return_details=False, merge="gated"):
         u = torch.zeros(*seq.shape, 2)
         u[..., 0] = 1.0
-        return u
+        details = {"F_heads": u[..., None, :], "gates": torch.ones(*seq.shape, 1)}
+        return (u, details) if return_details else u
+
+    def merge(self, details, weights):
+        return (weights[..., None] * details["F_heads"]).flatten(-2)
 
 
 def test_evaluate_full_ranking_with_and_without_history_mask():

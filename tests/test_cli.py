@@ -1,0 +1,88 @@
+"""The command line: JSON for scripts, one-line errors and exit status 2 for bad input."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from fame_core.cli import main
+from fame_core.models import ModelConfig
+from fame_core.training import TrainConfig, train
+from tests.conftest import REPO, TINY_WORLD
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory, tiny_world):
+    out = tmp_path_factory.mktemp("cli") / "fame"
+    train(tiny_world, ModelConfig(model="fame", d=16, n_heads=2, n_experts=2, max_len=10),
+          TrainConfig(epochs=2, batch_size=64), out, progress=False)
+    return out
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "fame_core", *args], capture_output=True, text=True, cwd=REPO,
+                          env={**os.environ, "FAME_DEBUG": ""})
+
+
+def test_train_and_evaluate_json(tmp_path, capsys):
+    out = tmp_path / "sas"
+    assert main(["train", "--data", TINY_WORLD, "--model", "sasrec", "--hidden", "16", "--max-len", "10",
+                 "--epochs", "2", "--out", str(out), "--json"]) == 0
+    trained = json.loads(capsys.readouterr().out)
+    assert trained["status"] == "finished" and trained["epochs"] == 2
+    assert main(["evaluate", "--checkpoint", str(out), "--split", "test", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["split"] == "test" and res["users"] == 150 and set(res["metrics"]) == {
+        "HR@5", "NDCG@5", "HR@10", "NDCG@10", "HR@20", "NDCG@20", "MRR"}
+    assert res["metrics"] == pytest.approx(trained["test"])
+    assert main(["evaluate", "--checkpoint", str(out), "--no-mask-history", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["mask_history"] is False
+
+
+def test_inspect_json_and_text(ckpt, capsys):
+    assert main(["inspect", "--checkpoint", str(ckpt), "--user", "5", "--top-k", "7", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["user"] == "5" and len(res["gates"]) == 2 and len(res["top"]["head:1"]) == 7
+    assert set(res["target_rank"]) == {"gated", "concat", "head:0", "head:1"}
+    assert all(str(v) in res["labels"] for v in res["top"]["gated"])
+    assert next(iter(res["labels"].values())).count(" · ") == 2
+    assert main(["inspect", "--checkpoint", str(ckpt), "--items", "3,4,5", "--target", "6"]) == 0
+    text = capsys.readouterr().out
+    assert "hand-made sequence: 3 items, target 6" in text and "[head:0]" in text
+
+
+def test_data_describe(capsys):
+    assert main(["data", "describe", TINY_WORLD, "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["users"] == 150 and info["items"] == 60 and info["facets"] == {"genre": 4, "actor": 6}
+
+
+@pytest.mark.parametrize("args,message", [
+    (["inspect", "--checkpoint", "{ckpt}", "--user", "nobody"], "unknown user 'nobody'"),
+    (["inspect", "--checkpoint", "{ckpt}", "--items", "1,x"], "--items must be comma-separated item ids"),
+    (["inspect", "--checkpoint", "{ckpt}", "--items", "1,999"], "item id 999 is not an item"),
+    (["evaluate", "--checkpoint", "/no/such/dir"], "checkpoint not found"),
+    (["evaluate", "--checkpoint", "{ckpt}", "--data", "synthetic:seed=8,n_users=100,n_items=60"], "was trained on data set"),
+    (["evaluate", "--checkpoint", "{ckpt}", "--merge", "head:9"], "unknown merge mode"),
+    (["train", "--data", "/no/such/file.txt", "--out", "{tmp}/x"], "data not found"),
+    (["train", "--data", TINY_WORLD, "--heads", "3", "--out", "{tmp}/x"], "must be divisible"),
+    (["train", "--data", TINY_WORLD, "--out", "{ckpt}"], "already holds a checkpoint"),
+    (["data", "describe", "synthetic:n_items=5"], "bad synthetic option"),
+])
+def test_bad_input_gives_one_line_and_exit_2(ckpt, tmp_path, capsys, args, message):
+    args = [a.format(ckpt=ckpt, tmp=tmp_path) for a in args]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+
+
+def test_real_process_never_prints_a_traceback(ckpt, tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_text("1 2 3\n2 4 oops\n")
+    r = run_cli("train", "--data", str(bad), "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip() == "error: bad.txt:2: expected integer ids 'user item item ...', found 'oops'"
+    r = run_cli("inspect", "--checkpoint", str(ckpt), "--user", "3", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["user"] == "3"

@@ -1,0 +1,33 @@
+"""The bundled demo checkpoints open with no download and reproduce their recorded results."""
+
+import json
+
+import numpy as np
+import pytest
+
+import fame_core
+from tests.conftest import REPO
+
+DEMO = REPO / "checkpoints" / "demo"
+
+
+@pytest.mark.parametrize("name", ["demo", "demo-sasrec"])
+def test_demo_checkpoint_reproduces_its_recorded_test_metrics(name):
+    path = REPO / "checkpoints" / name
+    model, data = fame_core.load(path)
+    recorded = json.loads((path / "config.json").read_text())["test"]
+    fresh = fame_core.evaluate(model, data, "test")["metrics"]
+    assert fresh == pytest.approx(recorded, abs=1e-6)
+    assert sum(f.stat().st_size for f in path.iterdir()) < 5 * 2**20
+    assert not (path / "train_state.pt").exists()
+
+
+def test_demo_is_fame_with_two_heads_and_four_experts_and_inspects_a_user():
+    model, data = fame_core.load(DEMO)
+    assert (model.config.model, model.config.n_heads, model.config.n_experts) == ("fame", 2, 4)
+    seq, target = fame_core.user_example(data, "7")
+    r = fame_core.inspect(model, seq, target)
+    assert r.attention.shape == (2, 4, len(seq), len(seq)) and r.router.shape == (2, len(seq), 4)
+    assert r.gates.sum() == pytest.approx(1.0, abs=1e-5)
+    np.testing.assert_allclose(r.router.sum(-1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(r.attention.sum(-1), 1.0, atol=1e-5)
