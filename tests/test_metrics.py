@@ -49,7 +49,7 @@ class FixedScores(nn.Module):
             self.embed.E.weight.zero_()
             self.embed.E.weight[:, 0] = torch.tensor(item_scores)
 
-    def forward(self, seq, return_details=False, merge="gated"):
+    def forward(self, seq, return_details=False, merge="gated", last_only=False):
         u = torch.zeros(*seq.shape, 2)
         u[..., 0] = 1.0
         details = {"F_heads": u[..., None, :], "gates": torch.ones(*seq.shape, 1)}

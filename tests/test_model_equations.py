@@ -199,3 +199,16 @@ def test_unknown_merge_mode_is_a_clear_error():
     model = make_model("fame")
     with pytest.raises(ValueError, match="unknown merge mode 'head:5'"):
         model(left_pad([np.array(SEQ)], 8), merge="head:5")
+
+
+@pytest.mark.parametrize("kind", ["fame", "sasrec"])
+def test_last_only_equals_the_last_position_of_the_full_pass(kind):
+    model = make_model(kind, residual=True) if kind == "fame" else make_model(kind)
+    seq = left_pad([np.array(SEQ), np.array([4, 9])], 8)
+    with torch.no_grad():
+        full_u, full = model(seq, return_details=True, merge="concat")
+        last_u, last = model(seq, return_details=True, merge="concat", last_only=True)
+    torch.testing.assert_close(last_u[:, 0], full_u[:, -1])
+    for key in ("gates", "F_heads"):
+        torch.testing.assert_close(last[key][:, 0], full[key][:, -1])
+    torch.testing.assert_close(last["alpha"][..., 0, :], full["alpha"][..., -1, :])

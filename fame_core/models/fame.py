@@ -52,18 +52,20 @@ class FacetMoELayer(nn.Module):
         B, T, _ = y.shape
         return y.view(B, T, self.H, self.d_head).transpose(1, 2)
 
-    def forward(self, x, allowed):
-        q = torch.einsum("btd,hnde->bhnte", x, self.W_Q) + self.b_Q[:, :, None]     # (B,H,N,T,d')
+    def forward(self, x, allowed, last_only: bool = False):
+        """last_only: queries (and so every output) at the last position only."""
+        xq = x[:, -1:] if last_only else x
+        q = torch.einsum("btd,hnde->bhnte", xq, self.W_Q) + self.b_Q[:, :, None]    # (B,H,N,T,d')
         k, v = self.heads(self.W_K(x)), self.heads(self.W_V(x))                     # (B,H,T,d')
         logits = torch.einsum("bhnte,bhse->bhnts", q, k) / math.sqrt(self.d_head)
-        alpha = masked_softmax(logits, allowed[:, :, None])                          # (B,H,N,T,T)
+        alpha = masked_softmax(logits, allowed[:, :, None, -q.shape[3]:])            # (B,H,N,T,T)
         f_n = torch.einsum("bhnts,bhse->bhnte", self.attn_dropout(alpha), v)         # (B,H,N,T,d')
         B, H, N, T, dh = f_n.shape
         f_cat = f_n.permute(0, 1, 3, 2, 4).reshape(B, H, T, N * dh)                  # [f(1)|...|f(N)]
         beta = torch.softmax(torch.einsum("bhtk,hkn->bhtn", f_cat, self.W_exp), -1)  # (B,H,T,N)
         f = torch.einsum("bhtn,bhnte->bhte", beta, f_n)                              # (B,H,T,d')
         if self.residual:
-            f = f + self.heads(x)
+            f = f + self.heads(xq)
         F_heads = self.ln(f + self.dropout(self.ffn(f)))                              # (B,H,T,d')
         return F_heads.transpose(1, 2), alpha, beta                                   # F: (B,T,H,d')
 
@@ -84,15 +86,16 @@ class FAME(nn.Module):
         # x_v^(h) must start at the scale of x_v's slices, or every score starts at ~0
         nn.init.normal_(self.W_f, std=1 / math.sqrt(d))
 
-    def forward(self, seq: torch.Tensor, return_details: bool = False, merge: str = "gated"):
+    def forward(self, seq: torch.Tensor, return_details: bool = False, merge: str = "gated", last_only: bool = False):
         """seq: (B, T) left-padded item ids. Returns u (B, T, d) with P(v) = x_v · u_t, merged
         by `merge` ('gated', 'concat' or 'head:h'); with return_details, also alpha, beta, the
-        per-head outputs F^(h) and the gates g at every position."""
+        per-head outputs F^(h) and the gates g at every position. last_only: the FAME layer
+        computes the last position only (T = 1 in every output), all that ranking needs."""
         allowed = attention_mask(seq)
         x = self.embed(seq)
         for block in self.blocks:
             x, _ = block(x, allowed)
-        F_heads, alpha, beta = self.moe(x, allowed)                   # F_heads: (B, T, H, d')
+        F_heads, alpha, beta = self.moe(x, allowed, last_only)        # F_heads: (B, T, H, d')
         g = torch.softmax(self.W_g(F_heads.flatten(-2)), dim=-1)      # (B, T, H)
         details = {"alpha": alpha, "beta": beta, "F_heads": F_heads, "gates": g}
         u = self.merge(details, merge_weights(merge, g))

@@ -96,11 +96,14 @@ class Block(nn.Module):
         B, T, _ = y.shape
         return y.view(B, T, self.H, self.d_head).transpose(1, 2)
 
-    def forward(self, x, allowed):
-        q, k, v = self.heads(self.W_Q(x)), self.heads(self.W_K(x)), self.heads(self.W_V(x))
+    def forward(self, x, allowed, last_only: bool = False):
+        """last_only: outputs for the last position only (all a ranking needs), T times cheaper."""
+        xq = x[:, -1:] if last_only else x
+        q, k, v = self.heads(self.W_Q(xq)), self.heads(self.W_K(x)), self.heads(self.W_V(x))
+        allowed = allowed[:, :, -q.shape[2]:]
         alpha = masked_softmax(q @ k.transpose(-1, -2) / math.sqrt(self.d_head), allowed)  # (B,H,T,T)
-        a = (self.attn_dropout(alpha) @ v).transpose(1, 2).reshape(x.shape)
-        h = self.ln_attn(x + self.dropout(self.W_O(a)))
+        a = (self.attn_dropout(alpha) @ v).transpose(1, 2).reshape(xq.shape)
+        h = self.ln_attn(xq + self.dropout(self.W_O(a)))
         return self.ln_ffn(h + self.dropout(self.ffn(h))), alpha
 
 
@@ -143,22 +146,23 @@ class SASRec(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         init_weights(self)
 
-    def forward(self, seq: torch.Tensor, return_details: bool = False, merge: str = "gated"):
+    def forward(self, seq: torch.Tensor, return_details: bool = False, merge: str = "gated", last_only: bool = False):
         """seq: (B, T) left-padded item ids. Returns the user representation u (B, T, d) whose
         dot product with E scores the next item; with return_details, also the last block's
         per-head attention and per-head outputs for inspection.
 
         SASRec has no gate: its score is the sum over heads of x_v^(h) · F_t^(h) with x_v^(h)
         the h-th d'-slice of x_v, i.e. gates of 1. merge='concat' scales that by 1/H (same
-        ranking); merge='head:h' keeps one slice."""
+        ranking); merge='head:h' keeps one slice. last_only: the last block computes the last
+        position only (T = 1 in every output), which is all that ranking needs."""
         allowed = attention_mask(seq)
         x = self.embed(seq)
-        for block in self.blocks:
-            x, alpha = block(x, allowed)
+        for i, block in enumerate(self.blocks):
+            x, alpha = block(x, allowed, last_only=last_only and i == len(self.blocks) - 1)
         if not return_details and merge == "gated":
             return x
         B, T, d = x.shape
-        H = self.config.n_heads
+        H = self.config.n_heads  # T is 1 with last_only
         details = {
             # SASRec's last layer seen through FAME's lens: H heads, N = 1 expert, no gate
             "alpha": alpha[:, :, None],                       # (B, H, 1, T, T)
