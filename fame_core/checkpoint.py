@@ -124,3 +124,21 @@ def check_dataset(record: dict, dataset: SequenceDataset, where: str = "checkpoi
             f"{where} was trained on data set {record.get('name')!r} ({record.get('n_items')} items, "
             f"fingerprint {str(record.get('fingerprint'))[:12]}) but the data given is {dataset.name!r} "
             f"({dataset.n_items} items, fingerprint {dataset.fingerprint()[:12]}); pass the data set it was trained on")
+
+
+def find_checkpoints(roots, depth: int = 2) -> dict[str, Path]:
+    """Checkpoint directories under each root (the root itself included), by a display name:
+    the path relative to its root, prefixed with the root's name for roots after the first."""
+    found: dict[str, Path] = {}
+    for i, root in enumerate(Path(r).expanduser().resolve() for r in roots):
+        if not root.is_dir():
+            continue
+        candidates = [root] + [p for p in sorted(root.glob("*")) if p.is_dir()]
+        if depth > 1:
+            candidates += [p for p in sorted(root.glob("*/*")) if p.is_dir()]
+        for path in candidates:
+            if all((path / f).exists() for f in FILES) and not path.name.startswith("."):
+                rel = path.relative_to(root).as_posix()
+                name = rel if i == 0 else f"{root.name}/{rel}"
+                found.setdefault(name if rel != "." else root.name, path)
+    return found

@@ -1,0 +1,67 @@
+"""What every page shares: the configured checkpoint roots, cached models and tables, and the
+checks that turn a bad link or a missing data set into a friendly message.
+
+Presentation glue only; every number comes from fame_core.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # `streamlit run app/streamlit_app.py` from a clone, not installed
+    sys.path.insert(0, str(REPO))
+
+import fame_core  # noqa: E402
+from fame_core.checkpoint import find_checkpoints  # noqa: E402
+from fame_core.users import user_table  # noqa: E402
+
+DEFAULT_CHECKPOINT = "demo"
+
+
+def checkpoint_roots() -> list[Path]:
+    """checkpoints/ of the repo, then `-- --checkpoints DIR` arguments, then $FAME_CHECKPOINTS."""
+    roots = [REPO / "checkpoints"]
+    argv = sys.argv[1:]
+    for i, arg in enumerate(argv):
+        if arg == "--checkpoints" and i + 1 < len(argv):
+            roots.append(Path(argv[i + 1]))
+        elif arg.startswith("--checkpoints="):
+            roots.append(Path(arg.split("=", 1)[1]))
+    roots += [Path(p) for p in os.environ.get("FAME_CHECKPOINTS", "").split(os.pathsep) if p]
+    return roots
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def available_checkpoints() -> dict[str, str]:
+    return {name: str(path) for name, path in find_checkpoints(checkpoint_roots()).items()}
+
+
+@st.cache_resource(show_spinner="Opening the checkpoint…", max_entries=4)
+def open_checkpoint(path: str, data_path: str | None):
+    """(model, dataset or None). Raises fame_core.FameError with a one-line reason."""
+    return fame_core.load(path, data=data_path or None)
+
+
+@st.cache_data(show_spinner="Ranking every user under gated and concatenated merging…", max_entries=8)
+def users(path: str, data_path: str | None, split: str, k: int):
+    model, data = open_checkpoint(path, data_path)
+    return user_table(model, data, split=split, k=k)
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def inspect(path: str, data_path: str | None, sequence: tuple, target, top_k: int):
+    model, _ = open_checkpoint(path, data_path)
+    return fame_core.inspect(model, list(sequence), target=target, top_k=top_k)
+
+
+def warn_bad_param(key: str, allowed) -> None:
+    """A link parameter that no widget can take: say so instead of silently dropping it."""
+    value = st.query_params.get(key)
+    if value is not None and value not in allowed:
+        shown = ", ".join(list(allowed)[:6]) + (" …" if len(allowed) > 6 else "")
+        st.warning(f"The link's `{key}={value}` is not available here (choose from: {shown}); using the default.")

@@ -1,0 +1,51 @@
+"""FAME facet workbench: `streamlit run app/streamlit_app.py [-- --checkpoints DIR]`.
+
+The sidebar picks a checkpoint (any directory under the configured roots) and, where the
+checkpoint's data set is not on disk, asks for its path. Pages read the choice from
+`st.session_state["ctx"]`. The checkpoint is part of the URL, so a view can be shared.
+"""
+
+import streamlit as st
+
+import session
+
+st.set_page_config(page_title="FAME facet workbench", page_icon="🔎", layout="wide")
+
+checkpoints = session.available_checkpoints()
+names = list(checkpoints)
+with st.sidebar:
+    st.title("FAME workbench")
+    if not names:
+        st.error("No checkpoint found under " + ", ".join(str(r) for r in session.checkpoint_roots()) +
+                 ". Train one with `python -m fame_core train --out checkpoints/NAME`.")
+        st.stop()
+    session.warn_bad_param("checkpoint", names)
+    default = names.index(session.DEFAULT_CHECKPOINT) if session.DEFAULT_CHECKPOINT in names else 0
+    name = st.selectbox("Checkpoint", names, index=default, key="checkpoint", bind="query-params",
+                        help="Directories under checkpoints/, `-- --checkpoints DIR` or $FAME_CHECKPOINTS")
+    path = checkpoints[name]
+    data_path = st.session_state.get(f"data_path:{name}") or None
+    try:
+        model, data = session.open_checkpoint(path, data_path)
+    except session.fame_core.FameError as err:
+        st.error(str(err))
+        model, data = None, None
+    if model is not None and data is None:
+        record = model.dataset_record
+        st.warning(f"Data set **{record.get('name')}** is not at its recorded path `{record.get('spec')}`. "
+                   "The model opens alone (hand-made sequences only); give the data file for users and labels.")
+        st.text_input("Data set path", key=f"data_path:{name}", placeholder="/path/to/Beauty.txt")
+    if model is not None:
+        cfg = model.config
+        st.caption(f"**{cfg.model.upper()}** · H={cfg.n_heads} · N={cfg.n_experts} · d={cfg.d} · "
+                   f"L={cfg.n_layers}" + (f"  \nData: **{data.name}** ({data.n_users:,} users, {data.n_items:,} items)"
+                                          if data is not None else ""))
+        test = model.training_record.get("test")
+        if test:
+            st.caption("Test (history masked): " + " · ".join(f"{k} {test[k]:.4f}" for k in ("HR@10", "NDCG@10", "NDCG@20")))
+
+st.session_state["ctx"] = {"name": name, "path": path, "data_path": data_path, "model": model, "data": data}
+page = st.navigation([st.Page("pages/case_study.py", title="Case study", icon="🧭", default=True)])
+if model is None:
+    st.stop()
+page.run()

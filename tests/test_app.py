@@ -1,0 +1,137 @@
+"""The Streamlit app driven headlessly (streamlit.testing.v1.AppTest): every number it shows
+must be fame_core.inspect's for the same user."""
+
+import base64
+import json
+
+import numpy as np
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+import fame_core
+from tests.conftest import REPO
+
+APP = str(REPO / "app" / "streamlit_app.py")
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return fame_core.load(REPO / "checkpoints" / "demo")
+
+
+def run_app(**params) -> AppTest:
+    st.cache_data.clear()
+    at = AppTest.from_file(APP, default_timeout=120)
+    for key, value in params.items():
+        at.query_params[key] = value
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def plotly_spec(at, index):
+    return json.loads(at.get("plotly_chart")[index].proto.spec)
+
+
+def decode(array):
+    if isinstance(array, dict):  # plotly's typed-array encoding
+        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=array["dtype"])
+    return np.asarray(array)
+
+
+def shown_lists(at, H=2):
+    """The per-head lists and the merged list, as item-id lists (user table first)."""
+    return [df.value["item"].tolist() for df in list(at.dataframe)[1:H + 2]]
+
+
+def test_default_view_is_demo_user_1_with_the_models_own_numbers(demo):
+    at = run_app()
+    assert at.title[0].value == "Case study" and at.subheader[0].value == "History of user 1"
+    model, data = demo
+    seq, target = fame_core.user_example(data, "1")
+    insp = fame_core.inspect(model, seq, target, top_k=20)
+    lists = shown_lists(at)
+    assert lists[0] == insp.top["head:0"].tolist() and lists[1] == insp.top["head:1"].tolist()
+    assert lists[2] == insp.top["gated"].tolist()
+    gates = decode(plotly_spec(at, 0)["data"][0]["y"])
+    np.testing.assert_allclose(gates, insp.gates, rtol=1e-5)
+    z = decode(plotly_spec(at, 1)["data"][0]["z"]).reshape(4, -1)     # experts x positions
+    np.testing.assert_allclose(z, insp.attention[0, :, -1, :], rtol=1e-5)
+    assert [b.proto.label for b in at.get("download_button")] == ["PDF", "SVG", "PNG", "CSV", "Sidecar JSON", "All figures (zip)"]
+    assert len(at.dataframe[0].value) == 2000     # the user table, every demo user
+
+
+def test_switching_user_changes_history_and_lists(demo):
+    at = run_app()
+    before = shown_lists(at)
+    at.text_input(key="user").set_value("42").run()
+    assert not at.exception and at.subheader[0].value == "History of user 42"
+    model, data = demo
+    insp = fame_core.inspect(model, *fame_core.user_example(data, "42"), top_k=20)
+    assert shown_lists(at)[0] == insp.top["head:0"].tolist() != before[0]
+
+
+def test_merge_toggle_changes_the_merged_list(demo):
+    at = run_app(user="3")
+    gated = shown_lists(at)[2]
+    at.segmented_control(key="merge").set_value("concat").run()
+    concat = shown_lists(at)[2]
+    model, data = demo
+    insp = fame_core.inspect(model, *fame_core.user_example(data, "3"), top_k=20)
+    assert gated == insp.top["gated"].tolist() and concat == insp.top["concat"].tolist() and gated != concat
+    assert any(m.value.startswith(f"**concat** · target rank {insp.target_rank['concat']}") for m in at.markdown)
+
+
+def test_counterfactual_edit_marks_the_sequence_and_recomputes(demo):
+    at = run_app(user="3")
+    at.text_area(key="edit_text").set_value("5, 17, 42").run()
+    assert not at.exception
+    assert "(edited)" in at.subheader[0].value
+    assert any("edited sequence" in m.value for m in at.markdown)
+    model, data = demo
+    target = fame_core.user_example(data, "3")[1]
+    insp = fame_core.inspect(model, [5, 17, 42], target, top_k=20)
+    assert shown_lists(at)[0] == insp.top["head:0"].tolist()
+
+
+def test_a_bad_edit_is_a_message_not_a_crash():
+    at = run_app(user="3")
+    at.text_area(key="edit_text").set_value("5, banana").run()
+    assert not at.exception and "item ids separated by commas" in at.error[0].value
+    at.text_area(key="edit_text").set_value("5, 99999").run()
+    assert "Item 99999 is not an item" in at.error[0].value
+
+
+def test_deep_link_restores_the_view():
+    at = run_app(checkpoint="demo-sasrec", user="11", merge="concat", head="1", k="5")
+    assert at.subheader[0].value == "History of user 11"
+    assert at.selectbox(key="checkpoint").value == "demo-sasrec"
+    assert at.segmented_control(key="merge").value == "concat" and at.segmented_control(key="head").value == "1"
+    assert all(len(items) == 5 for items in shown_lists(at))
+
+
+@pytest.mark.parametrize("params,message", [
+    ({"user": "no-such-user"}, "User `no-such-user` is not in data set"),
+    ({"merge": "head:7"}, "`merge=head:7` is not available"),
+    ({"checkpoint": "../../etc/passwd"}, "`checkpoint=../../etc/passwd` is not available"),
+    ({"head": "x"}, "`head=x` is not available"),
+])
+def test_bad_query_parameters_give_a_friendly_message(params, message):
+    at = run_app(**params)
+    assert any(message in w.value for w in at.warning), [w.value for w in at.warning]
+    assert at.subheader[0].value == "History of user 1"
+
+
+def test_a_checkpoint_whose_data_is_missing_opens_model_only(tmp_path, monkeypatch, demo):
+    import shutil
+    root = tmp_path / "roots"
+    shutil.copytree(REPO / "checkpoints" / "demo", root / "moved")
+    record = json.loads((root / "moved" / "dataset.json").read_text())
+    record.update(reader="sequence-file", spec=str(tmp_path / "gone.txt"))
+    (root / "moved" / "dataset.json").write_text(json.dumps(record))
+    monkeypatch.setenv("FAME_CHECKPOINTS", str(root))
+    at = run_app(checkpoint="roots/moved")
+    assert any("is not at its recorded path" in w.value for w in at.warning)
+    assert at.text_input(key="data_path:roots/moved") is not None
+    assert at.subheader[0].value == "History of hand-made sequence"
