@@ -12,7 +12,8 @@ HEIGHT_PER_ROW = 26
 
 
 def _positions(sequence, label) -> list[str]:
-    return [f"{i + 1}: {label(v)[:22]}" for i, v in enumerate(sequence)]
+    """Axis ticks: position and item id (the hover shows the full label)."""
+    return [f"{i + 1}: {v}" for i, v in enumerate(sequence)]
 
 
 def gates_chart(gates: np.ndarray) -> go.Figure:
@@ -32,7 +33,7 @@ def heatmap(values: np.ndarray, x: list[str], y: list[str], hover_x: list[str], 
     fig = go.Figure(go.Heatmap(z=values, x=x, y=y, customdata=custom, colorscale="Viridis", zmin=0,
                                colorbar=dict(title=colorbar),
                                hovertemplate="%{customdata[0]} → %{customdata[1]}<br>%{z:.4f}<extra></extra>"))
-    fig.update_layout(title=title, height=max(220, HEIGHT_PER_ROW * len(y) + 140), margin=dict(l=10, r=10, t=40, b=10),
+    fig.update_layout(title=title, height=max(300, HEIGHT_PER_ROW * len(y) + 160), margin=dict(l=10, r=10, t=40, b=10),
                       yaxis=dict(autorange="reversed"))
     return fig
 

@@ -1,4 +1,4 @@
-"""`python -m fame_core <command>`: train, evaluate, inspect, data describe (SPEC §5).
+"""`python -m fame_core <command>`: train, evaluate, inspect, export, data describe (SPEC §5).
 
 Human-readable output and a progress bar on a terminal; `--json` prints one JSON document on
 stdout for scripts. Bad input ends with a one-line `error: ...` on stderr and exit status 2,
@@ -72,6 +72,19 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--top-k", type=int, default=20)
     i.add_argument("--include-history", action="store_true", help="let history items into the lists")
     i.add_argument("--json", action="store_true")
+
+    x = sub.add_parser("export", help="paper-ready figures of one user: PDF, SVG, PNG, CSV and sidecar JSON")
+    x.add_argument("--checkpoint", required=True)
+    _add_data(x)
+    who = x.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", help="a user id of the data set")
+    who.add_argument("--items", help="a hand-made sequence: comma-separated item ids, oldest first")
+    x.add_argument("--target", type=int, default=None, help="with --items: the item to rank")
+    x.add_argument("--split", choices=["valid", "test"], default="test")
+    x.add_argument("--top-k", type=int, default=10, help="list length in the case-study figure (default 10)")
+    x.add_argument("--formats", default="pdf,svg,png", help="comma-separated, of pdf, svg, png")
+    x.add_argument("--out", required=True, help="directory to write the figures to")
+    x.add_argument("--json", action="store_true")
 
     d = sub.add_parser("data", help="data set tools")
     dsub = d.add_subparsers(dest="data_command", required=True, metavar="subcommand")
@@ -151,23 +164,25 @@ def cmd_evaluate(a) -> int:
     return 0
 
 
+def _sequence(a, dataset):
+    """(sequence, target) from --user (with the data set) or --items/--target."""
+    if a.user is not None:
+        if dataset is None:
+            raise FameError("--user needs the data set; pass --data PATH, or give --items instead")
+        return dataset.example(dataset.user_row(a.user), a.split)
+    try:
+        return [int(x) for x in a.items.replace(" ", "").split(",") if x], a.target
+    except ValueError:
+        raise FameError(f"--items must be comma-separated item ids, got {a.items!r}") from None
+
+
 def cmd_inspect(a) -> int:
     import numpy as np
 
     from .inspection import inspect
 
     model, dataset = _open(a)
-    if a.user is not None:
-        if dataset is None:
-            raise FameError("--user needs the data set; pass --data PATH, or give --items instead")
-        row = dataset.user_row(a.user)
-        seq, target = dataset.example(row, a.split)
-    else:
-        try:
-            seq = [int(x) for x in a.items.replace(" ", "").split(",") if x]
-        except ValueError:
-            raise FameError(f"--items must be comma-separated item ids, got {a.items!r}") from None
-        target = a.target
+    seq, target = _sequence(a, dataset)
     res = inspect(model, seq, target=target, top_k=a.top_k, exclude_history=not a.include_history)
     label = dataset.label if dataset is not None else (lambda v: f"item {v}")
     if a.json:
@@ -190,6 +205,31 @@ def cmd_inspect(a) -> int:
     return 0
 
 
+def cmd_export(a) -> int:
+    from .export import FORMATS, export_all
+    from .inspection import inspect
+
+    formats = [f.strip().lower() for f in a.formats.split(",") if f.strip()]
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise FameError(f"--formats: unknown format {unknown[0] if unknown else '(none)'}; use pdf, svg, png")
+    model, dataset = _open(a)
+    seq, target = _sequence(a, dataset)
+    res = inspect(model, seq, target=target, top_k=max(a.top_k, 20))
+    who = f"user {a.user}" if a.user is not None else "hand-made sequence"
+    meta = {"checkpoint": str(a.checkpoint), "dataset": model.dataset_record.get("name"), "user": a.user,
+            "split": a.split, "sequence": [int(v) for v in res.sequence], "target": target,
+            "title": f"Case study: {who}"}
+    label = dataset.label if dataset is not None else (lambda v: f"item {v}")
+    files = export_all(res, a.out, meta, label=label, k=a.top_k, formats=formats)
+    if a.json:
+        _print_json({"out": str(a.out), "files": [str(f) for f in files]})
+    else:
+        print(f"wrote {len(files)} files to {a.out} (case study, gates, and per head: expert attention, router, "
+              "attention maps; each with .csv numbers and .json sidecar)")
+    return 0
+
+
 def cmd_data(a) -> int:
     from .data import load_dataset
 
@@ -204,7 +244,8 @@ def cmd_data(a) -> int:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"train": cmd_train, "evaluate": cmd_evaluate, "inspect": cmd_inspect, "data": cmd_data}[args.command]
+    handler = {"train": cmd_train, "evaluate": cmd_evaluate, "inspect": cmd_inspect, "export": cmd_export,
+               "data": cmd_data}[args.command]
     try:
         return handler(args)
     except FameError as err:

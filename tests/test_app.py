@@ -41,8 +41,8 @@ def decode(array):
 
 
 def shown_lists(at, H=2):
-    """The per-head lists and the merged list, as item-id lists (user table first)."""
-    return [df.value["item"].tolist() for df in list(at.dataframe)[1:H + 2]]
+    """The per-head lists and the merged list, as item-id lists."""
+    return [t.value["item"].tolist() for t in list(at.table)[:H + 1]]
 
 
 def test_default_view_is_demo_user_1_with_the_models_own_numbers(demo):

@@ -127,25 +127,24 @@ shared = {v for v in set().union(*head_sets) if sum(v in s for s in head_sets) >
 
 def ranked_list(mode: str) -> pd.DataFrame:
     items = insp.top[mode][:k]
-    return pd.DataFrame({"#": range(1, len(items) + 1), "item": items, "label": [label(v) for v in items],
-                         "target": ["🎯" if v == target else "" for v in items],
-                         "shared": ["●" if v in shared else "" for v in items]})
+    marks = [("🎯" if v == target else "") + ("●" if v in shared else "") for v in items]
+    return pd.DataFrame({"#": range(1, len(items) + 1), " ": marks, "item": items, "label": [label(v) for v in items]})
 
 
 def highlight(df: pd.DataFrame):
-    return df.style.apply(lambda r: ["background-color: #fde0dd" if r["target"] else "" for _ in r], axis=1)
+    return df.style.apply(lambda r: ["background-color: #fde0dd" if "🎯" in r[" "] else "" for _ in r], axis=1)
 
 
 cols = st.columns(H + 1)
 for h in range(H):
     rank = f" · target rank {insp.target_rank[f'head:{h}']}" if insp.target_rank else ""
     cols[h].markdown(f"**Head {h}** · gate {insp.gates[h]:.3f}{rank}")
-    cols[h].dataframe(highlight(ranked_list(f"head:{h}")), hide_index=True, height=38 + 35 * min(k, 10))
+    cols[h].table(highlight(ranked_list(f"head:{h}")).hide(axis="index"))
 with cols[H]:
     merge = st.segmented_control("Merged list", MODES, default="gated", key="merge", bind="query-params") or "gated"
     rank = f" · target rank {insp.target_rank[merge]}" if insp.target_rank else ""
     st.markdown(f"**{merge}**{rank}")
-    st.dataframe(highlight(ranked_list(merge)), hide_index=True, height=38 + 35 * min(k, 10))
+    st.table(highlight(ranked_list(merge)).hide(axis="index"))
 st.caption("● recommended by more than one head · 🎯 the target · history items are excluded from every list.")
 
 g1, g2 = st.columns([1, 1])

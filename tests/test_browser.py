@@ -1,0 +1,73 @@
+"""End to end in a real browser: `streamlit run` on 127.0.0.1, Debian's chromium driven by
+Playwright, a deep link to a user, and that user's lists on the page."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+import fame_core
+from tests.conftest import REPO
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    if CHROMIUM is None or not _has_playwright():
+        if os.environ.get("CI"):
+            pytest.fail("CI needs chromium and playwright for the browser test (.ci/run installs them)")
+        pytest.skip("chromium or playwright not installed")
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(REPO / "app" / "streamlit_app.py"),
+                             "--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(port),
+                             "--browser.gatherUsageStats", "false"], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.3)
+    yield f"http://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def _has_playwright() -> bool:
+    try:
+        import playwright.sync_api  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+def test_deep_link_opens_the_users_lists_in_a_browser(server):
+    from playwright.sync_api import sync_playwright
+
+    model, data = fame_core.load(REPO / "checkpoints" / "demo")
+    insp = fame_core.inspect(model, *fame_core.user_example(data, "42"), top_k=5)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1800})
+        page.goto(f"{server}/?user=42&merge=concat&k=5", timeout=60_000)
+        page.get_by_text("History of user 42").wait_for(timeout=60_000)
+        page.get_by_text(f"concat · target rank {insp.target_rank['concat']}").wait_for(timeout=30_000)
+        page.get_by_text(f"Head 0 · gate {insp.gates[0]:.3f}").wait_for(timeout=30_000)
+        for item in (insp.top["head:0"][0], insp.top["concat"][0]):
+            page.get_by_role("cell", name=data.label(item), exact=True).first.wait_for(timeout=30_000)
+        assert "user=42" in page.url
+        browser.close()
