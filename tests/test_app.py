@@ -59,7 +59,21 @@ def test_default_view_is_demo_user_1_with_the_models_own_numbers(demo):
     z = decode(plotly_spec(at, 1)["data"][0]["z"]).reshape(4, -1)     # experts x positions
     np.testing.assert_allclose(z, insp.attention[0, :, -1, :], rtol=1e-5)
     assert [b.proto.label for b in at.get("download_button")] == ["PDF", "SVG", "PNG", "CSV", "Sidecar JSON", "All figures (zip)"]
-    assert len(at.dataframe[0].value) == 2000     # the user table, every demo user
+    assert all("rank_gated" not in d.value.columns for d in at.dataframe)   # the user table waits until asked
+
+
+def test_user_table_filters_gated_wins(demo):
+    at = run_app()
+    at.toggle(key="show_user_table").set_value(True).run()
+    table = at.dataframe[0].value
+    assert len(table) == 2000 and {"rank_gated", "rank_concat", "gate_entropy", "planted_facet"} <= set(table.columns)
+    at.checkbox[0].check().run()
+    wins = at.dataframe[0].value
+    assert 0 < len(wins) < 2000 and (wins["rank_gated"] <= 20).all() and (wins["rank_concat"] > 20).all()
+    model, data = demo
+    user = wins["user"].iloc[0]
+    insp = fame_core.inspect(model, *fame_core.user_example(data, user), top_k=20)
+    assert insp.target_rank["gated"] == wins["rank_gated"].iloc[0] and insp.target_rank["concat"] > 20
 
 
 def test_switching_user_changes_history_and_lists(demo):

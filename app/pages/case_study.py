@@ -15,14 +15,13 @@ import streamlit as st
 
 import charts
 import session
-from fame_core import export
 
 ctx = st.session_state["ctx"]
 model, data, path, data_path = ctx["model"], ctx["data"], ctx["path"], ctx["data_path"]
 cfg = model.config
 H, N = cfg.n_heads, cfg.n_experts
 MODES = ["gated", "concat"] + [f"head:{h}" for h in range(H)]
-label = data.label if data is not None else export.default_label
+label = data.label if data is not None else (lambda item: f"item {item}")
 
 st.title("Case study")
 
@@ -51,26 +50,29 @@ if data is not None:
     who = f"user {user}"
 
     with st.expander("Find users: lengths, hits under gated vs concatenated merging, gates"):
-        table = session.users(path, data_path, split, k)
-        f1, f2, f3, f4 = st.columns(4)
-        lo, hi = int(table["length"].min()), int(table["length"].max())
-        length = f1.slider("History length", lo, max(hi, lo + 1), (lo, max(hi, lo + 1)))
-        only_gated = f2.checkbox(f"Gated hit@{k}, concat miss", help="users like the paper's Sports 230")
-        heads = f3.multiselect("Dominant head", list(range(H)), default=list(range(H)))
-        entropy = f4.slider("Gate entropy", 0.0, 1.0, (0.0, 1.0), help="0: one head decides; 1: heads weigh equally")
-        shown = table[table["length"].between(*length) & table["dominant_head"].isin(heads)
-                      & table["gate_entropy"].between(*entropy)]
-        if only_gated:
-            shown = shown[shown[f"hit_gated@{k}"] & ~shown[f"hit_concat@{k}"]]
+        # ranking every user takes seconds on Amazon-sized data: done when asked, then cached
+        if st.toggle("Rank every user", key="show_user_table",
+                     help="The target's rank under gated and concatenated merging, gates and lengths of every user"):
+            table = session.users(path, data_path, split, k)
+            f1, f2, f3, f4 = st.columns(4)
+            lo, hi = int(table["length"].min()), int(table["length"].max())
+            length = f1.slider("History length", lo, max(hi, lo + 1), (lo, max(hi, lo + 1)))
+            only_gated = f2.checkbox(f"Gated hit@{k}, concat miss", help="users like the paper's Sports 230")
+            heads = f3.multiselect("Dominant head", list(range(H)), default=list(range(H)))
+            entropy = f4.slider("Gate entropy", 0.0, 1.0, (0.0, 1.0), help="0: one head decides; 1: heads weigh equally")
+            shown = table[table["length"].between(*length) & table["dominant_head"].isin(heads)
+                          & table["gate_entropy"].between(*entropy)]
+            if only_gated:
+                shown = shown[shown[f"hit_gated@{k}"] & ~shown[f"hit_concat@{k}"]]
 
-        def pick(users):
-            selected = st.session_state["user_table"].selection.rows
-            if selected:
-                st.session_state["user"] = users[selected[0]]
+            def pick(users):
+                selected = st.session_state["user_table"].selection.rows
+                if selected:
+                    st.session_state["user"] = users[selected[0]]
 
-        st.caption(f"{len(shown):,} of {len(table):,} users. Click a row to open that user.")
-        st.dataframe(shown, hide_index=True, height=260, key="user_table", selection_mode="single-row",
-                     on_select=partial(pick, shown["user"].tolist()))
+            st.caption(f"{len(shown):,} of {len(table):,} users. Click a row to open that user.")
+            st.dataframe(shown, hide_index=True, height=260, key="user_table", selection_mode="single-row",
+                         on_select=partial(pick, shown["user"].tolist()))
 
 # ---- counterfactual editing -------------------------------------------------------------------------
 # without a data set there is no history: start from items 1..5, to be edited
@@ -170,26 +172,45 @@ st.subheader("Export for papers")
 meta = {"checkpoint": ctx["name"], "checkpoint_path": path, "dataset": data.name if data is not None else None,
         "user": user if data is not None else None, "split": split, "edited": is_edited,
         "sequence": [int(v) for v in insp.sequence], "target": target, "merge": merge, "top_k": k}
-figures = {"Case study (Figure 7 layout)": lambda: export.case_study_figure(insp, min(k, 20), label, title=f"Case study: {title}"),
-           "Gates": lambda: export.gates_figure(insp)}
+figures = ["Case study (Figure 7 layout)", "Gates"]
 for h in range(H):
-    figures[f"Expert attention, head {h}"] = partial(export.expert_attention_figure, insp, h, label)
-    figures[f"Router weights, head {h}"] = partial(export.router_figure, insp, h, label)
-    for n in range(N):
-        figures[f"Attention map, head {h}, expert {n}"] = partial(export.attention_map_figure, insp, h, n, label)
-which = st.selectbox("Figure", list(figures), key="export_figure")
+    figures += [f"Expert attention, head {h}", f"Router weights, head {h}"]
+    figures += [f"Attention map, head {h}, expert {n}" for n in range(N)]
+
+
+def build(which: str):
+    """(figure, numbers) for one export; matplotlib is imported only when a figure is asked for."""
+    from fame_core import export
+
+    if which.startswith("Case study"):
+        return export.case_study_figure(insp, min(k, 20), label, title=f"Case study: {title}")
+    if which == "Gates":
+        return export.gates_figure(insp)
+    numbers = [int(t) for t in which.replace(",", " ").split() if t.isdigit()]
+    if which.startswith("Expert attention"):
+        return export.expert_attention_figure(insp, numbers[0], label)
+    if which.startswith("Router"):
+        return export.router_figure(insp, numbers[0], label)
+    return export.attention_map_figure(insp, numbers[0], numbers[1], label)
+
+
+which = st.selectbox("Figure", figures, key="export_figure")
 stem = f"fame_{ctx['name'].replace('/', '_')}_{who.replace(' ', '')}_{which.split(' (')[0].lower().replace(', ', '_').replace(' ', '_')}"
 sidecar = dict(meta, figure=which, head=head if "head" in which else None)
 
 
 def render(fmt: str) -> bytes:
-    fig, table = figures[which]()
+    from fame_core import export
+
+    fig, table = build(which)
     if fmt == "csv":
         return table.to_csv().encode()
     return export.figure_bytes(fig, fmt)
 
 
 def everything() -> bytes:
+    from fame_core import export
+
     with tempfile.TemporaryDirectory() as tmp:
         files = export.export_all(insp, tmp, dict(meta, title=f"Case study: {title}"), label, k=min(k, 20))
         buf = io.BytesIO()
