@@ -1,4 +1,4 @@
-"""`python -m fame_core <command>`: train, evaluate, inspect, export, data describe (SPEC §5).
+"""`python -m fame_core <command>`: train, evaluate, inspect, export, data describe|download (SPEC §5).
 
 Human-readable output and a progress bar on a terminal; `--json` prints one JSON document on
 stdout for scripts. Bad input ends with a one-line `error: ...` on stderr and exit status 2,
@@ -92,6 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("path", help="a file, a folder, or 'synthetic'")
     ds.add_argument("--kcore", type=int, default=None)
     ds.add_argument("--json", action="store_true")
+    dd = dsub.add_parser("download", help="fetch a public data set, checksums verified")
+    dd.add_argument("name", help="beauty, sports, toys, yelp, ml-latest-small, ml-1m or ml-20m")
+    dd.add_argument("--to", default="data", help="parent directory (default ./data); files go to TO/NAME")
+    dd.add_argument("--mirror", default=None, help="replace the scheme and host of every address, e.g. http://127.0.0.1:8000")
+    dd.add_argument("--json", action="store_true")
     return parser
 
 
@@ -233,6 +238,17 @@ def cmd_export(a) -> int:
 def cmd_data(a) -> int:
     from .data import load_dataset
 
+    if a.data_command == "download":
+        from .download import download
+
+        result = download(a.name, a.to, mirror=a.mirror, progress=not a.json and sys.stderr.isatty())
+        if a.json:
+            _print_json(result)
+        else:
+            for name, status in result["files"].items():
+                print(f"{name}: {status}")
+            print(f"ready: python -m fame_core train --data {result['path']} --model sasrec --out runs/{result['name']}-sasrec")
+        return 0
     info = load_dataset(a.path, kcore_k=a.kcore).describe()
     if a.json:
         _print_json(info)

@@ -1,0 +1,182 @@
+"""Public data sets in one command: `python -m fame_core data download NAME --to DIR`.
+
+Each file is streamed to a `.part` file beside its destination while its sha256 is computed,
+checked against the sum pinned here (where one is known), and only then renamed into place: a
+wrong checksum, a cut transfer or a server error leaves no half-written file behind. A file that
+is already there and verified is not downloaded again. `mirror` replaces the scheme and host of
+every address and keeps its path (for tests, proxies and internal mirrors).
+
+After `download("beauty", to="data")`, `load_dataset("data/beauty")` reads it (attributes included).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from .errors import DataError
+
+ICLREC = "https://raw.githubusercontent.com/salesforce/ICLRec/master/data/"
+S3REC = "https://raw.githubusercontent.com/aHuiWang/CIKM2020-S3Rec/master/data/"
+GROUPLENS = "https://files.grouplens.org/datasets/movielens/"
+
+
+@dataclass(frozen=True)
+class Remote:
+    """One file to fetch: its address, its name on disk, and its pinned sha256 (None = not pinned)."""
+
+    url: str
+    name: str
+    sha256: str | None
+
+
+@dataclass(frozen=True)
+class Source:
+    """A data set: plain files, or one zip archive whose members are checked after unpacking."""
+
+    files: tuple[Remote, ...]
+    zip_members: dict = field(default_factory=dict)   # member path inside the zip -> pinned sha256
+    note: str = ""
+
+
+def _amazon(name: str, text_sum: str | None, attr_sum: str | None) -> Source:
+    return Source((Remote(ICLREC + f"{name}.txt", f"{name}.txt", text_sum),
+                   Remote(S3REC + f"{name}_item2attributes.json", f"{name}_item2attributes.json", attr_sum)))
+
+
+SOURCES: dict[str, Source] = {
+    "beauty": _amazon("Beauty", "226cce9c3105299ca0db9615d7d3fb32b3175e90da43100ae352599f0f0107b8",
+                      "129e40f67486f6877eff0f5318cfa8530ee8ac23d8b0d1de04e1bb7a2ba0b2d4"),
+    "sports": _amazon("Sports_and_Outdoors", "2a095e0648872beb9982408958290f5d655db5be2911c3756b5446de9f0b8de2",
+                      "7fb10733ac4f1811384a52144cdefa7fcc7536fa80a7232c5da9bd789155c34b"),
+    "toys": _amazon("Toys_and_Games", "176c680c688d497598c4a89a03b402c0fe78d795e5db335c2e78dd5f2d778a3f",
+                    "d371acd25101eedac04afc727626464b7acec770c4eda708705d51eb76eb1ad0"),
+    "yelp": _amazon("Yelp", None, None),
+    "ml-latest-small": Source((Remote(GROUPLENS + "ml-latest-small.zip", "ml-latest-small.zip", None),), {
+        "ml-latest-small/ratings.csv": "aa289ca83157595d0df6aea1be6a4ded676ddc4385472e8313a8ed9805352646",
+        "ml-latest-small/movies.csv": "5a5f32dd9bb3797b8e728a1b98958789d2b13f294a69fdfbc5727f8a9611aa07",
+        "ml-latest-small/links.csv": "97ad18e4e56a09363c65676b6cb3482ce3e2cea2372a24620c1599c843325f31",
+        "ml-latest-small/tags.csv": "92a9f8bb7916dceef6151209845788c3643f794dfa79d1feaec7121b5960399d",
+        "ml-latest-small/README.txt": "63d22ac138e80fae37021797ed8e1b9424b5239dc576a137422adf783ae3f404",
+    }),
+    "ml-1m": Source((Remote(GROUPLENS + "ml-1m.zip", "ml-1m.zip", None),), {}),
+    "ml-20m": Source((Remote(GROUPLENS + "ml-20m.zip", "ml-20m.zip", None),), {}),
+}
+
+
+def with_mirror(url: str, mirror: str | None) -> str:
+    """Replace the scheme and host of `url` by those of `mirror`, keeping the path."""
+    if not mirror:
+        return url
+    m, u = urllib.parse.urlsplit(mirror), urllib.parse.urlsplit(url)
+    if not m.scheme or not m.netloc:
+        raise DataError(f"--mirror must look like http://host[:port], not {mirror!r}")
+    return urllib.parse.urlunsplit((m.scheme, m.netloc, m.path.rstrip("/") + u.path, u.query, ""))
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fetch(url: str, dest: Path, sha256: str | None, progress: bool = True, timeout: float = 60.0) -> str:
+    """Stream `url` to `dest` through `dest.part`, verify, rename. Returns "downloaded" or "verified"."""
+    if dest.exists() and sha256 and sha256_of(dest) == sha256:
+        return "verified"
+    part = dest.with_name(dest.name + ".part")
+    h = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            received = 0
+            with open(part, "wb") as out, tqdm(total=total, unit="B", unit_scale=True, desc=dest.name,
+                                              disable=not progress, leave=False) as bar:
+                while chunk := response.read(1 << 16):
+                    out.write(chunk)
+                    h.update(chunk)
+                    received += len(chunk)
+                    bar.update(len(chunk))
+            if total is not None and received != total:
+                raise DataError(f"download of {url} was cut off after {received} of {total} bytes; run the command again")
+    except urllib.error.HTTPError as e:
+        part.unlink(missing_ok=True)
+        raise DataError(f"download of {url} failed: HTTP {e.code} {e.reason}") from None
+    except (urllib.error.URLError, OSError, TimeoutError) as e:
+        part.unlink(missing_ok=True)
+        reason = getattr(e, "reason", e)
+        raise DataError(f"download of {url} failed ({reason}); check the connection or pass --mirror") from None
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    digest = h.hexdigest()
+    if sha256 and digest != sha256:
+        part.unlink(missing_ok=True)
+        raise DataError(f"{dest.name}: sha256 {digest[:16]}… does not match the pinned {sha256[:16]}…; "
+                        "the file was not kept (a changed upstream file or a bad mirror)")
+    os.replace(part, dest)
+    return "downloaded"
+
+
+def download(name: str, to, mirror: str | None = None, progress: bool = True) -> dict:
+    """Fetch data set `name` into `to/<name>`; returns {"name", "path", "files": {file: status}}."""
+    key = name.lower()
+    if key not in SOURCES:
+        raise DataError(f"unknown data set {name!r}; choose one of {', '.join(SOURCES)}")
+    source = SOURCES[key]
+    folder = Path(to).expanduser() / key
+    folder.mkdir(parents=True, exist_ok=True)
+    status = {}
+    for remote in source.files:
+        if remote.name.endswith(".zip"):
+            status.update(_fetch_zip(remote, folder, source.zip_members, mirror, progress))
+        else:
+            status[remote.name] = fetch(with_mirror(remote.url, mirror), folder / remote.name, remote.sha256, progress)
+            if remote.sha256 is None:
+                status[remote.name] += " (no pinned sha256)"
+    return {"name": key, "path": str(folder), "files": status}
+
+
+def _fetch_zip(remote: Remote, folder: Path, members: dict, mirror: str | None, progress: bool) -> dict:
+    """Download an archive, unpack it into `folder` (its top directory flattened) and verify the
+    pinned members; nothing is moved into `folder` unless every check passes."""
+    top = remote.name[: -len(".zip")]
+    if members and all((folder / Path(m).name).exists() and sha256_of(folder / Path(m).name) == s
+                       for m, s in members.items()):
+        return {Path(m).name: "verified" for m in members}
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        archive = Path(tmp) / remote.name
+        fetch(with_mirror(remote.url, mirror), archive, remote.sha256, progress)
+        try:
+            with zipfile.ZipFile(archive) as z:
+                z.extractall(Path(tmp) / "unpacked")
+        except zipfile.BadZipFile:
+            raise DataError(f"{remote.name} is not a valid zip archive; the download was not kept") from None
+        root = Path(tmp) / "unpacked" / top
+        root = root if root.is_dir() else Path(tmp) / "unpacked"
+        for member, pinned in members.items():
+            path = root / Path(member).name
+            if not path.exists():
+                raise DataError(f"{remote.name} lacks {member}; the download was not kept")
+            if sha256_of(path) != pinned:
+                raise DataError(f"{member}: sha256 does not match the pinned sum; the download was not kept")
+        status = {}
+        for path in sorted(root.iterdir()):
+            if path.is_file():
+                os.replace(path, folder / path.name)
+                status[path.name] = "downloaded" + ("" if path.name in {Path(m).name for m in members} else
+                                                    " (no pinned sha256)")
+        shutil.rmtree(Path(tmp) / "unpacked", ignore_errors=True)
+    return status

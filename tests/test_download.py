@@ -1,0 +1,114 @@
+"""Downloads end to end against a local HTTP server on 127.0.0.1 serving copies of ../shared/data."""
+
+import http.server
+import io
+import json
+import threading
+import zipfile
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+from fame_core.cli import main
+from fame_core.data import load_dataset
+from fame_core.download import SOURCES, download, with_mirror
+from fame_core.errors import DataError
+from tests.conftest import needs_shared
+
+
+class Handler(http.server.SimpleHTTPRequestHandler):
+    """Serves the directory; /broken/... answers 500; /cut/... promises more bytes than it sends."""
+
+    def do_GET(self):
+        if self.path.startswith("/broken/"):
+            self.send_error(500, "Internal Server Error")
+            return
+        if self.path.startswith("/cut/"):
+            body = (Path(self.directory) / self.path[len("/cut/"):]).read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        super().do_GET()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def mirror(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mirror")
+    amazon = root / "salesforce/ICLRec/master/data"
+    attrs = root / "aHuiWang/CIKM2020-S3Rec/master/data"
+    amazon.mkdir(parents=True)
+    attrs.mkdir(parents=True)
+    (amazon / "Beauty.txt").write_bytes(needs_shared("amazon/Beauty.txt").read_bytes())
+    (attrs / "Beauty_item2attributes.json").write_bytes(needs_shared("amazon/Beauty_item2attributes.json").read_bytes())
+    # a Sports file that differs by one byte from the pinned one
+    sports = bytearray(needs_shared("amazon/Sports_and_Outdoors.txt").read_bytes())
+    sports[-2:-1] = b"9"
+    (amazon / "Sports_and_Outdoors.txt").write_bytes(bytes(sports))
+    ml = root / "datasets/movielens"
+    ml.mkdir(parents=True)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for f in ("ratings.csv", "movies.csv", "links.csv", "tags.csv", "README.txt"):
+            z.write(needs_shared(f"ml-latest-small/{f}"), f"ml-latest-small/{f}")
+    (ml / "ml-latest-small.zip").write_bytes(buf.getvalue())
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_mirror_keeps_the_path():
+    assert with_mirror(SOURCES["beauty"].files[0].url, "http://127.0.0.1:9") == \
+        "http://127.0.0.1:9/salesforce/ICLRec/master/data/Beauty.txt"
+    with pytest.raises(DataError, match="--mirror must look like"):
+        with_mirror("https://a/b", "127.0.0.1")
+
+
+def test_beauty_downloads_verifies_and_trains_from_the_folder(mirror, tmp_path, capsys):
+    assert main(["data", "download", "beauty", "--to", str(tmp_path), "--mirror", mirror, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["files"] == {"Beauty.txt": "downloaded", "Beauty_item2attributes.json": "downloaded"}
+    data = load_dataset(tmp_path / "beauty")
+    assert (data.n_users, data.n_items, data.n_actions) == (22363, 12101, 198502) and "attribute" in data.facets
+    again = download("beauty", tmp_path, mirror=mirror, progress=False)   # verified files are not fetched again
+    assert set(again["files"].values()) == {"verified"}
+    assert not list((tmp_path / "beauty").glob("*.part"))
+
+
+def test_wrong_checksum_is_an_error_and_leaves_nothing(mirror, tmp_path):
+    with pytest.raises(DataError, match=r"Sports_and_Outdoors.txt: sha256 .* does not match the pinned .* not kept"):
+        download("sports", tmp_path, mirror=mirror, progress=False)
+    assert list((tmp_path / "sports").iterdir()) == []
+
+
+def test_interrupted_transfer_and_server_error_leave_nothing(mirror, tmp_path):
+    with pytest.raises(DataError, match="was cut off after"):
+        download("beauty", tmp_path, mirror=mirror + "/cut", progress=False)
+    with pytest.raises(DataError, match="HTTP 500"):
+        download("beauty", tmp_path / "b", mirror=mirror + "/broken", progress=False)
+    assert list((tmp_path / "beauty").iterdir()) == [] and list((tmp_path / "b" / "beauty").iterdir()) == []
+
+
+def test_movielens_zip_is_unpacked_checked_and_5_core_filtered(mirror, tmp_path, capsys):
+    assert main(["data", "download", "ml-latest-small", "--to", str(tmp_path), "--mirror", mirror]) == 0
+    assert "ratings.csv: downloaded" in capsys.readouterr().out
+    data = load_dataset(tmp_path / "ml-latest-small")
+    assert data.source["reader"] == "movielens" and data.source["options"]["kcore"] == 5
+    assert data.label(1).startswith("Toy Story (1995) · ")
+    assert set(download("ml-latest-small", tmp_path, mirror=mirror, progress=False)["files"].values()) == {"verified"}
+
+
+def test_unknown_name_and_unreachable_host(tmp_path, capsys):
+    assert main(["data", "download", "netflix", "--to", str(tmp_path)]) == 2
+    assert "unknown data set 'netflix'; choose one of beauty, sports" in capsys.readouterr().err
+    with pytest.raises(DataError, match="failed"):
+        download("toys", tmp_path, mirror="http://127.0.0.1:9", progress=False)
