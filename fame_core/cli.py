@@ -1,4 +1,4 @@
-"""`python -m fame_core <command>`: train, evaluate, inspect, export, data describe|download (SPEC §5).
+"""`python -m fame_core <command>`: train, evaluate, inspect, export, facets, data describe|download.
 
 Human-readable output and a progress bar on a terminal; `--json` prints one JSON document on
 stdout for scripts. Bad input ends with a one-line `error: ...` on stderr and exit status 2,
@@ -85,6 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--formats", default="pdf,svg,png", help="comma-separated, of pdf, svg, png")
     x.add_argument("--out", required=True, help="directory to write the figures to")
     x.add_argument("--json", action="store_true")
+
+    f = sub.add_parser("facets", help="do heads, gates and experts capture item facets? (against controls)")
+    f.add_argument("--checkpoint", required=True)
+    _add_data(f)
+    f.add_argument("--users", type=int, default=200, help="users sampled for the attention-faithfulness test")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--json", action="store_true")
 
     d = sub.add_parser("data", help="data set tools")
     dsub = d.add_subparsers(dest="data_command", required=True, metavar="subcommand")
@@ -235,6 +242,38 @@ def cmd_export(a) -> int:
     return 0
 
 
+def cmd_facets(a) -> int:
+    import pandas as pd
+
+    from .facets import facet_report
+
+    model, dataset = _open(a)
+    if dataset is None:
+        raise FameError("facet measures need the data set; pass --data PATH")
+    report = facet_report(model, dataset, n_users=a.users, seed=a.seed)
+    report["checkpoint"] = str(a.checkpoint)
+    if a.json:
+        _print_json(report)
+        return 0
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(f"{a.checkpoint}: {report['model']} H={report['heads']} N={report['experts']} on {report['dataset']}\n")
+        if report["alignment"]:
+            cols = ["facet", "representation", "knn_agreement", "knn_chance", "probe_accuracy", "probe_shuffled_labels"]
+            print("head <-> facet (linear probe and kNN agreement of item sub-embeddings)")
+            print(pd.DataFrame(report["alignment"])[cols].to_string(index=False))
+            print("specialisation:", report["specialisation"], "\n")
+        if "gate_vs_facet" in report:
+            g = report["gate_vs_facet"]
+            print(f"gate <-> planted dominant facet: accuracy {g['accuracy']:.3f} (majority rate {g['majority_rate']:.3f})\n")
+            cols = ["head", "facet", "mutual_information", "random_split_mi_mean", "random_router_mi_mean", "mean_top_weight",
+                    "dead_experts"]
+            print("expert <-> active preferred value (mutual information, nats)")
+            print(pd.DataFrame(report["experts_vs_preference"])[cols].to_string(index=False), "\n")
+        print("attention faithfulness (remove the most-attended item vs a random one; change of the target's rank)")
+        print(pd.DataFrame(report["faithfulness"]).to_string(index=False))
+    return 0
+
+
 def cmd_data(a) -> int:
     from .data import load_dataset
 
@@ -261,7 +300,7 @@ def cmd_data(a) -> int:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"train": cmd_train, "evaluate": cmd_evaluate, "inspect": cmd_inspect, "export": cmd_export,
-               "data": cmd_data}[args.command]
+               "facets": cmd_facets, "data": cmd_data}[args.command]
     try:
         return handler(args)
     except FameError as err:

@@ -66,35 +66,47 @@ def score_last(model, sequences, device=None, merge: str = "gated") -> torch.Ten
 
 
 @torch.no_grad()
-def rank_users(model, dataset: SequenceDataset, split: str = "test", merges=("gated",), mask_history: bool = True,
-               batch_size: int = 1024, progress: bool = False) -> dict:
-    """One forward pass per batch of users; the target's 0-based rank under each merge mode.
+def rank_sequences(model, inputs, targets, merges=("gated",), mask_history: bool = True, batch_size: int = 1024,
+                   progress: bool = False, desc: str = "rank") -> dict:
+    """The target's 0-based rank after each input sequence, under each merge mode, with one
+    forward pass per batch (similar lengths batched together).
 
-    Returns {"rows": user rows, "ranks": {merge: (U,)}, "gates": (U, H) gates at the last position,
-    "lengths": (U,) input lengths}. Every user with at least 3 items is ranked."""
+    Returns {"ranks": {merge: (U,)}, and at the last position "gates": (U, H), "router": (U, H, N)
+    and "heads": (U, H, d') the per-head outputs F_t^(h)}."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    rows = dataset.splittable_rows()
-    examples = [dataset.example(r, split) for r in rows]
-    # batches of similar length: fewer padded positions, same results
-    order = np.argsort([min(len(x), model.config.max_len) for x, _ in examples], kind="stable")
-    ranks = {m: np.empty(len(rows), dtype=np.int64) for m in merges}
-    gates = np.empty((len(rows), model.config.n_heads), dtype=np.float32)
+    cfg = model.config
+    order = np.argsort([min(len(x), cfg.max_len) for x in inputs], kind="stable")
+    ranks = {m: np.empty(len(inputs), dtype=np.int64) for m in merges}
+    gates = np.empty((len(inputs), cfg.n_heads), dtype=np.float32)
+    router = np.empty((len(inputs), cfg.n_heads, cfg.n_experts if cfg.model == "fame" else 1), dtype=np.float32)
+    heads = np.empty((len(inputs), cfg.n_heads, cfg.d_head), dtype=np.float32)
     E = model.embed.E.weight
-    for start in tqdm(range(0, len(order), batch_size), desc=f"rank {split}", disable=not progress, leave=False):
+    for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress, leave=False):
         idx = order[start:start + batch_size]
-        inputs = [examples[i][0] for i in idx]
-        targets = torch.tensor([examples[i][1] for i in idx], device=device)
-        _, last = model(left_pad(inputs, model.config.max_len, device), return_details=True, last_only=True)
+        batch = [inputs[i] for i in idx]
+        target = torch.tensor([int(targets[i]) for i in idx], device=device)
+        _, last = model(left_pad(batch, cfg.max_len, device), return_details=True, last_only=True)
         gates[idx] = last["gates"][:, -1].cpu().numpy()
+        router[idx] = last["beta"][:, :, -1].cpu().numpy()
+        heads[idx] = last["F_heads"][:, -1].cpu().numpy()
         for m in merges:
             scores = model.merge(last, merge_weights(m, last["gates"]))[:, -1] @ E.T
-            mask_items(scores, inputs if mask_history else [])
-            ranks[m][idx] = target_ranks(scores, targets).cpu().numpy()
+            mask_items(scores, batch if mask_history else [])
+            ranks[m][idx] = target_ranks(scores, target).cpu().numpy()
     model.train(was_training)
-    return {"rows": rows, "ranks": ranks, "gates": gates,
-            "lengths": np.array([len(x) for x, _ in examples], dtype=np.int64)}
+    return {"ranks": ranks, "gates": gates, "router": router, "heads": heads}
+
+
+def rank_users(model, dataset: SequenceDataset, split: str = "test", merges=("gated",), mask_history: bool = True,
+               batch_size: int = 1024, progress: bool = False) -> dict:
+    """`rank_sequences` for every user with at least 3 items, plus "rows" and input "lengths"."""
+    rows = dataset.splittable_rows()
+    examples = [dataset.example(r, split) for r in rows]
+    inputs, targets = [x for x, _ in examples], [t for _, t in examples]
+    out = rank_sequences(model, inputs, targets, merges, mask_history, batch_size, progress, desc=f"rank {split}")
+    return dict(out, rows=rows, lengths=np.array([len(x) for x in inputs], dtype=np.int64))
 
 
 def evaluate(model, dataset: SequenceDataset, split: str = "test", mask_history: bool = True,

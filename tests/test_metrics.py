@@ -52,7 +52,8 @@ class FixedScores(nn.Module):
     def forward(self, seq, return_details=False, merge="gated", last_only=False):
         u = torch.zeros(*seq.shape, 2)
         u[..., 0] = 1.0
-        details = {"F_heads": u[..., None, :], "gates": torch.ones(*seq.shape, 1)}
+        details = {"F_heads": u[..., None, :], "gates": torch.ones(*seq.shape, 1),
+                   "beta": torch.ones(seq.shape[0], 1, seq.shape[1], 1)}
         return (u, details) if return_details else u
 
     def merge(self, details, weights):

@@ -1,0 +1,253 @@
+"""Do heads, gates and experts capture facets? Measured with numbers, against controls.
+
+The paper claims each head captures a facet of items (genre, actor) and each expert a preference
+inside it. Nothing in the training objective makes that so; this module measures it for a given
+model, always next to controls that say what "no facet" looks like:
+
+1. head <-> facet (`head_alignment`): how well each head's item sub-embeddings x_v^(h) separate a
+   facet's values (k-nearest-neighbour label agreement; cross-validated linear probe), next to the
+   full embedding, a random projection of it to the head's size, and shuffled labels.
+2. gate <-> dominant facet (`gate_vs_facet`, planted worlds only): does the head with the largest
+   gate predict the user's planted dominant facet? Accuracy and confusion against the majority rate,
+   and the AUC of head 0's gate.
+3. expert <-> preference (`experts_vs_preference`, planted worlds only): mutual information between
+   each head's argmax expert and the user's active preferred value, against random splits with the
+   same expert loads; and the experts' load (is any expert dead?).
+4. attention faithfulness (`faithfulness`): remove the history item an expert attends to most and
+   measure the change of the target's rank and of the gate, against removing a random item.
+
+Multi-valued facets (MovieLens genres, Amazon attributes) are reduced to one label per item: its
+most frequent value among the facet's `max_values` most frequent ones, ignoring values carried by
+more than half of all items (such as Amazon's top category); items without one are left out.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import mutual_info_score, roc_auc_score
+from sklearn.model_selection import StratifiedKFold, cross_val_score
+from sklearn.neighbors import NearestNeighbors
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from .data import SequenceDataset
+from .errors import DataError
+from .evaluate import rank_sequences, rank_users
+
+
+# ---- labels and the generic measures -------------------------------------------------------------
+
+def facet_labels(dataset: SequenceDataset, facet: str, max_values: int = 10) -> tuple[np.ndarray, list[str]]:
+    """One label per item id (-1 = none) and the value names; see the module docstring."""
+    if facet not in dataset.facets:
+        raise DataError(f"data set {dataset.name!r} has no item facet {facet!r} (has: {', '.join(dataset.facets) or 'none'})")
+    values = dataset.facets[facet]
+    counts = pd.Series([v for vals in values for v in vals]).value_counts()
+    counts = counts[counts <= 0.5 * dataset.n_items]
+    kept = list(counts.index[:max_values])
+    rank = {v: i for i, v in enumerate(kept)}
+    labels = np.full(dataset.n_items + 1, -1, dtype=np.int64)
+    for item in range(1, dataset.n_items + 1):
+        ranked = [rank[v] for v in values[item] if v in rank]
+        if ranked:
+            labels[item] = min(ranked)
+    return labels, kept
+
+
+def knn_agreement(X: np.ndarray, y: np.ndarray, k: int = 10) -> float:
+    """Mean share of each point's k nearest neighbours (cosine) that carry its label."""
+    k = min(k, len(X) - 1)
+    nn = NearestNeighbors(n_neighbors=k + 1, metric="cosine").fit(X)
+    idx = nn.kneighbors(X, return_distance=False)[:, 1:]
+    return float((y[idx] == y[:, None]).mean())
+
+
+def probe_accuracy(X: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0) -> float:
+    """5-fold cross-validated accuracy of a standardised multinomial logistic regression."""
+    classes, counts = np.unique(y, return_counts=True)
+    keep = np.isin(y, classes[counts >= folds])
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    return float(cross_val_score(probe, X[keep], y[keep], cv=cv).mean())
+
+
+@torch.no_grad()
+def item_representations(model, seed: int = 0) -> dict[str, np.ndarray]:
+    """x_v^(h) of every head, the full embedding x_v, and a random projection of x_v to d'."""
+    E = model.embed.E.weight.detach().cpu()
+    subs = model.item_sub_embeddings().detach().cpu()
+    reps = {f"head {h}": subs[h].numpy() for h in range(subs.shape[0])}
+    reps["full embedding"] = E.numpy()
+    g = torch.Generator().manual_seed(seed)
+    reps["random projection"] = (E @ torch.randn(E.shape[1], subs.shape[2], generator=g)).numpy()
+    return reps
+
+
+def head_alignment(model, dataset: SequenceDataset, facets=None, k: int = 10, max_items: int = 5000,
+                   seed: int = 0) -> pd.DataFrame:
+    """One row per (facet, representation): kNN agreement, linear-probe accuracy, and the chance
+    levels (kNN: sum of squared label shares; probe: the majority share and shuffled labels)."""
+    rng = np.random.default_rng(seed)
+    reps = item_representations(model, seed)
+    rows = []
+    for facet in facets or list(dataset.facets):
+        labels, _ = facet_labels(dataset, facet)
+        items = np.flatnonzero(labels >= 0)
+        if len(items) > max_items:
+            items = np.sort(rng.choice(items, max_items, replace=False))
+        y = labels[items]
+        share = np.bincount(y) / len(y)
+        shuffled = rng.permutation(y)
+        for name, X in reps.items():
+            rows.append({"facet": facet, "representation": name, "dims": X.shape[1], "items": len(items),
+                         "knn_agreement": knn_agreement(X[items], y, k), "knn_chance": float((share ** 2).sum()),
+                         "probe_accuracy": probe_accuracy(X[items], y, seed=seed),
+                         "probe_shuffled_labels": probe_accuracy(X[items], shuffled, seed=seed),
+                         "majority_rate": float(share.max())})
+    return pd.DataFrame(rows)
+
+
+def specialisation(alignment: pd.DataFrame, margin: float = 0.05) -> dict:
+    """For each head, the facet it separates best relative to the other heads, if the gap to the
+    best other head is at least `margin` and it beats the random projection; else None."""
+    heads = sorted(r for r in alignment["representation"].unique() if r.startswith("head "))
+    out = {}
+    for head in heads:
+        best, best_gap = None, -np.inf
+        for facet, rows in alignment.groupby("facet"):
+            acc = rows.set_index("representation")["probe_accuracy"]
+            others = [acc[h] for h in heads if h != head]
+            gap = acc[head] - (max(others) if others else acc["random projection"])
+            if gap > best_gap:
+                best, best_gap = facet, gap
+        rows = alignment[(alignment["facet"] == best) & (alignment["representation"].isin([head, "random projection"]))]
+        acc = rows.set_index("representation")["probe_accuracy"]
+        ok = best_gap >= margin and acc[head] > acc["random projection"]
+        out[head] = {"facet": best if ok else None, "gap": round(float(best_gap), 4)}
+    return out
+
+
+# ---- users: gates and routers against the planted truth ----------------------------------------------
+
+def _require_truth(dataset: SequenceDataset) -> dict:
+    if dataset.truth is None:
+        raise DataError(f"data set {dataset.name!r} has no planted ground truth (only the synthetic world has)")
+    return dataset.truth
+
+
+def gate_vs_facet(model, dataset: SequenceDataset, split: str = "test") -> dict:
+    """Does the head with the largest gate predict each user's planted dominant facet?"""
+    truth = _require_truth(dataset)
+    ranked = rank_users(model, dataset, split)
+    gates, rows = ranked["gates"], ranked["rows"]
+    facet = np.array([truth["dominant_facet"][r] for r in rows])
+    top = gates.argmax(1)
+    confusion = pd.crosstab(pd.Series(top, name="argmax gate head"), pd.Series(facet, name="planted facet"))
+    # each head stands for the facet most of its users have; accuracy of that reading
+    mapping = {int(h): confusion.loc[h].idxmax() for h in confusion.index}
+    accuracy = float(np.mean([mapping[int(h)] == f for h, f in zip(top, facet)]))
+    names = list(truth["facets"])
+    auc = float(roc_auc_score(facet == names[0], gates[:, 0])) if len(set(facet)) > 1 and gates.shape[1] > 1 else None
+    return {"accuracy": accuracy, "majority_rate": float(pd.Series(facet).value_counts(normalize=True).max()),
+            "head_to_facet": mapping, f"auc_head0_gate_for_{names[0]}": auc,
+            "confusion": confusion, "users": int(len(rows))}
+
+
+def experts_vs_preference(model, dataset: SequenceDataset, split: str = "test", n_random: int = 20,
+                          seed: int = 0) -> pd.DataFrame:
+    """Per head and planted facet: MI(argmax expert at the last position; the user's active value at
+    the target step), against two controls: random splits of the users with the same expert loads
+    (chance), and "random routers", the argmax of N random projections of the head's output F_t^(h)
+    (what any split of the representation carries); plus each expert's load."""
+    truth = _require_truth(dataset)
+    rows_idx = dataset.splittable_rows()
+    examples = [dataset.example(r, split) for r in rows_idx]
+    out = rank_sequences(model, [x for x, _ in examples], [t for _, t in examples])
+    router = out["router"]                                               # (U, H, N)
+    step = -1 if split == "test" else -2
+    facet = np.array([truth["dominant_facet"][r] for r in rows_idx])
+    active = np.array([truth["active_value"][r][step] for r in rows_idx])
+    rng = np.random.default_rng(seed)
+    rows = []
+    H, N = router.shape[1], router.shape[2]
+    for h in range(H):
+        argmax = router[:, h].argmax(1)
+        load = np.bincount(argmax, minlength=N) / len(argmax)
+        for f in truth["facets"]:
+            users = facet == f
+            mi = mutual_info_score(active[users], argmax[users])
+            control = [mutual_info_score(active[users], rng.permutation(argmax[users])) for _ in range(n_random)]
+            F = out["heads"][users, h]
+            random_router = [mutual_info_score(active[users], (F @ rng.standard_normal((F.shape[1], N))).argmax(1))
+                             for _ in range(n_random)] if N > 1 else [0.0]
+            rows.append({"head": h, "facet": f, "users": int(users.sum()), "mutual_information": float(mi),
+                         "random_split_mi_mean": float(np.mean(control)), "random_split_mi_std": float(np.std(control)),
+                         "random_router_mi_mean": float(np.mean(random_router)),
+                         "random_router_mi_std": float(np.std(random_router)),
+                         "argmax_load": np.round(load, 3).tolist(),
+                         "mean_router_weight": np.round(router[:, h].mean(0), 3).tolist(),
+                         "mean_top_weight": float(router[:, h].max(1).mean()),
+                         "dead_experts": int((load < 1 / (4 * N)).sum())})
+    return pd.DataFrame(rows)
+
+
+def faithfulness(model, dataset: SequenceDataset, n_users: int = 200, split: str = "test", seed: int = 0) -> pd.DataFrame:
+    """Remove the history item each expert attends to most (last position) and measure the change
+    of the target's rank (gated) and of the gate (L1), against removing a random history item."""
+    from .inspection import inspect
+
+    rng = np.random.default_rng(seed)
+    rows = dataset.splittable_rows()
+    rows = rows[[len(dataset.example(r, split)[0]) >= 2 for r in rows]]
+    sample = rng.choice(rows, min(n_users, len(rows)), replace=False)
+    inputs, targets, keys = [], [], []
+    for r in sample:
+        seq, target = dataset.example(r, split)
+        seq = seq[-model.config.max_len:]
+        insp = inspect(model, seq, top_k=1)
+        inputs.append(seq)
+        targets.append(target)
+        keys.append((r, "original", -1, -1))
+        for h in range(insp.n_heads):
+            for n in range(insp.n_experts):
+                j = int(insp.attention[h, n, -1].argmax())
+                inputs.append(np.delete(seq, j))
+                targets.append(target)
+                keys.append((r, "top-attended", h, n))
+        j = int(rng.integers(len(seq)))
+        inputs.append(np.delete(seq, j))
+        targets.append(target)
+        keys.append((r, "random", -1, -1))
+    out = rank_sequences(model, inputs, targets)
+    table = pd.DataFrame(keys, columns=["user_row", "removed", "head", "expert"])
+    table["rank"] = out["ranks"]["gated"] + 1
+    gates = out["gates"]
+    base = table[table["removed"] == "original"].set_index("user_row")
+    table["delta_rank"] = table["rank"] - base.loc[table["user_row"], "rank"].to_numpy()
+    base_gates = gates[table.index[table["removed"] == "original"]]
+    order = {r: i for i, r in enumerate(base.index)}
+    table["delta_gate"] = np.abs(gates - base_gates[[order[r] for r in table["user_row"]]]).sum(1)
+    changed = table[table["removed"] != "original"]
+    summary = changed.groupby(["removed", "head", "expert"]).agg(
+        users=("rank", "size"), mean_delta_rank=("delta_rank", "mean"), median_delta_rank=("delta_rank", "median"),
+        mean_abs_delta_rank=("delta_rank", lambda x: float(np.abs(x).mean())), mean_delta_gate=("delta_gate", "mean"))
+    return summary.reset_index()
+
+
+def facet_report(model, dataset: SequenceDataset, n_users: int = 200, seed: int = 0) -> dict:
+    """All four measures as plain data (JSON-ready); gate and expert measures on planted worlds only."""
+    alignment = head_alignment(model, dataset, seed=seed) if dataset.facets else pd.DataFrame()
+    report = {"model": model.config.model, "heads": model.config.n_heads, "experts": model.config.n_experts,
+              "dataset": dataset.name,
+              "alignment": alignment.round(4).to_dict("records"),
+              "specialisation": specialisation(alignment) if len(alignment) else {},
+              "faithfulness": faithfulness(model, dataset, n_users=n_users, seed=seed).round(4).to_dict("records")}
+    if dataset.truth is not None:
+        gate = gate_vs_facet(model, dataset)
+        gate["confusion"] = {str(k): v for k, v in gate["confusion"].to_dict().items()}
+        report["gate_vs_facet"] = gate
+        report["experts_vs_preference"] = experts_vs_preference(model, dataset, seed=seed).round(4).to_dict("records")
+    return report

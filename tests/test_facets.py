@@ -1,0 +1,124 @@
+"""Facet measures on hand-built embeddings, gates and routers whose answer is known."""
+
+import numpy as np
+import pytest
+import torch
+
+import fame_core
+from fame_core import facets
+from fame_core.data import SequenceDataset
+from fame_core.errors import DataError
+
+WORLD = "synthetic:seed=2,n_users=300,n_items=120,genre=4,actor=6"
+
+
+def test_knn_and_probe_separate_what_is_separated_and_not_noise():
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(4), 50)
+    separated = np.eye(4)[y] * 5 + 0.1 * rng.standard_normal((200, 4))
+    noise = rng.standard_normal((200, 4))
+    assert facets.knn_agreement(separated, y) > 0.95 and facets.probe_accuracy(separated, y) > 0.95
+    assert abs(facets.knn_agreement(noise, y) - 0.25) < 0.08 and facets.probe_accuracy(noise, y) < 0.4
+
+
+def test_facet_labels_reduce_multi_valued_facets():
+    items = [(), ("2", "7"), ("2", "8"), ("2", "7", "9"), ("2",), ("2", "9")]
+    d = SequenceDataset(name="m", n_items=5, user_ids=["u"], sequences=[np.array([1, 2, 3])],
+                        facets={"attribute": items})
+    labels, values = facets.facet_labels(d, "attribute")
+    assert "2" not in values                      # carried by every item: uninformative
+    assert labels[0] == -1 and labels[4] == -1    # padding, and an item with nothing left
+    assert values[labels[3]] in ("7", "9") and values[labels[1]] == "7"
+    with pytest.raises(DataError, match="no item facet 'genre'"):
+        facets.facet_labels(d, "genre")
+
+
+class HandMade(torch.nn.Module):
+    """A 'model' whose head 0 sub-embeddings encode genre and head 1 encode actor."""
+
+    def __init__(self, data, swap=False):
+        super().__init__()
+        genre, _ = facets.facet_labels(data, "genre")
+        actor, _ = facets.facet_labels(data, "actor")
+        rng = np.random.default_rng(0)
+        a = np.eye(8)[np.clip(genre, 0, None)] * 3 + 0.3 * rng.standard_normal((len(genre), 8))
+        b = np.eye(8)[np.clip(actor, 0, None) % 8] * 3 + 0.3 * rng.standard_normal((len(actor), 8))
+        heads = [b, a] if swap else [a, b]
+        self.subs = torch.tensor(np.stack(heads), dtype=torch.float32)
+        self.embed = torch.nn.Module()
+        self.embed.E = torch.nn.Embedding(len(genre), 16)
+        self.embed.E.weight.data = torch.tensor(np.concatenate(heads, 1), dtype=torch.float32)
+
+    def item_sub_embeddings(self):
+        return self.subs
+
+
+def test_head_alignment_finds_the_planted_specialisation_and_controls_stay_low():
+    data = fame_core.load_dataset(WORLD)
+    table = facets.head_alignment(HandMade(data), data)
+    acc = table.set_index(["facet", "representation"])["probe_accuracy"]
+    assert acc["genre", "head 0"] > 0.95 and acc["actor", "head 1"] > 0.9
+    assert acc["genre", "head 1"] < 0.5 and acc["actor", "head 0"] < 0.5
+    assert (table["probe_shuffled_labels"] < 0.4).all()
+    spec = facets.specialisation(table)
+    assert spec["head 0"]["facet"] == "genre" and spec["head 1"]["facet"] == "actor" and spec["head 0"]["gap"] > 0.4
+    swapped = facets.specialisation(facets.head_alignment(HandMade(data, swap=True), data))
+    assert swapped["head 0"]["facet"] == "actor"
+
+
+def test_no_specialisation_when_heads_are_alike():
+    data = fame_core.load_dataset(WORLD)
+    model = HandMade(data)
+    model.subs = torch.stack([model.subs[0], model.subs[0] + 0.01])
+    spec = facets.specialisation(facets.head_alignment(model, data))
+    assert spec["head 0"]["facet"] is None and spec["head 1"]["facet"] is None
+
+
+def fake_rank(gates=None, router=None):
+    def rank(*args, **kwargs):
+        n = len(gates if gates is not None else router)
+        out = {"ranks": {"gated": np.zeros(n, dtype=np.int64)}, "gates": gates, "router": router,
+               "heads": np.random.default_rng(0).standard_normal((n, 2, 8))}
+        datasets = [a for a in args if isinstance(a, SequenceDataset)]
+        if datasets:
+            out["rows"] = datasets[0].splittable_rows()
+        return out
+    return rank
+
+
+def test_gate_accuracy_is_1_for_a_facet_gate_and_chance_for_a_random_one(monkeypatch):
+    data = fame_core.load_dataset(WORLD)
+    facet = np.array(data.truth["dominant_facet"])
+    perfect = np.stack([(facet == "genre") * 0.9 + 0.05, (facet == "actor") * 0.9 + 0.05], 1)
+    monkeypatch.setattr(facets, "rank_users", fake_rank(gates=perfect))
+    g = facets.gate_vs_facet(None, data)
+    assert g["accuracy"] == 1.0 and g["head_to_facet"] == {0: "genre", 1: "actor"} and g["auc_head0_gate_for_genre"] == 1.0
+    random = np.random.default_rng(1).dirichlet([1, 1], len(facet))
+    monkeypatch.setattr(facets, "rank_users", fake_rank(gates=random))
+    g = facets.gate_vs_facet(None, data)
+    assert abs(g["accuracy"] - g["majority_rate"]) < 0.1 and abs(g["auc_head0_gate_for_genre"] - 0.5) < 0.1
+
+
+def test_experts_that_follow_the_preferred_value_beat_both_controls(monkeypatch):
+    data = fame_core.load_dataset(WORLD)
+    active = [a[-1] for a in data.truth["active_value"]]
+    values = sorted(set(active))
+    N = 4
+    router = np.full((len(active), 2, N), 0.1)
+    for u, v in enumerate(active):
+        router[u, :, values.index(v) % N] = 0.7
+    monkeypatch.setattr(facets, "rank_sequences", fake_rank(router=router))
+    table = facets.experts_vs_preference(None, data)
+    assert (table["mutual_information"] > table["random_split_mi_mean"] + 5 * table["random_split_mi_std"]).all()
+    assert (table["mutual_information"] > table["random_router_mi_mean"] + 0.2).all()
+    assert table["dead_experts"].max() == 0 and table["mean_top_weight"].iloc[0] == pytest.approx(0.7)
+
+
+def test_report_on_the_demo_runs_and_is_json_ready():
+    import json
+    model, data = fame_core.load(fame_core.__path__[0] + "/../checkpoints/demo")
+    report = facets.facet_report(model, data, n_users=20)
+    json.dumps(report)
+    assert {"alignment", "specialisation", "faithfulness", "gate_vs_facet", "experts_vs_preference"} <= set(report)
+    removed = {r["removed"] for r in report["faithfulness"]}
+    assert removed == {"random", "top-attended"}
