@@ -65,3 +65,24 @@ def warn_bad_param(key: str, allowed) -> None:
     if value is not None and value not in allowed:
         shown = ", ".join(list(allowed)[:6]) + (" …" if len(allowed) > 6 else "")
         st.warning(f"The link's `{key}={value}` is not available here (choose from: {shown}); using the default.")
+
+
+@st.cache_data(show_spinner="Measuring how each head separates the item facets…", max_entries=8)
+def alignment(path: str, data_path: str | None):
+    from fame_core.facets import head_alignment
+
+    model, data = open_checkpoint(path, data_path)
+    return head_alignment(model, data)
+
+
+@st.cache_data(show_spinner="Projecting the item embeddings to 2-d…", max_entries=32)
+def projection(path: str, data_path: str | None, representation: str, method: str):
+    """(n_items+1, 2) map coordinates of one representation; cached, so recolouring is instant."""
+    from fame_core.facets import item_representations, project
+
+    model, _ = open_checkpoint(path, data_path)
+    X = item_representations(model)[representation]
+    coords = project(X[1:], method)
+    import numpy as np
+
+    return np.vstack([np.zeros((1, 2)), coords])

@@ -45,7 +45,8 @@ with st.sidebar:
             st.caption("Test (history masked): " + " · ".join(f"{k} {test[k]:.4f}" for k in ("HR@10", "NDCG@10", "NDCG@20")))
 
 st.session_state["ctx"] = {"name": name, "path": path, "data_path": data_path, "model": model, "data": data}
-page = st.navigation([st.Page("pages/case_study.py", title="Case study", icon="🧭", default=True)])
+page = st.navigation([st.Page("views/case_study.py", title="Case study", icon="🧭", default=True),
+                      st.Page("views/facet_explorer.py", title="Facet explorer", icon="🗺️", url_path="facets")])
 if model is None:
     st.stop()
 page.run()

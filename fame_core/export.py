@@ -157,6 +157,38 @@ def case_study_figure(insp: Inspection, k: int = 10, label: Label = default_labe
     return fig, table
 
 
+def embedding_maps_figure(coords: dict[str, np.ndarray], labels: np.ndarray, values: list[str], facet: str,
+                          title: str = "") -> tuple[Figure, pd.DataFrame]:
+    """Side-by-side 2-d maps (one per representation) of the items, coloured by a facet's value
+    (grey: items without one). coords: name -> (n_items+1, 2), row = item id (row 0 unused)."""
+    import matplotlib as mpl
+
+    names = list(coords)
+    items = np.arange(1, len(labels))
+    cmap = mpl.colormaps["tab10" if len(values) <= 10 else "tab20"]
+    with rc_context(STYLE):
+        fig = Figure(figsize=(2.4 * len(names) + 1.4, 2.6))
+        axes = fig.subplots(1, len(names), squeeze=False)[0]
+        for ax, name in zip(axes, names):
+            xy = coords[name][items]
+            lab = labels[items]
+            ax.scatter(xy[lab < 0, 0], xy[lab < 0, 1], s=2, c="0.85", linewidths=0)
+            for v in range(len(values)):
+                sel = lab == v
+                ax.scatter(xy[sel, 0], xy[sel, 1], s=3, color=cmap(v % cmap.N), linewidths=0, label=values[v])
+            ax.set_title(name)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[-1].legend(title=facet, fontsize=6, title_fontsize=7, markerscale=3, frameon=False,
+                        loc="center left", bbox_to_anchor=(1.0, 0.5))
+        if title:
+            fig.suptitle(title, fontsize=9)
+    table = pd.DataFrame({"item": items, f"{facet}": [values[v] if v >= 0 else "" for v in labels[items]]})
+    for name in names:
+        table[f"{name} x"], table[f"{name} y"] = coords[name][items, 0], coords[name][items, 1]
+    return fig, table
+
+
 def figure_bytes(fig: Figure, fmt: str) -> bytes:
     if fmt not in FORMATS:
         raise ValueError(f"unknown figure format {fmt!r}; use one of {', '.join(FORMATS)}")

@@ -251,3 +251,36 @@ def facet_report(model, dataset: SequenceDataset, n_users: int = 200, seed: int 
         report["gate_vs_facet"] = gate
         report["experts_vs_preference"] = experts_vs_preference(model, dataset, seed=seed).round(4).to_dict("records")
     return report
+
+
+# ---- maps and neighbours for the Facet explorer ---------------------------------------------------
+
+def project(X: np.ndarray, method: str = "umap", seed: int = 0) -> np.ndarray:
+    """2-d coordinates of the rows of X: UMAP (umap-learn, cosine) or PCA."""
+    if method == "pca":
+        from sklearn.decomposition import PCA
+
+        return PCA(2, random_state=seed).fit_transform(X)
+    if method != "umap":
+        raise ValueError(f"unknown projection {method!r}; use 'umap' or 'pca'")
+    import warnings
+
+    import umap
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # umap warns that a fixed random_state disables parallelism
+        return umap.UMAP(n_neighbors=15, min_dist=0.1, metric="cosine", random_state=seed).fit_transform(X)
+
+
+def nearest_items(model, item: int, k: int = 10) -> dict[str, list[int]]:
+    """The k items closest (cosine) to `item` in each head's sub-embedding space and in the full
+    embedding (padding and the item itself left out)."""
+    out = {}
+    for name, X in item_representations(model).items():
+        if name == "random projection":
+            continue
+        Xn = X / np.clip(np.linalg.norm(X, axis=1, keepdims=True), 1e-12, None)
+        sim = Xn @ Xn[item]
+        sim[[0, item]] = -np.inf
+        out[name] = np.argsort(-sim, kind="stable")[:k].tolist()
+    return out

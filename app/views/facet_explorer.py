@@ -1,0 +1,120 @@
+"""Facet explorer: do the heads' item sub-embeddings x_v^(h) separate item facets (genre, actor,
+brand, category)? Maps of every head side by side, coloured by a chosen facet, nearest neighbours
+per head, and the alignment table with its controls. URL parameters: checkpoint, facet, projection, item.
+"""
+
+from functools import partial
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+import session
+from fame_core.facets import facet_labels, nearest_items, specialisation
+
+ctx = st.session_state["ctx"]
+model, data, path, data_path = ctx["model"], ctx["data"], ctx["path"], ctx["data_path"]
+H = model.config.n_heads
+st.title("Facet explorer")
+if data is None:
+    st.info("The facet explorer needs the checkpoint's data set (its item facets): give its path in the sidebar.")
+    st.stop()
+if not data.facets:
+    st.info(f"Data set {data.name} carries no item facets (genres, attributes, planted facets), so there is "
+            "nothing to align the heads with. MovieLens (genres), Amazon with item2attributes.json and the "
+            "synthetic world have them.")
+    st.stop()
+
+facet_names = list(data.facets)
+session.warn_bad_param("facet", facet_names)
+session.warn_bad_param("projection", ["umap", "pca"])
+c1, c2, c3 = st.columns([2, 1, 1])
+facet = c1.segmented_control("Colour items by", facet_names, default=facet_names[0], key="facet",
+                             bind="query-params") or facet_names[0]
+method = c2.segmented_control("Map", ["umap", "pca"], default="umap", key="projection", bind="query-params",
+                              help="UMAP (cosine) is computed once per representation and cached; PCA is instant") or "umap"
+item = int(c3.number_input("Item", min_value=1, max_value=data.n_items, value=1, key="item", bind="query-params"))
+
+# ---- the verdict first: are the heads facets? ---------------------------------------------------
+table = session.alignment(path, data_path)
+spec = specialisation(table)
+acc = table.set_index(["facet", "representation"])["probe_accuracy"]
+badges = []
+for h in range(H):
+    s = spec[f"head {h}"]
+    if s["facet"]:
+        badges.append(f":green-badge[head {h} ≈ {s['facet']} · probe gap +{s['gap']:.2f}]")
+    else:
+        badges.append(f":orange-badge[head {h}: no facet · best gap {s['gap']:+.2f}]")
+st.markdown("**Head specialisation** " + " ".join(badges))
+st.caption("A head 'is' a facet only if a linear probe on its item sub-embeddings predicts that facet at least "
+           "0.05 better than on every other head, and better than a random projection of the full embedding "
+           "to the same size. Otherwise the lists a head produces are not evidence of a facet.")
+
+# ---- maps ------------------------------------------------------------------------------------------
+labels, values = facet_labels(data, facet)
+representations = [f"head {h}" for h in range(H)] + ["full embedding"]
+items = np.arange(1, data.n_items + 1)
+text = [data.label(v) for v in items]
+palette = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c", "#ccb974",
+           "#64b5cd"]
+
+
+def pick(key: str):
+    points = st.session_state[key].selection.points
+    if points:
+        st.session_state["item"] = int(points[0]["customdata"])
+
+
+cols = st.columns(len(representations))
+coords = {}
+for col, rep in zip(cols, representations):
+    xy = session.projection(path, data_path, rep, method)
+    coords[rep] = xy
+    fig = go.Figure()
+    for v in [-1] + list(range(len(values))):
+        sel = labels[items] == v
+        fig.add_trace(go.Scattergl(x=xy[items[sel], 0], y=xy[items[sel], 1], mode="markers",
+                                   name=values[v] if v >= 0 else "(none)", customdata=items[sel],
+                                   text=[text[i - 1] for i in items[sel]], hovertemplate="%{text}<extra></extra>",
+                                   marker=dict(size=4, color=palette[v % len(palette)] if v >= 0 else "#dddddd")))
+    fig.add_trace(go.Scattergl(x=[xy[item, 0]], y=[xy[item, 1]], mode="markers", name=f"item {item}",
+                               customdata=[item], text=[data.label(item)], hovertemplate="%{text}<extra></extra>",
+                               marker=dict(size=12, symbol="x", color="black")))
+    fig.update_layout(title=rep, height=360, margin=dict(l=5, r=5, t=35, b=5), showlegend=rep == "full embedding",
+                      xaxis=dict(visible=False), yaxis=dict(visible=False))
+    key = f"map_{rep}"
+    col.plotly_chart(fig, key=key, on_select=partial(pick, key), selection_mode="points")
+st.caption("Click a point (or type an item id above) to see its nearest neighbours in every head.")
+
+# ---- nearest neighbours of one item --------------------------------------------------------------------
+st.subheader(f"Nearest neighbours of {data.label(item)}")
+near = nearest_items(model, item, k=10)
+ncols = st.columns(len(near))
+for col, (rep, ids) in zip(ncols, near.items()):
+    same = [("✓" if labels[v] == labels[item] and labels[item] >= 0 else "") for v in ids]
+    share = sum(bool(s) for s in same) / len(ids)
+    col.markdown(f"**{rep}** · same {facet}: {share:.0%}")
+    col.table(pd.DataFrame({"item": ids, "label": [data.label(v) for v in ids], f"same {facet}": same}).style.hide(axis="index"))
+
+# ---- the numbers -------------------------------------------------------------------------------------
+st.subheader("Alignment of heads and facets, with controls")
+st.dataframe(table.round(4), hide_index=True)
+st.caption("knn_agreement: share of each item's 10 nearest neighbours with its value (chance: knn_chance). "
+           "probe_accuracy: 5-fold linear probe; probe_shuffled_labels and majority_rate are the floors.")
+
+
+def map_bytes(fmt: str) -> bytes:
+    from fame_core import export
+
+    fig, numbers = export.embedding_maps_figure(coords, labels, values, facet, title=f"{ctx['name']}: items by {facet}")
+    return numbers.to_csv(index=False).encode() if fmt == "csv" else export.figure_bytes(fig, fmt)
+
+
+b = st.columns(5)
+stem = f"fame_{ctx['name'].replace('/', '_')}_maps_{facet}_{method}"
+for col, fmt, mime in zip(b, ("pdf", "svg", "png", "csv"), ("application/pdf", "image/svg+xml", "image/png", "text/csv")):
+    col.download_button(f"Maps {fmt.upper()}", partial(map_bytes, fmt), file_name=f"{stem}.{fmt}", mime=mime, key=f"map_{fmt}")
+b[4].download_button("Alignment CSV", table.to_csv(index=False), file_name=f"fame_{ctx['name'].replace('/', '_')}_alignment.csv",
+                     mime="text/csv", key="alignment_csv")

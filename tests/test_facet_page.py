@@ -1,0 +1,72 @@
+"""The Facet explorer page driven headlessly: maps, neighbours and the alignment verdict come from
+fame_core.facets for the same checkpoint."""
+
+import numpy as np
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+import fame_core
+from fame_core.facets import head_alignment, item_representations, nearest_items, project, specialisation
+from tests.conftest import REPO
+from tests.test_app import decode, plotly_spec
+
+APP = str(REPO / "app" / "streamlit_app.py")
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return fame_core.load(REPO / "checkpoints" / "demo")
+
+
+def open_page(**params) -> AppTest:
+    st.cache_data.clear()
+    at = AppTest.from_file(APP, default_timeout=300)
+    for k, v in params.items():
+        at.query_params[k] = v
+    at.run()
+    at.switch_page("views/facet_explorer.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_page_shows_verdict_maps_neighbours_and_table(demo):
+    model, data = demo
+    at = open_page(projection="pca", item="42")
+    assert at.title[0].value == "Facet explorer"
+    spec = specialisation(head_alignment(model, data))
+    verdict = at.markdown[0].value
+    for h in range(2):
+        expected = "no facet" if spec[f"head {h}"]["facet"] is None else f"≈ {spec[f'head {h}']['facet']}"
+        assert f"head {h}" in verdict and expected in verdict
+    assert at.subheader[0].value == f"Nearest neighbours of {data.label(42)}"
+    near = nearest_items(model, 42)
+    assert [t.value["item"].tolist() for t in at.table] == [near["head 0"], near["head 1"], near["full embedding"]]
+    # the head-1 map is a PCA of head 1's sub-embeddings, item i at row i
+    xy = project(item_representations(model)["head 1"][1:], "pca")
+    spec1 = plotly_spec(at, 1)["data"]
+    xs = np.concatenate([decode(t["x"]) for t in spec1[:-1]])
+    ids = np.concatenate([decode(t["customdata"]) for t in spec1[:-1]]).astype(int)
+    np.testing.assert_allclose(xs, xy[ids - 1, 0], rtol=1e-4, atol=1e-4)
+    assert sorted(ids.tolist()) == list(range(1, data.n_items + 1))
+    table = at.dataframe[0].value
+    assert set(table["representation"]) == {"head 0", "head 1", "full embedding", "random projection"}
+
+
+def test_recolouring_by_another_facet(demo):
+    at = open_page(projection="pca")
+    before = [t["name"] for t in plotly_spec(at, 0)["data"]]
+    at.segmented_control(key="facet").set_value("actor").run()
+    after = [t["name"] for t in plotly_spec(at, 0)["data"]]
+    assert "Action" in before and all(n.startswith("Actor") for n in after[1:-1]) and before != after
+
+
+def test_bad_parameters_are_friendly():
+    at = open_page(facet="colour", projection="tsne")
+    warnings = " ".join(w.value for w in at.warning)
+    assert "`facet=colour` is not available" in warnings and "`projection=tsne` is not available" in warnings
+
+
+def test_umap_maps_draw(demo):
+    at = open_page(projection="umap")
+    assert len(at.get("plotly_chart")) == 3
