@@ -56,8 +56,11 @@ def test_default_view_is_demo_user_1_with_the_models_own_numbers(demo):
     assert lists[2] == insp.top["gated"].tolist()
     gates = decode(plotly_spec(at, 0)["data"][0]["y"])
     np.testing.assert_allclose(gates, insp.gates, rtol=1e-5)
-    z = decode(plotly_spec(at, 1)["data"][0]["z"]).reshape(4, -1)     # experts x positions
-    np.testing.assert_allclose(z, insp.attention[0, :, -1, :], rtol=1e-5)
+    for h, chart in ((0, 1), (1, 3)):                                 # gates, then attention/router per head
+        z = decode(plotly_spec(at, chart)["data"][0]["z"]).reshape(4, -1)   # experts x positions
+        np.testing.assert_allclose(z, insp.attention[h, :, -1, :], rtol=1e-5)
+    router = decode(plotly_spec(at, 4)["data"][0]["z"]).reshape(-1, 4)     # positions x experts
+    np.testing.assert_allclose(router, insp.router[1], rtol=1e-5)
     assert [b.proto.label for b in at.get("download_button")] == ["PDF", "SVG", "PNG", "CSV", "Sidecar JSON", "All figures (zip)"]
     assert all("rank_gated" not in d.value.columns for d in at.dataframe)   # the user table waits until asked
 

@@ -159,12 +159,16 @@ if insp.target_rank:
 
 # ---- attention and routing ---------------------------------------------------------------------------
 st.subheader("Where the experts look")
-head = int(st.segmented_control("Head", [str(h) for h in range(H)], default="0", key="head", bind="query-params") or 0)
-a1, a2 = st.columns([3, 2])
-a1.plotly_chart(charts.expert_attention_chart(insp, head, label), key="attention_chart")
-a2.plotly_chart(charts.router_chart(insp, head, label), key="router_chart")
-if st.toggle("Show the full positions × positions map of one expert"):
-    expert = st.selectbox("Expert", list(range(N)), key="expert")
+st.caption("For each head: every expert's attention from the last position over the history (left) and the "
+           "router's weight of each expert at every position (right). Hover for item labels and exact values.")
+for h in range(H):
+    a1, a2 = st.columns([3, 2])
+    a1.plotly_chart(charts.expert_attention_chart(insp, h, label), key=f"attention_chart_{h}")
+    a2.plotly_chart(charts.router_chart(insp, h, label), key=f"router_chart_{h}")
+m1, m2, _ = st.columns([1, 1, 2])
+head = int(m1.segmented_control("Head", [str(h) for h in range(H)], default="0", key="head", bind="query-params") or 0)
+expert = m2.selectbox("Expert", list(range(N)), key="expert")
+if st.toggle("Show the full positions × positions map of this head and expert"):
     st.plotly_chart(charts.attention_map_chart(insp, head, expert, label), key="attention_map")
 
 # ---- exports --------------------------------------------------------------------------------------------
