@@ -72,17 +72,26 @@ def alignment(path: str, data_path: str | None):
     from fame_core.facets import head_alignment
 
     model, data = open_checkpoint(path, data_path)
-    return head_alignment(model, data)
+    return head_alignment(model, data, max_items=MAP_ITEMS // 2)
+
+
+MAP_ITEMS = 5000  # items drawn on a map: a fixed random sample beyond this (UMAP of 18k items takes minutes)
 
 
 @st.cache_data(show_spinner="Projecting the item embeddings to 2-d…", max_entries=32)
 def projection(path: str, data_path: str | None, representation: str, method: str):
-    """(n_items+1, 2) map coordinates of one representation; cached, so recolouring is instant."""
+    """(n_items+1, 2) map coordinates of one representation (NaN for items outside the drawn
+    sample; row 0 unused); cached, so recolouring is instant."""
+    import numpy as np
+
     from fame_core.facets import item_representations, project
 
     model, _ = open_checkpoint(path, data_path)
     X = item_representations(model)[representation]
-    coords = project(X[1:], method)
-    import numpy as np
-
-    return np.vstack([np.zeros((1, 2)), coords])
+    n = X.shape[0] - 1
+    items = np.arange(1, n + 1)
+    if n > MAP_ITEMS:
+        items = np.sort(np.random.default_rng(0).choice(items, MAP_ITEMS, replace=False))
+    coords = np.full((n + 1, 2), np.nan)
+    coords[items] = project(X[items], method)
+    return coords

@@ -73,8 +73,9 @@ for col, rep in zip(cols, representations):
     xy = session.projection(path, data_path, rep, method)
     coords[rep] = xy
     fig = go.Figure()
+    drawn = np.isfinite(xy[items, 0])
     for v in [-1] + list(range(len(values))):
-        sel = labels[items] == v
+        sel = (labels[items] == v) & drawn
         fig.add_trace(go.Scattergl(x=xy[items[sel], 0], y=xy[items[sel], 1], mode="markers",
                                    name=values[v] if v >= 0 else "(none)", customdata=items[sel],
                                    text=[text[i - 1] for i in items[sel]], hovertemplate="%{text}<extra></extra>",
@@ -86,7 +87,9 @@ for col, rep in zip(cols, representations):
                       xaxis=dict(visible=False), yaxis=dict(visible=False))
     key = f"map_{rep}"
     col.plotly_chart(fig, key=key, on_select=partial(pick, key), selection_mode="points")
-st.caption("Click a point (or type an item id above) to see its nearest neighbours in every head.")
+st.caption("Click a point (or type an item id above) to see its nearest neighbours in every head."
+           + (f" Maps show a fixed sample of {session.MAP_ITEMS:,} of the {data.n_items:,} items."
+              if data.n_items > session.MAP_ITEMS else ""))
 
 # ---- nearest neighbours of one item --------------------------------------------------------------------
 st.subheader(f"Nearest neighbours of {data.label(item)}")
