@@ -48,6 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
     t.add_argument("--init-from", default=None, help="SASRec checkpoint to build FAME from (paper pipeline)")
     t.add_argument("--warm", action="store_true", help="with --init-from: warm-start expert queries and W_f")
+    o = t.add_argument_group("facet objectives (off by default; see fame_core/objectives.py)")
+    o.add_argument("--gate-decisive", type=float, default=0.0, help="weight: decisive per-user gates, balanced per batch")
+    o.add_argument("--load-balance", type=float, default=0.0, help="weight: Switch-Transformer expert load balancing")
+    o.add_argument("--router-z", type=float, default=0.0, help="weight: ST-MoE router z-loss")
+    o.add_argument("--head-diversity", type=float, default=0.0, help="weight: decorrelate heads' item sub-embeddings")
+    o.add_argument("--facet-heads", default="", help="tie head h to the h-th facet, e.g. genre,actor")
+    o.add_argument("--facet-weight", type=float, default=0.0, help="weight of the facet probes of --facet-heads")
     t.add_argument("--out", required=True, help="checkpoint directory to write")
     t.add_argument("--resume", action="store_true", help="continue the killed run in --out")
     t.add_argument("--json", action="store_true")
@@ -129,8 +136,12 @@ def cmd_train(a) -> int:
                            residual=a.residual)
     except ValueError as err:
         raise FameError(str(err)) from None
+    from .objectives import FacetObjectives
+
+    objectives = FacetObjectives(gate_decisive=a.gate_decisive, load_balance=a.load_balance, router_z=a.router_z,
+                                 head_diversity=a.head_diversity, facet_heads=a.facet_heads, facet_weight=a.facet_weight)
     tcfg = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, patience=a.patience, seed=a.seed,
-                       device=a.device, init_from=a.init_from, warm=a.warm)
+                       device=a.device, init_from=a.init_from, warm=a.warm, objectives=objectives)
     if not a.json:
         print(f"training {a.model} on {dataset.name} ({dataset.n_users} users, {dataset.n_items} items) -> {a.out}")
     result = train(dataset, mcfg, tcfg, a.out, resume=a.resume, progress=sys.stderr.isatty() or not a.json)

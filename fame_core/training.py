@@ -15,7 +15,7 @@ import copy
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +29,7 @@ from .data import SequenceDataset
 from .errors import CheckpointError, FameError
 from .evaluate import evaluate, left_pad
 from .models import ModelConfig, build_model, fame_from_sasrec
+from .objectives import FacetObjectives, FacetProbes, extra_loss
 
 SELECT_METRIC = "NDCG@20"
 
@@ -45,6 +46,7 @@ class TrainConfig:
     eval_batch_size: int = 1024
     init_from: str | None = None  # a SASRec checkpoint to build FAME from (paper pipeline)
     warm: bool = False           # with init_from: warm-start expert queries and W_f (see fame_from_sasrec)
+    objectives: FacetObjectives = field(default_factory=FacetObjectives)  # optional facet terms, off by default
 
 
 def resolve_device(name: str) -> torch.device:
@@ -73,12 +75,20 @@ def epoch_batches(pairs, batch_size: int, rng: np.random.Generator):
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def loss_on_batch(model, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of the next item over all items, at positions with a target only."""
-    u = model(inputs)                                    # (B, T, d)
+def loss_on_batch(model, inputs: torch.Tensor, targets: torch.Tensor, objectives: FacetObjectives | None = None,
+                  probes: FacetProbes | None = None) -> torch.Tensor:
+    """Mean cross-entropy of the next item over all items, at positions with a target only (plus
+    the optional facet terms of `objectives`)."""
     where = targets > 0
+    if objectives is not None and objectives.active:
+        u, details = model(inputs, return_details=True)
+    else:
+        u, details = model(inputs), None                 # (B, T, d)
     logits = u[where] @ model.embed.E.weight[1:].T       # padding id 0 is not a class
-    return F.cross_entropy(logits, targets[where] - 1)
+    loss = F.cross_entropy(logits, targets[where] - 1)
+    if details is not None:
+        loss = loss + extra_loss(model, details, where, objectives, probes)
+    return loss
 
 
 def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = False,
@@ -92,7 +102,13 @@ def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = 
     device = resolve_device(tcfg.device)
     model.to(device)
     record = dataset_record(dataset)
-    opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr, betas=(0.9, 0.999), weight_decay=tcfg.weight_decay)
+    obj = tcfg.objectives
+    probes = None
+    if obj.facet_heads and obj.facet_weight:
+        probes = FacetProbes(dataset, [f.strip() for f in obj.facet_heads.split(",") if f.strip()],
+                             model.config.d_head, model.config.n_heads).to(device)
+    params = list(model.parameters()) + (list(probes.parameters()) if probes is not None else [])
+    opt = torch.optim.Adam(params, lr=tcfg.lr, betas=(0.9, 0.999), weight_decay=tcfg.weight_decay)
     metrics, start, best, best_epoch, bad = [], 0, -math.inf, -1, 0
     best_weights = copy.deepcopy(model.state_dict())
     config = {"train": asdict(tcfg), "status": "running", **(extra_config or {})}
@@ -112,6 +128,8 @@ def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = 
         except Exception as e:  # a corrupt file: say which, never unpickle code
             raise CheckpointError(f"{state_path} is corrupt ({e.__class__.__name__})") from None
         model.load_state_dict(state["model"])
+        if probes is not None:
+            probes.load_state_dict(state["probes"])
         opt.load_state_dict(state["optimizer"])
         start, best, best_epoch, bad = state["epoch"] + 1, state["best"], state["best_epoch"], state["bad_epochs"]
         best_weights = load_checkpoint(out).state_dict()
@@ -138,7 +156,7 @@ def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = 
         for idx in bar:
             inputs = left_pad([pairs[i][0] for i in idx], model.config.max_len, device)
             targets = left_pad([pairs[i][1] for i in idx], model.config.max_len, device)
-            loss = loss_on_batch(model, inputs, targets)
+            loss = loss_on_batch(model, inputs, targets, obj, probes)
             if not torch.isfinite(loss):
                 raise FameError(f"loss became {loss.item()} in epoch {epoch + 1}; the last good checkpoint "
                                 f"is kept in {out}; lower --lr and pass --resume")
@@ -164,6 +182,8 @@ def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = 
                        f"NDCG@20 {valid['NDCG@20']:.4f}{'  *' if improved else ''}  ({train_seconds:.1f}s)")
         state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "best": best,
                  "best_epoch": best_epoch, "bad_epochs": bad}
+        if probes is not None:
+            state["probes"] = probes.state_dict()
         write_checkpoint(out, model, record, dict(config, best_epoch=best_epoch + 1), metrics,
                          train_state=state, weights=best_weights)
         epochs_run += 1

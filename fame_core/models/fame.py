@@ -62,12 +62,13 @@ class FacetMoELayer(nn.Module):
         f_n = torch.einsum("bhnts,bhse->bhnte", self.attn_dropout(alpha), v)         # (B,H,N,T,d')
         B, H, N, T, dh = f_n.shape
         f_cat = f_n.permute(0, 1, 3, 2, 4).reshape(B, H, T, N * dh)                  # [f(1)|...|f(N)]
-        beta = torch.softmax(torch.einsum("bhtk,hkn->bhtn", f_cat, self.W_exp), -1)  # (B,H,T,N)
+        router_logits = torch.einsum("bhtk,hkn->bhtn", f_cat, self.W_exp)
+        beta = torch.softmax(router_logits, -1)                                       # (B,H,T,N)
         f = torch.einsum("bhtn,bhnte->bhte", beta, f_n)                              # (B,H,T,d')
         if self.residual:
             f = f + self.heads(xq)
         F_heads = self.ln(f + self.dropout(self.ffn(f)))                              # (B,H,T,d')
-        return F_heads.transpose(1, 2), alpha, beta                                   # F: (B,T,H,d')
+        return F_heads.transpose(1, 2), alpha, beta, router_logits                    # F: (B,T,H,d')
 
 
 class FAME(nn.Module):
@@ -95,9 +96,9 @@ class FAME(nn.Module):
         x = self.embed(seq)
         for block in self.blocks:
             x, _ = block(x, allowed)
-        F_heads, alpha, beta = self.moe(x, allowed, last_only)        # F_heads: (B, T, H, d')
-        g = torch.softmax(self.W_g(F_heads.flatten(-2)), dim=-1)      # (B, T, H)
-        details = {"alpha": alpha, "beta": beta, "F_heads": F_heads, "gates": g}
+        F_heads, alpha, beta, router_logits = self.moe(x, allowed, last_only)   # F_heads: (B, T, H, d')
+        g = torch.softmax(self.W_g(F_heads.flatten(-2)), dim=-1)                # (B, T, H)
+        details = {"alpha": alpha, "beta": beta, "F_heads": F_heads, "gates": g, "router_logits": router_logits}
         u = self.merge(details, merge_weights(merge, g))
         return (u, details) if return_details else u
 

@@ -1,0 +1,107 @@
+"""Optional training terms that push heads, gate and experts towards facets (all off by default).
+
+Each term is a weight in `FacetObjectives` (recorded in the checkpoint's training settings) and is
+added to the cross-entropy of the next item, on the positions that have a target:
+
+unsupervised
+- gate_decisive:  mean per-position gate entropy (be decisive for each user) minus the entropy of
+  the batch-mean gate (but keep every head in use).
+- load_balance:   the Switch Transformer load-balancing loss per head, N · sum_n f_n · P_n, with f_n
+  the share of positions whose argmax expert is n and P_n the mean router weight of expert n.
+- router_z:       the ST-MoE router z-loss, mean of logsumexp(router logits)^2.
+- head_diversity: squared correlation between the heads' item sub-embeddings x_v^(h) (over items,
+  per pair of heads and dimensions): heads that encode the same directions pay for it.
+weakly supervised (data sets with item facets)
+- facet_heads "genre,actor": head h is tied to the h-th facet by a linear probe from x_v^(h) to
+  the facet's value (cross-entropy over items that have one), weighted by facet_weight.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .data import SequenceDataset
+from .errors import FameError
+
+
+@dataclass
+class FacetObjectives:
+    gate_decisive: float = 0.0
+    load_balance: float = 0.0
+    router_z: float = 0.0
+    head_diversity: float = 0.0
+    facet_heads: str = ""        # e.g. "genre,actor": head 0 <- genre, head 1 <- actor
+    facet_weight: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        return any((self.gate_decisive, self.load_balance, self.router_z, self.head_diversity,
+                    self.facet_weight and self.facet_heads))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _entropy(p: torch.Tensor) -> torch.Tensor:
+    return -(p * torch.log(p.clamp_min(1e-9))).sum(-1)
+
+
+class FacetProbes(nn.Module):
+    """Linear probes from each supervised head's item sub-embeddings to its facet's values."""
+
+    def __init__(self, dataset: SequenceDataset, names: list[str], d_head: int, n_heads: int):
+        super().__init__()
+        from .facets import facet_labels
+
+        if len(names) > n_heads:
+            raise FameError(f"--facet-heads names {len(names)} facets but the model has {n_heads} heads")
+        self.heads = list(range(len(names)))
+        labels, sizes = [], []
+        for name in names:
+            y, values = facet_labels(dataset, name, max_values=50)
+            labels.append(torch.as_tensor(y))
+            sizes.append(len(values))
+        for i, y in enumerate(labels):
+            self.register_buffer(f"labels_{i}", y, persistent=False)
+        self.probes = nn.ModuleList(nn.Linear(d_head, n) for n in sizes)
+
+    def forward(self, sub_embeddings: torch.Tensor) -> torch.Tensor:
+        loss = sub_embeddings.new_zeros(())
+        for h, probe in zip(self.heads, self.probes):
+            y = getattr(self, f"labels_{h}")
+            keep = y >= 0
+            loss = loss + F.cross_entropy(probe(sub_embeddings[h][keep]), y[keep])
+        return loss / len(self.heads)
+
+
+def extra_loss(model, details: dict, where: torch.Tensor, obj: FacetObjectives, probes: FacetProbes | None) -> torch.Tensor:
+    """The weighted sum of the active terms; `where` marks positions with a target (B, T)."""
+    total = details["gates"].new_zeros(())
+    if obj.gate_decisive:
+        g = details["gates"][where]                                     # (M, H)
+        total = total + obj.gate_decisive * (_entropy(g).mean() - _entropy(g.mean(0)))
+    if (obj.load_balance or obj.router_z) and "router_logits" in details:
+        logits = details["router_logits"].transpose(1, 2)[where]        # (M, H, N)
+        if obj.load_balance:
+            beta = torch.softmax(logits, -1)
+            N = beta.shape[-1]
+            share = F.one_hot(beta.argmax(-1), N).float().mean(0)       # (H, N), no gradient
+            total = total + obj.load_balance * N * (share * beta.mean(0)).sum(-1).mean()
+        if obj.router_z:
+            total = total + obj.router_z * torch.logsumexp(logits, -1).pow(2).mean()
+    if obj.head_diversity or (probes is not None and obj.facet_weight):
+        subs = model.item_sub_embeddings()[:, 1:]                       # (H, n, d')
+        if obj.head_diversity and subs.shape[0] > 1:
+            z = (subs - subs.mean(1, keepdim=True)) / subs.std(1, keepdim=True).clamp_min(1e-6)
+            corr = torch.einsum("hnd,kne->hkde", z, z) / z.shape[1]     # (H, H, d', d')
+            H = subs.shape[0]
+            off = ~torch.eye(H, dtype=torch.bool, device=subs.device)
+            total = total + obj.head_diversity * corr[off].pow(2).mean()
+        if probes is not None and obj.facet_weight:
+            full = torch.cat([subs.new_zeros(subs.shape[0], 1, subs.shape[2]), subs], 1)  # row = item id
+            total = total + obj.facet_weight * probes(full)
+    return total

@@ -1,0 +1,75 @@
+"""The optional facet objectives: each term's value on hand-made inputs, and training with them."""
+
+import json
+import math
+
+import pytest
+import torch
+
+import fame_core
+from fame_core.objectives import FacetObjectives, FacetProbes, extra_loss
+from fame_core.models import ModelConfig
+from fame_core.training import TrainConfig, train
+from tests.conftest import make_model
+
+
+def details(gates, logits=None):
+    B, H = gates.shape
+    d = {"gates": gates[:, None, :]}
+    if logits is not None:
+        d["router_logits"] = logits[:, :, None, :]           # (B, H, T=1, N)
+    return d, torch.ones(B, 1, dtype=torch.bool)
+
+
+def test_gate_term_rewards_decisive_and_balanced_gates():
+    obj = FacetObjectives(gate_decisive=1.0)
+    uniform, where = details(torch.full((4, 2), 0.5))
+    decisive, _ = details(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]]))
+    collapsed, _ = details(torch.tensor([[1.0, 0.0]] * 4))
+    value = lambda d: extra_loss(None, d, where, obj, None).item()
+    assert value(uniform) == pytest.approx(0.0, abs=1e-6)
+    assert value(decisive) == pytest.approx(-math.log(2), abs=1e-4)   # decisive per user, both heads used
+    assert value(collapsed) == pytest.approx(0.0, abs=1e-4)           # decisive but one head only: no reward
+
+
+def test_load_balance_and_z_loss():
+    obj = FacetObjectives(load_balance=1.0)
+    balanced = torch.eye(4)[None].repeat(1, 1, 1) * 20                # 4 positions, each to its own expert
+    balanced = balanced.reshape(4, 1, 4)
+    collapsed = torch.zeros(4, 1, 4)
+    collapsed[..., 0] = 20
+    d_b, where = details(torch.ones(4, 1), balanced)
+    d_c, _ = details(torch.ones(4, 1), collapsed)
+    assert extra_loss(None, d_b, where, obj, None).item() == pytest.approx(1.0, abs=1e-3)
+    assert extra_loss(None, d_c, where, obj, None).item() == pytest.approx(4.0, abs=1e-3)
+    z = extra_loss(None, d_c, where, FacetObjectives(router_z=1.0), None).item()
+    assert z == pytest.approx(20.0 ** 2, rel=1e-3)
+
+
+def test_head_diversity_is_low_for_unrelated_heads_and_high_for_copies():
+    model = make_model("fame", n_items=400)
+    with torch.no_grad():
+        model.W_f[1] = model.W_f[0]
+    d, where = details(torch.full((2, 2), 0.5))
+    copies = extra_loss(model, d, where, FacetObjectives(head_diversity=1.0), None).item()
+    torch.manual_seed(1)
+    with torch.no_grad():
+        model.W_f[1] = torch.randn_like(model.W_f[1])
+    unrelated = extra_loss(model, d, where, FacetObjectives(head_diversity=1.0), None).item()
+    # copies: every dimension of head 1 correlates fully with one of head 0 (8 of 64 pairs)
+    assert copies == pytest.approx(1 / 8, abs=0.08) and copies > 2.5 * unrelated
+
+
+def test_facet_probes_learn_and_resume(tmp_path, tiny_world):
+    obj = FacetObjectives(facet_heads="genre,actor", facet_weight=1.0, gate_decisive=0.1, load_balance=0.01,
+                          router_z=0.001, head_diversity=0.5)
+    cfg = ModelConfig(model="fame", d=16, n_heads=2, n_experts=2, max_len=10)
+    tc = TrainConfig(epochs=3, batch_size=64, objectives=obj)
+    full = train(tiny_world, cfg, tc, tmp_path / "full", progress=False)
+    train(tiny_world, cfg, tc, tmp_path / "part", progress=False, stop_after=1)
+    resumed = train(tiny_world, cfg, tc, tmp_path / "part", resume=True, progress=False)
+    assert resumed["test"] == full["test"]
+    saved = json.loads((tmp_path / "full" / "config.json").read_text())["train"]["objectives"]
+    assert saved["facet_heads"] == "genre,actor" and saved["gate_decisive"] == 0.1
+    with pytest.raises(fame_core.FameError, match="names 3 facets but the model has 2 heads"):
+        FacetProbes(tiny_world, ["genre", "actor", "genre"], 8, 2)
