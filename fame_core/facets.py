@@ -269,7 +269,10 @@ def project(X: np.ndarray, method: str = "umap", seed: int = 0) -> np.ndarray:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # umap warns that a fixed random_state disables parallelism
-        return umap.UMAP(n_neighbors=15, min_dist=0.1, metric="cosine", random_state=seed).fit_transform(X)
+        # 200 optimisation epochs (umap's own choice above 10k points) also below 10k: maps of a few
+        # thousand items in about half the time, visually the same
+        return umap.UMAP(n_neighbors=15, min_dist=0.1, metric="cosine", n_epochs=200,
+                         random_state=seed).fit_transform(X)
 
 
 def nearest_items(model, item: int, k: int = 10) -> dict[str, list[int]]:
