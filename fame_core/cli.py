@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--head-diversity", type=float, default=0.0, help="weight: decorrelate heads' item sub-embeddings")
     o.add_argument("--facet-heads", default="", help="tie head h to the h-th facet, e.g. genre,actor")
     o.add_argument("--facet-weight", type=float, default=0.0, help="weight of the facet probes of --facet-heads")
+    o.add_argument("--facet-exclusive", type=float, default=0.0,
+                   help="weight: remove the other --facet-heads facets from each tied head")
     t.add_argument("--out", required=True, help="checkpoint directory to write")
     t.add_argument("--resume", action="store_true", help="continue the killed run in --out")
     t.add_argument("--json", action="store_true")
@@ -139,7 +141,8 @@ def cmd_train(a) -> int:
     from .objectives import FacetObjectives
 
     objectives = FacetObjectives(gate_decisive=a.gate_decisive, load_balance=a.load_balance, router_z=a.router_z,
-                                 head_diversity=a.head_diversity, facet_heads=a.facet_heads, facet_weight=a.facet_weight)
+                                 head_diversity=a.head_diversity, facet_heads=a.facet_heads, facet_weight=a.facet_weight,
+                                 facet_exclusive=a.facet_exclusive)
     tcfg = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, patience=a.patience, seed=a.seed,
                        device=a.device, init_from=a.init_from, warm=a.warm, objectives=objectives)
     if not a.json:

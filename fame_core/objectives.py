@@ -14,6 +14,9 @@ unsupervised
 weakly supervised (data sets with item facets)
 - facet_heads "genre,actor": head h is tied to the h-th facet by a linear probe from x_v^(h) to
   the facet's value (cross-entropy over items that have one), weighted by facet_weight.
+- facet_exclusive: head h should carry *only* its facet: the share of x_v^(h)'s variance explained
+  by the values of every other tied facet (between-value over total variance) is penalised, so a
+  linear read-out of the other facets from head h loses its signal.
 """
 
 from __future__ import annotations
@@ -36,11 +39,12 @@ class FacetObjectives:
     head_diversity: float = 0.0
     facet_heads: str = ""        # e.g. "genre,actor": head 0 <- genre, head 1 <- actor
     facet_weight: float = 0.0
+    facet_exclusive: float = 0.0  # with facet_heads: remove the other tied facets from each head
 
     @property
     def active(self) -> bool:
         return any((self.gate_decisive, self.load_balance, self.router_z, self.head_diversity,
-                    self.facet_weight and self.facet_heads))
+                    (self.facet_weight or self.facet_exclusive) and self.facet_heads))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -70,12 +74,30 @@ class FacetProbes(nn.Module):
         self.probes = nn.ModuleList(nn.Linear(d_head, n) for n in sizes)
 
     def forward(self, sub_embeddings: torch.Tensor) -> torch.Tensor:
+        """Mean probe cross-entropy of each tied head on its own facet (rows of sub_embeddings = item ids)."""
         loss = sub_embeddings.new_zeros(())
         for h, probe in zip(self.heads, self.probes):
             y = getattr(self, f"labels_{h}")
             keep = y >= 0
             loss = loss + F.cross_entropy(probe(sub_embeddings[h][keep]), y[keep])
         return loss / len(self.heads)
+
+    def leakage(self, sub_embeddings: torch.Tensor) -> torch.Tensor:
+        """Mean share of each tied head's variance explained by the *other* tied facets' values."""
+        terms = []
+        for h in self.heads:
+            for other in self.heads:
+                if other == h:
+                    continue
+                y = getattr(self, f"labels_{other}")
+                keep = y >= 0
+                X, yk = sub_embeddings[h][keep], y[keep]
+                X = X - X.mean(0)
+                counts = torch.bincount(yk).clamp_min(1).to(X.dtype)
+                means = torch.zeros(len(counts), X.shape[1], dtype=X.dtype, device=X.device).index_add_(0, yk, X) / counts[:, None]
+                between = (counts[:, None] * means.pow(2)).sum() / len(yk)
+                terms.append(between / X.pow(2).mean(0).sum().clamp_min(1e-9))
+        return torch.stack(terms).mean() if terms else sub_embeddings.new_zeros(())
 
 
 def extra_loss(model, details: dict, where: torch.Tensor, obj: FacetObjectives, probes: FacetProbes | None) -> torch.Tensor:
@@ -93,7 +115,7 @@ def extra_loss(model, details: dict, where: torch.Tensor, obj: FacetObjectives, 
             total = total + obj.load_balance * N * (share * beta.mean(0)).sum(-1).mean()
         if obj.router_z:
             total = total + obj.router_z * torch.logsumexp(logits, -1).pow(2).mean()
-    if obj.head_diversity or (probes is not None and obj.facet_weight):
+    if obj.head_diversity or (probes is not None and (obj.facet_weight or obj.facet_exclusive)):
         subs = model.item_sub_embeddings()[:, 1:]                       # (H, n, d')
         if obj.head_diversity and subs.shape[0] > 1:
             z = (subs - subs.mean(1, keepdim=True)) / subs.std(1, keepdim=True).clamp_min(1e-6)
@@ -101,7 +123,10 @@ def extra_loss(model, details: dict, where: torch.Tensor, obj: FacetObjectives, 
             H = subs.shape[0]
             off = ~torch.eye(H, dtype=torch.bool, device=subs.device)
             total = total + obj.head_diversity * corr[off].pow(2).mean()
-        if probes is not None and obj.facet_weight:
+        if probes is not None:
             full = torch.cat([subs.new_zeros(subs.shape[0], 1, subs.shape[2]), subs], 1)  # row = item id
-            total = total + obj.facet_weight * probes(full)
+            if obj.facet_weight:
+                total = total + obj.facet_weight * probes(full)
+            if obj.facet_exclusive:
+                total = total + obj.facet_exclusive * probes.leakage(full)
     return total

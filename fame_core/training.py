@@ -104,7 +104,7 @@ def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = 
     record = dataset_record(dataset)
     obj = tcfg.objectives
     probes = None
-    if obj.facet_heads and obj.facet_weight:
+    if obj.facet_heads and (obj.facet_weight or obj.facet_exclusive):
         probes = FacetProbes(dataset, [f.strip() for f in obj.facet_heads.split(",") if f.strip()],
                              model.config.d_head, model.config.n_heads).to(device)
     params = list(model.parameters()) + (list(probes.parameters()) if probes is not None else [])

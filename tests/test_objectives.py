@@ -73,3 +73,16 @@ def test_facet_probes_learn_and_resume(tmp_path, tiny_world):
     assert saved["facet_heads"] == "genre,actor" and saved["gate_decisive"] == 0.1
     with pytest.raises(fame_core.FameError, match="names 3 facets but the model has 2 heads"):
         FacetProbes(tiny_world, ["genre", "actor", "genre"], 8, 2)
+
+
+def test_leakage_is_high_when_a_head_encodes_the_other_facet_and_low_otherwise(tiny_world):
+    from fame_core.facets import facet_labels
+
+    probes = FacetProbes(tiny_world, ["genre", "actor"], 4, 2)
+    genre, _ = facet_labels(tiny_world, "genre")
+    actor, _ = facet_labels(tiny_world, "actor")
+    g = torch.nn.functional.one_hot(torch.as_tensor(genre).clamp_min(0), 4).float()
+    a = torch.nn.functional.one_hot(torch.as_tensor(actor).clamp_min(0) % 4, 4).float()
+    clean = torch.stack([g, a])        # head 0 genre only, head 1 actor only
+    swapped = torch.stack([a, g])      # each head carries the other's facet
+    assert probes.leakage(clean).item() < 0.1 and probes.leakage(swapped).item() > 0.8
