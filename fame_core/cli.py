@@ -24,6 +24,17 @@ def _add_data(p, required=False, help_text=None):
     p.add_argument("--kcore", type=int, default=None, help="k-core filter for raw logs (default 5)")
 
 
+def _add_who(p):
+    """--checkpoint, --data and which sequence: a user's (--user, --split) or a hand-made one."""
+    p.add_argument("--checkpoint", required=True)
+    _add_data(p)
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", help="a user id of the data set")
+    who.add_argument("--items", help="a hand-made sequence: comma-separated item ids, oldest first")
+    p.add_argument("--target", type=int, default=None, help="with --items: the item to rank")
+    p.add_argument("--split", choices=["valid", "test"], default="test")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m fame_core", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
@@ -71,25 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true")
 
     i = sub.add_parser("inspect", help="per-head lists, gates, attention and router for one user or sequence")
-    i.add_argument("--checkpoint", required=True)
-    _add_data(i)
-    who = i.add_mutually_exclusive_group(required=True)
-    who.add_argument("--user", help="a user id of the data set")
-    who.add_argument("--items", help="a hand-made sequence: comma-separated item ids, oldest first")
-    i.add_argument("--target", type=int, default=None, help="with --items: the item to rank")
-    i.add_argument("--split", choices=["valid", "test"], default="test")
+    _add_who(i)
     i.add_argument("--top-k", type=int, default=20)
     i.add_argument("--include-history", action="store_true", help="let history items into the lists")
     i.add_argument("--json", action="store_true")
 
     x = sub.add_parser("export", help="paper-ready figures of one user: PDF, SVG, PNG, CSV and sidecar JSON")
-    x.add_argument("--checkpoint", required=True)
-    _add_data(x)
-    who = x.add_mutually_exclusive_group(required=True)
-    who.add_argument("--user", help="a user id of the data set")
-    who.add_argument("--items", help="a hand-made sequence: comma-separated item ids, oldest first")
-    x.add_argument("--target", type=int, default=None, help="with --items: the item to rank")
-    x.add_argument("--split", choices=["valid", "test"], default="test")
+    _add_who(x)
     x.add_argument("--top-k", type=int, default=10, help="list length in the case-study figure (default 10)")
     x.add_argument("--formats", default="pdf,svg,png", help="comma-separated, of pdf, svg, png")
     x.add_argument("--out", required=True, help="directory to write the figures to")

@@ -145,7 +145,8 @@ class SequenceDataset:
 
 # ---- helpers shared by the readers -------------------------------------------------------------
 
-def _sha256(path: Path) -> str:
+def sha256_of(path: Path) -> str:
+    """sha256 of a file, read in 1 MiB chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -158,7 +159,7 @@ def _source(reader: str, spec: str, paths: list[Path], **options) -> dict:
         "reader": reader,
         "spec": spec,
         "paths": [str(p.resolve()) for p in paths],
-        "sha256": {p.name: _sha256(p) for p in paths},
+        "sha256": {p.name: sha256_of(p) for p in paths},
         "options": options,
     }
 
@@ -275,7 +276,7 @@ def add_item_attributes(dataset: SequenceDataset, path, facet: str = "attribute"
             raise DataError(f"{path.name}: attributes of item {key!r} must be a list")
         values[item] = tuple(str(a) for a in attrs)
     dataset.facets[facet] = values
-    dataset.source.setdefault("sha256", {})[path.name] = _sha256(path)
+    dataset.source.setdefault("sha256", {})[path.name] = sha256_of(path)
     dataset.source.setdefault("paths", []).append(str(path.resolve()))
     return dataset
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from .data import sha256_of
 from .errors import DataError
 
 ICLREC = "https://raw.githubusercontent.com/salesforce/ICLRec/master/data/"
@@ -82,14 +83,6 @@ def with_mirror(url: str, mirror: str | None) -> str:
     if not m.scheme or not m.netloc:
         raise DataError(f"--mirror must look like http://host[:port], not {mirror!r}")
     return urllib.parse.urlunsplit((m.scheme, m.netloc, m.path.rstrip("/") + u.path, u.query, ""))
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def fetch(url: str, dest: Path, sha256: str | None, progress: bool = True, timeout: float = 60.0) -> str:

@@ -41,3 +41,23 @@ def make_model(kind="fame", n_items=30, seed=0, **overrides):
             elif name in ("moe.W_Q", "moe.W_exp") or "W_Q" in name:
                 p.mul_(20.0)  # sharpen attention and routing so they are far from uniform
     return model.eval()
+
+
+APP = str(REPO / "app" / "streamlit_app.py")
+
+
+def run_app(page: str | None = None, **params):
+    """The app run headlessly (AppTest) with the given URL parameters, on `page` (views/NAME.py)
+    when given; asserts it raised nothing."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    st.cache_data.clear()
+    at = AppTest.from_file(APP, default_timeout=300)
+    for key, value in params.items():
+        at.query_params[key] = value
+    at.run()
+    if page:
+        at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at

@@ -6,28 +6,13 @@ import json
 
 import numpy as np
 import pytest
-import streamlit as st
-from streamlit.testing.v1 import AppTest
 
 import fame_core
-from tests.conftest import REPO
-
-APP = str(REPO / "app" / "streamlit_app.py")
-
+from tests.conftest import REPO, run_app
 
 @pytest.fixture(scope="module")
 def demo():
     return fame_core.load(REPO / "checkpoints" / "demo")
-
-
-def run_app(**params) -> AppTest:
-    st.cache_data.clear()
-    at = AppTest.from_file(APP, default_timeout=120)
-    for key, value in params.items():
-        at.query_params[key] = value
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def plotly_spec(at, index):

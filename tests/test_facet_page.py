@@ -3,31 +3,19 @@ fame_core.facets for the same checkpoint."""
 
 import numpy as np
 import pytest
-import streamlit as st
-from streamlit.testing.v1 import AppTest
 
 import fame_core
 from fame_core.facets import head_alignment, item_representations, nearest_items, project, specialisation
-from tests.conftest import REPO
+from tests.conftest import REPO, run_app
 from tests.test_app import decode, plotly_spec
-
-APP = str(REPO / "app" / "streamlit_app.py")
-
 
 @pytest.fixture(scope="module")
 def demo():
     return fame_core.load(REPO / "checkpoints" / "demo")
 
 
-def open_page(**params) -> AppTest:
-    st.cache_data.clear()
-    at = AppTest.from_file(APP, default_timeout=300)
-    for k, v in params.items():
-        at.query_params[k] = v
-    at.run()
-    at.switch_page("views/facet_explorer.py").run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+def open_page(**params):
+    return run_app("views/facet_explorer.py", **params)
 
 
 def test_page_shows_verdict_maps_neighbours_and_table(demo):
