@@ -1,4 +1,4 @@
-"""`python -m fame_core <command>`: train, evaluate, inspect, export, facets, data describe|download.
+"""`python -m fame_core <command>`: train, evaluate, inspect, export, facets, data describe|convert|download.
 
 Human-readable output and a progress bar on a terminal; `--json` prints one JSON document on
 stdout for scripts. Bad input ends with a one-line `error: ...` on stderr and exit status 2,
@@ -107,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("path", help="a file, a folder, or 'synthetic'")
     ds.add_argument("--kcore", type=int, default=None)
     ds.add_argument("--json", action="store_true")
+    dc = dsub.add_parser("convert", help="write any readable data set as a sequence file (+ item ids, attributes)")
+    dc.add_argument("path", help="a file, a folder, or 'synthetic'")
+    dc.add_argument("--to", required=True, help="the sequence file to write, e.g. out/ml.txt")
+    dc.add_argument("--kcore", type=int, default=None)
+    dc.add_argument("--json", action="store_true")
     dd = dsub.add_parser("download", help="fetch a public data set, checksums verified")
     dd.add_argument("name", help="beauty, sports, toys, yelp, ml-latest-small, ml-1m or ml-20m")
     dd.add_argument("--to", default="data", help="parent directory (default ./data); files go to TO/NAME")
@@ -300,6 +305,16 @@ def cmd_data(a) -> int:
             for name, status in result["files"].items():
                 print(f"{name}: {status}")
             print(f"ready: python -m fame_core train --data {result['path']} --model sasrec --out runs/{result['name']}-sasrec")
+        return 0
+    if a.data_command == "convert":
+        from .data import write_sequence_file
+
+        dataset = load_dataset(a.path, kcore_k=a.kcore)
+        files = [str(p) for p in write_sequence_file(dataset, a.to)]
+        if a.json:
+            _print_json({"files": files, **dataset.describe()})
+        else:
+            print(f"wrote {dataset.n_users} users, {dataset.n_items} items: " + ", ".join(files))
         return 0
     info = load_dataset(a.path, kcore_k=a.kcore).describe()
     if a.json:

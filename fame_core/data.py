@@ -143,6 +143,32 @@ class SequenceDataset:
         return " · ".join(parts)
 
 
+def write_sequence_file(dataset: SequenceDataset, path) -> list[Path]:
+    """Write the data set in the sequence-file format (`user item item ...`, internal item ids),
+    with `<stem>_item_ids.csv` mapping internal ids to the source's ids and, when the data set has
+    item facets, `<stem>_item2attributes.json` (S3-Rec format, values as strings). Returns the paths."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        for user, seq in zip(dataset.user_ids, dataset.sequences):
+            f.write(user + " " + " ".join(map(str, seq.tolist())) + "\n")
+    written = [path]
+    ids = path.with_name(f"{path.stem}_item_ids.csv")
+    frame = {"item": range(1, dataset.n_items + 1),
+             "source_id": [dataset.item_source_id(i) for i in range(1, dataset.n_items + 1)]}
+    if dataset.titles:
+        frame["title"] = dataset.titles[1:]
+    pd.DataFrame(frame).to_csv(ids, index=False)
+    written.append(ids)
+    if dataset.facets:
+        attrs = {str(i): [f"{name}:{v}" for name, values in dataset.facets.items() for v in values[i]]
+                 for i in range(1, dataset.n_items + 1)}
+        out = path.with_name(f"{path.stem}_item2attributes.json")
+        out.write_text(json.dumps(attrs))
+        written.append(out)
+    return written
+
+
 # ---- helpers shared by the readers -------------------------------------------------------------
 
 def sha256_of(path: Path) -> str:

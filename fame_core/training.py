@@ -209,7 +209,7 @@ def train(dataset: SequenceDataset, model_cfg: ModelConfig, tcfg: TrainConfig, o
         model_cfg.n_items = dataset.n_items
     if model_cfg.n_items != dataset.n_items:
         raise FameError(f"model has {model_cfg.n_items} items but data set {dataset.name!r} has {dataset.n_items}")
-    extra = {"seed": tcfg.seed, "data": dataset.source.get("spec")}
+    extra = {"seed": tcfg.seed, "data": dataset.source.get("spec"), "merge": "gated"}  # merge used to train and select
     if tcfg.init_from and not resume:
         base = load_checkpoint(tcfg.init_from)
         check_dataset(base.dataset_record, dataset, where=f"--init-from {tcfg.init_from}")
