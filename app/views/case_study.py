@@ -148,6 +148,8 @@ with cols[H]:
     st.markdown(f"**{merge}**{rank}")
     st.table(highlight(ranked_list(merge)).hide(axis="index"))
 st.caption("● recommended by more than one head · 🎯 the target · history items are excluded from every list.")
+st.page_link("views/facet_explorer.py", label="Are these heads facets (genre, brand, actor…)? Measured, with controls, "
+             "in the Facet explorer — not assumed here.", icon="🗺️")
 
 g1, g2 = st.columns([1, 1])
 g1.plotly_chart(charts.gates_chart(insp.gates), key="gates_chart")
