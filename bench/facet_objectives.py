@@ -30,6 +30,8 @@ VARIANTS = {
     "facet probes + exclusive": {"facet_heads": "genre,actor", "facet_weight": 1.0, "facet_exclusive": 1.0},
     "facet probes + exclusive + decisive gate": {"facet_heads": "genre,actor", "facet_weight": 1.0,
                                                  "facet_exclusive": 1.0, "gate_decisive": 0.1},
+    "facet probes + exclusive + decisive router": {"facet_heads": "genre,actor", "facet_weight": 1.0,
+                                                   "facet_exclusive": 1.0, "router_decisive": 0.1},
     "head diversity + decisive gate": {"head_diversity": 1.0, "gate_decisive": 0.1},
     "load balance + z-loss": {"load_balance": 0.01, "router_z": 0.001},
     "all unsupervised": {"head_diversity": 1.0, "gate_decisive": 0.1, "load_balance": 0.01, "router_z": 0.001},

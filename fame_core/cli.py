@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--warm", action="store_true", help="with --init-from: warm-start expert queries and W_f")
     o = t.add_argument_group("facet objectives (off by default; see fame_core/objectives.py)")
     o.add_argument("--gate-decisive", type=float, default=0.0, help="weight: decisive per-user gates, balanced per batch")
+    o.add_argument("--router-decisive", type=float, default=0.0, help="weight: decisive expert choice, balanced per batch")
     o.add_argument("--load-balance", type=float, default=0.0, help="weight: Switch-Transformer expert load balancing")
     o.add_argument("--router-z", type=float, default=0.0, help="weight: ST-MoE router z-loss")
     o.add_argument("--head-diversity", type=float, default=0.0, help="weight: decorrelate heads' item sub-embeddings")
@@ -144,7 +145,8 @@ def cmd_train(a) -> int:
         raise FameError(str(err)) from None
     from .objectives import FacetObjectives
 
-    objectives = FacetObjectives(gate_decisive=a.gate_decisive, load_balance=a.load_balance, router_z=a.router_z,
+    objectives = FacetObjectives(gate_decisive=a.gate_decisive, router_decisive=a.router_decisive,
+                                 load_balance=a.load_balance, router_z=a.router_z,
                                  head_diversity=a.head_diversity, facet_heads=a.facet_heads, facet_weight=a.facet_weight,
                                  facet_exclusive=a.facet_exclusive)
     tcfg = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, patience=a.patience, seed=a.seed,

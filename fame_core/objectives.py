@@ -6,6 +6,8 @@ added to the cross-entropy of the next item, on the positions that have a target
 unsupervised
 - gate_decisive:  mean per-position gate entropy (be decisive for each user) minus the entropy of
   the batch-mean gate (but keep every head in use).
+- router_decisive: the same for each head's router: decisive expert choice per position, every
+  expert in use over the batch.
 - load_balance:   the Switch Transformer load-balancing loss per head, N · sum_n f_n · P_n, with f_n
   the share of positions whose argmax expert is n and P_n the mean router weight of expert n.
 - router_z:       the ST-MoE router z-loss, mean of logsumexp(router logits)^2.
@@ -34,6 +36,7 @@ from .errors import FameError
 @dataclass
 class FacetObjectives:
     gate_decisive: float = 0.0
+    router_decisive: float = 0.0
     load_balance: float = 0.0
     router_z: float = 0.0
     head_diversity: float = 0.0
@@ -43,7 +46,7 @@ class FacetObjectives:
 
     @property
     def active(self) -> bool:
-        return any((self.gate_decisive, self.load_balance, self.router_z, self.head_diversity,
+        return any((self.gate_decisive, self.router_decisive, self.load_balance, self.router_z, self.head_diversity,
                     (self.facet_weight or self.facet_exclusive) and self.facet_heads))
 
     def to_dict(self) -> dict:
@@ -106,8 +109,11 @@ def extra_loss(model, details: dict, where: torch.Tensor, obj: FacetObjectives, 
     if obj.gate_decisive:
         g = details["gates"][where]                                     # (M, H)
         total = total + obj.gate_decisive * (_entropy(g).mean() - _entropy(g.mean(0)))
-    if (obj.load_balance or obj.router_z) and "router_logits" in details:
+    if (obj.load_balance or obj.router_z or obj.router_decisive) and "router_logits" in details:
         logits = details["router_logits"].transpose(1, 2)[where]        # (M, H, N)
+        if obj.router_decisive:
+            beta = torch.softmax(logits, -1)
+            total = total + obj.router_decisive * (_entropy(beta).mean() - _entropy(beta.mean(0)).mean())
         if obj.load_balance:
             beta = torch.softmax(logits, -1)
             N = beta.shape[-1]

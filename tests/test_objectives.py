@@ -32,6 +32,15 @@ def test_gate_term_rewards_decisive_and_balanced_gates():
     assert value(collapsed) == pytest.approx(0.0, abs=1e-4)           # decisive but one head only: no reward
 
 
+def test_router_term_rewards_decisive_and_balanced_routing():
+    obj = FacetObjectives(router_decisive=1.0)
+    hard = torch.eye(2)[[0, 1, 0, 1]].reshape(4, 1, 2) * 30               # each position picks one expert
+    d_hard, where = details(torch.ones(4, 1), hard)
+    d_soft, _ = details(torch.ones(4, 1), torch.zeros(4, 1, 2))
+    assert extra_loss(None, d_hard, where, obj, None).item() == pytest.approx(-math.log(2), abs=1e-3)
+    assert extra_loss(None, d_soft, where, obj, None).item() == pytest.approx(0.0, abs=1e-6)
+
+
 def test_load_balance_and_z_loss():
     obj = FacetObjectives(load_balance=1.0)
     balanced = torch.eye(4)[None].repeat(1, 1, 1) * 20                # 4 positions, each to its own expert
