@@ -11,7 +11,7 @@ from tests.conftest import REPO
 DEMO = REPO / "checkpoints" / "demo"
 
 
-@pytest.mark.parametrize("name", ["demo", "demo-sasrec"])
+@pytest.mark.parametrize("name", ["demo", "demo-sasrec", "demo-nomoe", "demo-facets"])
 def test_demo_checkpoint_reproduces_its_recorded_test_metrics(name):
     path = REPO / "checkpoints" / name
     model, data = fame_core.load(path)
@@ -31,3 +31,13 @@ def test_demo_is_fame_with_two_heads_and_four_experts_and_inspects_a_user():
     assert r.gates.sum() == pytest.approx(1.0, abs=1e-5)
     np.testing.assert_allclose(r.router.sum(-1), 1.0, atol=1e-5)
     np.testing.assert_allclose(r.attention.sum(-1), 1.0, atol=1e-5)
+
+
+def test_demo_facets_heads_are_facets_and_its_gate_follows_the_planted_facet():
+    from fame_core.facets import gate_vs_facet, head_alignment, specialisation
+
+    model, data = fame_core.load(REPO / "checkpoints" / "demo-facets")
+    spec = specialisation(head_alignment(model, data))
+    assert spec["head 0"]["facet"] == "genre" and spec["head 1"]["facet"] == "actor"
+    assert spec["head 0"]["gap"] > 0.2 and spec["head 1"]["gap"] > 0.2
+    assert gate_vs_facet(model, data)["accuracy"] > 0.8
