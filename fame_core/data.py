@@ -95,6 +95,9 @@ class SequenceDataset:
         }
 
     # ---- users and the leave-one-out split ------------------------------------------------
+    def has_user(self, user) -> bool:
+        return str(user) in self._user_row
+
     def user_row(self, user) -> int:
         """Row of a user given by its source id (e.g. `230` for line 230 of Sports)."""
         row = self._user_row.get(str(user))

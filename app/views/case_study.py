@@ -39,7 +39,7 @@ k = int(top[2].number_input("Top k", min_value=1, max_value=100, value=20, key="
 seq, target, who = [], None, "hand-made sequence"
 if data is not None:
     rows_ok = data.splittable_rows()
-    if user and str(user) not in data._user_row:
+    if user and not data.has_user(user):
         st.warning(f"User `{user}` is not in data set {data.name}; showing user {data.user_ids[rows_ok[0]]}.")
         user = ""
     if user and len(data.sequences[data.user_row(user)]) < 3:
