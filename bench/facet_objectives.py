@@ -97,6 +97,9 @@ def main() -> int:
         print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}))
     out = REPO / "bench" / "results" / f"facet-objectives-{a.name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists():  # keep the rows of variants not run this time
+        done = {r["variant"] for r in rows}
+        rows = [r for r in json.loads(out.read_text())["rows"] if r["variant"] not in done] + rows
     out.write_text(json.dumps({"world": a.world, "data": data.name, "rows": rows}, indent=2) + "\n")
     return 0
 
