@@ -58,3 +58,10 @@ def test_bad_parameters_are_friendly():
 def test_umap_maps_draw(demo):
     at = open_page(projection="umap")
     assert len(at.get("plotly_chart")) == 3
+
+
+def test_demo_facets_passes_the_head_and_gate_checks():
+    at = open_page(checkpoint="demo-facets", projection="pca")
+    verdict = at.markdown[0].value
+    assert ":green-badge[head 0 ≈ genre" in verdict and ":green-badge[head 1 ≈ actor" in verdict
+    assert ":green-badge[gate → planted facet 0.91" in verdict

@@ -47,10 +47,25 @@ for h in range(H):
         badges.append(f":green-badge[head {h} ≈ {s['facet']} · probe gap +{s['gap']:.2f}]")
     else:
         badges.append(f":orange-badge[head {h}: no facet · best gap {s['gap']:+.2f}]")
-st.markdown("**Head specialisation** " + " ".join(badges))
+planted = session.planted_checks(path, data_path)
+if planted is None:
+    badges.append(":gray-badge[gate and experts: no planted truth to check against]")
+else:
+    ok = planted["gate_accuracy"] >= planted["majority_rate"] + 0.2
+    badges.append(f":{'green' if ok else 'orange'}-badge[gate → planted facet {planted['gate_accuracy']:.2f} "
+                  f"(majority {planted['majority_rate']:.2f})]")
+    if planted["experts"] > 1:
+        margin = planted["expert_mi"] - planted["random_router_mi"]
+        ok = margin > 3 * planted["random_router_std"]
+        badges.append(f":{'green' if ok else 'orange'}-badge[experts → preferred value: MI {planted['expert_mi']:.2f} "
+                      f"vs random routers {planted['random_router_mi']:.2f}±{planted['random_router_std']:.2f}]")
+st.markdown("**Specialisation checks** " + " ".join(badges))
 st.caption("A head 'is' a facet only if a linear probe on its item sub-embeddings predicts that facet at least "
            "0.05 better than on every other head, and better than a random projection of the full embedding "
-           "to the same size. Otherwise the lists a head produces are not evidence of a facet.")
+           "to the same size; otherwise its lists are not evidence of a facet. In worlds with planted facets, the "
+           "gate passes if its largest head names the user's dominant facet 0.2 above the majority rate, and the "
+           "experts if their argmax carries more information about the preferred value than random routers "
+           "(by 3 standard deviations). See docs/facets.md.")
 
 # ---- maps ------------------------------------------------------------------------------------------
 labels, values = facet_labels(data, facet)
