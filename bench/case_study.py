@@ -39,7 +39,7 @@ def main() -> int:
              f"({data.label(target)}).", "",
              "Gates: " + ", ".join(f"head {h} {g:.3f}" for h, g in enumerate(r.gates)) + ".", "",
              "Target rank: " + ", ".join(f"{m} {r.target_rank[m]}" for m in modes) + ".", "",
-             f"History (oldest first): " + ", ".join(str(int(v)) for v in r.sequence) + ".", "",
+             "History (oldest first): " + ", ".join(str(int(v)) for v in r.sequence) + ".", "",
              "| rank | " + " | ".join(modes) + " |", "| --- |" + " --- |" * len(modes)]
     for i in range(a.top_k):
         cells = []

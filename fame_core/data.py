@@ -137,7 +137,7 @@ class SequenceDataset:
         Actor 05" (synthetic facet values), "item 4 · attribute 1|2|3" (anonymous ids)."""
         item = int(item)
         if item <= 0 or item > self.n_items:
-            return f"<pad>" if item == 0 else f"item {item} (unknown)"
+            return "<pad>" if item == 0 else f"item {item} (unknown)"
         parts = [self.titles[item] if self.titles else f"item {self.item_source_id(item)}"]
         for name, values in self.facets.items():
             if values[item]:

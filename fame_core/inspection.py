@@ -17,7 +17,7 @@ import torch
 
 from .checkpoint import check_dataset, load_checkpoint
 from .data import SequenceDataset, load_dataset
-from .errors import DataError, FameError
+from .errors import DataError
 from .evaluate import left_pad
 
 
@@ -157,4 +157,4 @@ def load(checkpoint_dir, data=None, device: str = "cpu"):
     return model, data
 
 
-__all__ = ["Inspection", "inspect", "load", "user_example", "FameError"]
+__all__ = ["Inspection", "inspect", "load", "user_example"]

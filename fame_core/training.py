@@ -12,7 +12,6 @@ an uninterrupted run would have made.
 from __future__ import annotations
 
 import copy
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field

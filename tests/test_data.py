@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from fame_core.data import (SequenceDataset, add_item_attributes, kcore, load_dataset, read_interactions,
+from fame_core.data import (add_item_attributes, kcore, load_dataset, read_interactions,
                             read_movielens, read_sequence_file)
 from fame_core.errors import DataError
 from fame_core.synthetic import make_facet_world

@@ -8,7 +8,7 @@ import torch
 
 import fame_core
 from fame_core.evaluate import left_pad
-from fame_core.models import ModelConfig, build_model, fame_from_sasrec
+from fame_core.models import ModelConfig, fame_from_sasrec
 from tests.conftest import make_model
 
 SEQ = [5, 17, 3, 29, 11, 8]

@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 import fame_core
 import fame_core.training
@@ -12,7 +11,6 @@ from fame_core.errors import FameError
 from fame_core.evaluate import metrics_from_ranks
 from fame_core.models import ModelConfig
 from fame_core.training import TrainConfig, epoch_batches, train, training_pairs
-from tests.conftest import TINY_WORLD
 
 
 def cfg(kind="fame", **kw):
