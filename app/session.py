@@ -99,16 +99,7 @@ def projection(path: str, data_path: str | None, representation: str, method: st
 
 @st.cache_data(show_spinner="Checking gate and experts against the planted facets…", max_entries=8)
 def planted_checks(path: str, data_path: str | None):
-    """Gate <-> dominant facet and expert <-> preferred value, for worlds with planted truth."""
-    from fame_core.facets import experts_vs_preference, gate_vs_facet
+    from fame_core.facets import planted_checks as checks
 
     model, data = open_checkpoint(path, data_path)
-    if data.truth is None:
-        return None
-    gate = gate_vs_facet(model, data)
-    experts = experts_vs_preference(model, data)
-    return {"gate_accuracy": gate["accuracy"], "majority_rate": gate["majority_rate"],
-            "expert_mi": float(experts["mutual_information"].mean()),
-            "random_router_mi": float(experts["random_router_mi_mean"].mean()),
-            "random_router_std": float(experts["random_router_mi_std"].mean()),
-            "experts": int(model.config.n_experts)}
+    return checks(model, data)

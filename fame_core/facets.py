@@ -237,6 +237,22 @@ def faithfulness(model, dataset: SequenceDataset, n_users: int = 200, split: str
     return summary.reset_index()
 
 
+def planted_checks(model, dataset: SequenceDataset) -> dict | None:
+    """The verdicts the app's badges show, for worlds with planted truth (None otherwise): the gate
+    passes if its argmax names the dominant facet 0.2 above the majority rate; the experts pass if
+    their MI with the preferred value beats random routers by 3 standard deviations."""
+    if dataset.truth is None:
+        return None
+    gate = gate_vs_facet(model, dataset)
+    experts = experts_vs_preference(model, dataset)
+    mi, rr, sd = (float(experts[c].mean()) for c in ("mutual_information", "random_router_mi_mean",
+                                                       "random_router_mi_std"))
+    return {"gate_accuracy": gate["accuracy"], "majority_rate": gate["majority_rate"],
+            "gate_passes": gate["accuracy"] >= gate["majority_rate"] + 0.2,
+            "expert_mi": mi, "random_router_mi": rr, "random_router_std": sd,
+            "experts": int(model.config.n_experts), "experts_pass": mi - rr > 3 * sd}
+
+
 def facet_report(model, dataset: SequenceDataset, n_users: int = 200, seed: int = 0) -> dict:
     """All four measures as plain data (JSON-ready); gate and expert measures on planted worlds only."""
     alignment = head_alignment(model, dataset, seed=seed) if dataset.facets else pd.DataFrame()

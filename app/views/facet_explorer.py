@@ -51,13 +51,10 @@ planted = session.planted_checks(path, data_path)
 if planted is None:
     badges.append(":gray-badge[gate and experts: no planted truth to check against]")
 else:
-    ok = planted["gate_accuracy"] >= planted["majority_rate"] + 0.2
-    badges.append(f":{'green' if ok else 'orange'}-badge[gate → planted facet {planted['gate_accuracy']:.2f} "
+    badges.append(f":{'green' if planted['gate_passes'] else 'orange'}-badge[gate → planted facet {planted['gate_accuracy']:.2f} "
                   f"(majority {planted['majority_rate']:.2f})]")
     if planted["experts"] > 1:
-        margin = planted["expert_mi"] - planted["random_router_mi"]
-        ok = margin > 3 * planted["random_router_std"]
-        badges.append(f":{'green' if ok else 'orange'}-badge[experts → preferred value: MI {planted['expert_mi']:.2f} "
+        badges.append(f":{'green' if planted['experts_pass'] else 'orange'}-badge[experts → preferred value: MI {planted['expert_mi']:.2f} "
                       f"vs random routers {planted['random_router_mi']:.2f}±{planted['random_router_std']:.2f}]")
 st.markdown("**Specialisation checks** " + " ".join(badges))
 st.caption("A head 'is' a facet only if a linear probe on its item sub-embeddings predicts that facet at least "
