@@ -194,6 +194,78 @@ def experts_vs_preference(model, dataset: SequenceDataset, split: str = "test", 
     return pd.DataFrame(rows)
 
 
+# ---- users on real data: no planted truth, so the yardsticks are the target and the history -----------
+
+def gate_vs_heads(model, dataset: SequenceDataset, split: str = "test") -> dict:
+    """Does the head with the largest gate rank the user's target better than the other heads?
+
+    Needs no planted truth, so it applies to any data set: over users whose heads rank the target
+    differently, the share where the gate's argmax head is the better one, against the share of the
+    head that is most often better (what always picking one head achieves)."""
+    H = model.config.n_heads
+    ranked = rank_users(model, dataset, split, merges=tuple(f"head:{h}" for h in range(H)))
+    ranks = np.stack([ranked["ranks"][f"head:{h}"] for h in range(H)], 1)        # (U, H)
+    best = ranks.argmin(1)
+    differ = ranks.min(1) < np.sort(ranks, 1)[:, min(1, H - 1)]                  # a unique best head
+    top = ranked["gates"].argmax(1)
+    share = np.bincount(best[differ], minlength=H) / max(int(differ.sum()), 1)
+    return {"accuracy": float((top[differ] == best[differ]).mean()) if differ.any() else None,
+            "majority_rate": float(share.max()), "users": int(differ.sum()),
+            "mean_top_gate": float(ranked["gates"].max(1).mean())}
+
+
+def gate_vs_history_facet(model, dataset: SequenceDataset, facet: str, split: str = "test", min_items: int = 3) -> dict:
+    """Spearman correlation of each head's gate with how concentrated the user's history is on one
+    value of `facet` (share of the modal value among the history items that have one): a head tied
+    to the facet should weigh more for users who stay inside one value. Reported with z = rho *
+    sqrt(n - 1), the correlation in units of its standard deviation under no association."""
+    from scipy.stats import spearmanr
+
+    labels, _ = facet_labels(dataset, facet)
+    ranked = rank_users(model, dataset, split)
+    conc, keep = [], []
+    for i, r in enumerate(ranked["rows"]):
+        y = labels[dataset.example(r, split)[0][-model.config.max_len:]]
+        y = y[y >= 0]
+        if len(y) >= min_items:
+            conc.append(np.bincount(y).max() / len(y))
+            keep.append(i)
+    conc, gates = np.array(conc), ranked["gates"][keep]
+    rho = [float(spearmanr(gates[:, h], conc).statistic) if gates[:, h].std() > 0 else 0.0
+           for h in range(gates.shape[1])]
+    return {"facet": facet, "users": len(keep), "spearman": rho, "z": [r * np.sqrt(len(keep) - 1) for r in rho],
+            "mean_concentration": float(conc.mean())}
+
+
+def experts_vs_target_facet(model, dataset: SequenceDataset, facet: str, split: str = "test", n_random: int = 20,
+                            seed: int = 0) -> pd.DataFrame:
+    """Per head: MI(argmax expert at the last position; the facet value of the item the user takes
+    next), over users whose target has a value, against random routers (the argmax of N random
+    projections of the head's output F_t^(h)); plus each expert's load. The real-data stand-in for
+    `experts_vs_preference`: an expert that stands for a preference should say which value comes."""
+    labels, _ = facet_labels(dataset, facet)
+    ranked = rank_users(model, dataset, split)
+    target = np.array([labels[dataset.example(r, split)[1]] for r in ranked["rows"]])
+    users = target >= 0
+    router, heads = ranked["router"][users], ranked["heads"][users]
+    target = target[users]
+    rng = np.random.default_rng(seed)
+    H, N = router.shape[1], router.shape[2]
+    rows = []
+    for h in range(H):
+        argmax = router[:, h].argmax(1)
+        load = np.bincount(argmax, minlength=N) / len(argmax)
+        random_router = [mutual_info_score(target, (heads[:, h] @ rng.standard_normal((heads.shape[2], N))).argmax(1))
+                         for _ in range(n_random)] if N > 1 else [0.0]
+        rows.append({"head": h, "facet": facet, "users": int(users.sum()),
+                     "mutual_information": float(mutual_info_score(target, argmax)),
+                     "random_router_mi_mean": float(np.mean(random_router)),
+                     "random_router_mi_std": float(np.std(random_router)),
+                     "argmax_load": np.round(load, 3).tolist(), "mean_top_weight": float(router[:, h].max(1).mean()),
+                     "dead_experts": int((load < 1 / (4 * N)).sum())})
+    return pd.DataFrame(rows)
+
+
 def faithfulness(model, dataset: SequenceDataset, n_users: int = 200, split: str = "test", seed: int = 0) -> pd.DataFrame:
     """Remove the history item each expert attends to most (last position) and measure the change
     of the target's rank (gated) and of the gate (L1), against removing a random history item."""

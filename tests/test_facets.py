@@ -8,6 +8,7 @@ import fame_core
 from fame_core import facets
 from fame_core.data import SequenceDataset
 from fame_core.errors import DataError
+from tests.conftest import make_model
 
 WORLD = "synthetic:seed=2,n_users=300,n_items=120,genre=4,actor=6"
 
@@ -122,3 +123,69 @@ def test_report_on_the_demo_runs_and_is_json_ready():
     assert {"alignment", "specialisation", "faithfulness", "gate_vs_facet", "experts_vs_preference"} <= set(report)
     removed = {r["removed"] for r in report["faithfulness"]}
     assert removed == {"random", "top-attended"}
+
+
+# ---- real-data measures (no planted truth): the gate against the heads, the experts against the target
+
+def fake_heads_rank(ranks, gates, router=None):
+    """rank_users stand-in returning per-head ranks, gates and (optionally) routers."""
+    def rank(model, dataset, split="test", merges=("gated",), *args, **kwargs):
+        n = len(gates)
+        out = {"ranks": {m: ranks[:, int(m[5:])] if m.startswith("head:") else ranks.min(1) for m in merges},
+               "gates": gates, "rows": dataset.splittable_rows()[:n],
+               "router": router if router is not None else np.full((n, gates.shape[1], 1), 1.0),
+               "heads": np.random.default_rng(0).standard_normal((n, gates.shape[1], 8))}
+        return out
+    return rank
+
+
+def test_gate_vs_heads_scores_a_gate_that_picks_the_better_head(monkeypatch):
+    data = fame_core.load_dataset(WORLD)
+    n = len(data.splittable_rows())
+    rng = np.random.default_rng(0)
+    ranks = rng.integers(0, 100, (n, 2))
+    ranks[:10] = 5                                            # ties: no better head, left out
+    better = ranks.argmin(1)
+    informed = np.stack([(better == 0) * 0.8 + 0.1, (better == 1) * 0.8 + 0.1], 1)
+    monkeypatch.setattr(facets, "rank_users", fake_heads_rank(ranks, informed))
+    g = facets.gate_vs_heads(make_model(), data)
+    assert g["accuracy"] == 1.0 and g["users"] == int((ranks[:, 0] != ranks[:, 1]).sum())
+    assert g["mean_top_gate"] == pytest.approx(0.9)
+    constant = np.tile([0.6, 0.4], (n, 1))                     # always head 0: the majority reading at best
+    monkeypatch.setattr(facets, "rank_users", fake_heads_rank(ranks, constant))
+    g = facets.gate_vs_heads(make_model(), data)
+    differ = ranks[:, 0] != ranks[:, 1]
+    assert g["accuracy"] == pytest.approx(float((better[differ] == 0).mean()))
+    assert g["accuracy"] <= g["majority_rate"]
+
+
+def test_gate_vs_history_facet_follows_concentration(monkeypatch):
+    data = fame_core.load_dataset(WORLD)
+    labels, _ = facets.facet_labels(data, "genre")
+    rows = data.splittable_rows()
+    histories = [labels[data.example(r, "test")[0]] for r in rows]
+    conc = np.array([np.bincount(y).max() / len(y) for y in histories])
+    gates = np.stack([conc, 1 - conc], 1)
+    model = make_model(n_items=data.n_items, max_len=200)
+    monkeypatch.setattr(facets, "rank_users", fake_heads_rank(np.zeros((len(rows), 2), int), gates))
+    h = facets.gate_vs_history_facet(model, data, "genre")
+    assert h["spearman"][0] == pytest.approx(1.0) and h["spearman"][1] == pytest.approx(-1.0)
+    assert h["z"][0] > 10 and h["users"] == sum(len(y) >= 3 for y in histories)
+
+
+def test_experts_vs_target_facet_beats_random_routers_only_when_they_follow_the_target(monkeypatch):
+    data = fame_core.load_dataset(WORLD)
+    labels, _ = facets.facet_labels(data, "genre")
+    rows = data.splittable_rows()
+    target = np.array([labels[data.example(r, "test")[1]] for r in rows])
+    N = 4
+    router = np.full((len(rows), 2, N), 0.1)
+    router[np.arange(len(rows)), :, target % N] = 0.7
+    gates = np.full((len(rows), 2), 0.5)
+    monkeypatch.setattr(facets, "rank_users", fake_heads_rank(np.zeros((len(rows), 2), int), gates, router))
+    table = facets.experts_vs_target_facet(None, data, "genre")
+    assert (table["mutual_information"] > table["random_router_mi_mean"] + 5 * table["random_router_mi_std"]).all()
+    shuffled = router[np.random.default_rng(0).permutation(len(rows))]
+    monkeypatch.setattr(facets, "rank_users", fake_heads_rank(np.zeros((len(rows), 2), int), gates, shuffled))
+    table = facets.experts_vs_target_facet(None, data, "genre")
+    assert (table["mutual_information"] < 0.05).all() and table["dead_experts"].max() == 0
