@@ -103,3 +103,11 @@ def planted_checks(path: str, data_path: str | None):
 
     model, data = open_checkpoint(path, data_path)
     return checks(model, data)
+
+
+@st.cache_data(show_spinner="Checking gate and experts against the heads' rankings and the item facet…", max_entries=8)
+def real_checks(path: str, data_path: str | None, facet: str):
+    from fame_core.facets import real_checks as checks
+
+    model, data = open_checkpoint(path, data_path)
+    return checks(model, data, facet)

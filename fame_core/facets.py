@@ -325,6 +325,22 @@ def planted_checks(model, dataset: SequenceDataset) -> dict | None:
             "experts": int(model.config.n_experts), "experts_pass": mi - rr > 3 * sd}
 
 
+def real_checks(model, dataset: SequenceDataset, facet: str) -> dict:
+    """The badges' verdicts on data without planted truth: the gate passes if its largest head is the
+    one that ranks the target better at least 0.05 more often than always trusting the most often
+    better head; the experts pass if their MI with the next item's `facet` value beats random
+    routers by 3 standard deviations."""
+    gate = gate_vs_heads(model, dataset)
+    experts = experts_vs_target_facet(model, dataset, facet)
+    mi, rr, sd = (float(experts[c].mean()) for c in ("mutual_information", "random_router_mi_mean",
+                                                       "random_router_mi_std"))
+    accuracy = gate["accuracy"] if gate["accuracy"] is not None else 0.0
+    return {"facet": facet, "gate_accuracy": accuracy, "majority_rate": gate["majority_rate"],
+            "gate_passes": accuracy >= gate["majority_rate"] + 0.05,
+            "expert_mi": mi, "random_router_mi": rr, "random_router_std": sd,
+            "experts": int(model.config.n_experts), "experts_pass": mi - rr > 3 * sd}
+
+
 def facet_report(model, dataset: SequenceDataset, n_users: int = 200, seed: int = 0) -> dict:
     """All four measures as plain data (JSON-ready); gate and expert measures on planted worlds only."""
     alignment = head_alignment(model, dataset, seed=seed) if dataset.facets else pd.DataFrame()

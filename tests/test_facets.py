@@ -189,3 +189,19 @@ def test_experts_vs_target_facet_beats_random_routers_only_when_they_follow_the_
     monkeypatch.setattr(facets, "rank_users", fake_heads_rank(np.zeros((len(rows), 2), int), gates, shuffled))
     table = facets.experts_vs_target_facet(None, data, "genre")
     assert (table["mutual_information"] < 0.05).all() and table["dead_experts"].max() == 0
+
+
+def test_real_checks_pass_and_fail_on_their_thresholds(monkeypatch):
+    import pandas as pd
+
+    model = make_model()
+    experts = pd.DataFrame({"mutual_information": [0.30, 0.20], "random_router_mi_mean": [0.1, 0.1],
+                            "random_router_mi_std": [0.02, 0.02]})
+    monkeypatch.setattr(facets, "experts_vs_target_facet", lambda *a, **k: experts)
+    monkeypatch.setattr(facets, "gate_vs_heads", lambda *a, **k: {"accuracy": 0.66, "majority_rate": 0.60})
+    c = facets.real_checks(model, None, "genre")
+    assert c["gate_passes"] and c["experts_pass"] and c["expert_mi"] == pytest.approx(0.25)
+    monkeypatch.setattr(facets, "gate_vs_heads", lambda *a, **k: {"accuracy": 0.64, "majority_rate": 0.60})
+    experts["mutual_information"] = [0.15, 0.15]               # 0.05 above random routers: 2.5 sd, not enough
+    c = facets.real_checks(model, None, "genre")
+    assert not c["gate_passes"] and not c["experts_pass"]

@@ -15,6 +15,7 @@ import streamlit as st
 
 import charts
 import session
+from badges import CHECKS_HELP, facet_badges
 
 ctx = st.session_state["ctx"]
 model, data, path, data_path = ctx["model"], ctx["data"], ctx["path"], ctx["data_path"]
@@ -150,6 +151,12 @@ with cols[H]:
 st.caption("● recommended by more than one head · 🎯 the target · history items are excluded from every list.")
 st.page_link("views/facet_explorer.py", label="Are these heads facets (genre, brand, actor…)? Measured, with controls, "
              "in the Facet explorer — not assumed here.", icon="🗺️")
+if data is not None and data.facets:
+    # On by default where the checks take a second or two (small catalogues); one click elsewhere.
+    if st.toggle("Check heads, gate and experts against item facets", value=data.n_items <= 5000, key="checks",
+                 bind="query-params", help=CHECKS_HELP):
+        facet = next(iter(data.facets))
+        st.markdown(f"**Specialisation checks** ({facet}) " + " ".join(facet_badges(model, path, data_path, facet)))
 
 g1, g2 = st.columns([1, 1])
 g1.plotly_chart(charts.gates_chart(insp.gates), key="gates_chart")

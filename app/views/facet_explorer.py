@@ -11,7 +11,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import session
-from fame_core.facets import facet_labels, nearest_items, specialisation
+from badges import CHECKS_HELP, facet_badges
+from fame_core.facets import facet_labels, nearest_items
 
 ctx = st.session_state["ctx"]
 model, data, path, data_path = ctx["model"], ctx["data"], ctx["path"], ctx["data_path"]
@@ -38,31 +39,9 @@ item = int(c3.number_input("Item", min_value=1, max_value=data.n_items, value=1,
 
 # ---- the verdict first: are the heads facets? ---------------------------------------------------
 table = session.alignment(path, data_path)
-spec = specialisation(table)
-acc = table.set_index(["facet", "representation"])["probe_accuracy"]
-badges = []
-for h in range(H):
-    s = spec[f"head {h}"]
-    if s["facet"]:
-        badges.append(f":green-badge[head {h} ≈ {s['facet']} · probe gap +{s['gap']:.2f}]")
-    else:
-        badges.append(f":orange-badge[head {h}: no facet · best gap {s['gap']:+.2f}]")
-planted = session.planted_checks(path, data_path)
-if planted is None:
-    badges.append(":gray-badge[gate and experts: no planted truth to check against]")
-else:
-    badges.append(f":{'green' if planted['gate_passes'] else 'orange'}-badge[gate → planted facet {planted['gate_accuracy']:.2f} "
-                  f"(majority {planted['majority_rate']:.2f})]")
-    if planted["experts"] > 1:
-        badges.append(f":{'green' if planted['experts_pass'] else 'orange'}-badge[experts → preferred value: MI {planted['expert_mi']:.2f} "
-                      f"vs random routers {planted['random_router_mi']:.2f}±{planted['random_router_std']:.2f}]")
+badges = facet_badges(model, path, data_path, facet)
 st.markdown("**Specialisation checks** " + " ".join(badges))
-st.caption("A head 'is' a facet only if a linear probe on its item sub-embeddings predicts that facet at least "
-           "0.05 better than on every other head, and better than a random projection of the full embedding "
-           "to the same size; otherwise its lists are not evidence of a facet. In worlds with planted facets, the "
-           "gate passes if its largest head names the user's dominant facet 0.2 above the majority rate, and the "
-           "experts if their argmax carries more information about the preferred value than random routers "
-           "(by 3 standard deviations). See docs/facets.md.")
+st.caption(CHECKS_HELP)
 
 # ---- maps ------------------------------------------------------------------------------------------
 labels, values = facet_labels(data, facet)

@@ -1,0 +1,49 @@
+"""The specialisation badges both pages show: are this checkpoint's heads, gate and experts facets?
+
+Presentation only: the verdicts come from fame_core.facets (specialisation, planted_checks,
+real_checks) through the cached functions of session.
+"""
+
+import session
+from fame_core.facets import specialisation
+
+CHECKS_HELP = (
+    "A head 'is' a facet only if a linear probe on its item sub-embeddings predicts that facet at least "
+    "0.05 better than on every other head, and better than a random projection of the full embedding to the "
+    "same size; otherwise its lists are not evidence of a facet. In worlds with planted facets, the gate passes "
+    "if its largest head names the user's dominant facet 0.2 above the majority rate, and the experts if their "
+    "argmax carries more information about the preferred value than random routers (by 3 standard deviations). "
+    "Without planted truth, the gate passes if its largest head is the one that ranks the user's target better, "
+    "0.05 more often than always trusting one head, and the experts if their argmax tells the next item's facet "
+    "value better than random routers. See docs/facets.md.")
+
+
+def _colour(ok: bool) -> str:
+    return "green" if ok else "orange"
+
+
+def facet_badges(model, path: str, data_path: str | None, facet: str) -> list[str]:
+    """Markdown badges: one per head, one for the gate, one for the experts (when N > 1)."""
+    spec = specialisation(session.alignment(path, data_path))
+    badges = []
+    for h in range(model.config.n_heads):
+        s = spec[f"head {h}"]
+        badges.append(f":green-badge[head {h} ≈ {s['facet']} · probe gap +{s['gap']:.2f}]" if s["facet"]
+                      else f":orange-badge[head {h}: no facet · best gap {s['gap']:+.2f}]")
+    planted = session.planted_checks(path, data_path)
+    if planted is not None:
+        badges.append(f":{_colour(planted['gate_passes'])}-badge[gate → planted facet {planted['gate_accuracy']:.2f} "
+                      f"(majority {planted['majority_rate']:.2f})]")
+        if planted["experts"] > 1:
+            badges.append(f":{_colour(planted['experts_pass'])}-badge[experts → preferred value: MI "
+                          f"{planted['expert_mi']:.2f} vs random routers {planted['random_router_mi']:.2f}"
+                          f"±{planted['random_router_std']:.2f}]")
+        return badges
+    real = session.real_checks(path, data_path, facet)
+    badges.append(f":{_colour(real['gate_passes'])}-badge[gate picks the better head {real['gate_accuracy']:.2f} "
+                  f"(one head always {real['majority_rate']:.2f})]")
+    if real["experts"] > 1:
+        badges.append(f":{_colour(real['experts_pass'])}-badge[experts → next item's {facet}: MI "
+                      f"{real['expert_mi']:.3f} vs random routers {real['random_router_mi']:.3f}"
+                      f"±{real['random_router_std']:.3f}]")
+    return badges
