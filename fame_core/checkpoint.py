@@ -117,6 +117,19 @@ def read_metrics(directory) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def compact_checkpoint(src, dst) -> Path:
+    """Copy a finished checkpoint with float16 weights and no resume state, for bundling (about half
+    the size). float16 rounding can move a few ranks: re-evaluate the copy before quoting it."""
+    src = Path(src)
+    if (src / "train_state.pt").exists():
+        raise CheckpointError(f"{src} is an unfinished run (train_state.pt present); resume it to the end first")
+    config, dataset = read_config(src)
+    model = load_checkpoint(src)
+    kept = {k: v for k, v in config.items() if k not in ("model", "code_version")}
+    kept.update(weights_dtype="float16", compacted_from=str(src))
+    return write_checkpoint(dst, model, dataset, kept, read_metrics(src), half=True)
+
+
 def check_dataset(record: dict, dataset: SequenceDataset, where: str = "checkpoint") -> None:
     """Refuse a data set other than the one the model was trained on."""
     if record.get("n_items") != dataset.n_items or record.get("fingerprint") != dataset.fingerprint():

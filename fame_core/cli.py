@@ -1,4 +1,4 @@
-"""`python -m fame_core <command>`: train, evaluate, inspect, export, facets, data describe|convert|download.
+"""`python -m fame_core <command>`: train, evaluate, inspect, export, facets, compact, data describe|convert|download.
 
 Human-readable output and a progress bar on a terminal; `--json` prints one JSON document on
 stdout for scripts. Bad input ends with a one-line `error: ...` on stderr and exit status 2,
@@ -101,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--users", type=int, default=200, help="users sampled for the attention-faithfulness test")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--json", action="store_true")
+
+    c = sub.add_parser("compact", help="copy a finished checkpoint with float16 weights (for bundling)")
+    c.add_argument("--checkpoint", required=True)
+    c.add_argument("--out", required=True)
+    c.add_argument("--json", action="store_true")
 
     d = sub.add_parser("data", help="data set tools")
     dsub = d.add_subparsers(dest="data_command", required=True, metavar="subcommand")
@@ -327,10 +332,23 @@ def cmd_data(a) -> int:
     return 0
 
 
+def cmd_compact(a) -> int:
+    from .checkpoint import compact_checkpoint
+
+    out = compact_checkpoint(a.checkpoint, a.out)
+    size = (out / "weights.safetensors").stat().st_size
+    if a.json:
+        _print_json({"checkpoint": str(out), "weights_bytes": size})
+    else:
+        print(f"wrote {out} (weights {size / 2**20:.1f} MiB, float16); re-evaluate it with "
+              f"'python -m fame_core evaluate --checkpoint {out}'")
+    return 0
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"train": cmd_train, "evaluate": cmd_evaluate, "inspect": cmd_inspect, "export": cmd_export,
-               "facets": cmd_facets, "data": cmd_data}[args.command]
+               "facets": cmd_facets, "compact": cmd_compact, "data": cmd_data}[args.command]
     try:
         return handler(args)
     except FameError as err:

@@ -2,11 +2,14 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
+import fame_core
 from fame_core.cli import main
 from fame_core.models import ModelConfig
 from fame_core.training import TrainConfig, train
@@ -98,3 +101,22 @@ def test_data_convert_round_trips_through_the_sequence_reader(tmp_path, capsys):
     original, again = load_dataset(TINY_WORLD), load_dataset(out)
     assert again.fingerprint() == original.fingerprint()
     assert again.facets["attribute"][1] == tuple(f"{n}:{v[1][0]}" for n, v in original.facets.items())
+
+
+def test_compact_halves_the_weights_and_keeps_the_rankings_close(ckpt, tmp_path, capsys):
+    out = tmp_path / "small"
+    assert main(["compact", "--checkpoint", str(ckpt), "--out", str(out), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    full = (ckpt / "weights.safetensors").stat().st_size
+    assert info["weights_bytes"] < 0.6 * full and not (out / "train_state.pt").exists()
+    config = json.loads((out / "config.json").read_text())
+    assert config["weights_dtype"] == "float16" and config["compacted_from"] == str(ckpt)
+    a, data = fame_core.load(ckpt)
+    b, _ = fame_core.load(out)
+    seq, target = fame_core.user_example(data, "5")
+    np.testing.assert_allclose(fame_core.inspect(a, seq, target).scores["gated"],
+                               fame_core.inspect(b, seq, target).scores["gated"], atol=2e-2)
+    unfinished = shutil.copytree(ckpt, tmp_path / "unfinished")
+    (unfinished / "train_state.pt").write_bytes(b"")               # an unfinished run is refused
+    assert main(["compact", "--checkpoint", str(unfinished), "--out", str(tmp_path / "x")]) == 2
+    assert "unfinished run" in capsys.readouterr().err
