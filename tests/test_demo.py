@@ -41,3 +41,16 @@ def test_demo_facets_heads_are_facets_and_its_gate_follows_the_planted_facet():
     assert spec["head 0"]["facet"] == "genre" and spec["head 1"]["facet"] == "actor"
     assert spec["head 0"]["gap"] > 0.2 and spec["head 1"]["gap"] > 0.2
     assert gate_vs_facet(model, data)["accuracy"] > 0.8
+
+
+@pytest.mark.parametrize("name,data", [("beauty-sasrec", "amazon/Beauty.txt"), ("beauty-fame", "amazon/Beauty.txt")])
+def test_bundled_table2_checkpoints_reproduce_their_test_metrics(name, data):
+    from tests.conftest import needs_shared
+
+    path = REPO / "checkpoints" / name
+    model, dataset = fame_core.load(path, data=needs_shared(data))
+    recorded = json.loads((path / "config.json").read_text())
+    assert recorded["weights_dtype"] == "float16"
+    fresh = fame_core.evaluate(model, dataset, "test")["metrics"]
+    assert fresh == pytest.approx(recorded["test"], abs=5e-4)     # float16 rounding moves a few ranks at most
+    assert sum(f.stat().st_size for f in path.iterdir()) < 8 * 2**20
