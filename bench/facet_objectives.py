@@ -91,6 +91,13 @@ def main() -> int:
         row["expert MI (mean)"] = float(experts["mutual_information"].mean())
         row["random router MI (mean)"] = float(experts["random_router_mi_mean"].mean())
         row["random router MI std (mean)"] = float(experts["random_router_mi_std"].mean())
+        row["random split MI (mean)"] = float(experts["random_split_mi_mean"].mean())
+        row["random split MI std (mean)"] = float(experts["random_split_mi_std"].mean())
+        # each head's experts on the users driven by the facet the head is meant for (head 0 genre, head 1 actor)
+        own = experts[((experts["head"] == 0) & (experts["facet"] == "genre")) | ((experts["head"] == 1) & (experts["facet"] == "actor"))]
+        row["expert MI, own facet"] = float(own["mutual_information"].mean())
+        row["random router MI, own facet"] = float(own["random_router_mi_mean"].mean())
+        row["random router MI std, own facet"] = float(own["random_router_mi_std"].mean())
         row["mean top router weight"] = float(experts["mean_top_weight"].mean())
         row["dead experts"] = int(experts.drop_duplicates("head")["dead_experts"].sum())
         rows.append(row)
