@@ -1,17 +1,19 @@
 """The facet objectives on real data: MovieLens genres and Amazon attributes (no planted truth).
 
-    python bench/facet_real.py --data ../shared/data/ml-latest-small --facet genre --name movielens --dropout 0.2
-    python bench/facet_real.py --data ../shared/data/amazon/Beauty.txt --facet attribute --name beauty \\
+    python bench/facet_real.py --data ../shared/data/ml-latest-small --facets genre,decade --name movielens --dropout 0.2
+    python bench/facet_real.py --data ../shared/data/amazon/Beauty.txt --facets attribute --name beauty \\
         --sasrec runs/reproduce/Beauty/sasrec-s0 --baseline runs/reproduce/Beauty/fame-h2-n4-warm-res-s0
 
 Every variant is FAME (H=2, N=4, warm start + residual: the Table-2 configuration) fine-tuned from
-the same SASRec, with one set of options of fame_core.objectives; head 0 is the one tied to the
-facet. --sasrec / --baseline reuse finished checkpoints (the Table-2 runs of the same seed) instead
-of training them again. Real data have one facet and no planted users, so the yardsticks are:
-per-head probe accuracy for the facet (and the gap between the heads), the gate against the
-heads' own ranking of the target (`gate_vs_heads`) and against the history's concentration on one
-value (`gate_vs_history_facet`), and the experts' MI with the facet value of the next item against
-random routers (`experts_vs_target_facet`). Writes bench/results/facet-real-<name>.json.
+the same SASRec, with one set of options of fame_core.objectives; head 0 is tied to the first
+facet, head 1 to the second where there is one (MovieLens: genre and release decade). --sasrec and
+--baseline reuse finished checkpoints (the Table-2 runs of the same seed) instead of training them
+again. Real data have no planted users, so the yardsticks are: per-head probe accuracy for each
+facet (and the gap between the head meant for it and the other), the gate against the heads' own
+ranking of the target (`gate_vs_heads`) and against the history's concentration on one value of
+the first facet (`gate_vs_history_facet`), and the experts' MI with the first facet's value of the
+next item against random routers (`experts_vs_target_facet`). Writes
+bench/results/facet-real-<name>.json.
 """
 
 from __future__ import annotations
@@ -31,21 +33,29 @@ from reproduce import run  # noqa: E402
 METRICS = ["HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20"]
 
 
-def variants(facet: str) -> dict:
-    probe = {"facet_heads": facet, "facet_weight": 1.0}
-    return {
+def variants(facets: list[str]) -> dict:
+    """Options to compare; head h is tied to facets[h] where a variant ties heads."""
+    probe = {"facet_heads": facets[0], "facet_weight": 1.0}
+    table = {
         "no facet option": {},
         "facet probe (head 0)": probe,
         "facet probe + head diversity": {**probe, "head_diversity": 1.0},
         "facet probe + head diversity + decisive router": {**probe, "head_diversity": 1.0, "router_decisive": 0.1},
         "decisive gate + decisive router": {"gate_decisive": 0.1, "router_decisive": 0.1},
     }
+    if len(facets) > 1:  # two facets: one per head, as on the planted worlds
+        both = {"facet_heads": ",".join(facets[:2]), "facet_weight": 1.0}
+        table["facet probes (both heads)"] = both
+        table["facet probes + exclusive"] = {**both, "facet_exclusive": 1.0}
+        table["facet probes + exclusive + decisive router"] = {**both, "facet_exclusive": 1.0, "router_decisive": 0.1}
+    return table
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True)
-    p.add_argument("--facet", required=True)
+    p.add_argument("--facets", required=True, help="item facets, comma-separated: the first is head 0's (and the "
+                   "one the gate and experts are checked on), the second head 1's")
     p.add_argument("--name", required=True)
     p.add_argument("--variants", default=None, help="comma-separated names (default: all)")
     p.add_argument("--sasrec", default=None, help="a finished SASRec checkpoint to build from")
@@ -65,7 +75,8 @@ def main() -> int:
     from fame_core.training import TrainConfig
 
     data = load_dataset(a.data)
-    table = variants(a.facet)
+    facets = a.facets.split(",")
+    table = variants(facets)
     names = a.variants.split(",") if a.variants else list(table)
     runs = REPO / "runs" / "facet-real" / a.name
     common = dict(n_items=data.n_items, n_heads=2, dropout=a.dropout, attn_dropout=a.dropout)
@@ -80,16 +91,13 @@ def main() -> int:
                         objectives=FacetObjectives(**table[name])), out)
         model, d = load(out, data=data)
         test = evaluate(model, d, "test")["metrics"]
-        align = head_alignment(model, d, facets=[a.facet])
-        acc = align.set_index("representation")["probe_accuracy"]
+        align = head_alignment(model, d, facets=facets)
+        acc = align.set_index(["facet", "representation"])["probe_accuracy"]
         gate = gate_vs_heads(model, d)
-        hist = gate_vs_history_facet(model, d, a.facet)
-        experts = experts_vs_target_facet(model, d, a.facet)
+        hist = gate_vs_history_facet(model, d, facets[0])
+        experts = experts_vs_target_facet(model, d, facets[0])
         row = {"variant": name, "options": table[name], "checkpoint": str(out), **{m: test[m] for m in METRICS},
-               "probe head 0": float(acc["head 0"]), "probe head 1": float(acc["head 1"]),
-               "probe random proj.": float(acc["random projection"]), "probe full embedding": float(acc["full embedding"]),
-               "probe majority": float(align["majority_rate"].iloc[0]),
-               "head gap (0 - 1)": float(acc["head 0"] - acc["head 1"]), "specialisation": specialisation(align),
+               "specialisation": specialisation(align),
                "gate picks better head": gate["accuracy"], "better-head majority": gate["majority_rate"],
                "mean top gate": gate["mean_top_gate"],
                "gate 0 vs history concentration (rho)": hist["spearman"][0], "(z)": hist["z"][0],
@@ -98,6 +106,11 @@ def main() -> int:
                "random router MI std (mean)": float(experts["random_router_mi_std"].mean()),
                "mean top router weight": float(experts["mean_top_weight"].mean()),
                "dead experts": int(experts["dead_experts"].sum())}
+        for h, f in enumerate(facets[:2]):   # per facet: both heads, the controls, and the gap of the head meant for it
+            for rep in ("head 0", "head 1", "random projection", "full embedding"):
+                row[f"probe {f} {rep}"] = float(acc[f, rep])
+            row[f"probe {f} majority"] = float(align.set_index("facet").loc[f, "majority_rate"].iloc[0])
+            row[f"head gap {f}"] = float(acc[f, f"head {h}"] - acc[f, f"head {1 - h}"])
         rows.append(row)
         print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
     path = REPO / "bench" / "results" / f"facet-real-{a.name}.json"
@@ -105,7 +118,7 @@ def main() -> int:
     if path.exists():  # keep the rows of variants not run this time
         done = {r["variant"] for r in rows}
         rows = [r for r in json.loads(path.read_text())["rows"] if r["variant"] not in done] + rows
-    path.write_text(json.dumps({"data": data.name, "facet": a.facet, "settings": vars(a), "rows": rows}, indent=2) + "\n")
+    path.write_text(json.dumps({"data": data.name, "facets": facets, "settings": vars(a), "rows": rows}, indent=2) + "\n")
     print(f"written to {path.relative_to(REPO)}", file=sys.stderr)
     return 0
 

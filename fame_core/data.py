@@ -313,10 +313,14 @@ def add_item_attributes(dataset: SequenceDataset, path, facet: str = "attribute"
 _MOVIELENS_RATINGS = ("ratings.csv", "ratings.dat", "u.data")
 
 
+_TITLE_YEAR = re.compile(r"\((\d{4})\)\s*$")
+
+
 def read_movielens(path, k: int = 5, name: str | None = None) -> SequenceDataset:
     """MovieLens ratings (ml-latest*, ml-20m/25m `ratings.csv`; ml-1m `ratings.dat`; ml-100k
     `u.data`), sorted by timestamp, k-core filtered; titles and genres from the movie file
-    beside it (`movies.csv`, `movies.dat`, `u.item`) when present."""
+    beside it (`movies.csv`, `movies.dat`, `u.item`) when present, and the release decade from the
+    title's year ("1990s") as a second item facet."""
     path = Path(path)
     if path.is_dir():
         found = [path / f for f in _MOVIELENS_RATINGS if (path / f).exists()]
@@ -339,7 +343,7 @@ def read_movielens(path, k: int = 5, name: str | None = None) -> SequenceDataset
         df["timestamp"] = pd.to_numeric(df["timestamp"], errors="raise")
     except (pd.errors.ParserError, ValueError, KeyError) as e:
         raise DataError(f"{path.name}: cannot read MovieLens ratings ({str(e).splitlines()[0]})") from None
-    titles, genres = {}, {}
+    titles, genres, decades = {}, {}, {}
     movie_file = next((folder / f for f in ("movies.csv", "movies.dat", "u.item") if (folder / f).exists()), None)
     if movie_file is not None:
         paths.append(movie_file)
@@ -359,10 +363,12 @@ def read_movielens(path, k: int = 5, name: str | None = None) -> SequenceDataset
         for mid, title, g in zip(movies["movieId"], movies["title"], movies["genres"]):
             titles[str(mid)] = str(title)
             genres[str(mid)] = tuple(x for x in str(g).split("|") if x and x != "(no genres listed)")
+            year = _TITLE_YEAR.search(str(title))     # "Heat (1995)": the release decade, a second facet
+            decades[str(mid)] = (f"{int(year.group(1)) // 10 * 10}s",) if year else ()
     name = name or folder.name
     source = _source("movielens", str(path), paths)
     return from_interactions(df, name, source, k=k, titles=titles or None,
-                             facets={"genre": genres} if genres else None)
+                             facets={"genre": genres, "decade": decades} if genres else None)
 
 
 def read_interactions(path, k: int = 5, name: str | None = None) -> SequenceDataset:

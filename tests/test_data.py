@@ -82,7 +82,8 @@ def test_movielens_csv_sorted_by_time_with_titles_and_genres(tmp_path):
     assert d.item_ids[1:] == ["10", "20", "30", "40", "50", "60"]
     assert d.sequences[0].tolist() == [6, 5, 4, 3, 2, 1]          # user 1: newest rating was of movie 10
     assert d.sequences[1].tolist() == [1, 2, 3, 4, 5, 6]
-    assert d.label(1) == "Movie 1, The (1991) · Action|Comedy"
+    assert d.label(1) == "Movie 1, The (1991) · Action|Comedy · 1990s"
+    assert d.facets["decade"][1] == ("1990s",) and d.facets["genre"][1] == ("Action", "Comedy")
     assert load_dataset(tmp_path).fingerprint() == d.fingerprint()
 
 
@@ -91,7 +92,7 @@ def test_movielens_dat_and_u_data(tmp_path):
     write(tmp_path / "m1", "ratings.dat", "".join(f"{u}::{m}::5::{t}\n" for u, m, t in ratings_rows()))
     write(tmp_path / "m1", "movies.dat", "".join(f"{10 * i}::Film {i} (2000)::Drama\n" for i in range(1, 7)))
     d1 = read_movielens(tmp_path / "m1")
-    assert d1.n_users == 6 and d1.label(2) == "Film 2 (2000) · Drama"
+    assert d1.n_users == 6 and d1.label(2) == "Film 2 (2000) · Drama · 2000s"
     (tmp_path / "m100").mkdir()
     write(tmp_path / "m100", "u.data", "".join(f"{u}\t{m}\t3\t{t}\n" for u, m, t in ratings_rows()))
     d2 = read_movielens(tmp_path / "m100" / "u.data")
