@@ -137,3 +137,16 @@ def test_a_checkpoint_whose_data_is_missing_opens_model_only(tmp_path, monkeypat
     assert any("is not at its recorded path" in w.value for w in at.warning)
     assert at.text_input(key="data_path:roots/moved") is not None
     assert at.subheader[0].value == "History of hand-made sequence"
+
+
+def test_the_documented_sports_user_230_link_opens_its_case_study():
+    from tests.conftest import needs_shared
+
+    needs_shared("amazon/Sports_and_Outdoors.txt")
+    at = run_app(checkpoint="sports-fame", user="230", k="20")      # docs/results.md's deep link
+    assert at.subheader[0].value == "History of user 230"
+    model, data = fame_core.load(REPO / "checkpoints" / "sports-fame")
+    seq, target = fame_core.user_example(data, "230")
+    insp = fame_core.inspect(model, seq, target, top_k=20)
+    assert shown_lists(at) == [insp.top["head:0"].tolist(), insp.top["head:1"].tolist(), insp.top["gated"].tolist()]
+    assert not any(m.value.startswith("**Specialisation checks**") for m in at.markdown)   # 18k items: off by default
