@@ -32,18 +32,14 @@ def facet_badges(model, path: str, data_path: str | None, facet: str) -> list[st
                       else f":orange-badge[head {h}: no facet · best gap {s['gap']:+.2f}]")
     planted = session.planted_checks(path, data_path)
     if planted is not None:
-        badges.append(f":{_colour(planted['gate_passes'])}-badge[gate → planted facet {planted['gate_accuracy']:.2f} "
-                      f"(majority {planted['majority_rate']:.2f})]")
-        if planted["experts"] > 1:
-            badges.append(f":{_colour(planted['experts_pass'])}-badge[experts → preferred value: MI "
-                          f"{planted['expert_mi']:.2f} vs random routers {planted['random_router_mi']:.2f}"
-                          f"±{planted['random_router_std']:.2f}]")
-        return badges
-    real = session.real_checks(path, data_path, facet)
-    badges.append(f":{_colour(real['gate_passes'])}-badge[gate picks the better head {real['gate_accuracy']:.2f} "
-                  f"(one head always {real['majority_rate']:.2f})]")
-    if real["experts"] > 1:
-        badges.append(f":{_colour(real['experts_pass'])}-badge[experts → next item's {facet}: MI "
-                      f"{real['expert_mi']:.3f} vs random routers {real['random_router_mi']:.3f}"
-                      f"±{real['random_router_std']:.3f}]")
+        checks, gate, experts, digits = planted, "gate → planted facet", "experts → preferred value", 2
+        reference = f"majority {planted['majority_rate']:.2f}"
+    else:
+        checks = session.real_checks(path, data_path, facet)
+        gate, experts, digits = "gate picks the better head", f"experts → next item's {facet}", 3
+        reference = f"one head always {checks['majority_rate']:.2f}"
+    badges.append(f":{_colour(checks['gate_passes'])}-badge[{gate} {checks['gate_accuracy']:.2f} ({reference})]")
+    if checks["experts"] > 1:
+        badges.append(f":{_colour(checks['experts_pass'])}-badge[{experts}: MI {checks['expert_mi']:.{digits}f} vs "
+                      f"random routers {checks['random_router_mi']:.{digits}f}±{checks['random_router_std']:.{digits}f}]")
     return badges

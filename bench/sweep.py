@@ -44,41 +44,38 @@ def plot(report: dict, stem: str) -> list[Path]:
 
     from fame_core.export import STYLE
 
-    rows, written = report["rows"], []
+    rows = report["rows"]
     heads = [r for r in rows if r["model"] in ("SASRec", "FAME w/o MoE")]
     experts = sorted((r for r in rows if r["model"] == "FAME" or (r["model"] == "FAME w/o MoE" and r["H"] == report["best_H"])),
                      key=lambda r: r["N"])
     no_moe = next(r for r in rows if r["model"] == "FAME w/o MoE" and r["H"] == report["best_H"])
-    with rc_context(STYLE):
+    def figure(kind: str, what: str, draw) -> list[Path]:
+        """One figure, NDCG@20 and HR@20 side by side, as PNG and SVG in docs/."""
         fig, axes = plt.subplots(1, 2, figsize=(7, 2.8), constrained_layout=True)
         for ax, metric in zip(axes, SHOWN):
-            for model, marker in (("SASRec", "s"), ("FAME w/o MoE", "o")):
-                pts = sorted((r["H"], r[metric]) for r in heads if r["model"] == model)
-                ax.plot([str(h) for h, _ in pts], [v for _, v in pts], marker=marker, label=model)
-            ax.set_xlabel("heads H")
+            draw(ax, metric)
             ax.set_ylabel(f"test {metric}")
         axes[0].legend(frameon=False)
-        fig.suptitle(f"{report['data']}: number of heads ({report['budget']})")
-        for fmt in ("png", "svg"):
-            path = REPO / "docs" / f"sweep-heads-{stem}.{fmt}"
+        fig.suptitle(f"{report['data']}: number of {what} ({report['budget']})")
+        paths = [REPO / "docs" / f"sweep-{kind}-{stem}.{fmt}" for fmt in ("png", "svg")]
+        for path in paths:
             fig.savefig(path, dpi=200)
-            written.append(path)
         plt.close(fig)
+        return paths
 
-        fig, axes = plt.subplots(1, 2, figsize=(7, 2.8), constrained_layout=True)
-        for ax, metric in zip(axes, SHOWN):
-            ax.plot([str(r["N"]) for r in experts], [r[metric] for r in experts], marker="o", label=f"FAME, H={report['best_H']}")
-            ax.axhline(no_moe[metric], color="tab:red", lw=1, label="FAME w/o MoE (N=1)")
-            ax.set_xlabel("experts per head N")
-            ax.set_ylabel(f"test {metric}")
-        axes[0].legend(frameon=False)
-        fig.suptitle(f"{report['data']}: number of experts ({report['budget']})")
-        for fmt in ("png", "svg"):
-            path = REPO / "docs" / f"sweep-experts-{stem}.{fmt}"
-            fig.savefig(path, dpi=200)
-            written.append(path)
-        plt.close(fig)
-    return written
+    def by_heads(ax, metric):
+        for model, marker in (("SASRec", "s"), ("FAME w/o MoE", "o")):
+            pts = sorted((r["H"], r[metric]) for r in heads if r["model"] == model)
+            ax.plot([str(h) for h, _ in pts], [v for _, v in pts], marker=marker, label=model)
+        ax.set_xlabel("heads H")
+
+    def by_experts(ax, metric):
+        ax.plot([str(r["N"]) for r in experts], [r[metric] for r in experts], marker="o", label=f"FAME, H={report['best_H']}")
+        ax.axhline(no_moe[metric], color="tab:red", lw=1, label="FAME w/o MoE (N=1)")
+        ax.set_xlabel("experts per head N")
+
+    with rc_context(STYLE):
+        return figure("heads", "heads", by_heads) + figure("experts", "experts", by_experts)
 
 
 def main() -> int:
