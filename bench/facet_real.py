@@ -42,6 +42,7 @@ def variants(facets: list[str]) -> dict:
         "facet probe + head diversity": {**probe, "head_diversity": 1.0},
         "facet probe + head diversity + decisive router": {**probe, "head_diversity": 1.0, "router_decisive": 0.1},
         "decisive gate + decisive router": {"gate_decisive": 0.1, "router_decisive": 0.1},
+        "facet probe + decisive gate + decisive router": {**probe, "gate_decisive": 0.1, "router_decisive": 0.1},
     }
     if len(facets) > 1:  # two facets: one per head, as on the planted worlds
         both = {"facet_heads": ",".join(facets[:2]), "facet_weight": 1.0}
