@@ -309,6 +309,17 @@ def faithfulness(model, dataset: SequenceDataset, n_users: int = 200, split: str
     return summary.reset_index()
 
 
+def _verdicts(model, gate_accuracy: float, majority_rate: float, margin: float, experts: pd.DataFrame) -> dict:
+    """Pass/fail of gate (accuracy at least `margin` above the majority rate) and experts (mean MI
+    more than 3 standard deviations above random routers), with the numbers behind them."""
+    mi, rr, sd = (float(experts[c].mean()) for c in ("mutual_information", "random_router_mi_mean",
+                                                       "random_router_mi_std"))
+    return {"gate_accuracy": gate_accuracy, "majority_rate": majority_rate,
+            "gate_passes": gate_accuracy >= majority_rate + margin,
+            "expert_mi": mi, "random_router_mi": rr, "random_router_std": sd,
+            "experts": int(model.config.n_experts), "experts_pass": mi - rr > 3 * sd}
+
+
 def planted_checks(model, dataset: SequenceDataset) -> dict | None:
     """The verdicts the app's badges show, for worlds with planted truth (None otherwise): the gate
     passes if its argmax names the dominant facet 0.2 above the majority rate; the experts pass if
@@ -316,13 +327,7 @@ def planted_checks(model, dataset: SequenceDataset) -> dict | None:
     if dataset.truth is None:
         return None
     gate = gate_vs_facet(model, dataset)
-    experts = experts_vs_preference(model, dataset)
-    mi, rr, sd = (float(experts[c].mean()) for c in ("mutual_information", "random_router_mi_mean",
-                                                       "random_router_mi_std"))
-    return {"gate_accuracy": gate["accuracy"], "majority_rate": gate["majority_rate"],
-            "gate_passes": gate["accuracy"] >= gate["majority_rate"] + 0.2,
-            "expert_mi": mi, "random_router_mi": rr, "random_router_std": sd,
-            "experts": int(model.config.n_experts), "experts_pass": mi - rr > 3 * sd}
+    return _verdicts(model, gate["accuracy"], gate["majority_rate"], 0.2, experts_vs_preference(model, dataset))
 
 
 def real_checks(model, dataset: SequenceDataset, facet: str) -> dict:
@@ -331,14 +336,9 @@ def real_checks(model, dataset: SequenceDataset, facet: str) -> dict:
     better head; the experts pass if their MI with the next item's `facet` value beats random
     routers by 3 standard deviations."""
     gate = gate_vs_heads(model, dataset)
-    experts = experts_vs_target_facet(model, dataset, facet)
-    mi, rr, sd = (float(experts[c].mean()) for c in ("mutual_information", "random_router_mi_mean",
-                                                       "random_router_mi_std"))
     accuracy = gate["accuracy"] if gate["accuracy"] is not None else 0.0
-    return {"facet": facet, "gate_accuracy": accuracy, "majority_rate": gate["majority_rate"],
-            "gate_passes": accuracy >= gate["majority_rate"] + 0.05,
-            "expert_mi": mi, "random_router_mi": rr, "random_router_std": sd,
-            "experts": int(model.config.n_experts), "experts_pass": mi - rr > 3 * sd}
+    return dict(_verdicts(model, accuracy, gate["majority_rate"], 0.05, experts_vs_target_facet(model, dataset, facet)),
+                facet=facet)
 
 
 def facet_report(model, dataset: SequenceDataset, n_users: int = 200, seed: int = 0) -> dict:

@@ -111,11 +111,10 @@ def extra_loss(model, details: dict, where: torch.Tensor, obj: FacetObjectives, 
         total = total + obj.gate_decisive * (_entropy(g).mean() - _entropy(g.mean(0)))
     if (obj.load_balance or obj.router_z or obj.router_decisive) and "router_logits" in details:
         logits = details["router_logits"].transpose(1, 2)[where]        # (M, H, N)
+        beta = torch.softmax(logits, -1)
         if obj.router_decisive:
-            beta = torch.softmax(logits, -1)
             total = total + obj.router_decisive * (_entropy(beta).mean() - _entropy(beta.mean(0)).mean())
         if obj.load_balance:
-            beta = torch.softmax(logits, -1)
             N = beta.shape[-1]
             share = F.one_hot(beta.argmax(-1), N).float().mean(0)       # (H, N), no gradient
             total = total + obj.load_balance * N * (share * beta.mean(0)).sum(-1).mean()
