@@ -17,6 +17,39 @@ from .errors import FameError
 EXIT_BAD_INPUT = 2
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with the house's one-line errors: `error: ...` and exit 2, no usage block."""
+
+    def error(self, message):
+        sys.stderr.write(f"error: {message} (see '{self.prog} --help')\n")
+        raise SystemExit(EXIT_BAD_INPUT)
+
+
+def int_in(lo: int, hi: int | None = None):
+    """An argparse type: a whole number written in ASCII digits, lo <= n <= hi."""
+    def parse(text: str) -> int:
+        t = text.strip()
+        body = t[1:] if t[:1] in "+-" else t
+        if not body.isascii() or not body.isdigit() or len(body) > 18:
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number")
+        n = int(t)
+        if n < lo or (hi is not None and n > hi):
+            raise argparse.ArgumentTypeError(f"{n} is out of range; pass a number from {lo}"
+                                             + (f" to {hi}" if hi is not None else " up"))
+        return n
+    parse.__name__ = "number"
+    return parse
+
+
+def item_ids(text: str) -> list[int]:
+    """--items: comma-separated item ids in ASCII digits."""
+    ids = [x for x in text.replace(" ", "").split(",") if x]
+    bad = [x for x in ids if not (x.isascii() and x.isdigit() and len(x) <= 18)]
+    if bad or not ids:
+        raise FameError(f"--items must be comma-separated item ids (whole numbers), got {(bad or [text])[0][:40]!r}")
+    return [int(x) for x in ids]
+
+
 def _add_data(p, required=False, help_text=None):
     p.add_argument("--data", required=required, default=None,
                    help=help_text or "data set: a file, a folder, or 'synthetic[:key=value,...]' "
@@ -31,12 +64,12 @@ def _add_who(p):
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--user", help="a user id of the data set")
     who.add_argument("--items", help="a hand-made sequence: comma-separated item ids, oldest first")
-    p.add_argument("--target", type=int, default=None, help="with --items: the item to rank")
+    p.add_argument("--target", type=int_in(1), default=None, help="with --items: the item to rank")
     p.add_argument("--split", choices=["valid", "test"], default="test")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m fame_core", description=__doc__.split("\n\n")[0])
+    parser = Parser(prog="python -m fame_core", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
 
     t = sub.add_parser("train", help="train SASRec or FAME, early-stopped on validation NDCG@20")
@@ -71,6 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight: remove the other --facet-heads facets from each tied head")
     t.add_argument("--out", required=True, help="checkpoint directory to write")
     t.add_argument("--resume", action="store_true", help="continue the killed run in --out")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace a checkpoint already at --out (a folder with other files is never replaced)")
+    t.add_argument("--allow-changes", action="store_true",
+                   help="with --resume: continue with training settings other than the recorded ones (recorded)")
     t.add_argument("--json", action="store_true")
 
     e = sub.add_parser("evaluate", help="full-ranking HR/NDCG@5/10/20 and MRR of a checkpoint")
@@ -84,13 +121,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("inspect", help="per-head lists, gates, attention and router for one user or sequence")
     _add_who(i)
-    i.add_argument("--top-k", type=int, default=20)
+    i.add_argument("--top-k", type=int_in(1, 10_000), default=20, help="list length (1-10000; default 20)")
     i.add_argument("--include-history", action="store_true", help="let history items into the lists")
     i.add_argument("--json", action="store_true")
 
     x = sub.add_parser("export", help="paper-ready figures of one user: PDF, SVG, PNG, CSV and sidecar JSON")
     _add_who(x)
-    x.add_argument("--top-k", type=int, default=10, help="list length in the case-study figure (default 10)")
+    x.add_argument("--top-k", type=int_in(1, 100), default=10, help="list length in the case-study figure (default 10)")
     x.add_argument("--formats", default="pdf,svg,png", help="comma-separated, of pdf, svg, png")
     x.add_argument("--out", required=True, help="directory to write the figures to")
     x.add_argument("--json", action="store_true")
@@ -98,13 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("facets", help="do heads, gates and experts capture item facets? (against controls)")
     f.add_argument("--checkpoint", required=True)
     _add_data(f)
-    f.add_argument("--users", type=int, default=200, help="users sampled for the attention-faithfulness test")
-    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--users", type=int_in(1, 10**7), default=200, help="users sampled for the attention-faithfulness test")
+    f.add_argument("--seed", type=int_in(0, 2**32 - 1), default=0)
     f.add_argument("--json", action="store_true")
 
     c = sub.add_parser("compact", help="copy a finished checkpoint with float16 weights (for bundling)")
     c.add_argument("--checkpoint", required=True)
-    c.add_argument("--out", required=True)
+    c.add_argument("--out", required=True, help="a new folder for the float16 copy")
+    c.add_argument("--overwrite", action="store_true", help="replace a checkpoint already at --out")
     c.add_argument("--json", action="store_true")
 
     d = sub.add_parser("data", help="data set tools")
@@ -117,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     dc.add_argument("path", help="a file, a folder, or 'synthetic'")
     dc.add_argument("--to", required=True, help="the sequence file to write, e.g. out/ml.txt")
     dc.add_argument("--kcore", type=int, default=None)
+    dc.add_argument("--overwrite", action="store_true", help="replace files a previous convert wrote at --to")
     dc.add_argument("--json", action="store_true")
     dd = dsub.add_parser("download", help="fetch a public data set, checksums verified")
     dd.add_argument("name", help="beauty, sports, toys, yelp, ml-latest-small, ml-1m or ml-20m")
@@ -140,6 +179,10 @@ def cmd_train(a) -> int:
     from .models import ModelConfig
     from .training import TrainConfig, train
 
+    if not a.resume:  # refuse a bad --out before reading any data
+        from .checkpoint import check_checkpoint_out
+
+        check_checkpoint_out(a.out, overwrite=a.overwrite)
     dataset = load_dataset(a.data, kcore_k=a.kcore)
     try:
         mcfg = ModelConfig(model=a.model, n_items=dataset.n_items, d=a.hidden, n_layers=a.layers,
@@ -158,7 +201,8 @@ def cmd_train(a) -> int:
                        device=a.device, init_from=a.init_from, warm=a.warm, objectives=objectives)
     if not a.json:
         print(f"training {a.model} on {dataset.name} ({dataset.n_users} users, {dataset.n_items} items) -> {a.out}")
-    result = train(dataset, mcfg, tcfg, a.out, resume=a.resume, progress=sys.stderr.isatty() or not a.json)
+    result = train(dataset, mcfg, tcfg, a.out, resume=a.resume, progress=sys.stderr.isatty() or not a.json,
+                   overwrite=a.overwrite, allow_changes=a.allow_changes)
     if a.json:
         _print_json(result)
     else:
@@ -207,10 +251,7 @@ def _sequence(a, dataset):
         if dataset is None:
             raise FameError("--user needs the data set; pass --data PATH, or give --items instead")
         return dataset.example(dataset.user_row(a.user), a.split)
-    try:
-        return [int(x) for x in a.items.replace(" ", "").split(",") if x], a.target
-    except ValueError:
-        raise FameError(f"--items must be comma-separated item ids, got {a.items!r}") from None
+    return item_ids(a.items), a.target
 
 
 def cmd_inspect(a) -> int:
@@ -314,8 +355,11 @@ def cmd_data(a) -> int:
             print(f"ready: python -m fame_core train --data {result['path']} --model sasrec --out runs/{result['name']}-sasrec")
         return 0
     if a.data_command == "convert":
-        from .data import write_sequence_file
+        from .data import convert_outputs, write_sequence_file
+        from .safe_io import check_new_file
 
+        for path in convert_outputs(a.to):
+            check_new_file(path, "--to", overwrite=a.overwrite)
         dataset = load_dataset(a.path, kcore_k=a.kcore)
         files = [str(p) for p in write_sequence_file(dataset, a.to)]
         if a.json:
@@ -335,7 +379,7 @@ def cmd_data(a) -> int:
 def cmd_compact(a) -> int:
     from .checkpoint import compact_checkpoint
 
-    out = compact_checkpoint(a.checkpoint, a.out)
+    out = compact_checkpoint(a.checkpoint, a.out, overwrite=a.overwrite)
     size = (out / "weights.safetensors").stat().st_size
     if a.json:
         _print_json({"checkpoint": str(out), "weights_bytes": size})

@@ -14,6 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .data import SequenceDataset
+from .errors import FameError
 from .models.merge import merge_weights
 
 KS = (5, 10, 20)
@@ -32,6 +33,9 @@ def left_pad(sequences, max_len: int, device=None) -> torch.Tensor:
 
 def target_ranks(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """0-based rank of each row's target among all columns, ties counted against the target."""
+    if torch.isnan(scores).any() or torch.isposinf(scores).any():
+        raise FameError("the model produced NaN or infinite scores; its weights are unusable (retrain it, "
+                        "or use an earlier checkpoint)")
     t = scores.gather(1, targets[:, None])
     # higher + tied (the target itself included) - 1; one comparison, int32 sum: 3x faster
     return (scores >= t).sum(1, dtype=torch.int32).long() - 1
@@ -46,6 +50,9 @@ def metrics_from_ranks(ranks, ks=KS) -> dict:
         out[f"HR@{k}"] = float(hit.mean()) if len(ranks) else 0.0
         out[f"NDCG@{k}"] = float((hit / np.log2(ranks + 2)).mean()) if len(ranks) else 0.0
     out["MRR"] = float((1.0 / (ranks + 1)).mean()) if len(ranks) else 0.0
+    bad = {k: v for k, v in out.items() if not 0.0 <= v <= 1.0}  # never print an impossible metric
+    if bad or (len(ranks) and ranks.min() < 0):
+        raise FameError(f"metrics out of range ({bad or 'negative rank'}); this is a bug, please report it")
     return out
 
 

@@ -22,10 +22,11 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .checkpoint import (dataset_record, load_checkpoint, read_config, read_metrics, write_checkpoint,
-                         check_dataset)
+from .checkpoint import (check_checkpoint_out, check_dataset, dataset_record, is_complete, load_checkpoint,
+                         read_config, read_metrics, write_checkpoint)
 from .data import SequenceDataset
 from .errors import CheckpointError, FameError
+from .safe_io import recover_dir
 from .evaluate import evaluate, left_pad
 from .models import ModelConfig, build_model, fame_from_sasrec
 from .objectives import FacetObjectives, FacetProbes, extra_loss
@@ -46,6 +47,24 @@ class TrainConfig:
     init_from: str | None = None  # a SASRec checkpoint to build FAME from (paper pipeline)
     warm: bool = False           # with init_from: warm-start expert queries and W_f (see fame_from_sasrec)
     objectives: FacetObjectives = field(default_factory=FacetObjectives)  # optional facet terms, off by default
+
+
+RESUME_MAY_CHANGE = ("device", "eval_batch_size")  # settings that do not change what a run computes
+
+
+def _differences(old: dict, new: dict, ignore=(), prefix="") -> str:
+    """'lr 0.001 -> 0.01, seed 0 -> 1': the settings that differ between two records."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        if key in ignore:
+            continue
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            inner = _differences(a, b, prefix=f"{prefix}{key}.")
+            out += [inner] if inner else []
+        elif a != b:
+            out.append(f"{prefix}{key} {a!r} -> {b!r}")
+    return ", ".join(out)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -91,13 +110,14 @@ def loss_on_batch(model, inputs: torch.Tensor, targets: torch.Tensor, objectives
 
 
 def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = False,
-        progress: bool = True, stop_after: int | None = None, extra_config: dict | None = None) -> dict:
+        progress: bool = True, stop_after: int | None = None, extra_config: dict | None = None,
+        overwrite: bool = False, allow_changes: bool = False) -> dict:
     """Train `model` on `dataset`, writing the best checkpoint (by validation NDCG@20) to `out`.
 
     stop_after: end this call after that many epochs as if killed (the resume state stays).
     Returns a summary: best epoch, validation and test metrics of the best model, timings.
     """
-    out = Path(out)
+    out = Path(out) if resume else check_checkpoint_out(out, overwrite=overwrite)
     device = resolve_device(tcfg.device)
     model.to(device)
     record = dataset_record(dataset)
@@ -113,6 +133,7 @@ def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = 
     config = {"train": asdict(tcfg), "status": "running", **(extra_config or {})}
 
     if resume:
+        recover_dir(out, is_complete)  # a kill between the fallback renames left the old copy aside
         state_path = out / "train_state.pt"
         if not state_path.exists():
             if (out / "config.json").exists():
@@ -121,7 +142,12 @@ def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = 
         saved_config, saved_data = read_config(out)
         check_dataset(saved_data, dataset, where=str(out))
         if saved_config["model"] != model.config.to_dict():
-            raise FameError(f"{out} was started with other model settings; resume with the same ones")
+            changed = _differences(saved_config["model"], model.config.to_dict())
+            raise FameError(f"{out} was started with other model settings ({changed}); resume with the same ones")
+        changed = _differences(saved_config.get("train", {}), asdict(tcfg), ignore=RESUME_MAY_CHANGE)
+        if changed and not allow_changes:
+            raise FameError(f"{out} was started with other training settings ({changed}); resume with the "
+                            "recorded ones, or pass --allow-changes to continue with the new ones (recorded)")
         try:
             state = torch.load(state_path, map_location=device, weights_only=True)
         except Exception as e:  # a corrupt file: say which, never unpickle code
@@ -133,11 +159,12 @@ def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = 
         start, best, best_epoch, bad = state["epoch"] + 1, state["best"], state["best_epoch"], state["bad_epochs"]
         best_weights = load_checkpoint(out).state_dict()
         metrics = read_metrics(out)[:start]
-        config = dict(saved_config, status="running")
+        config = dict(saved_config, status="running", train=asdict(tcfg), seed=tcfg.seed)
+        if changed:
+            config["resumed_with_changes"] = config.get("resumed_with_changes", []) + [
+                {"epoch": start + 1, "changes": changed}]
         config.pop("model", None)
         config.pop("code_version", None)
-    elif (out / "config.json").exists():
-        raise FameError(f"{out} already holds a checkpoint; pass --resume to continue it or choose another --out")
 
     pairs = training_pairs(dataset, model.config.max_len)
     if not pairs:
@@ -201,8 +228,14 @@ def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = 
 
 
 def train(dataset: SequenceDataset, model_cfg: ModelConfig, tcfg: TrainConfig, out, resume: bool = False,
-          progress: bool = True, stop_after: int | None = None) -> dict:
-    """Build the model (from scratch, or FAME from a SASRec checkpoint) and fit it."""
+          progress: bool = True, stop_after: int | None = None, overwrite: bool = False,
+          allow_changes: bool = False) -> dict:
+    """Build the model (from scratch, or FAME from a SASRec checkpoint) and fit it.
+
+    out: a new or empty folder, or (with resume) an unfinished run; with overwrite, an existing
+    checkpoint may be replaced. A folder holding anything else is refused before training."""
+    if not resume:
+        check_checkpoint_out(out, overwrite=overwrite)
     torch.manual_seed(tcfg.seed)
     if model_cfg.n_items == 0:
         model_cfg.n_items = dataset.n_items
@@ -217,4 +250,5 @@ def train(dataset: SequenceDataset, model_cfg: ModelConfig, tcfg: TrainConfig, o
         model = fame_from_sasrec(base, model_cfg, warm=tcfg.warm, seed=tcfg.seed)
     else:
         model = build_model(model_cfg)
-    return fit(model, dataset, out, tcfg, resume=resume, progress=progress, stop_after=stop_after, extra_config=extra)
+    return fit(model, dataset, out, tcfg, resume=resume, progress=progress, stop_after=stop_after, extra_config=extra,
+               overwrite=overwrite, allow_changes=allow_changes)
