@@ -44,6 +44,8 @@ def target_ranks(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 def metrics_from_ranks(ranks, ks=KS) -> dict:
     """HR@k, NDCG@k for each k and MRR, averaged over the given 0-based ranks."""
     ranks = np.asarray(ranks, dtype=np.float64)
+    if len(ranks) and not (ranks.min() >= 0 and np.isfinite(ranks).all()):
+        raise FameError("metrics out of range (a negative or non-finite rank); this is a bug, please report it")
     out = {}
     for k in ks:
         hit = ranks < k
@@ -51,8 +53,8 @@ def metrics_from_ranks(ranks, ks=KS) -> dict:
         out[f"NDCG@{k}"] = float((hit / np.log2(ranks + 2)).mean()) if len(ranks) else 0.0
     out["MRR"] = float((1.0 / (ranks + 1)).mean()) if len(ranks) else 0.0
     bad = {k: v for k, v in out.items() if not 0.0 <= v <= 1.0}  # never print an impossible metric
-    if bad or (len(ranks) and ranks.min() < 0):
-        raise FameError(f"metrics out of range ({bad or 'negative rank'}); this is a bug, please report it")
+    if bad:
+        raise FameError(f"metrics out of range ({bad}); this is a bug, please report it")
     return out
 
 
