@@ -67,6 +67,31 @@ def _differences(old: dict, new: dict, ignore=(), prefix="") -> str:
     return ", ".join(out)
 
 
+def _check_resume_state(state, path, tcfg: TrainConfig, has_probes: bool) -> None:
+    """The resume state's structure, types and ranges, before anything is loaded from it."""
+    def bad(why: str):
+        raise CheckpointError(f"{path} is not a resume state of this project ({why}); start the run again "
+                              "without --resume into a new --out")
+    if not isinstance(state, dict):
+        bad(f"a {type(state).__name__}, not a dict")
+    need = {"model": dict, "optimizer": dict, "epoch": int, "best": float, "best_epoch": int, "bad_epochs": int}
+    if has_probes:
+        need["probes"] = dict
+    for key, kind in need.items():
+        value = state.get(key)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            bad(f"{key} is {type(value).__name__}")
+    if not 0 <= state["epoch"] or not -1 <= state["best_epoch"] <= state["epoch"] \
+            or not 0 <= state["bad_epochs"] <= state["epoch"] + 1:
+        bad(f"epoch {state['epoch']}, best epoch {state['best_epoch']}, bad epochs {state['bad_epochs']} are inconsistent")
+    if not (math.isfinite(float(state["best"])) or state["best_epoch"] == -1):
+        bad("best score is not finite")
+    if not all(isinstance(v, torch.Tensor) for v in state["model"].values()):
+        bad("model weights are not all tensors")
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -152,10 +177,15 @@ def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = 
             state = torch.load(state_path, map_location=device, weights_only=True)
         except Exception as e:  # a corrupt file: say which, never unpickle code
             raise CheckpointError(f"{state_path} is corrupt ({e.__class__.__name__})") from None
-        model.load_state_dict(state["model"])
-        if probes is not None:
-            probes.load_state_dict(state["probes"])
-        opt.load_state_dict(state["optimizer"])
+        _check_resume_state(state, state_path, tcfg, probes is not None)
+        try:
+            model.load_state_dict(state["model"])
+            if probes is not None:
+                probes.load_state_dict(state["probes"])
+            opt.load_state_dict(state["optimizer"])
+        except (RuntimeError, KeyError, ValueError, TypeError) as e:
+            raise CheckpointError(f"{state_path} does not fit this run ({str(e).splitlines()[0][:120]}); "
+                                  "start the run again without --resume into a new --out") from None
         start, best, best_epoch, bad = state["epoch"] + 1, state["best"], state["best_epoch"], state["bad_epochs"]
         best_weights = load_checkpoint(out).state_dict()
         metrics = read_metrics(out)[:start]

@@ -285,3 +285,29 @@ def test_evaluate_on_the_demo_still_gives_in_range_metrics():
     model, data = fame_core.load(DEMO)
     m = evaluate(model, data, "test")["metrics"]
     assert all(0.0 <= v <= 1.0 for v in m.values()) and m["HR@20"] >= m["HR@10"] >= m["HR@5"]
+
+
+@pytest.mark.parametrize("edit", [
+    lambda s: [1, 2, 3],
+    lambda s: {k: v for k, v in s.items() if k != "optimizer"},
+    lambda s: dict(s, epoch="3"),
+    lambda s: dict(s, epoch=True),
+    lambda s: dict(s, best_epoch=s["epoch"] + 5),
+    lambda s: dict(s, bad_epochs=-1),
+    lambda s: dict(s, model={"E": [1, 2]}),
+    lambda s: dict(s, model={k: v[:1] for k, v in s["model"].items()}),
+    lambda s: dict(s, optimizer={"state": {}, "param_groups": []}),
+])
+def test_crafted_resume_states_are_refused_in_one_line(tmp_path, edit):
+    from fame_core.data import load_dataset
+    from fame_core.models import ModelConfig
+
+    data = load_dataset(TINY_WORLD)
+    cfg = ModelConfig(model="fame", d=16, n_heads=2, n_experts=2, max_len=10, dropout=0.1, attn_dropout=0.1)
+    tc = TrainConfig(epochs=3, batch_size=64)
+    train(data, cfg, tc, tmp_path / "run", progress=False, stop_after=1)
+    path = tmp_path / "run" / "train_state.pt"
+    torch.save(edit(torch.load(path, weights_only=True)), path)
+    with pytest.raises(FameError) as info:
+        train(data, cfg, tc, tmp_path / "run", resume=True, progress=False)
+    assert "\n" not in str(info.value) and "train_state.pt" in str(info.value)
