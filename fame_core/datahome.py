@@ -190,8 +190,9 @@ def open_recorded(record: dict, roots=None):
         if isinstance(table, str) and Path(table).name in found.files:
             from .items import add_item_table
             add_item_table(data, found.files[Path(table).name])
-    except DataError as e:
-        raise DataError(f"the recorded data file {found.path} (sha256 verified) cannot be read: {e}") from None
+    except (DataError, OSError, ValueError) as e:   # the reader's message may quote the file: not repeated
+        raise DataError(f"the recorded data file {found.path} matches its recorded sha256 but cannot be read as a "
+                        f"{record.get('reader')} data set ({e.__class__.__name__}); pass --data PATH") from None
     return data
 
 
