@@ -8,6 +8,8 @@ never a traceback (set FAME_DEBUG=1 to see one).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import sys
@@ -200,7 +202,11 @@ def _open(a):
     if data is not None and (a.kcore is not None or a.item_table is not None):
         from .data import load_dataset
         data = _with_items(load_dataset(data, kcore_k=a.kcore), a.item_table)
-    model, dataset = load(a.checkpoint, data=data, device=str(resolve_device(getattr(a, "device", "cpu"))))
+    notes = io.StringIO()   # load's "data set not found" note: repeated only where no error says it
+    with contextlib.redirect_stderr(notes):
+        model, dataset = load(a.checkpoint, data=data, device=str(resolve_device(getattr(a, "device", "cpu"))))
+    if dataset is None and getattr(a, "user", None) is None and a.command in ("inspect", "export"):
+        sys.stderr.write(notes.getvalue())
     return model, dataset if data is not None else _with_items(dataset, a.item_table)
 
 
