@@ -8,6 +8,8 @@ never a traceback (set FAME_DEBUG=1 to see one).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import sys
@@ -50,17 +52,23 @@ def item_ids(text: str) -> list[int]:
     return [int(x) for x in ids]
 
 
-def _add_data(p, required=False, help_text=None):
+ITEMS_HELP = ("item table: a CSV/TSV (an id column and facet columns, 'a|b' multi-valued) or a RecBole .item "
+              "file; every column becomes an item facet")
+
+
+def _add_data(p, required=False, help_text=None, items_flag="--items"):
     p.add_argument("--data", required=required, default=None,
                    help=help_text or "data set: a file, a folder, or 'synthetic[:key=value,...]' "
                                      "(default: the one recorded in the checkpoint)")
     p.add_argument("--kcore", type=int, default=None, help="k-core filter for raw logs (default 5)")
+    flags = [items_flag, "--item-table"] if items_flag != "--item-table" else ["--item-table"]
+    p.add_argument(*flags, dest="item_table", default=None, metavar="FILE", help=ITEMS_HELP)
 
 
 def _add_who(p):
     """--checkpoint, --data and which sequence: a user's (--user, --split) or a hand-made one."""
     p.add_argument("--checkpoint", required=True)
-    _add_data(p)
+    _add_data(p, items_flag="--item-table")   # --items is the hand-made sequence here
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--user", help="a user id of the data set")
     who.add_argument("--items", help="a hand-made sequence: comma-separated item ids, oldest first")
@@ -75,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train SASRec or FAME, early-stopped on validation NDCG@20")
     t.add_argument("--data", default="synthetic", help="data set (default: the synthetic facet world)")
     t.add_argument("--kcore", type=int, default=None, help="k-core filter for raw logs (default 5)")
+    t.add_argument("--items", "--item-table", dest="item_table", default=None, metavar="FILE", help=ITEMS_HELP)
     t.add_argument("--model", choices=["sasrec", "fame"], default="fame")
     t.add_argument("--heads", type=int, default=2, help="H (default 2)")
     t.add_argument("--experts", type=int, default=4, help="N experts per head (FAME; default 4)")
@@ -150,17 +159,20 @@ def build_parser() -> argparse.ArgumentParser:
     ds = dsub.add_parser("describe", help="statistics of a data set (users, items, actions, facets)")
     ds.add_argument("path", help="a file, a folder, or 'synthetic'")
     ds.add_argument("--kcore", type=int, default=None)
+    ds.add_argument("--items", "--item-table", dest="item_table", default=None, metavar="FILE", help=ITEMS_HELP)
     ds.add_argument("--json", action="store_true")
     dc = dsub.add_parser("convert", help="write any readable data set as a sequence file (+ item ids, attributes)")
     dc.add_argument("path", help="a file, a folder, or 'synthetic'")
     dc.add_argument("--to", required=True, help="the sequence file to write, e.g. out/ml.txt")
     dc.add_argument("--kcore", type=int, default=None)
     dc.add_argument("--overwrite", action="store_true", help="replace files a previous convert wrote at --to")
+    dc.add_argument("--items", "--item-table", dest="item_table", default=None, metavar="FILE", help=ITEMS_HELP)
     dc.add_argument("--json", action="store_true")
     dd = dsub.add_parser("download", help="fetch a public data set, checksums verified")
     dd.add_argument("name", help="beauty, sports, toys, yelp, ml-latest-small, ml-1m or ml-20m")
-    dd.add_argument("--to", default="data", help="parent directory (default ./data); files go to TO/NAME")
-    dd.add_argument("--mirror", default=None, help="replace the scheme and host of every address, e.g. http://127.0.0.1:8000")
+    dd.add_argument("--to", default=None, help="parent directory (default: the data home, $FAME_DATA or "
+                                                 "~/.cache/fame, where checkpoints find it); files go to TO/NAME")
+    dd.add_argument("--mirror", default=os.environ.get("FAME_MIRROR"), help="replace the scheme and host of every address, e.g. http://127.0.0.1:8000")
     dd.add_argument("--json", action="store_true")
     return parser
 
@@ -183,7 +195,7 @@ def cmd_train(a) -> int:
         from .checkpoint import check_checkpoint_out
 
         check_checkpoint_out(a.out, overwrite=a.overwrite)
-    dataset = load_dataset(a.data, kcore_k=a.kcore)
+    dataset = _with_items(load_dataset(a.data, kcore_k=a.kcore), a.item_table)
     try:
         mcfg = ModelConfig(model=a.model, n_items=dataset.n_items, d=a.hidden, n_layers=a.layers,
                            n_heads=a.heads, n_experts=a.experts if a.model == "fame" else 1, max_len=a.max_len,
@@ -212,15 +224,34 @@ def cmd_train(a) -> int:
     return 0
 
 
+def _with_items(dataset, items):
+    """The data set with the --items table's facets attached (unchanged without --items)."""
+    if items is None or dataset is None:
+        return dataset
+    from .items import add_item_table
+    return add_item_table(dataset, items)
+
+
+def _needs_data(model, what: str) -> FameError:
+    """The one-line error when the recorded data set is nowhere: what to download or pass."""
+    from .datahome import missing_message
+    return FameError(f"{what} needs the data set: {missing_message(model.dataset_record)}")
+
+
 def _open(a):
     from .inspection import load
     from .training import resolve_device
 
     data = a.data
-    if data is not None and a.kcore is not None:
+    if data is not None and (a.kcore is not None or a.item_table is not None):
         from .data import load_dataset
-        data = load_dataset(data, kcore_k=a.kcore)
-    return load(a.checkpoint, data=data, device=str(resolve_device(getattr(a, "device", "cpu"))))
+        data = _with_items(load_dataset(data, kcore_k=a.kcore), a.item_table)
+    notes = io.StringIO()   # load's "data set not found" note: repeated only where no error says it
+    with contextlib.redirect_stderr(notes):
+        model, dataset = load(a.checkpoint, data=data, device=str(resolve_device(getattr(a, "device", "cpu"))))
+    if dataset is None and getattr(a, "user", None) is None and a.command in ("inspect", "export"):
+        sys.stderr.write(notes.getvalue())
+    return model, dataset if data is not None else _with_items(dataset, a.item_table)
 
 
 def cmd_evaluate(a) -> int:
@@ -228,8 +259,7 @@ def cmd_evaluate(a) -> int:
 
     model, dataset = _open(a)
     if dataset is None:
-        raise FameError(f"evaluation needs the data set; pass --data PATH (recorded: "
-                        f"{model.dataset_record.get('spec')})")
+        raise _needs_data(model, "evaluation")
     try:
         result = evaluate(model, dataset, a.split, mask_history=not a.no_mask_history, merge=a.merge,
                           progress=not a.json and sys.stderr.isatty())
@@ -245,10 +275,12 @@ def cmd_evaluate(a) -> int:
     return 0
 
 
-def _sequence(a, dataset):
+def _sequence(a, dataset, model=None):
     """(sequence, target) from --user (with the data set) or --items/--target."""
     if a.user is not None:
         if dataset is None:
+            if model is not None:
+                raise _needs_data(model, "--user")
             raise FameError("--user needs the data set; pass --data PATH, or give --items instead")
         return dataset.example(dataset.user_row(a.user), a.split)
     return item_ids(a.items), a.target
@@ -260,7 +292,7 @@ def cmd_inspect(a) -> int:
     from .inspection import inspect
 
     model, dataset = _open(a)
-    seq, target = _sequence(a, dataset)
+    seq, target = _sequence(a, dataset, model)
     res = inspect(model, seq, target=target, top_k=a.top_k, exclude_history=not a.include_history)
     label = dataset.label if dataset is not None else (lambda v: f"item {v}")
     if a.json:
@@ -292,7 +324,7 @@ def cmd_export(a) -> int:
     if unknown or not formats:
         raise FameError(f"--formats: unknown format {unknown[0] if unknown else '(none)'}; use pdf, svg, png")
     model, dataset = _open(a)
-    seq, target = _sequence(a, dataset)
+    seq, target = _sequence(a, dataset, model)
     res = inspect(model, seq, target=target, top_k=max(a.top_k, 20))
     who = f"user {a.user}" if a.user is not None else "hand-made sequence"
     meta = {"checkpoint": str(a.checkpoint), "dataset": model.dataset_record.get("name"), "user": a.user,
@@ -315,7 +347,7 @@ def cmd_facets(a) -> int:
 
     model, dataset = _open(a)
     if dataset is None:
-        raise FameError("facet measures need the data set; pass --data PATH")
+        raise _needs_data(model, "facet measures")
     report = facet_report(model, dataset, n_users=a.users, seed=a.seed)
     report["checkpoint"] = str(a.checkpoint)
     if a.json:
@@ -360,14 +392,14 @@ def cmd_data(a) -> int:
 
         for path in convert_outputs(a.to):
             check_new_file(path, "--to", overwrite=a.overwrite)
-        dataset = load_dataset(a.path, kcore_k=a.kcore)
+        dataset = _with_items(load_dataset(a.path, kcore_k=a.kcore), a.item_table)
         files = [str(p) for p in write_sequence_file(dataset, a.to)]
         if a.json:
             _print_json({"files": files, **dataset.describe()})
         else:
             print(f"wrote {dataset.n_users} users, {dataset.n_items} items: " + ", ".join(files))
         return 0
-    info = load_dataset(a.path, kcore_k=a.kcore).describe()
+    info = _with_items(load_dataset(a.path, kcore_k=a.kcore), a.item_table).describe()
     if a.json:
         _print_json(info)
     else:

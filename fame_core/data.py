@@ -537,21 +537,23 @@ def load_dataset(spec, kcore_k: int | None = None) -> SequenceDataset:
         if any((path / f).exists() for f in _MOVIELENS_RATINGS):
             return read_movielens(path, k=k)
         candidates = sorted(p for p in path.iterdir() if p.suffix in (".txt", ".inter", ".csv")
-                            and not p.name.startswith("."))
+                            and not p.name.startswith(".") and not p.stem.endswith(("_items", "_item_ids")))
         if len(candidates) != 1:
             names = ", ".join(p.name for p in candidates) or "none"
             raise DataError(f"{path}: cannot tell which data file to read (found: {names}); pass the file")
         path = candidates[0]
     if path.name in _MOVIELENS_RATINGS:
         return read_movielens(path, k=k)
+    from .items import attach_beside   # <stem>_items.csv / .tsv / <stem>.item: item facet tables
     if path.suffix in (".csv", ".inter"):
-        return read_interactions(path, k=k)
+        return attach_beside(read_interactions(path, k=k), path)
     dataset = read_sequence_file(path)
     if kcore_k:
         dataset = _kcore_sequences(dataset, kcore_k)
     attrs = path.with_name(f"{path.stem}_item2attributes.json")
     if attrs.exists():
         add_item_attributes(dataset, attrs)
+    attach_beside(dataset, path)
     dataset.source["spec"] = str(path)
     return dataset
 

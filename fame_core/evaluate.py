@@ -92,7 +92,7 @@ def rank_sequences(model, inputs, targets, merges=("gated",), mask_history: bool
     router = np.empty((len(inputs), cfg.n_heads, cfg.n_experts if cfg.model == "fame" else 1), dtype=np.float32)
     heads = np.empty((len(inputs), cfg.n_heads, cfg.d_head), dtype=np.float32)
     E = model.embed.E.weight
-    for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress, leave=False):
+    for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=None if progress else True, leave=False):
         idx = order[start:start + batch_size]
         batch = [inputs[i] for i in idx]
         target = torch.tensor([int(targets[i]) for i in idx], device=device)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -135,24 +134,25 @@ def user_example(dataset: SequenceDataset, user, split: str = "test") -> tuple[n
     return dataset.example(dataset.user_row(user), split)
 
 
-def load(checkpoint_dir, data=None, device: str = "cpu"):
+def load(checkpoint_dir, data=None, device: str = "cpu", data_roots=None):
     """Open a checkpoint: returns (model, dataset).
 
-    data: None reads the data set recorded in the checkpoint when it can be found (the synthetic
-    world is regenerated from its recorded parameters) and otherwise returns dataset=None: the
-    model still opens and inspects any hand-made sequence. A path, spec or SequenceDataset given
-    here must be the data set the model was trained on.
+    data: None reads the data set recorded in the checkpoint when it is found with its recorded
+    sha256s, at its recorded path or in the data home (`fame_core.datahome`; the synthetic world
+    is regenerated from its recorded parameters), and otherwise returns dataset=None: the model
+    still opens and inspects any hand-made sequence. data_roots: only read recorded data under
+    these folders (the app). A path, spec or SequenceDataset given here must be the data set the
+    model was trained on.
     """
     model = load_checkpoint(checkpoint_dir, device=device)
     record = model.dataset_record
     if data is None:
-        spec = record.get("spec")
-        reachable = record.get("reader") == "synthetic" or (spec and Path(spec).exists())
-        if not reachable:
-            print(f"note: data set {record.get('name')!r} not found at {spec}; opened the model alone "
+        from .datahome import missing_message, open_recorded
+        data = open_recorded(record, roots=data_roots)
+        if data is None:
+            print(f"note: {missing_message(record, data_roots)}; opened the model alone "
                   "(pass data=PATH for user histories and item labels)", file=sys.stderr)
             return model, None
-        data = spec
     if not isinstance(data, SequenceDataset):
         data = load_dataset(data, kcore_k=record.get("options", {}).get("kcore"))
     check_dataset(record, data, where=f"checkpoint {checkpoint_dir}")

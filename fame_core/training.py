@@ -208,7 +208,8 @@ def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = 
         model.train()
         t0, total, count = time.perf_counter(), 0.0, 0
         batches = epoch_batches(pairs, tcfg.batch_size, rng)
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{tcfg.epochs}", disable=not progress, leave=False)
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{tcfg.epochs}", disable=None if progress else True,
+                   leave=False)   # None: a bar only on a terminal; logs get the one line per epoch below
         for idx in bar:
             inputs = left_pad([pairs[i][0] for i in idx], model.config.max_len, device)
             targets = left_pad([pairs[i][1] for i in idx], model.config.max_len, device)
