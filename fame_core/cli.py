@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
-    t.add_argument("--init-from", default=None, help="SASRec checkpoint to build FAME from (paper pipeline)")
+    t.add_argument("--init-from", default=None, help="a SASRec checkpoint: FAME is built from it (paper pipeline), or with --model sasrec it is trained on (equal-budget control)")
     t.add_argument("--warm", action="store_true", help="with --init-from: warm-start expert queries and W_f")
     o = t.add_argument_group("facet objectives (off by default; see fame_core/objectives.py)")
     o.add_argument("--gate-decisive", type=float, default=0.0, help="weight: decisive per-user gates, balanced per batch")

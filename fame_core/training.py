@@ -28,7 +28,7 @@ from .data import SequenceDataset
 from .errors import CheckpointError, FameError
 from .safe_io import recover_dir
 from .evaluate import evaluate, left_pad
-from .models import ModelConfig, build_model, fame_from_sasrec
+from .models import ModelConfig, build_model, fame_from_sasrec, sasrec_continued
 from .objectives import FacetObjectives, FacetProbes, extra_loss
 
 SELECT_METRIC = "NDCG@20"
@@ -276,9 +276,13 @@ def train(dataset: SequenceDataset, model_cfg: ModelConfig, tcfg: TrainConfig, o
     if tcfg.init_from and not resume:
         base = load_checkpoint(tcfg.init_from)
         check_dataset(base.dataset_record, dataset, where=f"--init-from {tcfg.init_from}")
-        if base.config.model != "sasrec" or model_cfg.model != "fame":
-            raise FameError("--init-from builds FAME from a SASRec checkpoint; pass --model fame and a SASRec checkpoint")
-        model = fame_from_sasrec(base, model_cfg, warm=tcfg.warm, seed=tcfg.seed)
+        if base.config.model != "sasrec":
+            raise FameError("--init-from takes a SASRec checkpoint (FAME is built from it, or SASRec continued); "
+                            f"{tcfg.init_from} holds a {base.config.model} model")
+        if model_cfg.model == "fame":
+            model = fame_from_sasrec(base, model_cfg, warm=tcfg.warm, seed=tcfg.seed)
+        else:  # the equal-budget control: the same SASRec trained on with a fresh optimizer
+            model = sasrec_continued(base, model_cfg)
     else:
         model = build_model(model_cfg)
     return fit(model, dataset, out, tcfg, resume=resume, progress=progress, stop_after=stop_after, extra_config=extra,

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 import fame_core
 import fame_core.training
@@ -91,5 +92,25 @@ def test_fame_built_from_a_sasrec_checkpoint(tmp_path, tiny_world):
     assert res["status"] == "finished"
     conf = json.loads((tmp_path / "fame" / "config.json").read_text())
     assert conf["train"]["init_from"].endswith("sas") and conf["train"]["warm"] is True
-    with pytest.raises(FameError, match="from a SASRec checkpoint"):
+    with pytest.raises(FameError, match="takes a SASRec checkpoint"):
         train(tiny_world, cfg(), TrainConfig(epochs=1, init_from=str(tmp_path / "fame")), tmp_path / "x", progress=False)
+
+
+def test_sasrec_continued_starts_from_the_base_weights(tmp_path, tiny_world):
+    """The equal-budget control: SASRec trained on from its own checkpoint, fresh optimizer."""
+    from fame_core.checkpoint import load_checkpoint
+    from fame_core.models import sasrec_continued
+
+    train(tiny_world, cfg("sasrec", n_experts=1), TrainConfig(epochs=2, batch_size=64), tmp_path / "sas", progress=False)
+    base = load_checkpoint(tmp_path / "sas")
+    copy = sasrec_continued(base, cfg("sasrec", n_experts=1, n_items=tiny_world.n_items))
+    seq = torch.tensor([tiny_world.sequences[0][:-1][-20:]])
+    base.eval(), copy.eval()
+    assert torch.equal(base(seq), copy(seq))
+    with pytest.raises(ValueError, match="n_layers=2 but SASRec was asked for n_layers=1"):
+        sasrec_continued(base, cfg("sasrec", n_experts=1, n_items=tiny_world.n_items, n_layers=1))
+    res = train(tiny_world, cfg("sasrec", n_experts=1), TrainConfig(epochs=1, batch_size=64, init_from=str(tmp_path / "sas")),
+                tmp_path / "cont", progress=False)
+    assert res["status"] == "finished"
+    moved = load_checkpoint(tmp_path / "cont")
+    assert not torch.equal(moved(seq), base(seq))      # it did train on

@@ -48,4 +48,18 @@ def fame_from_sasrec(sasrec: SASRec, cfg: ModelConfig, warm: bool = False, seed:
     return fame
 
 
-__all__ = ["FAME", "SASRec", "ModelConfig", "FacetMoELayer", "build_model", "fame_from_sasrec", "merge_weights", "MERGE_MODES"]
+@torch.no_grad()
+def sasrec_continued(sasrec: SASRec, cfg: ModelConfig) -> SASRec:
+    """A copy of a trained SASRec to train on (with a fresh optimizer): the equal-budget control
+    for FAME, which the paper builds from the same SASRec and trains for further epochs."""
+    s = sasrec.config
+    for key in ("n_items", "d", "n_layers", "n_heads", "max_len", "d_ff", "activation"):
+        if hasattr(s, key) and getattr(s, key) != getattr(cfg, key):
+            raise ValueError(f"--init-from checkpoint has {key}={getattr(s, key)} but SASRec was asked for "
+                             f"{key}={getattr(cfg, key)}; pass the same value")
+    model = SASRec(cfg)
+    model.load_state_dict(sasrec.state_dict())
+    return model
+
+
+__all__ = ["FAME", "SASRec", "ModelConfig", "FacetMoELayer", "build_model", "fame_from_sasrec", "sasrec_continued", "merge_weights", "MERGE_MODES"]

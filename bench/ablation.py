@@ -1,0 +1,190 @@
+"""What makes FAME better (issue 15): the ablation on equal budgets, with paired statistics.
+
+    python bench/ablation.py run    --data ../shared/data/amazon/Beauty.txt --seeds 0 1 2 3 4
+    python bench/ablation.py report --data ../shared/data/amazon/Beauty.txt --seeds 0 1 2 3 4
+
+Every row starts from the same trained SASRec of its seed (`sasrec-s<seed>`, the paper's
+pipeline, Sec. 4.4.2) and trains on with a fresh optimizer under the same stopping rule
+(at most --epochs, patience --patience on validation NDCG@20), so each row gets the same extra
+budget:
+
+    sasrec            the base SASRec (H = 2)
+    sasrec-cont       the same SASRec trained on: the equal-budget control
+    fame-h2-n1        FAME without the mixture of experts (one expert per head)
+    fame-h2-n4        the paper's recipe (H = 2, N = 4)
+    fame-h2-n4-warm-res   our variant: warm-started expert queries and W_f, residual slice
+    sasrec-h1 / sasrec-h1-cont / fame-h1-n1   one head, one expert: FAME without multi-head
+                      prediction and without MoE, on its own H = 1 base and control
+
+`run` trains what is missing (a finished run is skipped, an interrupted one resumed), so it can
+be repeated after a kill or in the next session. `report` evaluates every finished run on the
+test users once (history masked, as in training's selection), and writes
+bench/results/ablation-<data>.json: per row mean and sample std (ddof = 1) over seeds; for each
+FAME row against `sasrec-cont` of the same seed, a paired t-test over seeds (scipy.stats.ttest_rel)
+and a per-user paired test over the test users (Wilcoxon signed-rank on per-user NDCG@20, users
+pooled over seeds by taking each user's mean over seeds; scipy.stats.wilcoxon, two-sided, zero
+differences dropped, zero_method="wilcox").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+REPO = Path(__file__).resolve().parents[1]
+
+import numpy as np  # noqa: E402
+
+METRICS = ["HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20"]
+
+# name: (model, heads, experts, warm, residual, base row or None)
+ROWS = {
+    "sasrec": ("sasrec", 2, 1, False, False, None),
+    "sasrec-cont": ("sasrec", 2, 1, False, False, "sasrec"),
+    "fame-h2-n4": ("fame", 2, 4, False, False, "sasrec"),
+    "fame-h2-n1": ("fame", 2, 1, False, False, "sasrec"),
+    "fame-h2-n4-warm-res": ("fame", 2, 4, True, True, "sasrec"),
+    "sasrec-h1": ("sasrec", 1, 1, False, False, None),
+    "fame-h1-n1": ("fame", 1, 1, False, False, "sasrec-h1"),
+    "sasrec-h1-cont": ("sasrec", 1, 1, False, False, "sasrec-h1"),
+}
+CONTROL = {"sasrec": "sasrec-cont", "sasrec-h1": "sasrec-h1-cont"}   # a base's equal-budget control
+
+
+def finished(out: Path) -> bool:
+    return (out / "config.json").exists() and not (out / "train_state.pt").exists()
+
+
+def train_row(data, name: str, seed: int, runs: Path, a) -> None:
+    from fame_core.models import ModelConfig
+    from fame_core.training import TrainConfig, train
+
+    model, heads, experts, warm, residual, base = ROWS[name]
+    out = runs / f"{name}-s{seed}"
+    if finished(out):
+        return
+    resume = (out / "train_state.pt").exists()
+    mcfg = ModelConfig(model=model, n_items=data.n_items, n_heads=heads, n_experts=experts, residual=residual,
+                       dropout=a.dropout, attn_dropout=a.dropout)
+    tcfg = TrainConfig(seed=seed, patience=a.patience, epochs=a.epochs, device=a.device, warm=warm,
+                       init_from=str(runs / f"{base}-s{seed}") if base else None)
+    print(f"{time.strftime('%H:%M:%S')} {'resuming' if resume else 'training'} {out}", file=sys.stderr, flush=True)
+    train(data, mcfg, tcfg, out, resume=resume, progress=sys.stderr.isatty())
+
+
+def cmd_run(a, data, runs: Path) -> int:
+    rows = a.rows or list(ROWS)
+    for seed in a.seeds:
+        for name in rows:
+            base = ROWS[name][5]
+            if base and not finished(runs / f"{base}-s{seed}"):
+                train_row(data, base, seed, runs, a)
+            train_row(data, name, seed, runs, a)
+    return 0
+
+
+def per_user_ndcg(ranks: np.ndarray, k: int = 20) -> np.ndarray:
+    ranks = np.asarray(ranks)
+    return np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)
+
+
+def cmd_report(a, data, runs: Path) -> int:
+    from scipy import stats
+
+    from fame_core.checkpoint import load_checkpoint
+    from fame_core.evaluate import evaluate
+
+    cache = runs / "ablation-ranks"   # per-user test ranks of each finished run (ours: safe to rewrite)
+    cache.mkdir(exist_ok=True)
+    table: dict[str, dict] = {}
+    for name in ROWS:
+        for seed in a.seeds:
+            out = runs / f"{name}-s{seed}"
+            if not finished(out):
+                continue
+            conf = json.loads((out / "config.json").read_text())
+            rank_file = cache / f"{name}-s{seed}.npy"
+            if rank_file.exists() and rank_file.stat().st_mtime >= (out / "config.json").stat().st_mtime:
+                ranks = np.load(rank_file)
+            else:
+                ranks = evaluate(load_checkpoint(out), data, "test", return_ranks=True)["ranks"]
+                np.save(rank_file, ranks)
+            table.setdefault(name, {})[seed] = {"test": conf["test"], "valid": conf["valid"],
+                                                "best_epoch": conf["best_epoch"], "epochs": conf["epochs"],
+                                                "ranks": ranks}
+    report = {"data": data.name, "seeds": a.seeds, "protocol": "leave-one-out, full ranking, history masked; "
+              "every run selected on validation NDCG@20; test metrics of the selected epoch",
+              "statistics": "mean and sample std (ddof=1) over seeds; paired t-test by seed (scipy.stats.ttest_rel); "
+              "per-user Wilcoxon signed-rank test on NDCG@20 (each user's mean over the common seeds; "
+              "scipy.stats.wilcoxon, two-sided, zero differences dropped)",
+              "rows": {}}
+    for name, by_seed in table.items():
+        seeds = sorted(by_seed)
+        row = {"seeds": seeds, "best_epoch": [by_seed[s]["best_epoch"] for s in seeds],
+               "epochs": [by_seed[s]["epochs"] for s in seeds], "test": {}, "valid": {}}
+        for split in ("test", "valid"):
+            for m in METRICS:
+                v = np.array([by_seed[s][split][m] for s in seeds])
+                row[split][m] = {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else None,
+                                 "values": v.tolist()}
+        base = ROWS[name][5]
+        control = CONTROL.get(base) if base else None
+        if control and control != name and control in table:
+            common = [s for s in seeds if s in table[control]]
+            mine = np.array([by_seed[s]["test"]["NDCG@20"] for s in common])
+            theirs = np.array([table[control][s]["test"]["NDCG@20"] for s in common])
+            cmp = {"against": control, "seeds": common, "mean_difference": float((mine - theirs).mean()) if common else None,
+                   "relative_gain": float(mine.mean() / theirs.mean() - 1) if common else None}
+            if len(common) >= 2:
+                cmp["seed_ttest_p"] = float(stats.ttest_rel(mine, theirs).pvalue)
+            if common:
+                u_mine = np.mean([per_user_ndcg(by_seed[s]["ranks"]) for s in common], axis=0)
+                u_theirs = np.mean([per_user_ndcg(table[control][s]["ranks"]) for s in common], axis=0)
+                d = u_mine - u_theirs
+                cmp["users"] = int(len(d))
+                cmp["users_better"] = int((d > 0).sum())
+                cmp["users_worse"] = int((d < 0).sum())
+                cmp["user_wilcoxon_p"] = float(stats.wilcoxon(u_mine, u_theirs).pvalue) if (d != 0).any() else 1.0
+            row["against_control"] = cmp
+        report["rows"][name] = row
+    out = REPO / "bench" / "results" / f"ablation-{data.name}.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"{'row':>22} {'seeds':>5} " + " ".join(f"{m:>15}" for m in METRICS) + "   vs control (p seed / p user)")
+    for name, row in report["rows"].items():
+        cells = " ".join(f"{row['test'][m]['mean']:.4f}±{(row['test'][m]['std'] or 0):.4f}".rjust(15) for m in METRICS)
+        c = row.get("against_control")
+        tail = (f"   {c['relative_gain']:+.1%} (p={c.get('seed_ttest_p', float('nan')):.3f} / "
+                f"{c.get('user_wilcoxon_p', float('nan')):.2g})") if c else ""
+        print(f"{name:>22} {len(row['seeds']):>5} {cells}{tail}")
+    print(f"written to {out.relative_to(REPO)}", file=sys.stderr)
+    return 0
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("command", choices=["run", "report"])
+    p.add_argument("--data", required=True)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--rows", nargs="+", choices=list(ROWS), default=None, help="default: all rows")
+    p.add_argument("--runs", default=None, help="default runs/reproduce/<data name> (shared with bench/reproduce.py)")
+    p.add_argument("--dropout", type=float, default=0.5)
+    p.add_argument("--patience", type=int, default=10)
+    p.add_argument("--epochs", type=int, default=200)
+    p.add_argument("--device", default="auto")
+    a = p.parse_args()
+
+    from fame_core.data import load_dataset
+
+    data = load_dataset(a.data)
+    runs = Path(a.runs or REPO / "runs" / "reproduce" / data.name)
+    runs.mkdir(parents=True, exist_ok=True)
+    return cmd_run(a, data, runs) if a.command == "run" else cmd_report(a, data, runs)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
