@@ -173,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     dd.add_argument("--to", default=None, help="parent directory (default: the data home, $FAME_DATA or "
                                                  "~/.cache/fame, where checkpoints find it); files go to TO/NAME")
     dd.add_argument("--mirror", default=os.environ.get("FAME_MIRROR"), help="replace the scheme and host of every address, e.g. http://127.0.0.1:8000")
+    dd.add_argument("--overwrite", action="store_true", help="replace files at the destination that do not verify")
     dd.add_argument("--json", action="store_true")
     return parser
 
@@ -323,6 +324,9 @@ def cmd_export(a) -> int:
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
         raise FameError(f"--formats: unknown format {unknown[0] if unknown else '(none)'}; use pdf, svg, png")
+    from .safe_io import check_output_dir, owned_by_manifest, write_export
+
+    check_output_dir(a.out, owned_by_manifest, "figure export")   # before any work: never write into others' files
     model, dataset = _open(a)
     seq, target = _sequence(a, dataset, model)
     res = inspect(model, seq, target=target, top_k=max(a.top_k, 20))
@@ -331,7 +335,7 @@ def cmd_export(a) -> int:
             "split": a.split, "sequence": [int(v) for v in res.sequence], "target": target,
             "title": f"Case study: {who}"}
     label = dataset.label if dataset is not None else (lambda v: f"item {v}")
-    files = export_all(res, a.out, meta, label=label, k=a.top_k, formats=formats)
+    files = write_export(a.out, lambda tmp: export_all(res, tmp, meta, label=label, k=a.top_k, formats=formats))
     if a.json:
         _print_json({"out": str(a.out), "files": [str(f) for f in files]})
     else:
@@ -378,7 +382,7 @@ def cmd_data(a) -> int:
     if a.data_command == "download":
         from .download import download
 
-        result = download(a.name, a.to, mirror=a.mirror, progress=not a.json and sys.stderr.isatty())
+        result = download(a.name, a.to, mirror=a.mirror, progress=not a.json and sys.stderr.isatty(), overwrite=a.overwrite)
         if a.json:
             _print_json(result)
         else:

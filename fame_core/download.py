@@ -94,13 +94,19 @@ def with_mirror(url: str, mirror: str | None) -> str:
 
 
 def fetch(url: str, dest: Path, sha256: str | None, progress: bool = True, timeout: float = 60.0,
-          on_progress=None) -> str:
+          on_progress=None, overwrite: bool = False) -> str:
     """Stream `url` to `dest` through `dest.part`, verify, rename. Returns "downloaded" or "verified".
 
     progress: a tqdm bar on a terminal (none when stderr is not a TTY); on_progress(received,
     total or None): called after every chunk (the app's progress bar)."""
-    if dest.exists() and sha256 and sha256_of(dest) == sha256:
-        return "verified"
+    if dest.exists() or dest.is_symlink():
+        if sha256 and dest.is_file() and sha256_of(dest) == sha256:
+            return "verified"
+        if not overwrite:   # not ours to replace: a user's own file, or an upstream file that changed
+            if not sha256:
+                return "kept (already there; no pinned sha256 to verify it)"
+            raise DataError(f"{dest} exists and does not match the pinned sha256; it was left as it is; "
+                            "move it away, or pass --overwrite to replace it")
     part = dest.with_name(dest.name + ".part")
     h = hashlib.sha256()
     try:
@@ -137,9 +143,11 @@ def fetch(url: str, dest: Path, sha256: str | None, progress: bool = True, timeo
     return "downloaded"
 
 
-def download(name: str, to=None, mirror: str | None = None, progress: bool = True, on_progress=None) -> dict:
+def download(name: str, to=None, mirror: str | None = None, progress: bool = True, on_progress=None,
+             overwrite: bool = False) -> dict:
     """Fetch data set `name` into `to/<name>` (default: the data home, `$FAME_DATA` or
-    ~/.cache/fame); returns {"name", "path", "files": {file: status}}. mirror defaults to
+    ~/.cache/fame); returns {"name", "path", "files": {file: status}}. An existing file that does
+    not verify is never replaced unless overwrite. mirror defaults to
     `$FAME_MIRROR`; on_progress(received, total) is called per chunk of each file."""
     key = name.lower()
     if key not in SOURCES:
@@ -154,17 +162,17 @@ def download(name: str, to=None, mirror: str | None = None, progress: bool = Tru
     status = {}
     for remote in source.files:
         if remote.name.endswith(".zip"):
-            status.update(_fetch_zip(remote, folder, source.zip_members, mirror, progress, on_progress))
+            status.update(_fetch_zip(remote, folder, source.zip_members, mirror, progress, on_progress, overwrite))
         else:
             status[remote.name] = fetch(with_mirror(remote.url, mirror), folder / remote.name, remote.sha256, progress,
-                                        on_progress=on_progress)
+                                        on_progress=on_progress, overwrite=overwrite)
             if remote.sha256 is None:
                 status[remote.name] += " (no pinned sha256)"
     return {"name": key, "path": str(folder), "files": status}
 
 
 def _fetch_zip(remote: Remote, folder: Path, members: dict, mirror: str | None, progress: bool,
-               on_progress=None) -> dict:
+               on_progress=None, overwrite: bool = False) -> dict:
     """Download an archive, unpack it into `folder` (its top directory flattened) and verify the
     pinned members; nothing is moved into `folder` unless every check passes."""
     top = remote.name[: -len(".zip")]
@@ -187,8 +195,14 @@ def _fetch_zip(remote: Remote, folder: Path, members: dict, mirror: str | None, 
                 raise DataError(f"{remote.name} lacks {member}; the download was not kept")
             if sha256_of(path) != pinned:
                 raise DataError(f"{member}: sha256 does not match the pinned sum; the download was not kept")
+        unpacked = [p for p in sorted(root.iterdir()) if p.is_file()]
+        clash = [p.name for p in unpacked if (folder / p.name).exists() and
+                 (not (folder / p.name).is_file() or sha256_of(folder / p.name) != sha256_of(p))]
+        if clash and not overwrite:
+            raise DataError(f"{folder / clash[0]} exists and differs from the file in {remote.name}; nothing was "
+                            "replaced; move it away, or pass --overwrite to replace it")
         status = {}
-        for path in sorted(root.iterdir()):
+        for path in unpacked:
             if path.is_file():
                 os.replace(path, folder / path.name)
                 status[path.name] = "downloaded" + ("" if path.name in {Path(m).name for m in members} else

@@ -199,3 +199,62 @@ def check_new_file(path, option: str, overwrite: bool = False) -> Path:
     if path.exists() and not overwrite:
         raise OutputError(f"{option} {path} exists; nothing was written; pass a new file name (or --overwrite)")
     return path
+
+
+# ---- folders of written files (figure exports) ----------------------------------------------------
+
+MANIFEST = ".fame-export.json"
+
+
+def manifest_files(folder) -> set[str]:
+    """The names a previous export recorded in `folder`'s manifest (empty when there is none)."""
+    import json
+
+    try:
+        names = json.loads((Path(folder) / MANIFEST).read_text()).get("files", [])
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return set()
+    return {n for n in names if isinstance(n, str)}
+
+
+def owned_by_manifest(folder) -> bool:
+    """True when every entry of `folder` is its manifest or a file the manifest lists."""
+    listed = manifest_files(folder)
+    entries = [p for p in Path(folder).iterdir()]
+    return bool(listed) and all(p.name == MANIFEST or (p.name in listed and p.is_file() and not p.is_symlink())
+                                for p in entries)
+
+
+def record_files(folder, files) -> Path:
+    """Add `files` (paths inside `folder`) to its manifest, so that a later export may replace them."""
+    import json
+
+    folder = Path(folder)
+    names = sorted(manifest_files(folder) | {Path(f).name for f in files})
+    return write_file_atomic(folder / MANIFEST, json.dumps({"written_by": "fame_core export", "files": names},
+                                                           indent=1) + "\n")
+
+
+def write_export(folder, fill: Callable[[Path], list]) -> list[Path]:
+    """Run `fill(tmp)` (which writes files into the folder tmp and returns their paths) in a hidden
+    sibling of `folder`, list the names in the manifest, then move them in one by one: a kill at
+    any moment leaves only files the manifest lists, so the next export may replace them."""
+    folder = Path(folder).expanduser()
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    for stale in _siblings(folder, "export-tmp"):
+        if not _pid_alive(stale.name):
+            shutil.rmtree(stale, ignore_errors=True)
+    tmp = folder.parent / f".{folder.name}.export-tmp-{os.getpid()}"
+    try:
+        tmp.mkdir()
+        written = [Path(f) for f in fill(tmp)]
+        folder.mkdir(exist_ok=True)
+        record_files(folder, written)
+        for f in written:
+            os.replace(f, folder / f.name)
+    except OSError as e:
+        raise OutputError(f"could not write the export to {folder} ({os.strerror(e.errno) if e.errno else e}); "
+                          "free space or choose another place") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return [folder / f.name for f in written]

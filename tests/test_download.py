@@ -112,3 +112,27 @@ def test_unknown_name_and_unreachable_host(tmp_path, capsys):
     assert "unknown data set 'netflix'; choose one of beauty, sports" in capsys.readouterr().err
     with pytest.raises(DataError, match="failed"):
         download("toys", tmp_path, mirror="http://127.0.0.1:9", progress=False)
+
+
+def test_a_file_that_does_not_verify_is_never_replaced(mirror, tmp_path, capsys):
+    """A user's own file where a download would go stays as it is unless --overwrite (issue 11)."""
+    folder = tmp_path / "beauty"
+    folder.mkdir()
+    (folder / "Beauty.txt").write_text("my own edited copy\n")
+    assert main(["data", "download", "beauty", "--to", str(tmp_path), "--mirror", mirror]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "--overwrite" in err
+    assert (folder / "Beauty.txt").read_text() == "my own edited copy\n"
+    assert main(["data", "download", "beauty", "--to", str(tmp_path), "--mirror", mirror, "--overwrite", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["files"]["Beauty.txt"] == "downloaded"
+    assert load_dataset(folder).n_users == 22363
+
+
+def test_an_unpacked_member_never_replaces_a_different_file(mirror, tmp_path):
+    folder = tmp_path / "ml-latest-small"
+    folder.mkdir()
+    (folder / "tags.csv").write_text("userId,movieId,tag,timestamp\n1,1,mine,1\n")   # unpinned member, user's edit
+    with pytest.raises(DataError, match=r"tags.csv exists and differs .* pass --overwrite"):
+        download("ml-latest-small", tmp_path, mirror=mirror, progress=False)
+    assert (folder / "tags.csv").read_text().endswith("mine,1\n")
+    assert sorted(p.name for p in folder.iterdir()) == ["tags.csv"]

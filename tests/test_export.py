@@ -78,3 +78,29 @@ def test_cli_export_writes_figures_numbers_and_sidecars(tmp_path, capsys):
     assert side["dataset"] == "synthetic-0" and side["checkpoint"] == str(DEMO)
     table = pd.read_csv(out / "gates.csv", index_col=0)
     assert table["gate"].sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_cli_export_never_writes_into_other_files(tmp_path, capsys):
+    """--out: new, empty, or a previous export (its manifest lists every file) -- nothing else (issue 11)."""
+    theirs = tmp_path / "paper"
+    theirs.mkdir()
+    (theirs / "thesis.tex").write_text("precious")
+    args = ["export", "--checkpoint", str(DEMO), "--user", "42", "--formats", "svg"]
+    assert main(args + ["--out", str(theirs)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --out") and "thesis.tex" in err and err.count("\n") == 1
+    assert sorted(p.name for p in theirs.iterdir()) == ["thesis.tex"]
+    (tmp_path / "afile").write_text("x")
+    assert main(args + ["--out", str(tmp_path / "afile")]) == 2
+    assert (tmp_path / "afile").read_text() == "x"
+    out = tmp_path / "fig"
+    assert main(args + ["--out", str(out)]) == 0
+    listed = json.loads((out / ".fame-export.json").read_text())["files"]
+    assert sorted(listed) == sorted(p.name for p in out.iterdir() if p.name != ".fame-export.json")
+    before = (out / "gates.svg").stat().st_mtime_ns
+    assert main(args + ["--out", str(out)]) == 0               # a previous export may be replaced
+    assert (out / "gates.svg").stat().st_mtime_ns >= before
+    (out / "notes.txt").write_text("mine")                      # ... but not once the user added a file
+    assert main(args + ["--out", str(out)]) == 2
+    assert (out / "notes.txt").read_text() == "mine"
+    assert not list(tmp_path.glob(".*export-tmp*"))
