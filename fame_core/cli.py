@@ -111,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--facet-weight", type=float, default=0.0, help="weight of the facet probes of --facet-heads")
     o.add_argument("--facet-exclusive", type=float, default=0.0,
                    help="weight: remove the other --facet-heads facets from each tied head")
+    o.add_argument("--gate-competence", type=float, default=0.0,
+                   help="weight: teach the gate which head predicts the target best (KL to the heads' softmaxed log-likelihoods)")
+    o.add_argument("--competence-temperature", type=float, default=1.0, help="temperature of the competence target (default 1)")
+    o.add_argument("--head-dropout", type=float, default=0.0, help="probability of dropping a head's share of the score while training")
+    o.add_argument("--expert-diversity", type=float, default=0.0, help="weight: squared cosine between a head's expert queries")
     t.add_argument("--out", required=True, help="checkpoint directory to write")
     t.add_argument("--resume", action="store_true", help="continue the killed run in --out")
     t.add_argument("--overwrite", action="store_true",
@@ -209,7 +214,9 @@ def cmd_train(a) -> int:
     objectives = FacetObjectives(gate_decisive=a.gate_decisive, router_decisive=a.router_decisive,
                                  load_balance=a.load_balance, router_z=a.router_z,
                                  head_diversity=a.head_diversity, facet_heads=a.facet_heads, facet_weight=a.facet_weight,
-                                 facet_exclusive=a.facet_exclusive)
+                                 facet_exclusive=a.facet_exclusive, gate_competence=a.gate_competence,
+                                 competence_temperature=a.competence_temperature, head_dropout=a.head_dropout,
+                                 expert_diversity=a.expert_diversity)
     tcfg = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, patience=a.patience, seed=a.seed,
                        device=a.device, init_from=a.init_from, warm=a.warm, objectives=objectives)
     if not a.json:

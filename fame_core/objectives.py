@@ -13,6 +13,15 @@ unsupervised
 - router_z:       the ST-MoE router z-loss, mean of logsumexp(router logits)^2.
 - head_diversity: squared correlation between the heads' item sub-embeddings x_v^(h) (over items,
   per pair of heads and dimensions): heads that encode the same directions pay for it.
+- gate_competence: the gate is taught which head predicts the next item best, without item metadata:
+  the target is the stop-gradient softmax over heads of each head's log-likelihood of the training
+  target, log P^(h)(target) / competence_temperature, and the term is KL(target || gate). Only the
+  gate receives its gradient; the heads are not pushed towards each other's answers.
+- head_dropout:   while training, each head's share of the merged score is dropped with this
+  probability per position (at least one head kept, the gate renormalised over the kept heads), so
+  that every head must rank well on its own and the gate can choose between usable heads.
+- expert_diversity: mean squared cosine similarity between the expert queries W_Q^(h,n) of a head
+  (flattened d x d' maps, over pairs of experts), so that a head's experts cannot stay near-copies.
 weakly supervised (data sets with item facets)
 - facet_heads "genre,actor": head h is tied to the h-th facet by a linear probe from x_v^(h) to
   the facet's value (cross-entropy over items that have one), weighted by facet_weight.
@@ -43,11 +52,29 @@ class FacetObjectives:
     facet_heads: str = ""        # e.g. "genre,actor": head 0 <- genre, head 1 <- actor
     facet_weight: float = 0.0
     facet_exclusive: float = 0.0  # with facet_heads: remove the other tied facets from each head
+    gate_competence: float = 0.0  # KL(softmax_h log P^(h)(target) / T || gate), target stop-gradient
+    competence_temperature: float = 1.0
+    head_dropout: float = 0.0     # probability of dropping a head's share of the score while training
+    expert_diversity: float = 0.0  # squared cosine between a head's expert queries
 
     @property
     def active(self) -> bool:
         return any((self.gate_decisive, self.router_decisive, self.load_balance, self.router_z, self.head_diversity,
-                    (self.facet_weight or self.facet_exclusive) and self.facet_heads))
+                    (self.facet_weight or self.facet_exclusive) and self.facet_heads, self.gate_competence,
+                    self.head_dropout, self.expert_diversity))
+
+    def __post_init__(self):
+        for name in ("gate_decisive", "router_decisive", "load_balance", "router_z", "head_diversity", "facet_weight",
+                     "facet_exclusive", "gate_competence", "expert_diversity"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 <= v < 1e6):
+                raise FameError(f"--{name.replace('_', '-')} must be a weight from 0 up, got {v!r}")
+        if isinstance(self.head_dropout, bool) or not isinstance(self.head_dropout, (int, float)) \
+                or not 0 <= self.head_dropout < 1:
+            raise FameError(f"--head-dropout must be a probability in [0, 1), got {self.head_dropout!r}")
+        t = self.competence_temperature
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 1e-3 <= t <= 1e3:
+            raise FameError(f"--competence-temperature must be a number from 0.001 to 1000, got {t!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -103,9 +130,55 @@ class FacetProbes(nn.Module):
         return torch.stack(terms).mean() if terms else sub_embeddings.new_zeros(())
 
 
-def extra_loss(model, details: dict, where: torch.Tensor, obj: FacetObjectives, probes: FacetProbes | None) -> torch.Tensor:
-    """The weighted sum of the active terms; `where` marks positions with a target (B, T)."""
+@torch.no_grad()
+def head_log_likelihoods(model, F_heads: torch.Tensor, targets: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+    """log P^(h)(target) under each head's own full softmax over items (no gradient).
+
+    F_heads: (M, H, d') per-head outputs at M positions; targets: (M,) item ids >= 1.
+    Returns (M, H). Computed in chunks of positions so memory stays M-independent."""
+    subs = model.item_sub_embeddings()[:, 1:]                           # (H, n, d'); id 0 is not a class
+    out = []
+    for i in range(0, len(targets), chunk):
+        logits = torch.einsum("mhe,hve->mhv", F_heads[i:i + chunk], subs)   # (m, H, n)
+        t = (targets[i:i + chunk] - 1)[:, None, None].expand(-1, logits.shape[1], 1)
+        out.append(logits.gather(-1, t)[..., 0] - torch.logsumexp(logits, -1))
+    return torch.cat(out) if out else F_heads.new_zeros(0, F_heads.shape[1])
+
+
+def competence_targets(loglik: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """The gate's target: the softmax over heads of their log-likelihoods of the target."""
+    return torch.softmax(loglik / temperature, -1)
+
+
+def dropped_head_weights(gates: torch.Tensor, p: float, generator=None) -> torch.Tensor:
+    """Gate weights with each (position, head) dropped with probability p, at least one head kept
+    per position, renormalised over the kept heads. gates: (..., H)."""
+    keep = torch.rand(gates.shape, device=gates.device, generator=generator) >= p
+    none = ~keep.any(-1, keepdim=True)
+    if none.any():   # keep the position's largest-gate head where every head was dropped
+        keep = keep | (none & F.one_hot(gates.argmax(-1), gates.shape[-1]).bool())
+    w = gates * keep
+    return w / w.sum(-1, keepdim=True).clamp_min(1e-12)
+
+
+def extra_loss(model, details: dict, where: torch.Tensor, obj: FacetObjectives, probes: FacetProbes | None,
+               targets: torch.Tensor | None = None) -> torch.Tensor:
+    """The weighted sum of the active terms; `where` marks positions with a target (B, T), and
+    `targets` (B, T) holds those targets (needed by gate_competence)."""
     total = details["gates"].new_zeros(())
+    if obj.gate_competence and hasattr(model, "moe") and details["gates"].shape[-1] > 1:
+        if targets is None:
+            raise ValueError("gate_competence needs the targets")
+        g = details["gates"][where]                                     # (M, H)
+        c = competence_targets(head_log_likelihoods(model, details["F_heads"][where].detach(), targets[where]),
+                               obj.competence_temperature)
+        total = total + obj.gate_competence * (c * (torch.log(c.clamp_min(1e-9)) - torch.log(g.clamp_min(1e-9)))).sum(-1).mean()
+    if obj.expert_diversity and hasattr(model, "moe") and model.moe.N > 1:
+        q = F.normalize(model.moe.W_Q.flatten(2), dim=-1)               # (H, N, d*d')
+        cos = torch.einsum("hnk,hmk->hnm", q, q)
+        N = q.shape[1]
+        off = ~torch.eye(N, dtype=torch.bool, device=q.device)
+        total = total + obj.expert_diversity * cos[:, off].pow(2).mean()
     if obj.gate_decisive:
         g = details["gates"][where]                                     # (M, H)
         total = total + obj.gate_decisive * (_entropy(g).mean() - _entropy(g.mean(0)))

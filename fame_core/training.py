@@ -29,7 +29,7 @@ from .errors import CheckpointError, FameError
 from .safe_io import recover_dir
 from .evaluate import evaluate, left_pad
 from .models import ModelConfig, build_model, fame_from_sasrec, sasrec_continued
-from .objectives import FacetObjectives, FacetProbes, extra_loss
+from .objectives import FacetObjectives, FacetProbes, dropped_head_weights, extra_loss
 
 SELECT_METRIC = "NDCG@20"
 
@@ -125,12 +125,14 @@ def loss_on_batch(model, inputs: torch.Tensor, targets: torch.Tensor, objectives
     where = targets > 0
     if objectives is not None and objectives.active:
         u, details = model(inputs, return_details=True)
+        if objectives.head_dropout and model.training and hasattr(model, "moe") and details["gates"].shape[-1] > 1:
+            u = model.merge(details, dropped_head_weights(details["gates"], objectives.head_dropout))
     else:
         u, details = model(inputs), None                 # (B, T, d)
     logits = u[where] @ model.embed.E.weight[1:].T       # padding id 0 is not a class
     loss = F.cross_entropy(logits, targets[where] - 1)
     if details is not None:
-        loss = loss + extra_loss(model, details, where, objectives, probes)
+        loss = loss + extra_loss(model, details, where, objectives, probes, targets)
     return loss
 
 

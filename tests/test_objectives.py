@@ -95,3 +95,87 @@ def test_leakage_is_high_when_a_head_encodes_the_other_facet_and_low_otherwise(t
     clean = torch.stack([g, a])        # head 0 genre only, head 1 actor only
     swapped = torch.stack([a, g])      # each head carries the other's facet
     assert probes.leakage(clean).item() < 0.1 and probes.leakage(swapped).item() > 0.8
+
+
+# ---- gates and routers that carry information (issue 16) ------------------------------------------
+
+def test_head_log_likelihoods_match_each_heads_own_softmax():
+    from fame_core.objectives import head_log_likelihoods
+
+    torch.manual_seed(0)
+    model = make_model("fame", n_items=30)
+    F_heads = torch.randn(7, model.config.n_heads, model.config.d_head)
+    targets = torch.randint(1, 31, (7,))
+    got = head_log_likelihoods(model, F_heads, targets, chunk=3)
+    subs = model.item_sub_embeddings()
+    for m in range(7):
+        for h in range(model.config.n_heads):
+            scores = subs[h, 1:] @ F_heads[m, h]                         # P^(h)(v) over items 1..n
+            want = torch.log_softmax(scores, 0)[targets[m] - 1]
+            assert got[m, h].item() == pytest.approx(want.item(), abs=1e-5)
+
+
+def test_gate_competence_teaches_the_gate_only_and_is_zero_at_the_target():
+    from fame_core.objectives import competence_targets, head_log_likelihoods
+
+    torch.manual_seed(1)
+    model = make_model("fame", n_items=30)
+    seq = torch.randint(1, 31, (4, 6))
+    targets = torch.randint(1, 31, (4, 6))
+    _, det = model(seq, return_details=True)
+    where = targets > 0
+    obj = FacetObjectives(gate_competence=1.0)
+    loss = extra_loss(model, det, where, obj, None, targets)
+    model.zero_grad()
+    loss.backward()
+    assert model.W_g.weight.grad.abs().sum() > 0                   # the gate learns ...
+    assert model.W_f.grad is None or model.W_f.grad.abs().sum() == 0   # ... the heads' item maps do not
+    # with the gate equal to its target, the KL term is 0
+    with torch.no_grad():
+        _, det = model(seq, return_details=True)
+        c = competence_targets(head_log_likelihoods(model, det["F_heads"][where], targets[where]))
+        det = dict(det, gates=torch.zeros_like(det["gates"]).masked_scatter(where[..., None].expand_as(det["gates"]), c))
+        assert extra_loss(model, det, where, obj, None, targets).item() == pytest.approx(0.0, abs=1e-5)
+    # a head that ranks the target far better gets nearly all of the target's weight
+    ll = torch.tensor([[-1.0, -9.0], [-8.0, -2.0]])
+    assert competence_targets(ll)[:, 0].tolist() == pytest.approx([1 / (1 + math.exp(-8)), 1 / (1 + math.exp(6))], abs=1e-6)
+    assert competence_targets(ll, temperature=1e3)[0, 0].item() == pytest.approx(0.5, abs=0.01)
+
+
+def test_dropped_head_weights_keep_a_head_and_sum_to_one():
+    from fame_core.objectives import dropped_head_weights
+
+    g = torch.softmax(torch.randn(4000, 3), -1)
+    gen = torch.Generator().manual_seed(0)
+    w = dropped_head_weights(g, 0.5, generator=gen)
+    assert torch.allclose(w.sum(-1), torch.ones(4000), atol=1e-6)
+    assert ((w > 0).sum(-1) >= 1).all()
+    dropped = (w == 0).float().mean().item()
+    assert 0.4 < dropped < 0.5            # 0.5 per head, less the rescued all-dropped positions (1/8 of them)
+    assert torch.allclose(dropped_head_weights(g, 0.0), g)
+
+
+def test_expert_diversity_is_one_for_copies_and_small_for_random_queries():
+    model = make_model("fame", n_items=30)
+    obj = FacetObjectives(expert_diversity=1.0)
+    det, where = details(torch.full((2, model.config.n_heads), 0.5))
+    random_value = extra_loss(model, det, where, obj, None).item()
+    with torch.no_grad():
+        model.moe.W_Q[:] = model.moe.W_Q[:, :1]
+    assert extra_loss(model, det, where, obj, None).item() == pytest.approx(1.0, abs=1e-5)
+    assert random_value < 0.05
+
+
+def test_new_objective_options_are_checked_and_recorded(tmp_path, tiny_world):
+    from fame_core.errors import FameError
+
+    for bad in (dict(head_dropout=1.0), dict(gate_competence=-1), dict(competence_temperature=0),
+                dict(expert_diversity=float("nan"))):
+        with pytest.raises(FameError, match="must be"):
+            FacetObjectives(**bad)
+    obj = FacetObjectives(gate_competence=0.5, head_dropout=0.2, expert_diversity=0.1)
+    res = train(tiny_world, ModelConfig(model="fame", n_items=tiny_world.n_items, d=16, n_heads=2, n_experts=2, max_len=20),
+                TrainConfig(epochs=1, batch_size=64, objectives=obj), tmp_path / "run", progress=False)
+    assert res["status"] == "finished"
+    rec = json.loads((tmp_path / "run" / "config.json").read_text())["train"]["objectives"]
+    assert rec["gate_competence"] == 0.5 and rec["head_dropout"] == 0.2 and rec["expert_diversity"] == 0.1
