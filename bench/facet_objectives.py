@@ -35,6 +35,11 @@ VARIANTS = {
     "head diversity + decisive gate": {"head_diversity": 1.0, "gate_decisive": 0.1},
     "load balance + z-loss": {"load_balance": 0.01, "router_z": 0.001},
     "all unsupervised": {"head_diversity": 1.0, "gate_decisive": 0.1, "load_balance": 0.01, "router_z": 0.001},
+    "gate competence": {"gate_competence": 1.0},
+    "head dropout": {"head_dropout": 0.3},
+    "gate competence + head dropout": {"gate_competence": 1.0, "head_dropout": 0.3},
+    "gate competence + head dropout + expert diversity": {"gate_competence": 1.0, "head_dropout": 0.3,
+                                                          "expert_diversity": 0.1, "load_balance": 0.01},
 }
 
 
@@ -47,7 +52,8 @@ def main() -> int:
 
     from fame_core.data import load_dataset
     from fame_core.evaluate import evaluate
-    from fame_core.facets import experts_vs_preference, gate_vs_facet, head_alignment, specialisation
+    from fame_core.facets import (expert_query_similarity, experts_vs_preference, gate_merge_value, gate_vs_facet,
+                                  gate_vs_heads, head_alignment, specialisation)
     from fame_core.inspection import load
     from fame_core.models import ModelConfig
     from fame_core.objectives import FacetObjectives
@@ -100,6 +106,10 @@ def main() -> int:
         row["random router MI std, own facet"] = float(own["random_router_mi_std"].mean())
         row["mean top router weight"] = float(experts["mean_top_weight"].mean())
         row["dead experts"] = int(experts.drop_duplicates("head")["dead_experts"].sum())
+        heads = gate_vs_heads(model, d)
+        row["gate picks better head"], row["better-head majority"] = heads["accuracy"], heads["majority_rate"]
+        row["expert query cosine"] = expert_query_similarity(model)
+        row["gate merge value"] = gate_merge_value(model, d, k=10)
         rows.append(row)
         print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}))
     out = REPO / "bench" / "results" / f"facet-objectives-{a.name}.json"

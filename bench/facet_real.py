@@ -43,6 +43,11 @@ def variants(facets: list[str]) -> dict:
         "facet probe + head diversity + decisive router": {**probe, "head_diversity": 1.0, "router_decisive": 0.1},
         "decisive gate + decisive router": {"gate_decisive": 0.1, "router_decisive": 0.1},
         "facet probe + decisive gate + decisive router": {**probe, "gate_decisive": 0.1, "router_decisive": 0.1},
+        "gate competence": {"gate_competence": 1.0},
+        "head dropout": {"head_dropout": 0.3},
+        "gate competence + head dropout": {"gate_competence": 1.0, "head_dropout": 0.3},
+        "gate competence + head dropout + expert diversity": {"gate_competence": 1.0, "head_dropout": 0.3,
+                                                              "expert_diversity": 0.1, "load_balance": 0.01},
     }
     if len(facets) > 1:  # two facets: one per head, as on the planted worlds
         both = {"facet_heads": ",".join(facets[:2]), "facet_weight": 1.0}
@@ -68,8 +73,8 @@ def main() -> int:
 
     from fame_core.data import load_dataset
     from fame_core.evaluate import evaluate
-    from fame_core.facets import (experts_vs_target_facet, gate_vs_heads, gate_vs_history_facet, head_alignment,
-                                  specialisation)
+    from fame_core.facets import (expert_query_similarity, experts_vs_target_facet, gate_merge_value, gate_vs_heads,
+                                  gate_vs_history_facet, head_alignment, specialisation)
     from fame_core.inspection import load
     from fame_core.models import ModelConfig
     from fame_core.objectives import FacetObjectives
@@ -106,7 +111,8 @@ def main() -> int:
                "random router MI (mean)": float(experts["random_router_mi_mean"].mean()),
                "random router MI std (mean)": float(experts["random_router_mi_std"].mean()),
                "mean top router weight": float(experts["mean_top_weight"].mean()),
-               "dead experts": int(experts["dead_experts"].sum())}
+               "dead experts": int(experts["dead_experts"].sum()),
+               "expert query cosine": expert_query_similarity(model), "gate merge value": gate_merge_value(model, d)}
         for h, f in enumerate(facets[:2]):   # per facet: both heads, the controls, and the gap of the head meant for it
             for rep in ("head 0", "head 1", "random projection", "full embedding"):
                 row[f"probe {f} {rep}"] = float(acc[f, rep])

@@ -214,6 +214,39 @@ def gate_vs_heads(model, dataset: SequenceDataset, split: str = "test") -> dict:
             "mean_top_gate": float(ranked["gates"].max(1).mean())}
 
 
+def gate_merge_value(model, dataset: SequenceDataset, split: str = "test", k: int = 20) -> dict:
+    """Does the gate earn its place in the score? Per-user NDCG@k of the gated merge against the
+    equal-weight merge ('concat', every head weighted 1/H) and against each single head, with a
+    two-sided Wilcoxon signed-rank test over users (zero differences dropped; scipy.stats.wilcoxon)."""
+    from scipy.stats import wilcoxon
+
+    H = model.config.n_heads
+    merges = ("gated", "concat", *(f"head:{h}" for h in range(H)))
+    ranks = rank_users(model, dataset, split, merges=merges)["ranks"]
+    ndcg = {m: np.where(ranks[m] < k, 1.0 / np.log2(ranks[m] + 2.0), 0.0) for m in merges}
+    best_head = max((f"head:{h}" for h in range(H)), key=lambda m: ndcg[m].mean())
+    out = {"users": int(len(ndcg["gated"])), "k": k, "test": "Wilcoxon signed-rank over users, two-sided",
+           f"NDCG@{k}": {m: float(v.mean()) for m, v in ndcg.items()}, "best_head": best_head}
+    for other in ("concat", best_head):
+        d = ndcg["gated"] - ndcg[other]
+        p = float(wilcoxon(ndcg["gated"], ndcg[other]).pvalue) if (d != 0).any() else 1.0
+        out[f"gated_vs_{'equal' if other == 'concat' else 'best_head'}"] = {
+            "difference": float(d.mean()), "p": p, "users_better": int((d > 0).sum()), "users_worse": int((d < 0).sum())}
+    return out
+
+
+def expert_query_similarity(model) -> list[float]:
+    """Per head, the mean cosine similarity between its experts' query maps W_Q^(h,n) (flattened,
+    over pairs of experts): near 1 means a head's experts are near-copies."""
+    if getattr(model, "moe", None) is None or model.moe.N < 2:
+        return []
+    q = torch.nn.functional.normalize(model.moe.W_Q.detach().flatten(2), dim=-1)
+    cos = torch.einsum("hnk,hmk->hnm", q, q)
+    N = q.shape[1]
+    off = ~torch.eye(N, dtype=torch.bool)
+    return [float(c[off].mean()) for c in cos]
+
+
 def gate_vs_history_facet(model, dataset: SequenceDataset, facet: str, split: str = "test", min_items: int = 3) -> dict:
     """Spearman correlation of each head's gate with how concentrated the user's history is on one
     value of `facet` (share of the modal value among the history items that have one): a head tied

@@ -205,3 +205,33 @@ def test_real_checks_pass_and_fail_on_their_thresholds(monkeypatch):
     experts["mutual_information"] = [0.15, 0.15]               # 0.05 above random routers: 2.5 sd, not enough
     c = facets.real_checks(model, None, "genre")
     assert not c["gate_passes"] and not c["experts_pass"]
+
+
+def test_gate_merge_value_compares_gated_with_equal_weights_and_the_best_head(monkeypatch):
+    data = fame_core.load_dataset(WORLD)
+    n = len(data.splittable_rows())
+    rng = np.random.default_rng(1)
+    heads = rng.integers(0, 60, (n, 2))
+
+    def rank(model, dataset, split="test", merges=("gated",), *a, **k):   # gated = the better head, concat = the worse
+        r = {"gated": heads.min(1), "concat": heads.max(1), "head:0": heads[:, 0], "head:1": heads[:, 1]}
+        return {"ranks": {m: r[m] for m in merges}}
+    monkeypatch.setattr(facets, "rank_users", rank)
+    v = facets.gate_merge_value(make_model(), data, k=20)
+    nd = lambda r: np.where(r < 20, 1 / np.log2(r + 2.0), 0).mean()
+    assert v["NDCG@20"]["gated"] == pytest.approx(nd(heads.min(1)))
+    assert v["gated_vs_equal"]["users_worse"] == 0 and v["gated_vs_equal"]["p"] < 1e-6
+    assert v["best_head"] in ("head:0", "head:1") and v["gated_vs_best_head"]["difference"] > 0
+    r = {"gated": heads[:, 0], "concat": heads[:, 0], "head:0": heads[:, 0], "head:1": heads[:, 1]}
+    monkeypatch.setattr(facets, "rank_users", lambda *a, merges=(), **k: {"ranks": {m: r[m] for m in merges}})
+    assert facets.gate_merge_value(make_model(), data)["gated_vs_equal"] == \
+        {"difference": 0.0, "p": 1.0, "users_better": 0, "users_worse": 0}
+
+
+def test_expert_query_similarity_is_one_for_copies():
+    model = make_model()
+    assert all(abs(c) < 0.2 for c in facets.expert_query_similarity(model))
+    with torch.no_grad():
+        model.moe.W_Q[:] = model.moe.W_Q[:, :1] * 2.0
+    assert facets.expert_query_similarity(model) == pytest.approx([1.0] * model.config.n_heads, abs=1e-5)
+    assert facets.expert_query_similarity(make_model("sasrec")) == []
