@@ -88,7 +88,7 @@ def main() -> int:
     summary = {}
     for name, rows in results.items():
         summary[name] = {m: {"mean": float(np.mean([r["test"][m] for r in rows])),
-                             "std": float(np.std([r["test"][m] for r in rows])) if len(rows) > 1 else None}
+                             "std": float(np.std([r["test"][m] for r in rows], ddof=1)) if len(rows) > 1 else None}
                          for m in METRICS}
     report = {"data": data.name, "seeds": a.seeds, "protocol": "leave-one-out, full ranking, history masked, "
               "selection on validation NDCG@20", "settings": vars(a), "runs": results, "test_summary": summary,
