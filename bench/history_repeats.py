@@ -9,7 +9,9 @@ users per data set and reports each checkpoint's test metrics
   - "mask history" (the protocol: such a target is a certain miss),
   - "mask history except the target" (the target stays rankable; other history items masked),
   - "no masking" (every item ranked),
-and the metrics over the users whose target is new only. Writes bench/results/history-repeats.json.
+and the metrics over the users whose target is new only; next to them the test metrics recorded in
+the checkpoint at training time (float32) and the difference (bundled checkpoints are compacted
+to float16). Writes bench/results/history-repeats.json.
 """
 
 from __future__ import annotations
@@ -79,6 +81,15 @@ def main() -> int:
                  "share": float(rep.mean()),
                  "metrics": {k: metrics_from_ranks(v) for k, v in r["ranks"].items()},
                  "metrics_new_targets_only": metrics_from_ranks(r["ranks"]["mask history"][~rep])}
+        conf = json.loads((Path(ck) / "config.json").read_text())
+        if "test" in conf:   # recorded at training time, in float32; bundled weights may be float16
+            entry["recorded_test"] = conf["test"]
+            from safetensors import safe_open
+
+            with safe_open(str(Path(ck) / "weights.safetensors"), "pt") as f:   # as stored, before loading
+                entry["weights_dtype"] = str(f.get_slice(next(iter(f.keys()))).get_dtype())
+            entry["now_minus_recorded"] = {k: entry["metrics"]["mask history"][k] - v for k, v in conf["test"].items()
+                                           if k in entry["metrics"]["mask history"]}
         report["checkpoints"][ck] = entry
         m = entry["metrics"]
         print(f"{ck}: {entry['target_in_history']} of {entry['users']} users ({entry['share']:.2%}) have a target in "

@@ -1,0 +1,160 @@
+"""A hyperparameter study on validation only (issue 15), resumable: Optuna with SQLite storage.
+
+    python bench/study.py --data ../shared/data/amazon/Beauty.txt --model sasrec --trials 20
+    python bench/study.py --data ../shared/data/amazon/Beauty.txt --model fame   --trials 20
+    python bench/study.py --data ../shared/data/amazon/Beauty.txt --model fame --report   # best, then test
+
+One study per (data set, model) in runs/study/<data>/study.db, so SASRec and FAME are tuned with
+the same trial budget and neither more than the other; a killed study continues where it
+stopped (`--trials` is the total wanted, finished and failed trials count; an interrupted trial
+is resumed from its checkpoint). Each trial is one full training with early stopping on
+validation NDCG@20; the objective is that validation NDCG@20 — test is never looked at while
+searching. FAME trials follow the paper's pipeline: a SASRec with the trial's shared settings
+(embedding size, heads, layers, max length, dropout, feed-forward) is trained first and reused by
+every later trial with the same shared settings; FAME is built from it.
+
+Search space (the paper's grids where it states one, Sec. 5.1; ICLRec's code defaults included):
+embedding size {64, 128}; heads {1, 2, 4, 8, 16} (those dividing d); experts {2, 4, 8, 16, 32}
+(FAME); feed-forward width {d, 4d}; dropout [0.1, 0.6]; learning rate [1e-4, 3e-3] (log);
+max length {50, 100}; weight decay {0, 1e-5, 1e-4}; patience {10, 20, 40}; warm start and
+residual (FAME). `--report` retrains the best configuration over `--seeds` and writes
+bench/results/study-<data>-<model>.json with the budget, every trial, the best configuration and
+its test numbers (mean and sample std over seeds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+REPO = Path(__file__).resolve().parents[1]
+
+import numpy as np  # noqa: E402
+
+METRICS = ["HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20"]
+
+
+def suggest(trial, model: str) -> dict:
+    d = trial.suggest_categorical("d", [64, 128])
+    heads = trial.suggest_categorical("n_heads", [1, 2, 4, 8, 16])
+    if d % heads:
+        heads = 2            # keep the trial valid; recorded as the value used
+        trial.set_user_attr("n_heads_used", heads)
+    p = {"d": d, "n_heads": heads, "ffn_mult": trial.suggest_categorical("ffn_mult", [1, 4]),
+         "dropout": trial.suggest_float("dropout", 0.1, 0.6), "lr": trial.suggest_float("lr", 1e-4, 3e-3, log=True),
+         "max_len": trial.suggest_categorical("max_len", [50, 100]),
+         "weight_decay": trial.suggest_categorical("weight_decay", [0.0, 1e-5, 1e-4]),
+         "patience": trial.suggest_categorical("patience", [10, 20, 40])}
+    if model == "fame":
+        p["n_experts"] = trial.suggest_categorical("n_experts", [2, 4, 8, 16, 32])
+        p["warm"] = trial.suggest_categorical("warm", [False, True])
+        p["residual"] = trial.suggest_categorical("residual", [False, True])
+    return p
+
+
+def key(p: dict) -> str:
+    """The settings a FAME trial shares with the SASRec it is built from: names its base run."""
+    return f"d{p['d']}-h{p['n_heads']}-f{p['ffn_mult']}-l{p['max_len']}-do{p['dropout']:.3f}"
+
+
+def train_config(data, model: str, p: dict, seed: int, out: Path, base: Path | None = None, epochs: int = 200):
+    from fame_core.models import ModelConfig
+    from fame_core.training import TrainConfig, train
+
+    config = out / "config.json"
+    if config.exists() and not (out / "train_state.pt").exists():
+        return json.loads(config.read_text())
+    mcfg = ModelConfig(model=model, n_items=data.n_items, d=p["d"], n_heads=p["n_heads"], max_len=p["max_len"],
+                       dropout=p["dropout"], attn_dropout=p["dropout"], ffn_dim=p["d"] * p["ffn_mult"],
+                       n_experts=p.get("n_experts", 1) if model == "fame" else 1,
+                       residual=p.get("residual", False) if model == "fame" else False)
+    tcfg = TrainConfig(seed=seed, lr=p["lr"],
+                       weight_decay=p["weight_decay"], patience=p["patience"], epochs=epochs,
+                       init_from=str(base) if base else None, warm=bool(p.get("warm")) and base is not None)
+    train(data, mcfg, tcfg, out, resume=(out / "train_state.pt").exists(), progress=sys.stderr.isatty())
+    return json.loads(config.read_text())
+
+
+def run_trial(data, model: str, p: dict, runs: Path, name: str, seed: int = 0, epochs: int = 200) -> dict:
+    if model == "sasrec":
+        return train_config(data, "sasrec", p, seed, runs / name, epochs=epochs)
+    base = runs / "bases" / f"sasrec-{key(p)}-s{seed}"
+    train_config(data, "sasrec", p, seed, base, epochs=epochs)
+    return train_config(data, "fame", p, seed, runs / name, base=base, epochs=epochs)
+
+
+def main() -> int:
+    import optuna
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--model", choices=["sasrec", "fame"], required=True)
+    ap.add_argument("--trials", type=int, default=20, help="total trials wanted in the study (default 20)")
+    ap.add_argument("--epochs", type=int, default=200, help="at most this many epochs per training")
+    ap.add_argument("--runs", default=None, help="default runs/study/<data name>")
+    ap.add_argument("--report", action="store_true", help="retrain the best over --seeds and write the JSON")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--sampler-seed", type=int, default=0)
+    a = ap.parse_args()
+
+    from fame_core.data import load_dataset
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    data = load_dataset(a.data)
+    runs = Path(a.runs or REPO / "runs" / "study" / data.name)
+    runs.mkdir(parents=True, exist_ok=True)
+    study = optuna.create_study(study_name=f"{data.name}-{a.model}", storage=f"sqlite:///{runs / 'study.db'}",
+                                direction="maximize", load_if_exists=True,
+                                sampler=optuna.samplers.TPESampler(seed=a.sampler_seed))
+    # a trial killed mid-training stays RUNNING in the database: re-enqueue its parameters so it is resumed
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+        study.enqueue_trial(t.params, user_attrs={"resumes": f"{a.model}-t{t.number}"})
+
+    def objective(trial):
+        p = suggest(trial, a.model)
+        name = trial.user_attrs.get("resumes", f"{a.model}-t{trial.number}")
+        trial.set_user_attr("run", name)
+        t0 = time.time()
+        conf = run_trial(data, a.model, p, runs, name, epochs=a.epochs)
+        trial.set_user_attr("seconds", round(time.time() - t0, 1))
+        trial.set_user_attr("best_epoch", conf["best_epoch"])
+        return conf["valid"]["NDCG@20"]
+
+    if not a.report:
+        resumed = {t.user_attrs.get("resumes") for t in study.trials}
+        done = len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE or
+                    (t.state == optuna.trial.TrialState.FAIL and f"{a.model}-t{t.number}" not in resumed)])
+        left = max(0, a.trials - done)
+        if left:
+            study.optimize(objective, n_trials=left, catch=(Exception,))
+        print(f"{len(study.trials)} trials; best validation NDCG@20 {study.best_value:.4f} with {study.best_params}")
+        return 0
+
+    best = study.best_trial
+    p = suggest(optuna.trial.FixedTrial(best.params), a.model)
+    rows = []
+    for seed in a.seeds:
+        conf = run_trial(data, a.model, p, runs, f"best-{a.model}-s{seed}", seed=seed, epochs=a.epochs)
+        rows.append({"seed": seed, "valid": conf["valid"], "test": conf["test"], "best_epoch": conf["best_epoch"]})
+    summary = {m: {"mean": float(np.mean([r["test"][m] for r in rows])),
+                   "std": float(np.std([r["test"][m] for r in rows], ddof=1)) if len(rows) > 1 else None}
+               for m in METRICS}
+    report = {"data": data.name, "model": a.model, "budget": {"trials": len(study.trials), "epochs_cap": a.epochs},
+              "objective": "validation NDCG@20 (test never used in the search)",
+              "trials": [{"number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
+                          **t.user_attrs} for t in study.trials],
+              "best": {"params": best.params, "valid_NDCG@20": best.value}, "seeds": rows, "test_summary": summary}
+    out = REPO / "bench" / "results" / f"study-{data.name}-{a.model}.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(summary["NDCG@20"]), f"written to {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
