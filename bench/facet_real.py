@@ -46,6 +46,8 @@ def variants(facets: list[str]) -> dict:
         "gate competence": {"gate_competence": 1.0},
         "head dropout": {"head_dropout": 0.3},
         "gate competence + head dropout": {"gate_competence": 1.0, "head_dropout": 0.3},
+        "mixture likelihood": {"mixture_likelihood": 1.0},
+        "mixture likelihood + head dropout": {"mixture_likelihood": 1.0, "head_dropout": 0.3},
         "gate competence + head dropout + expert diversity": {"gate_competence": 1.0, "head_dropout": 0.3,
                                                               "expert_diversity": 0.1, "load_balance": 0.01},
     }

@@ -115,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight: teach the gate which head predicts the target best (KL to the heads' softmaxed log-likelihoods)")
     o.add_argument("--competence-temperature", type=float, default=1.0, help="temperature of the competence target (default 1)")
     o.add_argument("--head-dropout", type=float, default=0.0, help="probability of dropping a head's share of the score while training")
+    o.add_argument("--mixture-likelihood", type=float, default=0.0,
+                   help="weight: mixture-of-experts likelihood -log sum_h g_h P^(h)(target) (heads specialise, the gate follows)")
     o.add_argument("--expert-diversity", type=float, default=0.0, help="weight: squared cosine between a head's expert queries")
     t.add_argument("--out", required=True, help="checkpoint directory to write")
     t.add_argument("--resume", action="store_true", help="continue the killed run in --out")
@@ -216,7 +218,7 @@ def cmd_train(a) -> int:
                                  head_diversity=a.head_diversity, facet_heads=a.facet_heads, facet_weight=a.facet_weight,
                                  facet_exclusive=a.facet_exclusive, gate_competence=a.gate_competence,
                                  competence_temperature=a.competence_temperature, head_dropout=a.head_dropout,
-                                 expert_diversity=a.expert_diversity)
+                                 expert_diversity=a.expert_diversity, mixture_likelihood=a.mixture_likelihood)
     tcfg = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, patience=a.patience, seed=a.seed,
                        device=a.device, init_from=a.init_from, warm=a.warm, objectives=objectives)
     if not a.json:

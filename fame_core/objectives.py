@@ -20,6 +20,12 @@ unsupervised
 - head_dropout:   while training, each head's share of the merged score is dropped with this
   probability per position (at least one head kept, the gate renormalised over the kept heads), so
   that every head must rank well on its own and the gate can choose between usable heads.
+- mixture_likelihood: the classical mixture-of-experts likelihood (Jacobs et al., 1991) as an
+  auxiliary term, -log sum_h g_h P^(h)(target) with each head's own softmax over items: a head's
+  gradient is weighted by its posterior responsibility g_h P^(h) / sum_k g_k P^(k), so heads
+  specialise on the positions they explain best and the gate learns to predict which head that is.
+  Computed on at most MIXTURE_POSITIONS random target positions per batch (an unbiased estimate
+  that bounds the memory of the H per-head softmaxes).
 - expert_diversity: mean squared cosine similarity between the expert queries W_Q^(h,n) of a head
   (flattened d x d' maps, over pairs of experts), so that a head's experts cannot stay near-copies.
 weakly supervised (data sets with item facets)
@@ -56,16 +62,17 @@ class FacetObjectives:
     competence_temperature: float = 1.0
     head_dropout: float = 0.0     # probability of dropping a head's share of the score while training
     expert_diversity: float = 0.0  # squared cosine between a head's expert queries
+    mixture_likelihood: float = 0.0  # -log sum_h g_h P^(h)(target): heads specialise, gate = responsibility
 
     @property
     def active(self) -> bool:
         return any((self.gate_decisive, self.router_decisive, self.load_balance, self.router_z, self.head_diversity,
                     (self.facet_weight or self.facet_exclusive) and self.facet_heads, self.gate_competence,
-                    self.head_dropout, self.expert_diversity))
+                    self.head_dropout, self.expert_diversity, self.mixture_likelihood))
 
     def __post_init__(self):
         for name in ("gate_decisive", "router_decisive", "load_balance", "router_z", "head_diversity", "facet_weight",
-                     "facet_exclusive", "gate_competence", "expert_diversity"):
+                     "facet_exclusive", "gate_competence", "expert_diversity", "mixture_likelihood"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 <= v < 1e6):
                 raise FameError(f"--{name.replace('_', '-')} must be a weight from 0 up, got {v!r}")
@@ -145,6 +152,18 @@ def head_log_likelihoods(model, F_heads: torch.Tensor, targets: torch.Tensor, ch
     return torch.cat(out) if out else F_heads.new_zeros(0, F_heads.shape[1])
 
 
+MIXTURE_POSITIONS = 2048
+
+
+def mixture_nll(model, F_heads: torch.Tensor, gates: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean of -log sum_h g_h P^(h)(target) over positions; F_heads (M, H, d'), gates (M, H), targets (M,)."""
+    subs = model.item_sub_embeddings()[:, 1:]                           # (H, n, d')
+    logits = torch.einsum("mhe,hve->mhv", F_heads, subs)                # (M, H, n)
+    t = (targets - 1)[:, None, None].expand(-1, logits.shape[1], 1)
+    log_p = logits.gather(-1, t)[..., 0] - torch.logsumexp(logits, -1)  # (M, H)
+    return -torch.logsumexp(torch.log(gates.clamp_min(1e-12)) + log_p, -1).mean()
+
+
 def competence_targets(loglik: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """The gate's target: the softmax over heads of their log-likelihoods of the target."""
     return torch.softmax(loglik / temperature, -1)
@@ -173,6 +192,14 @@ def extra_loss(model, details: dict, where: torch.Tensor, obj: FacetObjectives, 
         c = competence_targets(head_log_likelihoods(model, details["F_heads"][where].detach(), targets[where]),
                                obj.competence_temperature)
         total = total + obj.gate_competence * (c * (torch.log(c.clamp_min(1e-9)) - torch.log(g.clamp_min(1e-9)))).sum(-1).mean()
+    if obj.mixture_likelihood and hasattr(model, "moe") and details["gates"].shape[-1] > 1:
+        if targets is None:
+            raise ValueError("mixture_likelihood needs the targets")
+        F_m, g_m, t_m = details["F_heads"][where], details["gates"][where], targets[where]
+        if len(t_m) > MIXTURE_POSITIONS:
+            pick = torch.randperm(len(t_m), device=t_m.device)[:MIXTURE_POSITIONS]
+            F_m, g_m, t_m = F_m[pick], g_m[pick], t_m[pick]
+        total = total + obj.mixture_likelihood * mixture_nll(model, F_m, g_m, t_m)
     if obj.expert_diversity and hasattr(model, "moe") and model.moe.N > 1:
         q = F.normalize(model.moe.W_Q.flatten(2), dim=-1)               # (H, N, d*d')
         cos = torch.einsum("hnk,hmk->hnm", q, q)

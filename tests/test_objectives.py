@@ -179,3 +179,26 @@ def test_new_objective_options_are_checked_and_recorded(tmp_path, tiny_world):
     assert res["status"] == "finished"
     rec = json.loads((tmp_path / "run" / "config.json").read_text())["train"]["objectives"]
     assert rec["gate_competence"] == 0.5 and rec["head_dropout"] == 0.2 and rec["expert_diversity"] == 0.1
+
+
+def test_mixture_likelihood_matches_direct_computation_and_trains_heads_and_gate():
+    from fame_core.objectives import mixture_nll
+
+    torch.manual_seed(2)
+    model = make_model("fame", n_items=25)
+    H, dh = model.config.n_heads, model.config.d_head
+    F_heads = torch.randn(5, H, dh)
+    gates = torch.softmax(torch.randn(5, H), -1)
+    targets = torch.randint(1, 26, (5,))
+    subs = model.item_sub_embeddings()
+    want = 0.0
+    for m in range(5):
+        p = sum(gates[m, h] * torch.softmax(subs[h, 1:] @ F_heads[m, h], 0)[targets[m] - 1] for h in range(H))
+        want += -torch.log(p).item() / 5
+    assert mixture_nll(model, F_heads, gates, targets).item() == pytest.approx(want, abs=1e-5)
+    seq, tgt = torch.randint(1, 26, (3, 6)), torch.randint(1, 26, (3, 6))
+    _, det = model(seq, return_details=True)
+    loss = extra_loss(model, det, tgt > 0, FacetObjectives(mixture_likelihood=1.0), None, tgt)
+    model.zero_grad()
+    loss.backward()
+    assert model.W_g.weight.grad.abs().sum() > 0 and model.W_f.grad.abs().sum() > 0
