@@ -84,6 +84,8 @@ def read_item_table(path) -> tuple[list[str], list[str] | None, dict[str, list[t
     if id_col is None or not facet_cols:
         raise DataError(f"{path.name}: expected an id column and at least one facet column "
                         f"(e.g. 'item_id{sep}genres'), found {list(map(str, df.columns))[:6]}")
+    if df.empty:
+        raise DataError(f"{path.name}: no items (only a header)")
     facets = {}
     for col in facet_cols:
         raw = df[col].astype(str)
