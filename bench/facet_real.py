@@ -48,6 +48,11 @@ def variants(facets: list[str]) -> dict:
         "gate competence + head dropout": {"gate_competence": 1.0, "head_dropout": 0.3},
         "mixture likelihood": {"mixture_likelihood": 1.0},
         "mixture likelihood + head dropout": {"mixture_likelihood": 1.0, "head_dropout": 0.3},
+        "strong mixture likelihood": {"mixture_likelihood": 5.0},
+        "strong mixture likelihood + decisive gate": {"mixture_likelihood": 5.0, "gate_decisive": 0.1},
+        "expert diversity + decisive router": {"expert_diversity": 0.1, "router_decisive": 0.1},
+        "mixture gate + diverse router": {"mixture_likelihood": 5.0, "gate_decisive": 0.1, "expert_diversity": 0.1,
+                                          "router_decisive": 0.1},
         "gate competence + head dropout + expert diversity": {"gate_competence": 1.0, "head_dropout": 0.3,
                                                               "expert_diversity": 0.1, "load_balance": 0.01},
     }
