@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable
@@ -33,9 +32,10 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.font_manager import FontProperties, findfont, get_font  # noqa: E402
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
+from .catalogue import FigureSpec, figure_catalogue  # noqa: E402
 from .inspection import Inspection  # noqa: E402
-from .lists import (TOP_K, list_modes, lists_table, rank_change, shared_items, target_in_history,  # noqa: E402
-                    target_ranks)
+from .lists import (LABEL_RULES, SHARED_MARK, TARGET_MARK, TOP_K, item_text, list_modes, lists_table,  # noqa: E402
+                    rank_change, shared_items, target_in_history, target_ranks)
 from .scales import DEFAULT_SCALE, MASK_NOTE, SCALES, ColourScale, attention_scale, causal_mask, router_scale  # noqa: E402
 
 FONT = "DejaVu Sans"
@@ -48,10 +48,7 @@ STYLE = {
 FORMATS = ("pdf", "svg", "png")
 TARGET_COLOUR, SHARED_COLOUR, CMAP, MASK_COLOUR = "#c0392b", "#1f4e9c", "viridis", "0.85"
 WIDTHS = {"single": 3.3, "double": 7.0}   # inches: one and two columns of a two-column paper
-LABEL_RULES = ("ids", "short", "full")
-SHORT_WIDTH = 28                           # characters of a "short" label (then "…")
 MAX_VECTOR_CELLS = 20_000                  # beyond this many cells a heatmap is rasterised (and says so)
-TARGET_MARK, SHARED_MARK = "▶", "●"
 Label = Callable[[int], str]
 
 
@@ -60,19 +57,6 @@ def default_label(item: int) -> str:
 
 
 # ---- item texts ------------------------------------------------------------------------------------
-
-def item_text(item: int, label: Label = default_label, rule: str = "short") -> str:
-    """The text drawn for an item under a label rule: 'ids' (item 4144), 'short' (the label cut
-    to SHORT_WIDTH characters with '…'), 'full' (the whole label; figures wrap it)."""
-    if rule not in LABEL_RULES:
-        raise ValueError(f"unknown label rule {rule!r}; use one of {', '.join(LABEL_RULES)}")
-    if rule == "ids":
-        return f"item {int(item)}"
-    text = label(int(item))
-    if rule == "short" and len(text) > SHORT_WIDTH:
-        return text[: SHORT_WIDTH - 1].rstrip() + "…"
-    return text
-
 
 @lru_cache(maxsize=65536)
 def text_width(text: str, size: float) -> float:
@@ -448,43 +432,6 @@ def embedding_maps_figure(coords: dict[str, np.ndarray], labels: np.ndarray, val
 
 
 # ---- the catalogue of one inspection's figures, and writing them ------------------------------------------
-
-@dataclass(frozen=True)
-class FigureSpec:
-    """One exportable figure of an inspection: `kind` one of case_study, gates, expert_attention,
-    router, attention_map; `stem` its file name; `title` what a menu shows."""
-
-    kind: str
-    head: int | None = None
-    expert: int | None = None
-
-    @property
-    def stem(self) -> str:
-        if self.kind in ("case_study", "gates"):
-            return self.kind
-        if self.kind == "expert_attention":
-            return f"attention_head{self.head}"
-        if self.kind == "router":
-            return f"router_head{self.head}"
-        return f"attention_head{self.head}_expert{self.expert}"
-
-    @property
-    def title(self) -> str:
-        return {"case_study": "Case study (Figure 7 layout)", "gates": "Gates",
-                "expert_attention": f"Expert attention, head {self.head}", "router": f"Router weights, head {self.head}",
-                "attention_map": f"Attention map, head {self.head}, expert {self.expert}"}[self.kind]
-
-    def meta(self) -> dict:
-        return {"figure": self.kind.replace("_", " "), "head": self.head, "expert": self.expert}
-
-
-def figure_catalogue(insp: Inspection) -> list[FigureSpec]:
-    specs = [FigureSpec("case_study"), FigureSpec("gates")]
-    for h in range(insp.n_heads):
-        specs += [FigureSpec("expert_attention", h), FigureSpec("router", h)]
-        specs += [FigureSpec("attention_map", h, n) for n in range(insp.n_experts)]
-    return specs
-
 
 def build_figure(insp: Inspection, spec: FigureSpec, label: Label = default_label, k: int = TOP_K, title: str = "",
                  scale: str = DEFAULT_SCALE, labels: str = "short", width: float | str = "double",

@@ -12,6 +12,22 @@ import pandas as pd
 
 TOP_K = 20   # list length of the case study: the app's default and the CLI's `export --top-k`
 LIST_MODES = ("gated", "concat")
+TARGET_MARK, SHARED_MARK = "▶", "●"        # text shapes, not emoji: they render in any font
+LABEL_RULES = ("ids", "short", "full")
+SHORT_WIDTH = 28                           # characters of a "short" label (then "…")
+
+
+def item_text(item: int, label=None, rule: str = "short") -> str:
+    """The text shown for an item under a label rule: 'ids' (item 4144), 'short' (the label cut
+    to SHORT_WIDTH characters with '…'), 'full' (the whole label; figures wrap it)."""
+    if rule not in LABEL_RULES:
+        raise ValueError(f"unknown label rule {rule!r}; use one of {', '.join(LABEL_RULES)}")
+    if rule == "ids" or label is None:
+        return f"item {int(item)}"
+    text = label(int(item))
+    if rule == "short" and len(text) > SHORT_WIDTH:
+        return text[: SHORT_WIDTH - 1].rstrip() + "…"
+    return text
 
 
 def list_modes(insp) -> list[str]:
@@ -72,11 +88,42 @@ def parse_count(text, lo: int, hi: int, default: int, name: str) -> tuple[int, s
     try:
         value = float(raw) if len(raw) <= 40 else float("nan")
     except ValueError:
-        return default, f"`{name}={shown}` is not a whole number; using {name}={default}."
+        return default, f"`{name}={shown}` is not a whole number from {lo} to {hi}; using {name}={default}."
     if not np.isfinite(value) or value != int(value):
-        return default, f"`{name}={shown}` is not a whole number; using {name}={default}."
+        return default, f"`{name}={shown}` is not a whole number from {lo} to {hi}; using {name}={default}."
     value = int(value)
     if not lo <= value <= hi:
         used = min(max(value, lo), hi)
-        return used, f"`{name}={shown}` is outside {lo}..{hi}; using {name}={used}."
+        return used, f"`{name}={shown}` is outside {lo} to {hi}; using {name}={used}."
     return value, None
+
+
+def shown_lists(insp, k: int, label, modes, rule: str = "full") -> pd.DataFrame:
+    """The lists as the app's one table shows them, aligned rank by rank: one column per mode,
+    each cell '▶ ' for the target, '● ' for an item in several heads' top-k, then id and label."""
+    shared = shared_items(insp, k)
+    columns = {}
+    for m in modes:
+        cells = []
+        for v in insp.top[m][:k]:
+            v = int(v)
+            mark = TARGET_MARK + " " if insp.target is not None and v == insp.target else (
+                SHARED_MARK + " " if v in shared else "")
+            text = item_text(v, label, rule)
+            cells.append(f"{mark}{text}" if text.startswith(f"item {v}") else f"{mark}{v} · {text}")
+        columns[mode_title(m)] = cells
+    return pd.DataFrame(columns, index=pd.RangeIndex(1, k + 1, name="rank"))
+
+
+def mode_title(mode: str) -> str:
+    return {"gated": "gated", "concat": "concat"}.get(mode, mode.replace("head:", "head "))
+
+
+def default_user(dataset, split: str = "test"):
+    """The first user (in data order) whose history can be split and whose target is not
+    already in the history: a case study whose target rank means something."""
+    for row in dataset.splittable_rows():
+        seq, target = dataset.example(int(row), split)
+        if target is not None and int(target) not in set(np.asarray(seq).tolist()):
+            return dataset.user_ids[int(row)]
+    return dataset.user_ids[int(dataset.splittable_rows()[0])]

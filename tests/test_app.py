@@ -3,6 +3,7 @@ must be fame_core.inspect's for the same user."""
 
 import base64
 import json
+import re
 
 import numpy as np
 import pytest
@@ -25,16 +26,35 @@ def decode(array):
     return np.asarray(array)
 
 
+def cell_id(cell: str) -> int:
+    """The item id of one cell of the lists table ('▶ item 63 · Horror', '● 4144 · Brand: …')."""
+    return int(re.search(r"\d+", cell).group())
+
+
 def shown_lists(at, H=2):
-    """The per-head lists and the merged list, as item-id lists."""
-    return [t.value["item"].tolist() for t in list(at.table)[:H + 1]]
+    """The per-head lists and the merged list (the columns of one rank-aligned table), as item ids."""
+    table = at.table[0].value
+    assert table.shape[1] == H + 1 and list(table.index) == list(range(1, len(table) + 1))
+    return [[cell_id(c) for c in table[col]] for col in table.columns]
 
 
-def test_default_view_is_demo_user_1_with_the_models_own_numbers(demo):
+def default_user(data):
+    """The first user whose test target is not in their own history (the app's default)."""
+    for u in data.user_ids:
+        if len(data.sequences[data.user_row(u)]) < 3:
+            continue
+        seq, target = fame_core.user_example(data, u)
+        if target not in set(seq):
+            return u
+
+
+def test_default_view_is_the_first_user_with_a_rankable_target_with_the_models_own_numbers(demo):
     at = run_app()
-    assert at.title[0].value == "Case study" and at.subheader[0].value == "History of user 1"
     model, data = demo
-    seq, target = fame_core.user_example(data, "1")
+    user = default_user(data)
+    assert user != "1"                      # user 1's target is in the history: rank meaningless
+    assert at.title[0].value == "Case study" and at.subheader[0].value == f"History of user {user}"
+    seq, target = fame_core.user_example(data, user)
     insp = fame_core.inspect(model, seq, target, top_k=20)
     lists = shown_lists(at)
     assert lists[0] == insp.top["head:0"].tolist() and lists[1] == insp.top["head:1"].tolist()
@@ -46,7 +66,8 @@ def test_default_view_is_demo_user_1_with_the_models_own_numbers(demo):
         np.testing.assert_allclose(z, insp.attention[h, :, -1, :], rtol=1e-5)
     router = decode(plotly_spec(at, 4)["data"][0]["z"]).reshape(-1, 4)     # positions x experts
     np.testing.assert_allclose(router, insp.router[1], rtol=1e-5)
-    assert [b.proto.label for b in at.get("download_button")] == ["PDF", "SVG", "PNG", "CSV", "Sidecar JSON", "All figures (zip)"]
+    assert [b.proto.label for b in at.get("download_button")] == ["PDF", "SVG", "PNG", "CSV", "JSON", "All figures (zip)"]
+    assert not at.info                                          # the target has a rank: no explanation needed
     assert all("rank_gated" not in d.value.columns for d in at.dataframe)   # the user table waits until asked
 
 
@@ -122,7 +143,7 @@ def test_deep_link_restores_the_view():
 def test_bad_query_parameters_give_a_friendly_message(params, message):
     at = run_app(**params)
     assert any(message in w.value for w in at.warning), [w.value for w in at.warning]
-    assert at.subheader[0].value == "History of user 1"
+    assert at.subheader[0].value == f"History of user {default_user(fame_core.load(REPO / 'checkpoints' / 'demo')[1])}"
 
 
 def test_a_checkpoint_whose_data_is_missing_opens_model_only(tmp_path, monkeypatch, demo):

@@ -23,7 +23,7 @@ def test_page_shows_verdict_maps_neighbours_and_table(demo):
     at = open_page(projection="pca", item="42")
     assert at.title[0].value == "Facet explorer"
     spec = specialisation(head_alignment(model, data))
-    verdict = at.markdown[0].value
+    verdict = next(m.value for m in at.markdown if m.value.startswith("**Specialisation checks**"))
     for h in range(2):
         expected = "no facet" if spec[f"head {h}"]["facet"] is None else f"≈ {spec[f'head {h}']['facet']}"
         assert f"head {h}" in verdict and expected in verdict
@@ -62,7 +62,7 @@ def test_umap_maps_draw(demo):
 
 def test_demo_facets_passes_the_head_and_gate_checks():
     at = open_page(checkpoint="demo-facets", projection="pca")
-    verdict = at.markdown[0].value
+    verdict = next(m.value for m in at.markdown if m.value.startswith("**Specialisation checks**"))
     assert ":green-badge[head 0 ≈ genre" in verdict and ":green-badge[head 1 ≈ actor" in verdict
     assert ":green-badge[gate → planted facet 0.91" in verdict
 
@@ -75,10 +75,12 @@ def test_case_study_shows_the_same_checks():
     assert not any(m.value.startswith("**Specialisation checks**") for m in at.markdown)
 
 
-def test_without_planted_truth_gate_and_experts_are_checked_on_the_data(monkeypatch, demo):
+def test_without_planted_truth_gate_and_experts_are_checked_on_the_data(monkeypatch, tmp_path, demo):
     import streamlit as st
 
     from fame_core import facets
+
+    monkeypatch.setenv("FAME_CACHE", str(tmp_path))   # the planted checks of earlier tests are on disk
 
     # a data set with facets but no planted users (MovieLens, Amazon) reaches real_checks
     monkeypatch.setattr(facets, "planted_checks", lambda model, data: None)
@@ -87,7 +89,7 @@ def test_without_planted_truth_gate_and_experts_are_checked_on_the_data(monkeypa
         at = open_page(projection="pca")
     finally:
         st.cache_data.clear()
-    verdict = at.markdown[0].value
+    verdict = next(m.value for m in at.markdown if m.value.startswith("**Specialisation checks**"))
     model, data = demo
     real = facets.real_checks(model, data, "genre")
     assert f"gate picks the better head {real['gate_accuracy']:.2f}" in verdict
