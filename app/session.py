@@ -136,15 +136,25 @@ def count_input(where, label: str, key: str, lo: int, hi: int, default: int, **k
     """A number box for a checked URL count (see count_param): shows the value actually used
     and writes changes back to the URL."""
     value = count_param(key, lo, hi, default)
+    return int(url_widget(where.number_input, key, value, label, min_value=lo, max_value=hi, step=1, **kwargs))
+
+
+def url_widget(make, key: str, value, *args, **kwargs):
+    """`make(*args, key=key, ...)` (a Streamlit widget) kept equal to URL parameter `key`: on a
+    new link (or the first run) it shows `value`, the checked value in use, not the raw text of
+    the link; a change in the widget is written to the URL."""
     if key not in st.session_state or st.session_state.get(f"{key}:from_url") != st.query_params.get(key):
-        st.session_state[key] = value     # a new link (or the first run): the box shows the link's value
+        st.session_state[key] = value
     st.session_state[f"{key}:from_url"] = st.query_params.get(key)
+    return make(*args, key=key, on_change=lambda: set_url_value(key, st.session_state[key]), **kwargs)
 
-    def to_url():
-        st.query_params[key] = str(int(st.session_state[key]))
-        st.session_state[f"{key}:from_url"] = st.query_params[key]
 
-    return int(where.number_input(label, min_value=lo, max_value=hi, step=1, key=key, on_change=to_url, **kwargs))
+def set_url_value(key: str, value) -> None:
+    """Set widget `key` and its URL parameter together (from a callback, e.g. a click on a map)."""
+    text = str(int(value)) if isinstance(value, float) and float(value).is_integer() else str(value)
+    st.session_state[key] = value
+    st.query_params[key] = text
+    st.session_state[f"{key}:from_url"] = text
 
 
 # ---- slow analyses: cached in memory and on disk per checkpoint fingerprint ------------------------

@@ -135,7 +135,7 @@ def test_deep_link_restores_the_view():
 
 
 @pytest.mark.parametrize("params,message", [
-    ({"user": "no-such-user"}, "User `no-such-user` is not in data set"),
+    ({"user": "no-such-user"}, "`user=no-such-user` is not a user of data set"),
     ({"merge": "head:7"}, "`merge=head:7` is not available"),
     ({"checkpoint": "../../etc/passwd"}, "`checkpoint=../../etc/passwd` is not available"),
     ({"head": "x"}, "`head=x` is not available"),
@@ -171,3 +171,57 @@ def test_the_documented_sports_user_230_link_opens_its_case_study():
     insp = fame_core.inspect(model, seq, target, top_k=20)
     assert shown_lists(at) == [insp.top["head:0"].tolist(), insp.top["head:1"].tolist(), insp.top["gated"].tolist()]
     assert not any(m.value.startswith("**Specialisation checks**") for m in at.markdown)   # 18k items: off by default
+
+
+BAD_COUNTS = ["inf", "-inf", "1e309", "abc", "-5", "0", "101"]
+
+
+@pytest.mark.parametrize("value", BAD_COUNTS)
+def test_a_bad_k_is_a_visible_warning_and_the_box_shows_the_k_used(value):
+    at = run_app(user="3", k=value)
+    used = {"-5": 1, "0": 1, "101": 100}.get(value, 20)
+    assert [w.value for w in at.warning] == [w.value for w in at.warning if f"`k={value}`" in w.value and f"using k={used}" in w.value]
+    assert len(at.warning) == 1
+    assert at.number_input(key="k").value == used and at.query_params["k"] == str(used)
+    assert all(len(items) == used for items in shown_lists(at))
+
+
+@pytest.mark.parametrize("value", BAD_COUNTS)
+def test_a_bad_user_is_a_visible_warning_and_the_box_shows_the_user_shown(demo, value):
+    if demo[1].has_user(value):           # the demo world has users 1..2000: 101 is one of them
+        pytest.skip(f"{value} is a real user of the demo world")
+    at = run_app(user=value)
+    user = default_user(demo[1])
+    assert len(at.warning) == 1 and f"`user={value}`" in at.warning[0].value and f"showing user {user}" in at.warning[0].value
+    assert at.text_input(key="user").value == user and at.query_params["user"] == user
+    assert at.subheader[0].value == f"History of user {user}"
+
+
+def _damage_config(d):
+    (d / "config.json").write_text("{not json")
+
+
+def _cut_weights(d):
+    (d / "weights.safetensors").write_bytes((d / "weights.safetensors").read_bytes()[:1000])
+
+
+def _dataset_is_a_list(d):
+    (d / "dataset.json").write_text("[1, 2]")
+
+
+def _deeply_nested_config(d):
+    (d / "config.json").write_text("[" * 100_000 + "]" * 100_000)
+
+
+@pytest.mark.parametrize("damage", [_damage_config, _cut_weights, _dataset_is_a_list, _deeply_nested_config])
+def test_a_damaged_checkpoint_under_a_root_is_one_line_not_a_traceback(tmp_path, monkeypatch, damage):
+    import shutil
+    import streamlit as st
+
+    shutil.copytree(REPO / "checkpoints" / "demo", tmp_path / "roots" / "broken")
+    damage(tmp_path / "roots" / "broken")
+    monkeypatch.setenv("FAME_CHECKPOINTS", str(tmp_path / "roots"))
+    st.cache_resource.clear()
+    at = run_app(checkpoint="roots/broken")          # run_app asserts that nothing was raised
+    assert len(at.error) == 1 and "\n" not in at.error[0].value and "broken" in at.error[0].value
+    assert [t.value for t in at.title] == ["FAME workbench"]   # the sidebar only: no page over a missing model

@@ -94,3 +94,12 @@ def test_without_planted_truth_gate_and_experts_are_checked_on_the_data(monkeypa
     real = facets.real_checks(model, data, "genre")
     assert f"gate picks the better head {real['gate_accuracy']:.2f}" in verdict
     assert f"experts → next item's genre: MI {real['expert_mi']:.3f}" in verdict
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "1e309", "abc", "-5", "0", "601"])
+def test_a_bad_item_is_a_visible_warning_and_the_box_shows_the_item_used(demo, value):
+    at = open_page(projection="pca", item=value)
+    used = {"-5": 1, "0": 1, "601": 600}.get(value, 1)
+    assert len(at.warning) == 1 and f"`item={value}`" in at.warning[0].value and f"using item={used}" in at.warning[0].value
+    assert at.number_input(key="item").value == used and at.query_params["item"] == str(used)
+    assert at.subheader[0].value == f"Nearest neighbours of {demo[1].label(used)}"

@@ -34,10 +34,23 @@ st.title("Case study")
 for key, allowed in (("merge", MODES), ("head", [str(h) for h in range(H)]), ("split", ["test", "valid"]),
                      ("scale", list(SCALES))):
     session.warn_bad_param(key, allowed)
+split = st.query_params.get("split") if st.query_params.get("split") in ("test", "valid") else "test"
+if data is not None:                 # checked before the box is drawn, so the box shows the user used
+    fallback = lists.default_user(data, split)
+    asked, problem = st.query_params.get("user"), None
+    if asked and not data.has_user(asked):
+        problem = f"`user={asked[:40]}` is not a user of data set {data.name}; showing user {fallback}."
+    elif asked and len(data.sequences[data.user_row(asked)]) < 3:
+        problem = f"`user={asked}` has fewer than 3 items and cannot be split; showing user {fallback}."
+    if problem:
+        st.warning(problem)
+        st.query_params["user"] = str(fallback)    # the link now says what is shown
+    used = str(fallback) if problem or not asked else asked
+else:
+    used = ""
 top = st.columns([2, 1, 1, 1])
-user = top[0].text_input("User id", key="user", bind="query-params",
-                         placeholder=f"e.g. {data.user_ids[0]}" if data is not None else "no data set: edit a sequence below",
-                         disabled=data is None)
+user = session.url_widget(top[0].text_input, "user", used, "User id", disabled=data is None,
+                          placeholder=f"e.g. {data.user_ids[0]}" if data is not None else "no data set: edit a sequence below")
 split = top[1].segmented_control("Split", ["test", "valid"], default="test", key="split", bind="query-params",
                                  help="test: history = all but the last item; valid: all but the last two") or "test"
 k = session.count_input(top[2], "Top k", "k", 1, 100, lists.TOP_K)
@@ -47,14 +60,7 @@ scale = top[3].segmented_control("Colour scale", list(SCALES), default="unit", k
 
 seq, target, who = [], None, "hand-made sequence"
 if data is not None:
-    fallback = lists.default_user(data, split)
-    if user and not data.has_user(user):
-        st.warning(f"User `{user[:40]}` is not in data set {data.name}; showing user {fallback}.")
-        user = ""
-    if user and len(data.sequences[data.user_row(user)]) < 3:
-        st.warning(f"User `{user}` has fewer than 3 items and cannot be split; showing user {fallback}.")
-        user = ""
-    user = user or fallback
+    user = user if user and data.has_user(user) else fallback
     seq, target = data.example(data.user_row(user), split)
     who = f"user {user}"
 
@@ -77,7 +83,7 @@ if data is not None:
             def pick(users):
                 selected = st.session_state["user_table"].selection.rows
                 if selected:
-                    st.session_state["user"] = users[selected[0]]
+                    session.set_url_value("user", str(users[selected[0]]))
 
             st.caption(f"{len(shown):,} of {len(table):,} users. Click a row to open that user.")
             st.dataframe(shown, hide_index=True, height=260, key="user_table", selection_mode="single-row",

@@ -52,9 +52,7 @@ palette = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#d
 def pick(key: str):
     points = st.session_state[key].selection.points
     if points:
-        st.session_state["item"] = int(points[0]["customdata"])
-        st.query_params["item"] = str(st.session_state["item"])
-        st.session_state["item:from_url"] = st.query_params["item"]
+        session.set_url_value("item", int(points[0]["customdata"]))
 
 
 cols = st.columns(len(representations))
