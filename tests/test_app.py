@@ -225,3 +225,38 @@ def test_a_damaged_checkpoint_under_a_root_is_one_line_not_a_traceback(tmp_path,
     at = run_app(checkpoint="roots/broken")          # run_app asserts that nothing was raised
     assert len(at.error) == 1 and "\n" not in at.error[0].value and "broken" in at.error[0].value
     assert [t.value for t in at.title] == ["FAME workbench"]   # the sidebar only: no page over a missing model
+
+
+def test_first_render_of_the_case_study_draws_everything_without_the_facet_checks(monkeypatch, tmp_path):
+    from fame_core import facets
+
+    monkeypatch.setenv("FAME_CACHE", str(tmp_path))       # nothing measured yet for this checkpoint
+    calls = []
+    for module, name in ((facets, "head_alignment"), (facets, "planted_checks"), (facets, "real_checks"),
+                         (fame_core, "inspect")):
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, _real=real, _name=name, **kw: calls.append(_name) or _real(*a, **kw))
+    at = run_app(user="3")
+    assert calls == ["inspect"]                                   # lists, gates and maps: one inspection, no checks
+    assert len(at.table) == 1 and len(at.get("plotly_chart")) == 1 + 2 * 2
+    assert not any(m.value.startswith("**Specialisation checks**") for m in at.markdown)
+    at.toggle(key="checks").set_value(True).run()                 # asked for: measured after everything else
+    assert "head_alignment" in calls and "planted_checks" in calls
+    assert any(m.value.startswith("**Specialisation checks**") for m in at.markdown)
+    order = [getattr(e, "type", "") if not hasattr(e, "value") or not isinstance(e.value, str) else e.value
+             for e in at.main]                                    # every element, in page order
+    verdict = next(i for i, e in enumerate(order) if str(e).startswith("**Specialisation checks**"))
+    assert verdict > max(i for i, e in enumerate(order) if e in ("table", "plotly_chart"))
+
+
+def test_app_heatmaps_use_the_declared_colour_scale(demo):
+    from fame_core import scales
+
+    model, data = demo
+    insp = fame_core.inspect(model, *fame_core.user_example(data, "3"), top_k=20)
+    for policy in ("unit", "own"):
+        at = run_app(user="3", scale=policy)
+        router = plotly_spec(at, 2)["data"][0]                    # head 0's router map
+        declared = scales.router_scale(insp, 0, policy)
+        assert router["zmin"] == 0 and router["zmax"] == pytest.approx(declared.vmax, rel=1e-6)
+        assert f"{declared.uniform:.3g} = 1/4 uniform" in router["colorbar"]["ticktext"]
