@@ -133,6 +133,20 @@ def user_example(dataset: SequenceDataset, user, split: str = "test") -> tuple[n
     return dataset.example(dataset.user_row(user), split)
 
 
+def recorded_data_path(spec: str, checkpoint_dir) -> str | None:
+    """Where a data path recorded in a checkpoint is: as given (absolute, or relative to the
+    working directory), else relative to the folders above the checkpoint, nearest first (a
+    path recorded as `../shared/data/...` at the repository root then opens from a notebook
+    folder too). None when no candidate exists."""
+    path = Path(spec).expanduser()
+    if path.is_absolute() or path.exists():
+        return str(path) if path.exists() else None
+    for base in Path(checkpoint_dir).resolve().parents:
+        if (base / path).exists():
+            return str((base / path).resolve())
+    return None
+
+
 def load(checkpoint_dir, data=None, device: str = "cpu"):
     """Open a checkpoint: returns (model, dataset).
 
@@ -145,6 +159,8 @@ def load(checkpoint_dir, data=None, device: str = "cpu"):
     record = model.dataset_record
     if data is None:
         spec = record.get("spec")
+        if record.get("reader") != "synthetic" and spec:
+            spec = recorded_data_path(spec, checkpoint_dir) or spec
         reachable = record.get("reader") == "synthetic" or (spec and Path(spec).exists())
         if not reachable:
             print(f"note: data set {record.get('name')!r} not found at {spec}; opened the model alone "
@@ -157,4 +173,4 @@ def load(checkpoint_dir, data=None, device: str = "cpu"):
     return model, data
 
 
-__all__ = ["Inspection", "inspect", "load", "user_example"]
+__all__ = ["Inspection", "inspect", "load", "recorded_data_path", "user_example"]
