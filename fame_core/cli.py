@@ -88,17 +88,21 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--include-history", action="store_true", help="let history items into the lists")
     i.add_argument("--json", action="store_true")
 
+    from .lists import LABEL_RULES, TOP_K   # one default for the app and the CLI
+    from .scales import DEFAULT_SCALE, SCALES
+
     x = sub.add_parser("export", help="paper-ready figures of one user: PDF, SVG, PNG, CSV and sidecar JSON")
     _add_who(x)
-    x.add_argument("--top-k", type=int, default=20, help="list length in the case-study figure (default 20, as in the app)")
-    x.add_argument("--labels", choices=["ids", "short", "full"], default="short",
+    x.add_argument("--top-k", type=int, default=TOP_K,
+                   help=f"list length in the case-study figure (default {TOP_K}, as in the app)")
+    x.add_argument("--labels", choices=list(LABEL_RULES), default="short",
                    help="item labels: ids only, short (cut with '…' at 28 characters), full (wrapped); default short")
     x.add_argument("--width", default="double",
                    help="case-study width: single (3.3 in), double (7 in, default) or inches")
     x.add_argument("--font-size", type=float, default=None, help="case-study font size in points (default 7; 6 for single)")
     x.add_argument("--history-max", type=int, default=None,
                    help="elide the middle of histories longer than this, with a count (default: show all, wrapped)")
-    x.add_argument("--scale", choices=["unit", "shared", "own"], default="unit",
+    x.add_argument("--scale", choices=list(SCALES), default=DEFAULT_SCALE,
                    help="colour scale of attention and router maps: unit 0..1 (default), shared 0..max over all "
                         "heads and experts, own 0..max of each map; the uniform level is marked on every bar")
     x.add_argument("--formats", default="pdf,svg,png", help="comma-separated, of pdf, svg, png")
