@@ -260,3 +260,19 @@ def test_app_heatmaps_use_the_declared_colour_scale(demo):
         declared = scales.router_scale(insp, 0, policy)
         assert router["zmin"] == 0 and router["zmax"] == pytest.approx(declared.vmax, rel=1e-6)
         assert f"{declared.uniform:.3g} = 1/4 uniform" in router["colorbar"]["ticktext"]
+
+
+def test_a_target_already_in_the_history_gets_an_explanation_not_a_rank(demo):
+    model, data = demo
+    seq, target = fame_core.user_example(data, "1")
+    assert target in set(seq)                                     # user 1: the target is one of the inputs
+    at = run_app(user="1")
+    assert len(at.info) == 1 and f"The target (item {target}) is already in this history" in at.info[0].value
+    ranks = next(d.value for d in at.dataframe if "target rank" in d.value.columns)
+    assert (ranks["target rank"] == "in history").all()
+    assert not any("target rank" in m.value for m in at.markdown)   # no bare rank 601 of 600 anywhere
+    assert target_marks(at.table[0].value) == 0                  # history items are in no list
+
+
+def target_marks(table) -> int:
+    return sum(str(c).startswith("▶") for col in table.columns for c in table[col])
