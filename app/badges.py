@@ -5,7 +5,6 @@ real_checks) through the cached functions of session.
 """
 
 import session
-from fame_core.facets import specialisation
 
 CHECKS_HELP = (
     "A head 'is' a facet only if a linear probe on its item sub-embeddings predicts that facet at least "
@@ -24,6 +23,8 @@ def _colour(ok: bool) -> str:
 
 def facet_badges(model, path: str, data_path: str | None, facet: str) -> list[str]:
     """Markdown badges: one per head, one for the gate, one for the experts (when N > 1)."""
+    from fame_core.facets import specialisation   # scikit-learn: imported when a check is asked for
+
     spec = specialisation(session.alignment(path, data_path))
     badges = []
     for h in range(model.config.n_heads):

@@ -6,8 +6,10 @@ Presentation glue only; every number comes from fame_core.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
@@ -18,10 +20,48 @@ if str(REPO) not in sys.path:  # `streamlit run app/streamlit_app.py` from a clo
 
 import fame_core  # noqa: E402
 from fame_core import datahome  # noqa: E402
+from fame_core import cache, lists, scales  # noqa: E402  (fame_core.facets, with scikit-learn, on first use)
 from fame_core.checkpoint import find_checkpoints  # noqa: E402
 from fame_core.users import user_table  # noqa: E402
 
 DEFAULT_CHECKPOINT = "demo"
+MAP_ITEMS = 5000    # items drawn on a map: a fixed random sample beyond this (UMAP of 18k items takes minutes)
+AUTO_CHECKS_ITEMS = 5000   # the Facet explorer measures at once up to this many items; beyond, on request
+
+
+@dataclass(frozen=True)
+class PageContext:
+    """What the sidebar chose, for every page: the checkpoint (display name and path), its data
+    set (None where it is not on disk) and the model."""
+
+    name: str
+    path: str
+    data_path: str | None
+    model: object
+    data: object | None
+
+    @property
+    def config(self):
+        return self.model.config
+
+    @property
+    def n_heads(self) -> int:
+        return self.model.config.n_heads
+
+    @property
+    def n_experts(self) -> int:
+        return self.model.config.n_experts
+
+    def label(self, item: int) -> str:
+        return self.data.label(item) if self.data is not None else f"item {int(item)}"
+
+    @property
+    def slug(self) -> str:
+        return self.name.replace("/", "_")
+
+
+def context() -> PageContext:
+    return st.session_state["ctx"]
 
 
 def checkpoint_roots() -> list[Path]:
@@ -49,6 +89,19 @@ def open_checkpoint(path: str, data_path: str | None):
     return fame_core.load(path, data=data_path or None, data_roots=None if data_path else datahome.data_roots())
 
 
+def open_or_message(name: str, path: str, data_path: str | None):
+    """(model, data, None) or (None, None, one-line message): a damaged checkpoint is a message
+    naming it, never a traceback, and never echoes the content of its files."""
+    try:
+        model, data = open_checkpoint(path, data_path)
+        return model, data, None
+    except fame_core.FameError as err:
+        return None, None, str(err).splitlines()[0]
+    except Exception as err:  # noqa: BLE001 - a damaged file can fail in any reader; say which checkpoint
+        return None, None, (f"Checkpoint `{name}` cannot be opened: its files are damaged "
+                            f"({type(err).__name__}); choose another one or retrain it.")
+
+
 @st.cache_data(show_spinner="Ranking every user under gated and concatenated merging…", max_entries=8)
 def users(path: str, data_path: str | None, split: str, k: int):
     model, data = open_checkpoint(path, data_path)
@@ -66,50 +119,152 @@ def warn_bad_param(key: str, allowed) -> None:
     value = st.query_params.get(key)
     if value is not None and value not in allowed:
         shown = ", ".join(list(allowed)[:6]) + (" …" if len(allowed) > 6 else "")
-        st.warning(f"The link's `{key}={value}` is not available here (choose from: {shown}); using the default.")
+        st.warning(f"The link's `{key}={value[:40]}` is not available here (choose from: {shown}); using the default.")
+
+
+def count_param(key: str, lo: int, hi: int, default: int) -> int:
+    """A whole-number URL parameter, checked at the edge: a bad one (inf, nan, 1e309, abc, out
+    of range) gives one visible line, and the URL gets the value used. Its widget is made with
+    `count_input`, which keeps URL and widget equal."""
+    value, message = lists.parse_count(st.query_params.get(key), lo, hi, default, key)
+    if message:
+        st.warning(message)
+    if key in st.query_params and st.query_params.get(key) != str(value):
+        st.query_params[key] = str(value)
+    return value
+
+
+def count_input(where, label: str, key: str, lo: int, hi: int, default: int, **kwargs) -> int:
+    """A number box for a checked URL count (see count_param): shows the value actually used
+    and writes changes back to the URL."""
+    value = count_param(key, lo, hi, default)
+    return int(url_widget(where.number_input, key, value, label, min_value=lo, max_value=hi, step=1, **kwargs))
+
+
+def url_widget(make, key: str, value, *args, **kwargs):
+    """`make(*args, key=key, ...)` (a Streamlit widget) kept equal to URL parameter `key`: on a
+    new link (or the first run) it shows `value`, the checked value in use, not the raw text of
+    the link; a change in the widget is written to the URL."""
+    if key not in st.session_state or st.session_state.get(f"{key}:from_url") != st.query_params.get(key):
+        st.session_state[key] = value
+    st.session_state[f"{key}:from_url"] = st.query_params.get(key)
+    return make(*args, key=key, on_change=lambda: set_url_value(key, st.session_state[key]), **kwargs)
+
+
+def set_url_value(key: str, value) -> None:
+    """Set widget `key` and its URL parameter together (from a callback, e.g. a click on a map)."""
+    text = str(int(value)) if isinstance(value, float) and float(value).is_integer() else str(value)
+    st.session_state[key] = value
+    st.query_params[key] = text
+    st.session_state[f"{key}:from_url"] = text
+
+
+# ---- slow analyses: cached in memory and on disk per checkpoint fingerprint ------------------------
+
+def _disk_key(path: str, data_path: str | None, name: str) -> str:
+    return name if not data_path else f"{name}-{hashlib.sha256(str(data_path).encode()).hexdigest()[:8]}"
+
+
+def checks_cached(path: str, data_path: str | None, facet: str) -> bool:
+    """True when the facet checks of this checkpoint are on disk (reading them is instant)."""
+    model, data = open_checkpoint(path, data_path)
+    names = ["alignment"] + (["planted_checks"] if data is not None and data.truth is not None else [f"real_checks-{facet}"])
+    return all(cache.is_cached(path, _disk_key(path, data_path, n)) for n in names)
 
 
 @st.cache_data(show_spinner="Measuring how each head separates the item facets…", max_entries=8)
 def alignment(path: str, data_path: str | None):
-    from fame_core.facets import head_alignment
+    from fame_core import facets
 
     model, data = open_checkpoint(path, data_path)
-    return head_alignment(model, data, max_items=MAP_ITEMS // 2)
-
-
-MAP_ITEMS = 5000  # items drawn on a map: a fixed random sample beyond this (UMAP of 18k items takes minutes)
+    return cache.cached_json(path, _disk_key(path, data_path, "alignment"),
+                             lambda: facets.head_alignment(model, data, max_items=MAP_ITEMS // 2))
 
 
 @st.cache_data(show_spinner="Projecting the item embeddings to 2-d…", max_entries=32)
 def projection(path: str, data_path: str | None, representation: str, method: str):
     """(n_items+1, 2) map coordinates of one representation (NaN for items outside the drawn
-    sample; row 0 unused); cached, so recolouring is instant."""
+    sample; row 0 unused); cached in memory and (UMAP) on disk, so recolouring is instant."""
     import numpy as np
 
-    from fame_core.facets import item_representations, project
+    from fame_core import facets
 
     model, _ = open_checkpoint(path, data_path)
-    X = item_representations(model)[representation]
-    n = X.shape[0] - 1
-    items = np.arange(1, n + 1)
-    if n > MAP_ITEMS:
-        items = np.sort(np.random.default_rng(0).choice(items, MAP_ITEMS, replace=False))
-    coords = np.full((n + 1, 2), np.nan)
-    coords[items] = project(X[items], method)
-    return coords
+
+    def compute():
+        X = facets.item_representations(model)[representation]
+        n = X.shape[0] - 1
+        items = np.arange(1, n + 1)
+        if n > MAP_ITEMS:
+            items = np.sort(np.random.default_rng(0).choice(items, MAP_ITEMS, replace=False))
+        coords = np.full((n + 1, 2), np.nan)
+        coords[items] = facets.project(X[items], method)
+        return coords
+
+    if method == "pca":
+        return compute()   # under a second: not worth a file
+    return cache.cached_array(path, f"projection-{method}-{representation}", compute)
 
 
 @st.cache_data(show_spinner="Checking gate and experts against the planted facets…", max_entries=8)
 def planted_checks(path: str, data_path: str | None):
-    from fame_core.facets import planted_checks as checks
+    from fame_core import facets
 
     model, data = open_checkpoint(path, data_path)
-    return checks(model, data)
+    if data.truth is None:
+        return None
+    return cache.cached_json(path, _disk_key(path, data_path, "planted_checks"), lambda: facets.planted_checks(model, data))
 
 
 @st.cache_data(show_spinner="Checking gate and experts against the heads' rankings and the item facet…", max_entries=8)
 def real_checks(path: str, data_path: str | None, facet: str):
-    from fame_core.facets import real_checks as checks
+    from fame_core import facets
 
     model, data = open_checkpoint(path, data_path)
-    return checks(model, data, facet)
+    return cache.cached_json(path, _disk_key(path, data_path, f"real_checks-{facet}"),
+                             lambda: facets.real_checks(model, data, facet))
+
+
+# ---- figures: drawn by fame_core.export when a download is clicked ------------------------------------
+
+def figure_catalogue(insp):
+    from fame_core.catalogue import figure_catalogue as catalogue
+
+    return catalogue(insp)
+
+
+def figure_file(insp, spec, label, k: int, title: str, options: dict, fmt: str, meta: dict) -> bytes:
+    """One file of one figure: pdf/svg/png, its numbers (csv) or its sidecar (json)."""
+    import json
+
+    from fame_core import export
+
+    fig, table = export.build_figure(insp, spec, label, k, title, **options)
+    if fmt == "csv":
+        return table.to_csv().encode()
+    if fmt == "json":
+        return (json.dumps(export.sidecar(fig, dict(meta, **spec.meta(), **options)), indent=2, default=str) + "\n").encode()
+    return export.figure_bytes(fig, fmt)
+
+
+# ---- one download row for every view -----------------------------------------------------------------
+
+MIME = {"pdf": "application/pdf", "svg": "image/svg+xml", "png": "image/png", "csv": "text/csv",
+        "json": "application/json", "zip": "application/zip"}
+
+
+def download_row(stem: str, render, formats=("pdf", "svg", "png", "csv"), extra=(), prefix: str = "", key: str = "dl"):
+    """Download buttons in one row: `render(fmt) -> bytes` for each format (called only on a
+    click), then `extra` (label, data or callable, file name) buttons."""
+    from functools import partial
+
+    cols = st.columns(len(formats) + len(extra))
+    for col, fmt in zip(cols, formats):
+        col.download_button(f"{prefix}{fmt.upper()}", partial(render, fmt), file_name=f"{stem}.{fmt}", mime=MIME[fmt],
+                            key=f"{key}_{fmt}")
+    for col, (label, data, file_name) in zip(cols[len(formats):], extra):
+        col.download_button(label, data, file_name=file_name, mime=MIME[file_name.rsplit(".", 1)[-1]],
+                            key=f"{key}_{file_name.rsplit('.', 1)[-1]}_{label}")
+
+
+__all__ = ["PageContext", "context", "scales"]

@@ -1,15 +1,16 @@
 """FAME facet workbench: `streamlit run app/streamlit_app.py [-- --checkpoints DIR]`.
 
 The sidebar picks a checkpoint (any directory under the configured roots) and, where the
-checkpoint's data set is not on disk, asks for its path. Pages read the choice from
-`st.session_state["ctx"]`. The checkpoint is part of the URL, so a view can be shared.
+checkpoint's data set is not on disk, asks for its path. Pages read the choice as a typed
+`session.PageContext` (`session.context()`). The checkpoint is part of the URL, so a view can be
+shared.
 """
 
 import streamlit as st
 
 import session
 
-st.set_page_config(page_title="FAME facet workbench", page_icon="🔎", layout="wide")
+st.set_page_config(page_title="FAME facet workbench", page_icon=":material/manage_search:", layout="wide")
 
 checkpoints = session.available_checkpoints()
 names = list(checkpoints)
@@ -25,11 +26,9 @@ with st.sidebar:
                         help="Directories under checkpoints/, `-- --checkpoints DIR` or $FAME_CHECKPOINTS")
     path = checkpoints[name]
     data_path = st.session_state.get(f"data_path:{name}") or None
-    try:
-        model, data = session.open_checkpoint(path, data_path)
-    except session.fame_core.FameError as err:
-        st.error(str(err))
-        model, data = None, None
+    model, data, problem = session.open_or_message(name, path, data_path)
+    if problem:
+        st.error(problem)
     if model is not None and data is None:
         record = model.dataset_record
         st.warning(f"Data set **{record.get('name')}** is not at its recorded path `{record.get('spec')}`. "
@@ -52,12 +51,14 @@ with st.sidebar:
                    f"L={cfg.n_layers}" + (f"  \nData: **{data.name}** ({data.n_users:,} users, {data.n_items:,} items)"
                                           if data is not None else ""))
         test = model.training_record.get("test")
-        if test:
+        if isinstance(test, dict) and all(isinstance(test.get(k), (int, float)) for k in ("HR@10", "NDCG@10", "NDCG@20")):
             st.caption("Test (history masked): " + " · ".join(f"{k} {test[k]:.4f}" for k in ("HR@10", "NDCG@10", "NDCG@20")))
 
-st.session_state["ctx"] = {"name": name, "path": path, "data_path": data_path, "model": model, "data": data}
-page = st.navigation([st.Page("views/case_study.py", title="Case study", icon="🧭", default=True),
-                      st.Page("views/facet_explorer.py", title="Facet explorer", icon="🗺️", url_path="facets")])
+if model is not None:
+    st.session_state["ctx"] = session.PageContext(name=name, path=path, data_path=data_path, model=model, data=data)
+page = st.navigation([st.Page("views/case_study.py", title="Case study", icon=":material/person_search:", default=True),
+                      st.Page("views/facet_explorer.py", title="Facet explorer", icon=":material/scatter_plot:",
+                              url_path="facets")])
 if model is None:
     st.stop()
 page.run()

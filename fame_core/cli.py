@@ -141,9 +141,23 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--include-history", action="store_true", help="let history items into the lists")
     i.add_argument("--json", action="store_true")
 
+    from .lists import LABEL_RULES, TOP_K   # one default for the app and the CLI
+    from .scales import DEFAULT_SCALE, SCALES
+
     x = sub.add_parser("export", help="paper-ready figures of one user: PDF, SVG, PNG, CSV and sidecar JSON")
     _add_who(x)
-    x.add_argument("--top-k", type=int_in(1, 100), default=10, help="list length in the case-study figure (default 10)")
+    x.add_argument("--top-k", type=int_in(1, 100), default=TOP_K,
+                   help=f"list length in the case-study figure (default {TOP_K}, as in the app)")
+    x.add_argument("--labels", choices=list(LABEL_RULES), default="short",
+                   help="item labels: ids only, short (cut with '…' at 28 characters), full (wrapped); default short")
+    x.add_argument("--width", default="double",
+                   help="case-study width: single (3.3 in), double (7 in, default) or inches")
+    x.add_argument("--font-size", type=float, default=None, help="case-study font size in points (default 7; 6 for single)")
+    x.add_argument("--history-max", type=int, default=None,
+                   help="elide the middle of histories longer than this, with a count (default: show all, wrapped)")
+    x.add_argument("--scale", choices=list(SCALES), default=DEFAULT_SCALE,
+                   help="colour scale of attention and router maps: unit 0..1 (default), shared 0..max over all "
+                        "heads and experts, own 0..max of each map; the uniform level is marked on every bar")
     x.add_argument("--formats", default="pdf,svg,png", help="comma-separated, of pdf, svg, png")
     x.add_argument("--out", required=True, help="directory to write the figures to")
     x.add_argument("--json", action="store_true")
@@ -326,13 +340,27 @@ def cmd_inspect(a) -> int:
 
 
 def cmd_export(a) -> int:
-    from .export import FORMATS, export_all
+    import math
+
+    from .export import FORMATS, WIDTHS, export_all
     from .inspection import inspect
 
     formats = [f.strip().lower() for f in a.formats.split(",") if f.strip()]
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
         raise FameError(f"--formats: unknown format {unknown[0] if unknown else '(none)'}; use pdf, svg, png")
+    if not 1 <= a.top_k <= 100:
+        raise FameError(f"--top-k {a.top_k}: give a list length from 1 to 100")
+    try:
+        width = a.width if a.width in WIDTHS else float(a.width)
+    except ValueError:
+        width = None
+    if width is None or (not isinstance(width, str) and not (math.isfinite(width) and 2 <= width <= 12)):
+        raise FameError(f"--width {a.width}: use single (3.3 in), double (7 in) or inches from 2 to 12")
+    if a.font_size is not None and not (math.isfinite(a.font_size) and 4 <= a.font_size <= 14):
+        raise FameError(f"--font-size {a.font_size}: use 4 to 14 points")
+    if a.history_max is not None and a.history_max < 2:
+        raise FameError(f"--history-max {a.history_max}: give at least 2 (or leave it out to show the whole history)")
     from .safe_io import check_output_dir, owned_by_manifest, write_export
 
     check_output_dir(a.out, owned_by_manifest, "figure export")   # before any work: never write into others' files
@@ -344,7 +372,9 @@ def cmd_export(a) -> int:
             "split": a.split, "sequence": [int(v) for v in res.sequence], "target": target,
             "title": f"Case study: {who}"}
     label = dataset.label if dataset is not None else (lambda v: f"item {v}")
-    files = write_export(a.out, lambda tmp: export_all(res, tmp, meta, label=label, k=a.top_k, formats=formats))
+    files = write_export(a.out, lambda tmp: export_all(res, tmp, meta, label=label, k=a.top_k, formats=formats,
+                                                       scale=a.scale, labels=a.labels, width=width,
+                                                       font_size=a.font_size, history_max=a.history_max))
     if a.json:
         _print_json({"out": str(a.out), "files": [str(f) for f in files]})
     else:

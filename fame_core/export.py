@@ -1,16 +1,23 @@
 """Paper-ready figures of an `Inspection`, drawn on the server with matplotlib (no browser).
 
-Every builder returns `(figure, table)`: a matplotlib Figure in one publication style (fixed size
-in inches, readable fonts, labelled axes, colour bars) and the numbers it shows as a DataFrame.
-`save_figure` writes PDF and SVG (vector; PDF fonts embedded as TrueType, `pdf.fonttype` 42, SVG
-text as outlines) and PNG at 300 dpi, plus the numbers as CSV and a sidecar JSON that says what
-the figure shows (checkpoint, data set, user, head, expert, merge mode).
+Every builder returns `(figure, table)`: a matplotlib Figure in one publication style and the
+numbers it shows as a DataFrame (full item labels in its index and columns). `save_figure` writes
+PDF and SVG (vector and editable: every heatmap cell a vector rectangle, PDF fonts embedded as
+TrueType (`pdf.fonttype` 42), SVG text kept as <text> (`svg.fonttype` 'none')) and PNG at 300
+dpi, plus the numbers as CSV and a sidecar JSON that says what the figure shows (checkpoint,
+data set, user, head, expert, colour scale, masked cells, label rule, the full labels).
+
+Colour scales come from `fame_core.scales` (the app uses the same): anchored at 0, 0..1 by
+default, the uniform level marked on the colour bar. The case study (the paper's Figure 7) has
+width presets (`WIDTHS`: single column 3.3 in, double column 7 in), a font size, and a label
+rule (`LABEL_RULES`: ids / short / full; full labels wrap, nothing is cut).
 """
 
 from __future__ import annotations
 
 import io
 import json
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
@@ -22,18 +29,26 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib import rc_context  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.patches import FancyBboxPatch  # noqa: E402
+from matplotlib.font_manager import FontProperties, findfont, get_font  # noqa: E402
+from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
+from .catalogue import FigureSpec, figure_catalogue  # noqa: E402
 from .inspection import Inspection  # noqa: E402
+from .lists import (LABEL_RULES, SHARED_MARK, TARGET_MARK, TOP_K, item_text, list_modes, lists_table,  # noqa: E402
+                    rank_change, shared_items, target_in_history, target_ranks)
+from .scales import DEFAULT_SCALE, MASK_NOTE, SCALES, ColourScale, attention_scale, causal_mask, router_scale  # noqa: E402
 
+FONT = "DejaVu Sans"
 STYLE = {
-    "pdf.fonttype": 42, "ps.fonttype": 42, "svg.fonttype": "path",
-    "font.family": "DejaVu Sans", "font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8,
+    "pdf.fonttype": 42, "ps.fonttype": 42, "svg.fonttype": "none",
+    "font.family": FONT, "font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8,
     "xtick.labelsize": 7, "ytick.labelsize": 7, "axes.spines.top": False, "axes.spines.right": False,
-    "savefig.bbox": "tight", "savefig.pad_inches": 0.02,
+    "savefig.bbox": "tight", "savefig.pad_inches": 0.02, "hatch.linewidth": 0.4,
 }
 FORMATS = ("pdf", "svg", "png")
-TARGET_COLOUR, SHARED_COLOUR, CMAP = "#d62728", "#1f77b4", "viridis"
+TARGET_COLOUR, SHARED_COLOUR, CMAP, MASK_COLOUR = "#c0392b", "#1f4e9c", "viridis", "0.85"
+WIDTHS = {"single": 3.3, "double": 7.0}   # inches: one and two columns of a two-column paper
+MAX_VECTOR_CELLS = 20_000                  # beyond this many cells a heatmap is rasterised (and says so)
 Label = Callable[[int], str]
 
 
@@ -41,121 +56,347 @@ def default_label(item: int) -> str:
     return f"item {item}"
 
 
-def short(text: str, width: int = 28) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
+# ---- item texts ------------------------------------------------------------------------------------
+
+@lru_cache(maxsize=65536)
+def text_width(text: str, size: float) -> float:
+    """Width in points of `text` set in the figures' font at `size` points (FreeType's layout,
+    as the Agg renderer measures it), with 2 % to spare."""
+    if not text:
+        return 0.0
+    font = get_font(findfont(FontProperties(family=FONT)))
+    font.set_size(size, 72)
+    font.set_text(text, 0.0)
+    return font.get_width_height()[0] / 64 * 1.02
 
 
-def _positions(insp: Inspection, label: Label) -> list[str]:
-    return [f"{i + 1}: {short(label(v), 22)}" for i, v in enumerate(insp.sequence)]
+def wrap(text: str, width_pt: float, size: float) -> list[str]:
+    """Greedy line breaks at spaces, then at '|', then anywhere: every character is kept
+    ("".join of the lines, spaces aside, is the text)."""
+    def pieces(word: str) -> list[str]:
+        if text_width(word, size) <= width_pt:
+            return [word]
+        parts, cur = [], ""
+        for token in word.replace("|", "|\x00").split("\x00"):
+            if text_width(cur + token, size) <= width_pt or not cur:
+                cur += token
+            else:
+                parts.append(cur)
+                cur = token
+        out = []
+        for p in parts + [cur]:
+            while text_width(p, size) > width_pt and len(p) > 1:   # a token too long even alone
+                n = len(p) - 1
+                while n > 1 and text_width(p[:n], size) > width_pt:
+                    n -= 1
+                out.append(p[:n])
+                p = p[n:]
+            out.append(p)
+        return out
+
+    lines, cur = [], ""
+    for word in text.split(" "):
+        for piece in pieces(word):
+            trial = f"{cur} {piece}" if cur else piece
+            if text_width(trial, size) <= width_pt:
+                cur = trial
+            else:
+                if cur:
+                    lines.append(cur)
+                cur = piece
+    return lines + ([cur] if cur else [])
 
 
-def gates_figure(insp: Inspection) -> tuple[Figure, pd.DataFrame]:
-    table = pd.DataFrame({"head": np.arange(insp.n_heads), "gate": insp.gates})
-    with rc_context(STYLE):
-        fig = Figure(figsize=(2.4, 1.8))
-        ax = fig.add_subplot()
-        ax.bar([f"head {h}" for h in table["head"]], table["gate"], color="#4c72b0")
-        for h, g in enumerate(table["gate"]):
-            ax.text(h, g, f"{g:.2f}", ha="center", va="bottom", fontsize=7)
-        ax.set_ylim(0, max(1.0, float(table["gate"].max()) * 1.15))
-        ax.set_ylabel("gate g(h)")
-        ax.set_title("Gate at the last position")
-    return fig, table
+def _positions(insp: Inspection, label: Label) -> pd.DataFrame:
+    return pd.DataFrame({"position": np.arange(1, len(insp.sequence) + 1), "item": insp.sequence.astype(int),
+                         "label": [label(int(v)) for v in insp.sequence]})
 
 
-def _heatmap(fig: Figure, values: np.ndarray, xlabels, ylabels, xlabel: str, ylabel: str, title: str, cbar: str):
+def _ticks(insp: Inspection, label: Label, rule: str = "ids") -> list[str]:
+    """Compact axis ticks: position and item id (or a short label); full labels go to CSV/sidecar."""
+    if rule == "ids":
+        return [f"{i + 1} · {int(v)}" for i, v in enumerate(insp.sequence)]
+    return [f"{i + 1} · {item_text(v, label, 'short' if rule == 'full' else rule)}" for i, v in enumerate(insp.sequence)]
+
+
+def _full_names(insp: Inspection, label: Label) -> list[str]:
+    return [f"{i + 1}: {label(int(v))}" for i, v in enumerate(insp.sequence)]
+
+
+# ---- heatmaps ----------------------------------------------------------------------------------------
+
+def _heatmap(fig: Figure, values: np.ndarray, xlabels, ylabels, xlabel: str, ylabel: str, title: str, cbar: str,
+             scale: ColourScale, mask: np.ndarray | None = None) -> dict:
+    """Cells as vector rectangles (pcolormesh), the colour bar at the declared limits with the
+    uniform level marked, masked cells hatched grey. Returns what the sidecar should say."""
     ax = fig.add_subplot()
-    im = ax.imshow(values, cmap=CMAP, vmin=0.0, vmax=max(1e-9, float(values.max())), aspect="auto")
-    ax.set_xticks(range(len(xlabels)), xlabels, rotation=60, ha="right")
-    ax.set_yticks(range(len(ylabels)), ylabels)
+    rows, cols = values.shape
+    data = np.ma.masked_array(values, mask=mask) if mask is not None else values
+    raster = values.size > MAX_VECTOR_CELLS
+    if mask is not None:
+        ax.add_patch(Rectangle((-0.5, -0.5), cols, rows, facecolor=MASK_COLOUR, edgecolor="0.55", hatch="////",
+                               linewidth=0, zorder=0))
+    mesh = ax.pcolormesh(np.arange(cols + 1) - 0.5, np.arange(rows + 1) - 0.5, data, cmap=CMAP,
+                         vmin=scale.vmin, vmax=scale.vmax, rasterized=raster, zorder=1, linewidth=0)
+    ax.set_xlim(-0.5, cols - 0.5)
+    ax.set_ylim(rows - 0.5, -0.5)
+    ax.set_xticks(range(cols), xlabels, rotation=90)
+    ax.set_yticks(range(rows), ylabels)
+    ax.tick_params(length=2, pad=1.5)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    fig.colorbar(im, ax=ax, label=cbar, fraction=0.046, pad=0.03)
-    return ax
+    cb = fig.colorbar(mesh, ax=ax, fraction=0.05, pad=0.02, aspect=25)
+    cb.ax.set_title(cbar, fontsize=7, loc="left")
+    cb.solids.set_rasterized(False)   # matplotlib rasterises bars of 50+ colours; keep them vector
+    cb.ax.set_gid("colourbar")
+    ticks = sorted({scale.vmin, scale.vmax, scale.uniform})
+    cb.set_ticks(ticks, labels=[f"{t:.3g}" + (f" = {scale.uniform_label}" if t == scale.uniform else "") for t in ticks])
+    cb.ax.axhline(scale.uniform, color="white", linewidth=1.2)
+    cb.ax.axhline(scale.uniform, color="black", linewidth=0.5, linestyle=(0, (2, 1)))
+    if mask is not None:
+        ax.legend(handles=[Patch(facecolor=MASK_COLOUR, edgecolor="0.55", hatch="////", label="masked (causal: j > i)")],
+                  loc="lower left", bbox_to_anchor=(0.0, 1.06), fontsize=6, frameon=False, borderaxespad=0)
+    return {"colour_scale": scale.to_dict(), "tick_labels": "position · item id (full labels: 'positions' and the CSV)", "cells": "raster (more than %d cells)" % MAX_VECTOR_CELLS if raster
+            else "vector rectangles", "masked": MASK_NOTE if mask is not None else None}
 
 
-def expert_attention_figure(insp: Inspection, head: int, label: Label = default_label) -> tuple[Figure, pd.DataFrame]:
+def _heat_size(rows: int, cols: int, tick_chars: tuple[int, int], font: float) -> tuple[float, float, float]:
+    """(width, height, cell) in inches: cells of 0.16 in (smaller past 7 in), room for ticks."""
+    char = 0.6 * font / 72
+    cell = min(0.16, 5.6 / max(cols, 1), 7.5 / max(rows, 1))
+    width = cols * cell + tick_chars[1] * char + 1.6
+    height = rows * cell + tick_chars[0] * char + 0.9
+    return width, height, cell
+
+
+def expert_attention_figure(insp: Inspection, head: int, label: Label = default_label, scale: str = DEFAULT_SCALE,
+                            labels: str = "ids") -> tuple[Figure, pd.DataFrame]:
     """Experts x history positions: each expert's attention from the last position."""
     values = insp.attention[head, :, -1, :]                     # (N, L)
-    cols = _positions(insp, label)
-    table = pd.DataFrame(values, columns=cols, index=[f"expert {n}" for n in range(insp.n_experts)])
+    ticks = _ticks(insp, label, labels)
+    table = pd.DataFrame(values, columns=_full_names(insp, label), index=[f"expert {n}" for n in range(insp.n_experts)])
+    cs = attention_scale(insp, head, None, scale)
     with rc_context(STYLE):
-        fig = Figure(figsize=(max(3.2, 0.28 * len(cols) + 1.6), 0.35 * insp.n_experts + 1.9))
-        _heatmap(fig, values, cols, table.index, "history position (oldest first)", "expert",
-                 f"Head {head}: expert attention from the last position", "attention α")
+        w, h, _ = _heat_size(insp.n_experts, len(ticks), (max(map(len, ticks)), 8), 7)
+        fig = Figure(figsize=(w + 0.9, h))
+        fig.fame_sidecar = {"positions": _positions(insp, label).to_dict("records")}
+        fig.fame_sidecar |= _heatmap(fig, values, ticks, table.index, "history position · item (oldest first)", "expert",
+                                    f"Head {head}: expert attention from the last position", "attention α", cs)
     return fig, table
 
 
-def attention_map_figure(insp: Inspection, head: int, expert: int, label: Label = default_label) -> tuple[Figure, pd.DataFrame]:
-    """Positions x positions: expert `expert` of head `head`, row i attending to column j <= i."""
+def attention_map_figure(insp: Inspection, head: int, expert: int, label: Label = default_label,
+                         scale: str = DEFAULT_SCALE, labels: str = "ids") -> tuple[Figure, pd.DataFrame]:
+    """Positions x positions: expert `expert` of head `head`, row i attending to column j <= i;
+    the causally masked upper triangle is hatched grey (and empty in the table)."""
+    L = len(insp.sequence)
+    mask = causal_mask(L)
     values = insp.attention[head, expert]
-    cols = _positions(insp, label)
-    table = pd.DataFrame(values, columns=cols, index=cols)
+    ticks = _ticks(insp, label, labels)
+    names = _full_names(insp, label)
+    table = pd.DataFrame(np.where(mask, np.nan, values), columns=names, index=names)
+    cs = attention_scale(insp, head, expert, scale)
     with rc_context(STYLE):
-        side = max(3.0, 0.26 * len(cols) + 1.8)
-        fig = Figure(figsize=(side + 0.6, side))
-        _heatmap(fig, values, cols, cols, "attended position j", "query position i",
-                 f"Head {head}, expert {expert}: attention α_ij", "attention α")
+        chars = max(map(len, ticks))
+        w, h, _ = _heat_size(L, L, (chars, chars), 7)
+        fig = Figure(figsize=(w + 0.9, h + 0.2))
+        fig.fame_sidecar = {"positions": _positions(insp, label).to_dict("records")}
+        fig.fame_sidecar |= _heatmap(fig, values, ticks, ticks, "attended position j · item", "query position i · item",
+                                    f"Head {head}, expert {expert}: attention α_ij", "attention α", cs, mask=mask)
     return fig, table
 
 
-def router_figure(insp: Inspection, head: int, label: Label = default_label) -> tuple[Figure, pd.DataFrame]:
+def router_figure(insp: Inspection, head: int, label: Label = default_label, scale: str = DEFAULT_SCALE,
+                  labels: str = "ids") -> tuple[Figure, pd.DataFrame]:
     """Positions x experts: router weights β of head `head`."""
     values = insp.router[head]                                   # (L, N)
-    rows = _positions(insp, label)
-    table = pd.DataFrame(values, index=rows, columns=[f"expert {n}" for n in range(insp.n_experts)])
+    ticks = _ticks(insp, label, labels)
+    table = pd.DataFrame(values, index=_full_names(insp, label), columns=[f"expert {n}" for n in range(insp.n_experts)])
+    cs = router_scale(insp, head, scale)
     with rc_context(STYLE):
-        fig = Figure(figsize=(0.45 * insp.n_experts + 3.2, max(2.2, 0.24 * len(rows) + 1.2)))
-        _heatmap(fig, values, table.columns, rows, "expert", "position", f"Head {head}: router weights β", "router β")
+        w, h, _ = _heat_size(len(ticks), insp.n_experts, (8, max(map(len, ticks))), 7)
+        fig = Figure(figsize=(w + 1.0, h))
+        fig.fame_sidecar = {"positions": _positions(insp, label).to_dict("records")}
+        fig.fame_sidecar |= _heatmap(fig, values, list(table.columns), ticks, "expert", "position · item",
+                                    f"Head {head}: router weights β", "router β", cs)
     return fig, table
 
 
-def lists_table(insp: Inspection, k: int, label: Label = default_label) -> pd.DataFrame:
-    """Rank x list: the top-k of every head and of gated and concatenated merging."""
-    modes = [f"head:{h}" for h in range(insp.n_heads)] + ["gated", "concat"]
-    return pd.DataFrame({m: [int(v) for v in insp.top[m][:k]] for m in modes}, index=pd.RangeIndex(1, k + 1, name="rank"))
-
-
-def case_study_figure(insp: Inspection, k: int = 10, label: Label = default_label, title: str = "") -> tuple[Figure, pd.DataFrame]:
-    """The paper's Figure 7 layout: history, each head's top-k with its gate, then gated and
-    concatenated lists; the target in red, items that several heads recommend in blue."""
-    table = lists_table(insp, k, label)
-    H = insp.n_heads
-    head_items = [set(table[f"head:{h}"]) for h in range(H)]
-    shared = {v for v in set().union(*head_items) if sum(v in s for s in head_items) > 1}
-    columns = list(table.columns)
-    headers = [f"Head {h}  (g = {insp.gates[h]:.2f})" for h in range(H)] + ["Gated merge", "Concatenated"]
-    if insp.target_rank:
-        headers = [f"{hd}\ntarget rank {insp.target_rank[m]}" for hd, m in zip(headers, columns)]
+def gates_figure(insp: Inspection) -> tuple[Figure, pd.DataFrame]:
+    """The gate at the last position on a 0..1 axis, the uniform level 1/H dashed."""
+    table = pd.DataFrame({"head": np.arange(insp.n_heads), "gate": insp.gates})
+    uniform = 1.0 / insp.n_heads
     with rc_context(STYLE):
-        col_w, row_h = 1.95, 0.2
-        fig = Figure(figsize=(col_w * len(columns) + 0.4, row_h * (k + 6) + 0.9))
+        fig = Figure(figsize=(0.45 * insp.n_heads + 1.5, 1.8))
+        ax = fig.add_subplot()
+        ax.bar([f"head {h}" for h in table["head"]], table["gate"], color="#4c72b0", width=0.6)
+        for h, g in enumerate(table["gate"]):
+            ax.text(h, g + 0.02, f"{g:.2f}", ha="center", va="bottom", fontsize=7)
+        ax.axhline(uniform, color="0.3", linewidth=0.7, linestyle=(0, (3, 2)))
+        ax.text(insp.n_heads - 0.5, uniform, f" 1/{insp.n_heads}\n uniform", va="center", ha="left", fontsize=6, color="0.3")
+        ax.set_ylim(0, 1.0)
+        ax.set_ylabel("gate g(h)")
+        ax.set_title("Gate at the last position")
+        fig.fame_sidecar = {"y_axis": [0.0, 1.0], "uniform": uniform}
+    return fig, table
+
+
+# ---- the case study (Figure 7) -------------------------------------------------------------------------
+
+def case_study_figure(insp: Inspection, k: int = TOP_K, label: Label = default_label, title: str = "",
+                      width: float | str = "double", font_size: float | None = None, labels: str = "short",
+                      history_max: int | None = None) -> tuple[Figure, pd.DataFrame]:
+    """The paper's Figure 7: the history (all of it, wrapped; or elided in the middle with a count
+    past `history_max`), then, aligned rank by rank, each head's top-k with its gate, the gated
+    and concatenated lists and the places each gated item gains over concatenation. The target is
+    marked in every list with its rank (also when below the top-k), items in several heads'
+    lists are marked, and nothing is cut shorter than the label rule says."""
+    W = WIDTHS.get(width, width) if isinstance(width, str) else float(width)
+    if isinstance(W, str) or not 2.0 <= W <= 12.0:
+        raise ValueError(f"width {width!r}: use 'single' (3.3 in), 'double' (7 in) or inches between 2 and 12")
+    fs = float(font_size) if font_size is not None else (6.0 if W < 5 else 7.0)
+    if not 4.0 <= fs <= 14.0:
+        raise ValueError(f"font size {font_size}: use 4 to 14 points")
+    item_text(1, label, labels)   # validates the rule
+    table = lists_table(insp, k)
+    modes = list_modes(insp)
+    H = insp.n_heads
+    shared = shared_items(insp, k)
+    delta = rank_change(insp, k)
+    ranks = target_ranks(insp)
+    in_history = target_in_history(insp)
+    target = insp.target
+    line = fs * 1.32 / 72                           # inches per text line
+    pad = 0.04
+    rank_w = text_width("20.", fs) / 72 + 0.06
+    delta_w = text_width("+20 ", fs) / 72 + 0.04
+    col_w = (W - 2 * pad - rank_w - delta_w) / len(modes)
+    mark_w = text_width(SHARED_MARK + " ", fs) / 72
+    text_w_pt = (col_w - mark_w - 0.05) * 72
+
+    # what to draw, top to bottom, each (y, x, text, style)
+    items: list = []
+    y = pad + line * 0.2
+    items.append((y, pad, title or "Case study", dict(fontsize=fs + 1.5, fontweight="bold")))
+    y += line * 1.5
+    seq = [int(v) for v in insp.sequence]
+    shown = list(enumerate(seq, start=1))
+    if history_max is not None and len(shown) > history_max:
+        half = max(history_max // 2, 1)
+        shown = shown[:half] + [(None, len(shown) - 2 * half)] + shown[-half:]
+    tokens = [f"… {n} more …" if pos is None else f"{pos} {item_text(v, label, labels)}" for pos, v in shown]
+    hist_lines = wrap(f"History ({len(seq)} items, oldest first): " + " → ".join(tokens), (W - 2 * pad) * 72, fs)
+    for text in hist_lines:
+        items.append((y, pad, text, dict(fontsize=fs)))
+        y += line
+    if insp.dropped:
+        items.append((y, pad, f"({insp.dropped} older items beyond the model's max_len are not used.)", dict(fontsize=fs - 0.5, color="0.35")))
+        y += line
+    if target is not None:
+        if in_history:
+            summary = "already in the history: excluded from every list, so it has no rank"
+        else:
+            g, c = ranks["gated"], ranks["concat"]
+            move = f"gated ranks it {c - g} places higher" if g < c else (
+                f"gated ranks it {g - c} places lower" if g > c else "same rank")
+            summary = f"rank {g} gated vs {c} concatenated ({move})"
+        for text in wrap(f"{TARGET_MARK} Target: {item_text(target, label, labels)}; {summary}", (W - 2 * pad) * 72, fs):
+            items.append((y, pad, text, dict(fontsize=fs, color=TARGET_COLOUR)))
+            y += line
+    y += line * 0.5
+
+    # column headers
+    x0 = [pad + rank_w + c * col_w + (delta_w if c > H else 0) for c in range(len(modes))]
+    names = [f"Head {h}" for h in range(H)] + ["Gated merge", "Concatenated"]
+    subs = [f"gate {insp.gates[h]:.2f}" for h in range(H)] + ["", ""]
+
+    header_top = y
+    for c, m in enumerate(modes):
+        lines = [names[c]] + ([subs[c]] if subs[c] else [])
+        for j, text in enumerate(lines):
+            items.append((y + j * line, x0[c] + mark_w, text, dict(fontsize=fs, fontweight="bold" if j == 0 else "normal")))
+    items.append((y, x0[H] + col_w - 0.02, "Δ", dict(fontsize=fs, fontweight="bold", ha="left")))
+    y += (2 if H else 1) * line + line * 0.3
+    rule_y = y - line * 0.45
+    boxes = []
+    drawn_texts: dict[str, list[str]] = {m: [] for m in modes}
+    for r in range(1, k + 1):
+        wrapped = []
+        for m in modes:
+            v = int(table.at[r, m])
+            wrapped.append(wrap(item_text(v, label, labels), text_w_pt, fs))
+        n_lines = max(len(w) for w in wrapped)
+        items.append((y, pad, f"{r}.", dict(fontsize=fs, color="0.35")))
+        for c, m in enumerate(modes):
+            v = int(table.at[r, m])
+            is_target = target is not None and v == target
+            colour = TARGET_COLOUR if is_target else "black"
+            if is_target:
+                boxes.append((x0[c] - 0.015, y - line * 0.6, col_w - 0.01, n_lines * line + line * 0.1))
+                items.append((y, x0[c], TARGET_MARK, dict(fontsize=fs, color=TARGET_COLOUR)))
+            elif v in shared:
+                items.append((y, x0[c], SHARED_MARK, dict(fontsize=fs, color=SHARED_COLOUR)))
+            for j, text in enumerate(wrapped[c]):
+                items.append((y + j * line, x0[c] + mark_w, text, dict(fontsize=fs, color=colour,
+                                                                        fontweight="bold" if is_target else "normal")))
+            drawn_texts[m].append(" ".join(wrapped[c]))
+            if m == "gated":
+                d = delta[v]
+                items.append((y, x0[c] + col_w - 0.02, "new" if d is None else ("·" if d == 0 else f"{d:+d}"),
+                              dict(fontsize=fs - 0.5, color="0.35", ha="left")))
+        y += n_lines * line + line * 0.15
+    if target is not None and not in_history and any(ranks[m] > k for m in modes):
+        y += line * 0.1
+        items.append((y, pad, "…", dict(fontsize=fs, color="0.35")))
+        n_lines = 1
+        for c, m in enumerate(modes):
+            if ranks[m] > k:
+                for j, text in enumerate(wrap(f"{TARGET_MARK} target at rank {ranks[m]}", (col_w - 0.05) * 72, fs)):
+                    items.append((y + j * line, x0[c], text, dict(fontsize=fs, color=TARGET_COLOUR)))
+                    n_lines = max(n_lines, j + 1)
+        y += n_lines * line + line * 0.15
+    elif target is not None and in_history:
+        items.append((y, x0[0], f"{TARGET_MARK} target: in the history, not ranked", dict(fontsize=fs, color=TARGET_COLOUR)))
+        y += line + line * 0.15
+    bottom = y - line * 0.5
+    y += line * 0.4
+    legend = (f"{TARGET_MARK} target   {SHARED_MARK} in more than one head's top {k}   Δ: places the gated list "
+              "ranks an item above concatenation (new: not in its top {k}; · same)").replace("{k}", str(k))
+    if target is not None and not in_history:
+        legend += ". History items are excluded from every list."
+    legend_lines = wrap(legend, (W - 2 * pad) * 72, fs - 0.5)
+    for text in legend_lines:
+        items.append((y, pad, text, dict(fontsize=fs - 0.5, color="0.3")))
+        y += line
+    height = y + pad - line * 0.4
+
+    with rc_context(STYLE):
+        fig = Figure(figsize=(W, height))
         ax = fig.add_axes((0, 0, 1, 1))
         ax.set_axis_off()
-        ax.set_xlim(0, len(columns))
-        ax.set_ylim(k + 6.5, 0)
-        history = " → ".join(short(label(v), 18) for v in insp.sequence[-6:])
-        more = f"({len(insp.sequence) - 6} earlier) … " if len(insp.sequence) > 6 else ""
-        ax.text(0.05, 0.6, title or "Case study", fontsize=9, fontweight="bold")
-        ax.text(0.05, 1.4, f"History: {more}{history}", fontsize=7)
-        if insp.target is not None:
-            ax.text(0.05, 2.2, f"Target: {label(insp.target)}", fontsize=7, color=TARGET_COLOUR)
-        for c, (m, header) in enumerate(zip(columns, headers)):
-            ax.text(c + 0.05, 3.6, header, fontsize=7.5, fontweight="bold", va="center")
-            if c == H:
-                ax.axvline(c - 0.02, ymin=0.02, ymax=0.75, color="0.6", lw=0.8)
-            for r, v in enumerate(table[m], start=1):
-                y = 4.1 + r
-                text = f"{r:2d}. {short(label(v), 24)}"
-                colour = TARGET_COLOUR if v == insp.target else (SHARED_COLOUR if v in shared and m.startswith("head") else "black")
-                if v == insp.target:
-                    ax.add_patch(FancyBboxPatch((c + 0.02, y - 0.42), 0.93, 0.8, boxstyle="round,pad=0.01",
-                                                fc="#fde0dd", ec=TARGET_COLOUR, lw=0.6))
-                ax.text(c + 0.05, y, text, fontsize=6.5, va="center", color=colour,
-                        fontweight="bold" if v == insp.target else "normal")
+        ax.set_xlim(0, W)
+        ax.set_ylim(height, 0)
+        for bx, by, bw, bh in boxes:
+            ax.add_patch(Rectangle((bx, by), bw, bh, facecolor="#fbe3e0", edgecolor=TARGET_COLOUR, linewidth=0.5))
+        for yy, xx, text, style in items:
+            style = dict(style)
+            ax.text(xx, yy, text, va="center", ha=style.pop("ha", "left"), **style)
+        x_div = x0[H] - delta_w * 0 - 0.04
+        ax.plot([x_div, x_div], [header_top - line * 0.5, bottom], color="0.6", linewidth=0.6)
+        ax.plot([pad, W - pad], [rule_y, rule_y], color="0.6", linewidth=0.5)
+    fig.fame_exact_size = True
+    fig.fame_sidecar = {"width_in": W, "height_in": round(height, 3), "font_size": fs, "label_rule": labels,
+                        "top_k": k, "shared_items": sorted(shared), "target_ranks": ranks,
+                        "target_in_history": in_history,
+                        "gated_vs_concat": {str(v): d for v, d in delta.items()},
+                        "history": [{"position": i + 1, "item": v, "label": label(v)} for i, v in enumerate(seq)],
+                        "drawn_labels": drawn_texts,
+                        "full_labels": {str(v): label(v) for v in sorted(set(table.to_numpy().ravel().tolist()))}}
     return fig, table
 
+
+# ---- embedding maps ---------------------------------------------------------------------------------------
 
 def embedding_maps_figure(coords: dict[str, np.ndarray], labels: np.ndarray, values: list[str], facet: str,
                           title: str = "") -> tuple[Figure, pd.DataFrame]:
@@ -172,10 +413,11 @@ def embedding_maps_figure(coords: dict[str, np.ndarray], labels: np.ndarray, val
         for ax, name in zip(axes, names):
             xy = coords[name][items]
             lab = labels[items]
-            ax.scatter(xy[lab < 0, 0], xy[lab < 0, 1], s=2, c="0.85", linewidths=0)
+            ax.scatter(xy[lab < 0, 0], xy[lab < 0, 1], s=2, c="0.85", linewidths=0, rasterized=len(items) > 3000)
             for v in range(len(values)):
                 sel = lab == v
-                ax.scatter(xy[sel, 0], xy[sel, 1], s=3, color=cmap(v % cmap.N), linewidths=0, label=values[v])
+                ax.scatter(xy[sel, 0], xy[sel, 1], s=3, color=cmap(v % cmap.N), linewidths=0, label=values[v],
+                           rasterized=len(items) > 3000)
             ax.set_title(name)
             ax.set_xticks([])
             ax.set_yticks([])
@@ -189,13 +431,39 @@ def embedding_maps_figure(coords: dict[str, np.ndarray], labels: np.ndarray, val
     return fig, table
 
 
+# ---- the catalogue of one inspection's figures, and writing them ------------------------------------------
+
+def build_figure(insp: Inspection, spec: FigureSpec, label: Label = default_label, k: int = TOP_K, title: str = "",
+                 scale: str = DEFAULT_SCALE, labels: str = "short", width: float | str = "double",
+                 font_size: float | None = None, history_max: int | None = None) -> tuple[Figure, pd.DataFrame]:
+    """(figure, numbers) of one catalogue entry, with the export options."""
+    ticks = "ids"   # heatmap ticks stay compact; the full labels are in the CSV and sidecar
+    if spec.kind == "case_study":
+        return case_study_figure(insp, k, label, title, width, font_size, labels, history_max)
+    if spec.kind == "gates":
+        return gates_figure(insp)
+    if spec.kind == "expert_attention":
+        return expert_attention_figure(insp, spec.head, label, scale, ticks)
+    if spec.kind == "router":
+        return router_figure(insp, spec.head, label, scale, ticks)
+    return attention_map_figure(insp, spec.head, spec.expert, label, scale, ticks)
+
+
 def figure_bytes(fig: Figure, fmt: str) -> bytes:
     if fmt not in FORMATS:
         raise ValueError(f"unknown figure format {fmt!r}; use one of {', '.join(FORMATS)}")
     buf = io.BytesIO()
+    exact = getattr(fig, "fame_exact_size", False)   # width presets are kept to the inch
     with rc_context(STYLE):
-        fig.savefig(buf, format=fmt, dpi=300 if fmt == "png" else None, metadata=None)
+        fig.savefig(buf, format=fmt, dpi=300 if fmt == "png" else None, metadata=None,
+                    bbox_inches=None if exact else "tight")
     return buf.getvalue()
+
+
+def sidecar(fig: Figure, meta: dict) -> dict:
+    """What a written figure shows: the caller's meta plus the figure's own (colour scale, masked
+    cells, label rule, full labels)."""
+    return dict(meta, **getattr(fig, "fame_sidecar", {}))
 
 
 def save_figure(fig: Figure, table: pd.DataFrame, stem, meta: dict, formats=FORMATS) -> list[Path]:
@@ -208,28 +476,25 @@ def save_figure(fig: Figure, table: pd.DataFrame, stem, meta: dict, formats=FORM
         path.write_bytes(figure_bytes(fig, fmt))
         written.append(path)
     table.to_csv(stem.with_suffix(".csv"))
-    stem.with_suffix(".json").write_text(json.dumps(dict(meta, files=[p.name for p in written] + [stem.name + ".csv"]),
-                                                    indent=2, default=str) + "\n")
+    stem.with_suffix(".json").write_text(json.dumps(
+        sidecar(fig, dict(meta, files=[p.name for p in written] + [stem.name + ".csv"])), indent=2, default=str) + "\n")
     return written + [stem.with_suffix(".csv"), stem.with_suffix(".json")]
 
 
-def export_all(insp: Inspection, out_dir, meta: dict, label: Label = default_label, k: int = 10,
-               formats=FORMATS) -> list[Path]:
-    """Every figure of one inspection: case study, gates, and per head the expert attention and
-    router maps (and each expert's full attention map)."""
+def export_all(insp: Inspection, out_dir, meta: dict, label: Label = default_label, k: int = TOP_K,
+               formats=FORMATS, **options) -> list[Path]:
+    """Every figure of one inspection (`figure_catalogue`): case study, gates, and per head the
+    expert attention and router maps and each expert's full attention map. `options` are
+    build_figure's (scale, labels, width, font_size, history_max)."""
     out_dir = Path(out_dir)
     written = []
-    fig, table = case_study_figure(insp, k, label, title=meta.get("title", ""))
-    written += save_figure(fig, table, out_dir / "case_study", dict(meta, figure="case study", top_k=k), formats)
-    fig, table = gates_figure(insp)
-    written += save_figure(fig, table, out_dir / "gates", dict(meta, figure="gates"), formats)
-    for h in range(insp.n_heads):
-        fig, table = expert_attention_figure(insp, h, label)
-        written += save_figure(fig, table, out_dir / f"attention_head{h}", dict(meta, figure="expert attention", head=h), formats)
-        fig, table = router_figure(insp, h, label)
-        written += save_figure(fig, table, out_dir / f"router_head{h}", dict(meta, figure="router", head=h), formats)
-        for n in range(insp.n_experts):
-            fig, table = attention_map_figure(insp, h, n, label)
-            written += save_figure(fig, table, out_dir / f"attention_head{h}_expert{n}",
-                                   dict(meta, figure="attention map", head=h, expert=n), formats)
+    for spec in figure_catalogue(insp):
+        fig, table = build_figure(insp, spec, label, k, meta.get("title", ""), **options)
+        written += save_figure(fig, table, out_dir / spec.stem, dict(meta, **spec.meta(), top_k=k, **options), formats)
     return written
+
+
+__all__ = ["FORMATS", "LABEL_RULES", "SCALES", "TOP_K", "WIDTHS", "FigureSpec", "attention_map_figure", "build_figure",
+           "case_study_figure", "embedding_maps_figure", "expert_attention_figure", "export_all", "figure_bytes",
+           "figure_catalogue", "gates_figure", "item_text", "lists_table", "router_figure", "save_figure", "sidecar",
+           "wrap"]

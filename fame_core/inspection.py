@@ -134,6 +134,20 @@ def user_example(dataset: SequenceDataset, user, split: str = "test") -> tuple[n
     return dataset.example(dataset.user_row(user), split)
 
 
+def recorded_data_path(spec: str, checkpoint_dir) -> str | None:
+    """Where a data path recorded in a checkpoint is: as given (absolute, or relative to the
+    working directory), else relative to the folders above the checkpoint, nearest first (a
+    path recorded as `../shared/data/...` at the repository root then opens from a notebook
+    folder too). None when no candidate exists."""
+    path = Path(spec).expanduser()
+    if path.is_absolute() or path.exists():
+        return str(path) if path.exists() else None
+    for base in Path(checkpoint_dir).resolve().parents:
+        if (base / path).exists():
+            return str((base / path).resolve())
+    return None
+
+
 def load(checkpoint_dir, data=None, device: str = "cpu", data_roots=None):
     """Open a checkpoint: returns (model, dataset).
 
@@ -148,6 +162,11 @@ def load(checkpoint_dir, data=None, device: str = "cpu", data_roots=None):
     record = model.dataset_record
     if data is None:
         from .datahome import missing_message, open_recorded
+        spec = record.get("spec")
+        if record.get("reader") != "synthetic" and isinstance(spec, str) and spec:
+            found = recorded_data_path(spec, checkpoint_dir)   # relative paths also from the checkpoint's repository
+            if found and found != spec:
+                record = dict(record, spec=found)
         data = open_recorded(record, roots=data_roots)
         if data is None:
             print(f"note: {missing_message(record, data_roots)}; opened the model alone "
@@ -159,4 +178,4 @@ def load(checkpoint_dir, data=None, device: str = "cpu", data_roots=None):
     return model, data
 
 
-__all__ = ["Inspection", "inspect", "load", "user_example"]
+__all__ = ["Inspection", "inspect", "load", "recorded_data_path", "user_example"]

@@ -33,6 +33,16 @@ def data_home(tmp_path_factory):
         yield home
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_disk_cache(tmp_path_factory):
+    """Slow analyses cached on disk (fame_core.cache) go to a fresh folder, never ~/.cache/fame:
+    a test sees what a first visit sees."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FAME_CACHE", str(tmp_path_factory.mktemp("fame-cache")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture(scope="session")
 def tiny_world():
     return load_dataset(TINY_WORLD)

@@ -3,6 +3,7 @@ must be fame_core.inspect's for the same user."""
 
 import base64
 import json
+import re
 
 import numpy as np
 import pytest
@@ -25,16 +26,35 @@ def decode(array):
     return np.asarray(array)
 
 
+def cell_id(cell: str) -> int:
+    """The item id of one cell of the lists table ('▶ item 63 · Horror', '● 4144 · Brand: …')."""
+    return int(re.search(r"\d+", cell).group())
+
+
 def shown_lists(at, H=2):
-    """The per-head lists and the merged list, as item-id lists."""
-    return [t.value["item"].tolist() for t in list(at.table)[:H + 1]]
+    """The per-head lists and the merged list (the columns of one rank-aligned table), as item ids."""
+    table = at.table[0].value
+    assert table.shape[1] == H + 1 and list(table.index) == list(range(1, len(table) + 1))
+    return [[cell_id(c) for c in table[col]] for col in table.columns]
 
 
-def test_default_view_is_demo_user_1_with_the_models_own_numbers(demo):
+def default_user(data):
+    """The first user whose test target is not in their own history (the app's default)."""
+    for u in data.user_ids:
+        if len(data.sequences[data.user_row(u)]) < 3:
+            continue
+        seq, target = fame_core.user_example(data, u)
+        if target not in set(seq):
+            return u
+
+
+def test_default_view_is_the_first_user_with_a_rankable_target_with_the_models_own_numbers(demo):
     at = run_app()
-    assert at.title[0].value == "Case study" and at.subheader[0].value == "History of user 1"
     model, data = demo
-    seq, target = fame_core.user_example(data, "1")
+    user = default_user(data)
+    assert user != "1"                      # user 1's target is in the history: rank meaningless
+    assert at.title[0].value == "Case study" and at.subheader[0].value == f"History of user {user}"
+    seq, target = fame_core.user_example(data, user)
     insp = fame_core.inspect(model, seq, target, top_k=20)
     lists = shown_lists(at)
     assert lists[0] == insp.top["head:0"].tolist() and lists[1] == insp.top["head:1"].tolist()
@@ -46,7 +66,8 @@ def test_default_view_is_demo_user_1_with_the_models_own_numbers(demo):
         np.testing.assert_allclose(z, insp.attention[h, :, -1, :], rtol=1e-5)
     router = decode(plotly_spec(at, 4)["data"][0]["z"]).reshape(-1, 4)     # positions x experts
     np.testing.assert_allclose(router, insp.router[1], rtol=1e-5)
-    assert [b.proto.label for b in at.get("download_button")] == ["PDF", "SVG", "PNG", "CSV", "Sidecar JSON", "All figures (zip)"]
+    assert [b.proto.label for b in at.get("download_button")] == ["PDF", "SVG", "PNG", "CSV", "JSON", "All figures (zip)"]
+    assert not at.info                                          # the target has a rank: no explanation needed
     assert all("rank_gated" not in d.value.columns for d in at.dataframe)   # the user table waits until asked
 
 
@@ -114,7 +135,7 @@ def test_deep_link_restores_the_view():
 
 
 @pytest.mark.parametrize("params,message", [
-    ({"user": "no-such-user"}, "User `no-such-user` is not in data set"),
+    ({"user": "no-such-user"}, "`user=no-such-user` is not a user of data set"),
     ({"merge": "head:7"}, "`merge=head:7` is not available"),
     ({"checkpoint": "../../etc/passwd"}, "`checkpoint=../../etc/passwd` is not available"),
     ({"head": "x"}, "`head=x` is not available"),
@@ -122,7 +143,7 @@ def test_deep_link_restores_the_view():
 def test_bad_query_parameters_give_a_friendly_message(params, message):
     at = run_app(**params)
     assert any(message in w.value for w in at.warning), [w.value for w in at.warning]
-    assert at.subheader[0].value == "History of user 1"
+    assert at.subheader[0].value == f"History of user {default_user(fame_core.load(REPO / 'checkpoints' / 'demo')[1])}"
 
 
 def test_a_checkpoint_whose_data_is_missing_opens_model_only(tmp_path, monkeypatch, demo):
@@ -150,3 +171,108 @@ def test_the_documented_sports_user_230_link_opens_its_case_study():
     insp = fame_core.inspect(model, seq, target, top_k=20)
     assert shown_lists(at) == [insp.top["head:0"].tolist(), insp.top["head:1"].tolist(), insp.top["gated"].tolist()]
     assert not any(m.value.startswith("**Specialisation checks**") for m in at.markdown)   # 18k items: off by default
+
+
+BAD_COUNTS = ["inf", "-inf", "1e309", "abc", "-5", "0", "101"]
+
+
+@pytest.mark.parametrize("value", BAD_COUNTS)
+def test_a_bad_k_is_a_visible_warning_and_the_box_shows_the_k_used(value):
+    at = run_app(user="3", k=value)
+    used = {"-5": 1, "0": 1, "101": 100}.get(value, 20)
+    assert [w.value for w in at.warning] == [w.value for w in at.warning if f"`k={value}`" in w.value and f"using k={used}" in w.value]
+    assert len(at.warning) == 1
+    assert at.number_input(key="k").value == used and at.query_params["k"] == str(used)
+    assert all(len(items) == used for items in shown_lists(at))
+
+
+@pytest.mark.parametrize("value", BAD_COUNTS)
+def test_a_bad_user_is_a_visible_warning_and_the_box_shows_the_user_shown(demo, value):
+    if demo[1].has_user(value):           # the demo world has users 1..2000: 101 is one of them
+        pytest.skip(f"{value} is a real user of the demo world")
+    at = run_app(user=value)
+    user = default_user(demo[1])
+    assert len(at.warning) == 1 and f"`user={value}`" in at.warning[0].value and f"showing user {user}" in at.warning[0].value
+    assert at.text_input(key="user").value == user and at.query_params["user"] == user
+    assert at.subheader[0].value == f"History of user {user}"
+
+
+def _damage_config(d):
+    (d / "config.json").write_text("{not json")
+
+
+def _cut_weights(d):
+    (d / "weights.safetensors").write_bytes((d / "weights.safetensors").read_bytes()[:1000])
+
+
+def _dataset_is_a_list(d):
+    (d / "dataset.json").write_text("[1, 2]")
+
+
+def _deeply_nested_config(d):
+    (d / "config.json").write_text("[" * 100_000 + "]" * 100_000)
+
+
+@pytest.mark.parametrize("damage", [_damage_config, _cut_weights, _dataset_is_a_list, _deeply_nested_config])
+def test_a_damaged_checkpoint_under_a_root_is_one_line_not_a_traceback(tmp_path, monkeypatch, damage):
+    import shutil
+    import streamlit as st
+
+    shutil.copytree(REPO / "checkpoints" / "demo", tmp_path / "roots" / "broken")
+    damage(tmp_path / "roots" / "broken")
+    monkeypatch.setenv("FAME_CHECKPOINTS", str(tmp_path / "roots"))
+    st.cache_resource.clear()
+    at = run_app(checkpoint="roots/broken")          # run_app asserts that nothing was raised
+    assert len(at.error) == 1 and "\n" not in at.error[0].value and "broken" in at.error[0].value
+    assert [t.value for t in at.title] == ["FAME workbench"]   # the sidebar only: no page over a missing model
+
+
+def test_first_render_of_the_case_study_draws_everything_without_the_facet_checks(monkeypatch, tmp_path):
+    from fame_core import facets
+
+    monkeypatch.setenv("FAME_CACHE", str(tmp_path))       # nothing measured yet for this checkpoint
+    calls = []
+    for module, name in ((facets, "head_alignment"), (facets, "planted_checks"), (facets, "real_checks"),
+                         (fame_core, "inspect")):
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, _real=real, _name=name, **kw: calls.append(_name) or _real(*a, **kw))
+    at = run_app(user="3")
+    assert calls == ["inspect"]                                   # lists, gates and maps: one inspection, no checks
+    assert len(at.table) == 1 and len(at.get("plotly_chart")) == 1 + 2 * 2
+    assert not any(m.value.startswith("**Specialisation checks**") for m in at.markdown)
+    at.toggle(key="checks").set_value(True).run()                 # asked for: measured after everything else
+    assert "head_alignment" in calls and "planted_checks" in calls
+    assert any(m.value.startswith("**Specialisation checks**") for m in at.markdown)
+    order = [getattr(e, "type", "") if not hasattr(e, "value") or not isinstance(e.value, str) else e.value
+             for e in at.main]                                    # every element, in page order
+    verdict = next(i for i, e in enumerate(order) if str(e).startswith("**Specialisation checks**"))
+    assert verdict > max(i for i, e in enumerate(order) if e in ("table", "plotly_chart"))
+
+
+def test_app_heatmaps_use_the_declared_colour_scale(demo):
+    from fame_core import scales
+
+    model, data = demo
+    insp = fame_core.inspect(model, *fame_core.user_example(data, "3"), top_k=20)
+    for policy in ("unit", "own"):
+        at = run_app(user="3", scale=policy)
+        router = plotly_spec(at, 2)["data"][0]                    # head 0's router map
+        declared = scales.router_scale(insp, 0, policy)
+        assert router["zmin"] == 0 and router["zmax"] == pytest.approx(declared.vmax, rel=1e-6)
+        assert f"{declared.uniform:.3g} = 1/4 uniform" in router["colorbar"]["ticktext"]
+
+
+def test_a_target_already_in_the_history_gets_an_explanation_not_a_rank(demo):
+    model, data = demo
+    seq, target = fame_core.user_example(data, "1")
+    assert target in set(seq)                                     # user 1: the target is one of the inputs
+    at = run_app(user="1")
+    assert len(at.info) == 1 and f"The target (item {target}) is already in this history" in at.info[0].value
+    ranks = next(d.value for d in at.dataframe if "target rank" in d.value.columns)
+    assert (ranks["target rank"] == "in history").all()
+    assert not any("target rank" in m.value for m in at.markdown)   # no bare rank 601 of 600 anywhere
+    assert target_marks(at.table[0].value) == 0                  # history items are in no list
+
+
+def target_marks(table) -> int:
+    return sum(str(c).startswith("▶") for col in table.columns for c in table[col])

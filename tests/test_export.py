@@ -104,3 +104,108 @@ def test_cli_export_never_writes_into_other_files(tmp_path, capsys):
     assert main(args + ["--out", str(out)]) == 2
     assert (out / "notes.txt").read_text() == "mine"
     assert not list(tmp_path.glob(".*export-tmp*"))
+
+
+# ---- figures are evidence: checked from the written files ---------------------------------------------
+
+def long_label(v: int) -> str:
+    return f"Brand {v % 7}: a rather long product title for item number {v} in the catalogue"
+
+
+def svg_texts(path) -> list[str]:
+    """Every <text> of a written SVG (text kept as text: svg.fonttype 'none'), in document order."""
+    root = ET.parse(path).getroot()
+    return ["".join(t.itertext()) for t in root.iter() if t.tag.endswith("}text") or t.tag == "text"]
+
+
+def joined(texts) -> str:
+    return " ".join(" ".join(texts).split())
+
+
+@pytest.mark.parametrize("rule", ["ids", "short", "full"])
+def test_case_study_labels_are_never_cut_below_the_chosen_rule(insp_and_label, tmp_path, rule):
+    from fame_core.catalogue import FigureSpec
+    from fame_core.lists import SHORT_WIDTH, item_text
+
+    insp, _ = insp_and_label
+    fig, table = export.build_figure(insp, FigureSpec("case_study"), long_label, 20, "t", labels=rule, width="single")
+    export.save_figure(fig, table, tmp_path / "case", {}, ("svg", "pdf"))
+    texts = svg_texts(tmp_path / "case.svg")
+    assert len(texts) > 100                                   # text kept as text, not outlined paths
+    check_pdf((tmp_path / "case.pdf").read_bytes())           # TrueType, no Type 3
+    drawn = joined(texts)
+    for mode in table.columns:                                # every list, every rank, wrapped or not
+        for v in table[mode]:
+            expected = item_text(int(v), long_label, rule)
+            assert expected in drawn, (mode, v, expected)
+            if rule == "short":
+                assert len(expected) == SHORT_WIDTH and expected.endswith("…")
+            if rule == "full":
+                assert expected == long_label(int(v))
+    assert f"History ({len(insp.sequence)} items" in drawn and "Target" in drawn
+    side = json.loads((tmp_path / "case.json").read_text())
+    assert side["label_rule"] == rule and side["width_in"] == 3.3
+    assert side["full_labels"][str(int(table.iloc[0, 0]))] == long_label(int(table.iloc[0, 0]))
+
+
+def colour_bar_ticks(texts, uniform_label):
+    """The colour bar's tick texts: the last ones of the figure, ending at the bar's title."""
+    i = next(i for i, t in enumerate(texts) if uniform_label in t)
+    return texts[i - 1:i + 2]
+
+
+@pytest.mark.parametrize("policy", ["unit", "shared", "own"])
+def test_colour_bar_limits_are_the_declared_ones_with_the_uniform_level(insp_and_label, tmp_path, policy):
+    from fame_core import scales
+    from fame_core.catalogue import FigureSpec
+
+    insp, label = insp_and_label
+    cases = [(FigureSpec("router", 0), scales.router_scale(insp, 0, policy), insp.router),
+             (FigureSpec("expert_attention", 1), scales.attention_scale(insp, 1, None, policy), insp.attention[:, :, -1, :]),
+             (FigureSpec("attention_map", 0, 2), scales.attention_scale(insp, 0, 2, policy), insp.attention)]
+    for spec, declared, every in cases:
+        fig, table = export.build_figure(insp, spec, label, 20, "", scale=policy)
+        export.save_figure(fig, table, tmp_path / spec.stem, {}, ("svg",))
+        side = json.loads((tmp_path / f"{spec.stem}.json").read_text())
+        assert side["colour_scale"] == declared.to_dict()
+        assert side["colour_scale"]["vmin"] == 0.0                       # anchored at 0, always
+        expected_top = {"unit": 1.0, "shared": float(every.max())}.get(policy)
+        if expected_top is not None:
+            assert side["colour_scale"]["vmax"] == pytest.approx(expected_top)
+        lo, mid, hi = colour_bar_ticks(svg_texts(tmp_path / f"{spec.stem}.svg"), declared.uniform_label)
+        assert float(lo) == 0.0 and float(hi) == pytest.approx(declared.vmax, rel=5e-3)
+        assert mid == f"{declared.uniform:.3g} = {declared.uniform_label}"
+        clim = [a for a in fig.axes[0].collections if a.get_array() is not None][0].get_clim()
+        assert clim == (declared.vmin, declared.vmax)
+
+
+def test_heatmap_cells_are_vector_and_the_causal_mask_is_named(insp_and_label, tmp_path):
+    from fame_core.catalogue import FigureSpec
+
+    insp, label = insp_and_label
+    fig, table = export.build_figure(insp, FigureSpec("attention_map", 1, 0), long_label, 20, "")
+    export.save_figure(fig, table, tmp_path / "map", {}, ("svg", "pdf"))
+    svg = (tmp_path / "map.svg").read_text()
+    assert "<image" not in svg                                         # no embedded raster
+    texts = svg_texts(tmp_path / "map.svg")
+    assert "masked (causal: j > i)" in texts
+    L = len(insp.sequence)
+    assert [t for t in texts if " · " in t][:L] == [f"{i + 1} · {int(v)}" for i, v in enumerate(insp.sequence)]
+    side = json.loads((tmp_path / "map.json").read_text())
+    assert "causal" in side["masked"] and side["cells"] == "vector rectangles"
+    csv = pd.read_csv(tmp_path / "map.csv", index_col=0)
+    assert list(csv.columns) == [f"{i + 1}: {long_label(int(v))}" for i, v in enumerate(insp.sequence)]  # full labels
+    upper = np.triu(np.ones((L, L), dtype=bool), k=1)
+    assert csv.to_numpy()[upper].size and np.isnan(csv.to_numpy()[upper]).all()
+    np.testing.assert_allclose(csv.to_numpy()[~upper], insp.attention[1, 0][~upper], rtol=1e-6)
+
+
+def test_cli_and_app_draw_the_case_study_with_one_top_k_default():
+    from fame_core.lists import TOP_K
+    import inspect as pyinspect
+
+    from fame_core.cli import build_parser
+
+    args = build_parser().parse_args(["export", "--checkpoint", str(DEMO), "--user", "42", "--out", "x"])
+    assert args.top_k == TOP_K == 20
+    assert pyinspect.signature(export.build_figure).parameters["k"].default == TOP_K

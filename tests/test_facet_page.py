@@ -23,7 +23,7 @@ def test_page_shows_verdict_maps_neighbours_and_table(demo):
     at = open_page(projection="pca", item="42")
     assert at.title[0].value == "Facet explorer"
     spec = specialisation(head_alignment(model, data))
-    verdict = at.markdown[0].value
+    verdict = next(m.value for m in at.markdown if m.value.startswith("**Specialisation checks**"))
     for h in range(2):
         expected = "no facet" if spec[f"head {h}"]["facet"] is None else f"≈ {spec[f'head {h}']['facet']}"
         assert f"head {h}" in verdict and expected in verdict
@@ -62,7 +62,7 @@ def test_umap_maps_draw(demo):
 
 def test_demo_facets_passes_the_head_and_gate_checks():
     at = open_page(checkpoint="demo-facets", projection="pca")
-    verdict = at.markdown[0].value
+    verdict = next(m.value for m in at.markdown if m.value.startswith("**Specialisation checks**"))
     assert ":green-badge[head 0 ≈ genre" in verdict and ":green-badge[head 1 ≈ actor" in verdict
     assert ":green-badge[gate → planted facet 0.91" in verdict
 
@@ -75,10 +75,12 @@ def test_case_study_shows_the_same_checks():
     assert not any(m.value.startswith("**Specialisation checks**") for m in at.markdown)
 
 
-def test_without_planted_truth_gate_and_experts_are_checked_on_the_data(monkeypatch, demo):
+def test_without_planted_truth_gate_and_experts_are_checked_on_the_data(monkeypatch, tmp_path, demo):
     import streamlit as st
 
     from fame_core import facets
+
+    monkeypatch.setenv("FAME_CACHE", str(tmp_path))   # the planted checks of earlier tests are on disk
 
     # a data set with facets but no planted users (MovieLens, Amazon) reaches real_checks
     monkeypatch.setattr(facets, "planted_checks", lambda model, data: None)
@@ -87,8 +89,17 @@ def test_without_planted_truth_gate_and_experts_are_checked_on_the_data(monkeypa
         at = open_page(projection="pca")
     finally:
         st.cache_data.clear()
-    verdict = at.markdown[0].value
+    verdict = next(m.value for m in at.markdown if m.value.startswith("**Specialisation checks**"))
     model, data = demo
     real = facets.real_checks(model, data, "genre")
     assert f"gate picks the better head {real['gate_accuracy']:.2f}" in verdict
     assert f"experts → next item's genre: MI {real['expert_mi']:.3f}" in verdict
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "1e309", "abc", "-5", "0", "601"])
+def test_a_bad_item_is_a_visible_warning_and_the_box_shows_the_item_used(demo, value):
+    at = open_page(projection="pca", item=value)
+    used = {"-5": 1, "0": 1, "601": 600}.get(value, 1)
+    assert len(at.warning) == 1 and f"`item={value}`" in at.warning[0].value and f"using item={used}" in at.warning[0].value
+    assert at.number_input(key="item").value == used and at.query_params["item"] == str(used)
+    assert at.subheader[0].value == f"Nearest neighbours of {demo[1].label(used)}"

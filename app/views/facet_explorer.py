@@ -1,9 +1,11 @@
 """Facet explorer: do the heads' item sub-embeddings x_v^(h) separate item facets (genre, actor,
 brand, category)? Maps of every head side by side, coloured by a chosen facet, nearest neighbours
 per head, and the alignment table with its controls. URL parameters: checkpoint, facet, projection, item.
+
+PCA by default (under a second); UMAP maps and the alignment checks are kept on disk per
+checkpoint (fame_core.cache), so they are computed once, not at every start of the app.
 """
 
-from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -14,9 +16,9 @@ import session
 from badges import CHECKS_HELP, facet_badges
 from fame_core.facets import facet_labels, nearest_items
 
-ctx = st.session_state["ctx"]
-model, data, path, data_path = ctx["model"], ctx["data"], ctx["path"], ctx["data_path"]
-H = model.config.n_heads
+ctx = session.context()
+model, data, path, data_path = ctx.model, ctx.data, ctx.path, ctx.data_path
+H = ctx.n_heads
 st.title("Facet explorer")
 if data is None:
     st.info("The facet explorer needs the checkpoint's data set (its item facets): give its path in the sidebar.")
@@ -29,19 +31,14 @@ if not data.facets:
 
 facet_names = list(data.facets)
 session.warn_bad_param("facet", facet_names)
-session.warn_bad_param("projection", ["umap", "pca"])
+session.warn_bad_param("projection", ["pca", "umap"])
 c1, c2, c3 = st.columns([2, 1, 1])
 facet = c1.segmented_control("Colour items by", facet_names, default=facet_names[0], key="facet",
                              bind="query-params") or facet_names[0]
-method = c2.segmented_control("Map", ["umap", "pca"], default="umap", key="projection", bind="query-params",
-                              help="UMAP (cosine) is computed once per representation and cached; PCA is instant") or "umap"
-item = int(c3.number_input("Item", min_value=1, max_value=data.n_items, value=1, key="item", bind="query-params"))
-
-# ---- the verdict first: are the heads facets? ---------------------------------------------------
-table = session.alignment(path, data_path)
-badges = facet_badges(model, path, data_path, facet)
-st.markdown("**Specialisation checks** " + " ".join(badges))
-st.caption(CHECKS_HELP)
+method = c2.segmented_control("Map", ["pca", "umap"], default="pca", key="projection", bind="query-params",
+                              help="PCA is instant; UMAP (cosine) takes a minute on large catalogues the first "
+                                   "time, then it is read from disk") or "pca"
+item = session.count_input(c3, "Item", "item", 1, data.n_items, 1)
 
 # ---- maps ------------------------------------------------------------------------------------------
 labels, values = facet_labels(data, facet)
@@ -55,7 +52,7 @@ palette = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#d
 def pick(key: str):
     points = st.session_state[key].selection.points
     if points:
-        st.session_state["item"] = int(points[0]["customdata"])
+        session.set_url_value("item", int(points[0]["customdata"]))
 
 
 cols = st.columns(len(representations))
@@ -77,7 +74,7 @@ for col, rep in zip(cols, representations):
     fig.update_layout(title=rep, height=360, margin=dict(l=5, r=5, t=35, b=5), showlegend=rep == "full embedding",
                       xaxis=dict(visible=False), yaxis=dict(visible=False))
     key = f"map_{rep}"
-    col.plotly_chart(fig, key=key, on_select=partial(pick, key), selection_mode="points")
+    col.plotly_chart(fig, key=key, on_select=lambda key=key: pick(key), selection_mode="points")
 st.caption("Click a point (or type an item id above) to see its nearest neighbours in every head."
            + (f" Maps show a fixed sample of {session.MAP_ITEMS:,} of the {data.n_items:,} items."
               if data.n_items > session.MAP_ITEMS else ""))
@@ -87,28 +84,32 @@ st.subheader(f"Nearest neighbours of {data.label(item)}")
 near = nearest_items(model, item, k=10)
 ncols = st.columns(len(near))
 for col, (rep, ids) in zip(ncols, near.items()):
-    same = [("✓" if labels[v] == labels[item] and labels[item] >= 0 else "") for v in ids]
+    same = [("yes" if labels[v] == labels[item] and labels[item] >= 0 else "") for v in ids]
     share = sum(bool(s) for s in same) / len(ids)
     col.markdown(f"**{rep}** · same {facet}: {share:.0%}")
     col.table(pd.DataFrame({"item": ids, "label": [data.label(v) for v in ids], f"same {facet}": same}).style.hide(axis="index"))
 
-# ---- the numbers -------------------------------------------------------------------------------------
-st.subheader("Alignment of heads and facets, with controls")
-st.dataframe(table.round(4), hide_index=True)
-st.caption("knn_agreement: share of each item's 10 nearest neighbours with its value (chance: knn_chance). "
-           "probe_accuracy: 5-fold linear probe; probe_shuffled_labels and majority_rate are the floors.")
 
 
 def map_bytes(fmt: str) -> bytes:
     from fame_core import export
 
-    fig, numbers = export.embedding_maps_figure(coords, labels, values, facet, title=f"{ctx['name']}: items by {facet}")
+    fig, numbers = export.embedding_maps_figure(coords, labels, values, facet, title=f"{ctx.name}: items by {facet}")
     return numbers.to_csv(index=False).encode() if fmt == "csv" else export.figure_bytes(fig, fmt)
 
 
-b = st.columns(5)
-stem = f"fame_{ctx['name'].replace('/', '_')}_maps_{facet}_{method}"
-for col, fmt, mime in zip(b, ("pdf", "svg", "png", "csv"), ("application/pdf", "image/svg+xml", "image/png", "text/csv")):
-    col.download_button(f"Maps {fmt.upper()}", partial(map_bytes, fmt), file_name=f"{stem}.{fmt}", mime=mime, key=f"map_{fmt}")
-b[4].download_button("Alignment CSV", table.to_csv(index=False), file_name=f"fame_{ctx['name'].replace('/', '_')}_alignment.csv",
-                     mime="text/csv", key="alignment_csv")
+session.download_row(f"fame_{ctx.slug}_maps_{facet}_{method}", map_bytes, prefix="Maps ", key="map")
+
+# ---- the verdict and the numbers: measured after the maps are drawn ------------------------------------
+st.subheader("Are the heads facets? Alignment of heads and facets, with controls")
+auto = data.n_items <= session.AUTO_CHECKS_ITEMS or session.checks_cached(path, data_path, facet)
+if auto or st.button("Measure the heads, gate and experts (about a minute on Amazon-sized data; kept on disk)",
+                     key="run_checks"):
+    table = session.alignment(path, data_path)
+    st.markdown("**Specialisation checks** " + " ".join(facet_badges(model, path, data_path, facet)))
+    st.caption(CHECKS_HELP)
+    st.dataframe(table.round(4), hide_index=True)
+    st.caption("knn_agreement: share of each item's 10 nearest neighbours with its value (chance: knn_chance). "
+               "probe_accuracy: 5-fold linear probe; probe_shuffled_labels and majority_rate are the floors.")
+    session.download_row(f"fame_{ctx.slug}_alignment", lambda fmt: table.to_csv(index=False).encode(),
+                         formats=("csv",), prefix="Alignment ", key="alignment")
