@@ -48,8 +48,8 @@ def main() -> int:
     from fame_core.data import load_dataset
     from fame_core.evaluate import evaluate
     from fame_core.facets import experts_vs_preference, gate_vs_facet, head_alignment, specialisation
-    from fame_core.inspection import load
-    from fame_core.models import ModelConfig
+    from fame_core.checkpoint import load
+    from fame_core.models import SASRecConfig, FAMEConfig
     from fame_core.objectives import FacetObjectives
     from fame_core.training import TrainConfig, train
 
@@ -58,14 +58,14 @@ def main() -> int:
     common = dict(n_items=data.n_items, n_heads=2, dropout=0.2, attn_dropout=0.2)
     sas = runs / "sasrec"
     if not (sas / "config.json").exists() or (sas / "train_state.pt").exists():
-        train(data, ModelConfig(model="sasrec", n_experts=1, **common), TrainConfig(epochs=150, patience=15),
+        train(data, SASRecConfig(**common), TrainConfig(epochs=150, patience=15),
               sas, resume=(sas / "train_state.pt").exists(), progress=False)
     rows = []
     for name in a.variants.split(","):
         out = runs / name.replace(" ", "-").replace("+", "and")
         if not (out / "config.json").exists() or (out / "train_state.pt").exists():
             print(f"training {name}", file=sys.stderr)
-            train(data, ModelConfig(model="fame", n_experts=4, **common),
+            train(data, FAMEConfig(n_experts=4, **common),
                   TrainConfig(epochs=150, patience=15, init_from=str(sas), objectives=FacetObjectives(**VARIANTS[name])),
                   out, resume=(out / "train_state.pt").exists(), progress=False)
         model, d = load(out, data=data)

@@ -27,7 +27,7 @@ def main() -> int:
 
     from fame_core.checkpoint import dataset_record, write_checkpoint
     from fame_core.data import load_dataset
-    from fame_core.models import ModelConfig, build_model
+    from fame_core.models import FAMEConfig, build_model
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=str(REPO.parent / "shared/data/amazon/Sports_and_Outdoors.txt"))
@@ -35,7 +35,7 @@ def main() -> int:
     data = load_dataset(a.data)
     tmp = Path(tempfile.mkdtemp())
     torch.manual_seed(0)
-    write_checkpoint(tmp / "timing", build_model(ModelConfig(model="fame", n_items=data.n_items)), dataset_record(data), {}, [])
+    write_checkpoint(tmp / "timing", build_model(FAMEConfig(n_items=data.n_items)), dataset_record(data), {}, [])
     os.environ["FAME_CHECKPOINTS"] = str(tmp)
     results = []
     for method in ("pca", "umap"):

@@ -63,7 +63,7 @@ def main() -> int:
     a = p.parse_args()
 
     from fame_core.data import load_dataset
-    from fame_core.models import ModelConfig
+    from fame_core.models import SASRecConfig, FAMEConfig
     from fame_core.training import TrainConfig
 
     data = load_dataset(a.data)
@@ -75,9 +75,9 @@ def main() -> int:
         common = dict(n_items=data.n_items, n_heads=a.heads, dropout=a.dropout, attn_dropout=a.dropout)
         sas_dir = runs / f"sasrec-s{seed}"
         t0 = time.time()
-        sas = run(data, ModelConfig(model="sasrec", n_experts=1, **common),
+        sas = run(data, SASRecConfig(**common),
                   TrainConfig(seed=seed, patience=a.patience, epochs=a.epochs, device=a.device), sas_dir)
-        fame = run(data, ModelConfig(model="fame", n_experts=a.experts, residual=a.fame_residual, **common),
+        fame = run(data, FAMEConfig(n_experts=a.experts, residual=a.fame_residual, **common),
                    TrainConfig(seed=seed, patience=a.patience, epochs=a.epochs, lr=a.fame_lr, device=a.device,
                                init_from=str(sas_dir), warm=a.fame_warm), runs / f"{variant}-s{seed}")
         for name, conf in (("sasrec", sas), (variant, fame)):

@@ -1,4 +1,5 @@
-"""The one checkpoint format (SPEC §5): a directory, written atomically, that never unpickles code.
+"""The one checkpoint format (docs/design.md, "Checkpoint format"): a directory, written atomically,
+that never unpickles code.
 
     weights.safetensors   model weights (float32, or float16 when saved with half=True)
     config.json           model hyper-parameters, training settings, seed, code version, result
@@ -9,7 +10,8 @@
 
 A checkpoint is written into a temporary sibling directory and renamed into place, so a reader
 (or a kill) never sees half of one. It opens without its data set (`load_checkpoint`); data given
-alongside is checked against the recorded fingerprint.
+alongside is checked against the recorded fingerprint. `load` opens a checkpoint together with
+its data set.
 """
 
 from __future__ import annotations
@@ -17,17 +19,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .data import SequenceDataset
-from .errors import CheckpointError
-from .models import ModelConfig, build_model
-
-CODE_VERSION = "0.1.0"  # keep equal to fame_core.__version__
+from ._version import __version__ as CODE_VERSION
+from .data import SequenceDataset, load_dataset
+from .errors import CheckpointError, ConfigError
+from .models import build_model, config_from_dict
 FILES = ("weights.safetensors", "config.json", "dataset.json")
 
 
@@ -69,9 +71,14 @@ def write_checkpoint(directory, model, dataset: dict, config: dict, metrics: lis
 
 def _read_json(path: Path) -> dict:
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{path}: unreadable ({e.__class__.__name__}: {e})") from None
+    except RecursionError:
+        raise CheckpointError(f"{path}: nested too deeply to be a checkpoint record") from None
+    if not isinstance(record, dict):
+        raise CheckpointError(f"{path} must hold a JSON object, found {type(record).__name__}")
+    return record
 
 
 def read_config(directory) -> tuple[dict, dict]:
@@ -89,10 +96,14 @@ def load_checkpoint(directory, device="cpu"):
     """Model (eval mode, float32) and the checkpoint's records, without its data set."""
     directory = Path(directory)
     config, dataset = read_config(directory)
+    if "model" not in config:
+        raise CheckpointError(f"{directory}/config.json has no \"model\" record; pass a directory written by 'train'")
     try:
-        cfg = ModelConfig(**config["model"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{directory}/config.json: bad model configuration ({e})") from None
+        cfg = config_from_dict(config["model"], where="\"model\"")
+    except ConfigError as e:
+        raise CheckpointError(f"{directory}/config.json: {e}") from None
+    if cfg.n_items < 1:
+        raise CheckpointError(f"{directory}/config.json: \"model\" n_items must be >= 1, got {cfg.n_items}")
     model = build_model(cfg)
     try:
         state = load_file(directory / "weights.safetensors")
@@ -155,3 +166,27 @@ def find_checkpoints(roots, depth: int = 2) -> dict[str, Path]:
                 name = rel if i == 0 else f"{root.name}/{rel}"
                 found.setdefault(name if rel != "." else root.name, path)
     return found
+
+
+def load(checkpoint_dir, data=None, device: str = "cpu"):
+    """Open a checkpoint: returns (model, dataset).
+
+    data: None reads the data set recorded in the checkpoint when it can be found (the synthetic
+    world is regenerated from its recorded parameters) and otherwise returns dataset=None: the
+    model still opens and inspects any hand-made sequence. A path, spec or SequenceDataset given
+    here must be the data set the model was trained on.
+    """
+    model = load_checkpoint(checkpoint_dir, device=device)
+    record = model.dataset_record
+    if data is None:
+        spec = record.get("spec")
+        reachable = record.get("reader") == "synthetic" or (spec and Path(spec).exists())
+        if not reachable:
+            print(f"note: data set {record.get('name')!r} not found at {spec}; opened the model alone "
+                  "(pass data=PATH for user histories and item labels)", file=sys.stderr)
+            return model, None
+        data = spec
+    if not isinstance(data, SequenceDataset):
+        data = load_dataset(data, kcore_k=record.get("options", {}).get("kcore"))
+    check_dataset(record, data, where=f"checkpoint {checkpoint_dir}")
+    return model, data

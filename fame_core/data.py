@@ -1,4 +1,4 @@
-"""One data type for a data set, and the readers that build it (SPEC §1).
+"""One data type for a data set, and the readers that build it (docs/design.md, "Data flow").
 
 A `SequenceDataset` is a list of per-user chronological item sequences over item ids 1..n
 (0 is padding) plus optional item metadata: titles and categorical facets (genre, brand,
@@ -28,6 +28,7 @@ import pandas as pd
 from .errors import DataError
 
 SPLITS = ("train", "valid", "test")
+KCORE = 5  # default k of the k-core filter of raw interaction logs
 
 
 @dataclass
@@ -213,7 +214,7 @@ def kcore(df: pd.DataFrame, k: int) -> pd.DataFrame:
             return df
 
 
-def from_interactions(df: pd.DataFrame, name: str, source: dict, k: int = 5,
+def from_interactions(df: pd.DataFrame, name: str, source: dict, k: int = KCORE,
                       titles: dict | None = None, facets: dict | None = None) -> SequenceDataset:
     """Build a data set from a (user, item, timestamp) log: k-core, sort by time, remap ids.
 
@@ -316,7 +317,7 @@ _MOVIELENS_RATINGS = ("ratings.csv", "ratings.dat", "u.data")
 _TITLE_YEAR = re.compile(r"\((\d{4})\)\s*$")
 
 
-def read_movielens(path, k: int = 5, name: str | None = None) -> SequenceDataset:
+def read_movielens(path, k: int = KCORE, name: str | None = None) -> SequenceDataset:
     """MovieLens ratings (ml-latest*, ml-20m/25m `ratings.csv`; ml-1m `ratings.dat`; ml-100k
     `u.data`), sorted by timestamp, k-core filtered; titles and genres from the movie file
     beside it (`movies.csv`, `movies.dat`, `u.item`) when present, and the release decade from the
@@ -371,7 +372,7 @@ def read_movielens(path, k: int = 5, name: str | None = None) -> SequenceDataset
                              facets={"genre": genres, "decade": decades} if genres else None)
 
 
-def read_interactions(path, k: int = 5, name: str | None = None) -> SequenceDataset:
+def read_interactions(path, k: int = KCORE, name: str | None = None) -> SequenceDataset:
     """A generic `user,item,timestamp` CSV (header optional) or a RecBole atomic `.inter` file."""
     path = _require_file(Path(path), "interactions file")
     try:
@@ -440,7 +441,7 @@ def load_dataset(spec, kcore_k: int | None = None) -> SequenceDataset:
     path = Path(spec).expanduser()
     if not path.exists():
         raise DataError(f"data not found: {spec} (pass a file, a folder, or 'synthetic')")
-    k = 5 if kcore_k is None else kcore_k
+    k = KCORE if kcore_k is None else kcore_k
     if path.is_dir():
         if any((path / f).exists() for f in _MOVIELENS_RATINGS):
             return read_movielens(path, k=k)

@@ -14,7 +14,7 @@ unsupervised
 - head_diversity: squared correlation between the heads' item sub-embeddings x_v^(h) (over items,
   per pair of heads and dimensions): heads that encode the same directions pay for it.
 weakly supervised (data sets with item facets)
-- facet_heads "genre,actor": head h is tied to the h-th facet by a linear probe from x_v^(h) to
+- facet_heads ("genre", "actor"): head h is tied to the h-th facet by a linear probe from x_v^(h) to
   the facet's value (cross-entropy over items that have one), weighted by facet_weight.
 - facet_exclusive: head h should carry *only* its facet: the share of x_v^(h)'s variance explained
   by the values of every other tied facet (between-value over total variance) is penalised, so a
@@ -31,18 +31,30 @@ import torch.nn.functional as F
 
 from .data import SequenceDataset
 from .errors import FameError
+from .labels import facet_labels
+from .models import ModelOutput
+from .options import check, option
 
 
 @dataclass
 class FacetObjectives:
-    gate_decisive: float = 0.0
-    router_decisive: float = 0.0
-    load_balance: float = 0.0
-    router_z: float = 0.0
-    head_diversity: float = 0.0
-    facet_heads: str = ""        # e.g. "genre,actor": head 0 <- genre, head 1 <- actor
-    facet_weight: float = 0.0
-    facet_exclusive: float = 0.0  # with facet_heads: remove the other tied facets from each head
+    """Weights of the optional facet terms (all 0 = plain next-item cross-entropy)."""
+
+    gate_decisive: float = option(0.0, "weight: decisive per-user gates, balanced per batch", min=0)
+    router_decisive: float = option(0.0, "weight: decisive expert choice, balanced per batch", min=0)
+    load_balance: float = option(0.0, "weight: Switch-Transformer expert load balancing", min=0)
+    router_z: float = option(0.0, "weight: ST-MoE router z-loss", min=0)
+    head_diversity: float = option(0.0, "weight: decorrelate heads' item sub-embeddings", min=0)
+    facet_heads: tuple[str, ...] = option((), "tie head h to the h-th facet, e.g. genre,actor")
+    facet_weight: float = option(0.0, "weight of the facet probes of --facet-heads", min=0)
+    facet_exclusive: float = option(0.0, "weight: remove the other --facet-heads facets from each tied head", min=0)
+
+    def __post_init__(self):
+        if isinstance(self.facet_heads, str):  # "genre,actor", as checkpoints of code 0.1.0 record it
+            self.facet_heads = tuple(f.strip() for f in self.facet_heads.split(",") if f.strip())
+        elif isinstance(self.facet_heads, list):
+            self.facet_heads = tuple(self.facet_heads)
+        check(self)
 
     @property
     def active(self) -> bool:
@@ -62,8 +74,6 @@ class FacetProbes(nn.Module):
 
     def __init__(self, dataset: SequenceDataset, names: list[str], d_head: int, n_heads: int):
         super().__init__()
-        from .facets import facet_labels
-
         if len(names) > n_heads:
             raise FameError(f"--facet-heads names {len(names)} facets but the model has {n_heads} heads")
         self.heads = list(range(len(names)))
@@ -103,14 +113,16 @@ class FacetProbes(nn.Module):
         return torch.stack(terms).mean() if terms else sub_embeddings.new_zeros(())
 
 
-def extra_loss(model, details: dict, where: torch.Tensor, obj: FacetObjectives, probes: FacetProbes | None) -> torch.Tensor:
-    """The weighted sum of the active terms; `where` marks positions with a target (B, T)."""
-    total = details["gates"].new_zeros(())
-    if obj.gate_decisive:
-        g = details["gates"][where]                                     # (M, H)
+def extra_loss(model, out: ModelOutput, where: torch.Tensor, obj: FacetObjectives,
+               probes: FacetProbes | None) -> torch.Tensor:
+    """The weighted sum of the active terms; `where` marks positions with a target (B, T). Gate and
+    router terms are zero for a model without a gate or router."""
+    total = out.u.new_zeros(())
+    if obj.gate_decisive and out.gates is not None:
+        g = out.gates[where]                                            # (M, H)
         total = total + obj.gate_decisive * (_entropy(g).mean() - _entropy(g.mean(0)))
-    if (obj.load_balance or obj.router_z or obj.router_decisive) and "router_logits" in details:
-        logits = details["router_logits"].transpose(1, 2)[where]        # (M, H, N)
+    if (obj.load_balance or obj.router_z or obj.router_decisive) and out.router_logits is not None:
+        logits = out.router_logits.transpose(1, 2)[where]               # (M, H, N)
         beta = torch.softmax(logits, -1)
         if obj.router_decisive:
             total = total + obj.router_decisive * (_entropy(beta).mean() - _entropy(beta.mean(0)).mean())

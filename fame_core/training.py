@@ -1,4 +1,4 @@
-"""Training (SPEC §4): full-softmax cross-entropy, Adam, early stopping, atomic checkpoints, resume.
+"""Training (docs/design.md, "Training"): full-softmax cross-entropy, Adam, early stopping, atomic checkpoints, resume.
 
 Targets: every position of a user's training sequence predicts the next item (all-position
 training, as SASRec); logits are computed only where there is a target, never on padding.
@@ -22,33 +22,45 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .checkpoint import (dataset_record, load_checkpoint, read_config, read_metrics, write_checkpoint,
-                         check_dataset)
+from .checkpoint import (check_dataset, dataset_record, load_checkpoint, read_config, read_metrics,
+                         write_checkpoint)
 from .data import SequenceDataset
-from .errors import CheckpointError, FameError
+from .errors import CheckpointError, ConfigError, FameError
 from .evaluate import evaluate, left_pad
-from .models import ModelConfig, build_model, fame_from_sasrec
+from .models import FAMEConfig, ModelConfig, SASRec, build_model, config_from_dict, fame_from_sasrec
 from .objectives import FacetObjectives, FacetProbes, extra_loss
+from .options import DEVICE_PATTERN, check, option
 
 SELECT_METRIC = "NDCG@20"
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 200            # at most this many epochs
-    batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    patience: int = 10           # stop after this many epochs without a better validation NDCG@20
-    seed: int = 0
-    device: str = "auto"         # "auto" (CUDA when present), "cpu", "cuda", "cuda:1"
-    eval_batch_size: int = 1024
-    init_from: str | None = None  # a SASRec checkpoint to build FAME from (paper pipeline)
-    warm: bool = False           # with init_from: warm-start expert queries and W_f (see fame_from_sasrec)
-    objectives: FacetObjectives = field(default_factory=FacetObjectives)  # optional facet terms, off by default
+    """How to train: optimiser, early stopping, seed, device, and the optional facet terms."""
+
+    epochs: int = option(200, "at most this many epochs", min=1)
+    batch_size: int = option(256, "training sequences per batch", min=1)
+    lr: float = option(1e-3, "Adam learning rate", min=0, min_exclusive=True, max=10)
+    weight_decay: float = option(0.0, "Adam weight decay", min=0)
+    patience: int = option(10, "stop after this many epochs without a better validation NDCG@20", min=1)
+    seed: int = option(0, "random seed (initialisation, batches, dropout)", min=0)
+    device: str = option("auto", "auto (CUDA when present), cpu, cuda or cuda:N", pattern=DEVICE_PATTERN,
+                         expect="auto, cpu, cuda or cuda:N")
+    eval_batch_size: int = option(1024, "users per batch when evaluating", min=1)
+    init_from: str | None = option(None, "a SASRec checkpoint to build FAME from (the paper's pipeline)")
+    warm: bool = option(False, "with --init-from: warm-start expert queries and W_f (see fame_from_sasrec)")
+    objectives: FacetObjectives = option(factory=FacetObjectives, cli=False,
+                                         help="optional facet terms, off by default")
+
+    def __post_init__(self):
+        check(self)
+        if not isinstance(self.objectives, FacetObjectives):
+            raise ConfigError(f"objectives must be a FacetObjectives, got {type(self.objectives).__name__}")
 
 
 def resolve_device(name: str) -> torch.device:
+    if not isinstance(name, str) or not DEVICE_PATTERN.match(name):
+        raise ConfigError(f"--device {name!r}: unknown device; pass auto, cpu, cuda or cuda:N")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -79,14 +91,11 @@ def loss_on_batch(model, inputs: torch.Tensor, targets: torch.Tensor, objectives
     """Mean cross-entropy of the next item over all items, at positions with a target only (plus
     the optional facet terms of `objectives`)."""
     where = targets > 0
-    if objectives is not None and objectives.active:
-        u, details = model(inputs, return_details=True)
-    else:
-        u, details = model(inputs), None                 # (B, T, d)
-    logits = u[where] @ model.embed.E.weight[1:].T       # padding id 0 is not a class
+    out = model(inputs)
+    logits = out.u[where] @ model.item_embeddings()[1:].T   # padding id 0 is not a class
     loss = F.cross_entropy(logits, targets[where] - 1)
-    if details is not None:
-        loss = loss + extra_loss(model, details, where, objectives, probes)
+    if objectives is not None and objectives.active:
+        loss = loss + extra_loss(model, out, where, objectives, probes)
     return loss
 
 
@@ -104,8 +113,7 @@ def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = 
     obj = tcfg.objectives
     probes = None
     if obj.facet_heads and (obj.facet_weight or obj.facet_exclusive):
-        probes = FacetProbes(dataset, [f.strip() for f in obj.facet_heads.split(",") if f.strip()],
-                             model.config.d_head, model.config.n_heads).to(device)
+        probes = FacetProbes(dataset, list(obj.facet_heads), model.config.d_head, model.config.n_heads).to(device)
     params = list(model.parameters()) + (list(probes.parameters()) if probes is not None else [])
     opt = torch.optim.Adam(params, lr=tcfg.lr, betas=(0.9, 0.999), weight_decay=tcfg.weight_decay)
     metrics, start, best, best_epoch, bad = [], 0, -math.inf, -1, 0
@@ -120,7 +128,11 @@ def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = 
             raise FameError(f"{out}: no run to resume (no train_state.pt); start it without --resume")
         saved_config, saved_data = read_config(out)
         check_dataset(saved_data, dataset, where=str(out))
-        if saved_config["model"] != model.config.to_dict():
+        try:
+            saved_model = config_from_dict(saved_config.get("model"), where=f"{out}/config.json \"model\"")
+        except ConfigError as e:
+            raise CheckpointError(str(e)) from None
+        if saved_model != model.config:
             raise FameError(f"{out} was started with other model settings; resume with the same ones")
         try:
             state = torch.load(state_path, map_location=device, weights_only=True)
@@ -212,7 +224,7 @@ def train(dataset: SequenceDataset, model_cfg: ModelConfig, tcfg: TrainConfig, o
     if tcfg.init_from and not resume:
         base = load_checkpoint(tcfg.init_from)
         check_dataset(base.dataset_record, dataset, where=f"--init-from {tcfg.init_from}")
-        if base.config.model != "sasrec" or model_cfg.model != "fame":
+        if type(base) is not SASRec or not isinstance(model_cfg, FAMEConfig):
             raise FameError("--init-from builds FAME from a SASRec checkpoint; pass --model fame and a SASRec checkpoint")
         model = fame_from_sasrec(base, model_cfg, warm=tcfg.warm, seed=tcfg.seed)
     else:

@@ -8,16 +8,16 @@ import torch
 
 import fame_core
 from fame_core.objectives import FacetObjectives, FacetProbes, extra_loss
-from fame_core.models import ModelConfig
+from fame_core.models import FAMEConfig, ModelOutput
 from fame_core.training import TrainConfig, train
 from tests.conftest import make_model
 
 
 def details(gates, logits=None):
     B, H = gates.shape
-    d = {"gates": gates[:, None, :]}
-    if logits is not None:
-        d["router_logits"] = logits[:, :, None, :]           # (B, H, T=1, N)
+    d = ModelOutput(u=torch.zeros(B, 1, 4), heads=torch.zeros(B, 1, H, 4), attention=torch.zeros(B, H, 1, 1, 1),
+                    gates=gates[:, None, :],
+                    router_logits=None if logits is None else logits[:, :, None, :])  # (B, H, T=1, N)
     return d, torch.ones(B, 1, dtype=torch.bool)
 
 
@@ -72,20 +72,21 @@ def test_head_diversity_is_low_for_unrelated_heads_and_high_for_copies():
 def test_facet_probes_learn_and_resume(tmp_path, tiny_world):
     obj = FacetObjectives(facet_heads="genre,actor", facet_weight=1.0, gate_decisive=0.1, load_balance=0.01,
                           router_z=0.001, head_diversity=0.5)
-    cfg = ModelConfig(model="fame", d=16, n_heads=2, n_experts=2, max_len=10)
+    cfg = FAMEConfig(d=16, n_heads=2, n_experts=2, max_len=10)
     tc = TrainConfig(epochs=3, batch_size=64, objectives=obj)
     full = train(tiny_world, cfg, tc, tmp_path / "full", progress=False)
     train(tiny_world, cfg, tc, tmp_path / "part", progress=False, stop_after=1)
     resumed = train(tiny_world, cfg, tc, tmp_path / "part", resume=True, progress=False)
     assert resumed["test"] == full["test"]
     saved = json.loads((tmp_path / "full" / "config.json").read_text())["train"]["objectives"]
-    assert saved["facet_heads"] == "genre,actor" and saved["gate_decisive"] == 0.1
+    assert saved["facet_heads"] == ["genre", "actor"] and saved["gate_decisive"] == 0.1
+    assert FacetObjectives(facet_heads="genre,actor").facet_heads == ("genre", "actor")  # 0.1.0 records
     with pytest.raises(fame_core.FameError, match="names 3 facets but the model has 2 heads"):
         FacetProbes(tiny_world, ["genre", "actor", "genre"], 8, 2)
 
 
 def test_leakage_is_high_when_a_head_encodes_the_other_facet_and_low_otherwise(tiny_world):
-    from fame_core.facets import facet_labels
+    from fame_core.labels import facet_labels
 
     probes = FacetProbes(tiny_world, ["genre", "actor"], 4, 2)
     genre, _ = facet_labels(tiny_world, "genre")
