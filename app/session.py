@@ -17,6 +17,7 @@ if str(REPO) not in sys.path:  # `streamlit run app/streamlit_app.py` from a clo
     sys.path.insert(0, str(REPO))
 
 import fame_core  # noqa: E402
+from fame_core import datahome  # noqa: E402
 from fame_core.checkpoint import find_checkpoints  # noqa: E402
 from fame_core.users import user_table  # noqa: E402
 
@@ -43,8 +44,9 @@ def available_checkpoints() -> dict[str, str]:
 
 @st.cache_resource(show_spinner="Opening the checkpoint…", max_entries=4)
 def open_checkpoint(path: str, data_path: str | None):
-    """(model, dataset or None). Raises fame_core.FameError with a one-line reason."""
-    return fame_core.load(path, data=data_path or None)
+    """(model, dataset or None). Raises fame_core.FameError with a one-line reason. Recorded data
+    is read only under the data roots (the data home and $FAME_DATA_ROOTS), sha256-verified."""
+    return fame_core.load(path, data=data_path or None, data_roots=None if data_path else datahome.data_roots())
 
 
 @st.cache_data(show_spinner="Ranking every user under gated and concatenated merging…", max_entries=8)

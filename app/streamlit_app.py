@@ -34,6 +34,17 @@ with st.sidebar:
         record = model.dataset_record
         st.warning(f"Data set **{record.get('name')}** is not at its recorded path `{record.get('spec')}`. "
                    "The model opens alone (hand-made sequences only); give the data file for users and labels.")
+        st.caption(session.datahome.missing_message(record, session.datahome.data_roots()))
+        offer = session.datahome.download_offer(record)
+        if offer and st.button(f"Download {offer[0]}{session.datahome.size_text(offer[1])}", key="download"):
+            bar = st.progress(0.0, text=f"Downloading {offer[0]}…")
+            try:
+                session.datahome.fetch_recorded(record, on_progress=lambda got, total: bar.progress(
+                    min(1.0, got / total) if total else 0.0, text=f"Downloading {offer[0]}: {got / 1e6:.1f} MB"))
+                session.open_checkpoint.clear()
+                st.rerun()
+            except session.fame_core.FameError as err:
+                st.error(str(err))
         st.text_input("Data set path", key=f"data_path:{name}", placeholder="/path/to/Beauty.txt")
     if model is not None:
         cfg = model.config

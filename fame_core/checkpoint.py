@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -30,6 +29,8 @@ from ._version import __version__ as CODE_VERSION
 from .data import SequenceDataset, load_dataset
 from .errors import CheckpointError, ConfigError
 from .models import build_model, config_from_dict
+from .safe_io import OutputError, check_output_dir, recover_dir, replace_dir
+
 FILES = ("weights.safetensors", "config.json", "dataset.json")
 
 
@@ -40,75 +41,118 @@ def dataset_record(dataset: SequenceDataset) -> dict:
             "paths": src.get("paths", []), "sha256": src.get("sha256", {}), "options": src.get("options", {})}
 
 
+CHECKPOINT_FILES = frozenset(FILES + ("metrics.jsonl", "train_state.pt"))
+
+
+def is_checkpoint(directory) -> bool:
+    """Whether `directory` holds only what this project writes into a checkpoint (so that replacing
+    it loses nothing the user made): the checkpoint files and nothing else, config.json ours."""
+    directory = Path(directory)
+    try:
+        names = {p.name for p in directory.iterdir()}
+        if not names or not names <= CHECKPOINT_FILES or "config.json" not in names:
+            return False
+        return "code_version" in json.loads((directory / "config.json").read_text())
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+def is_complete(directory) -> bool:
+    """A checkpoint with every file a reader needs (what `recover_dir` may move back)."""
+    directory = Path(directory)
+    return all((directory / f).is_file() for f in FILES) and is_checkpoint(directory)
+
+
+def check_checkpoint_out(out, option: str = "--out", overwrite: bool = False) -> Path:
+    """Refuse an output path for a new checkpoint before any work: a file, a protected folder, a
+    folder with the user's own files (never deleted), or an existing checkpoint (unless overwrite)."""
+    out = check_output_dir(out, is_checkpoint, "checkpoint", option)
+    recover_dir(out, is_complete)
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        state = "an unfinished run (pass --resume to continue it" if (out / "train_state.pt").exists() \
+            else "a checkpoint (pass --resume only for an unfinished run"
+        raise OutputError(f"{option} {out} already holds {state}, --overwrite to replace it, "
+                          f"or choose another {option})")
+    return out
+
+
 def write_checkpoint(directory, model, dataset: dict, config: dict, metrics: list[dict],
                      train_state: dict | None = None, weights: dict | None = None, half: bool = False) -> Path:
-    """Write a whole checkpoint atomically (temporary directory, then rename).
+    """Write a whole checkpoint atomically (see safe_io.replace_dir: at every instant `directory`
+    holds the old checkpoint or the new one). A folder holding anything but a checkpoint is never
+    replaced; a failed write (a full disk) leaves the previous checkpoint as it was.
 
     weights: the state dict to store (default: the model's); train_state: resume state or None.
     """
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
-    old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    directory = check_output_dir(directory, is_checkpoint, "checkpoint")
     state = weights if weights is not None else model.state_dict()
     tensors = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
                for k, v in state.items()}
-    save_file(tensors, tmp / "weights.safetensors", metadata={"format": "fame-core", "version": CODE_VERSION})
     full_config = dict(config, model=model.config.to_dict(), code_version=CODE_VERSION)
-    (tmp / "config.json").write_text(json.dumps(full_config, indent=2) + "\n")
-    (tmp / "dataset.json").write_text(json.dumps(dataset, indent=2) + "\n")
-    (tmp / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in metrics))
-    if train_state is not None:
-        torch.save(train_state, tmp / "train_state.pt")
-    if directory.exists():
-        os.rename(directory, old)
-    os.rename(tmp, directory)
-    shutil.rmtree(old, ignore_errors=True)
-    return directory
+
+    def fill(tmp: Path) -> None:
+        save_file(tensors, tmp / "weights.safetensors", metadata={"format": "fame-core", "version": CODE_VERSION})
+        (tmp / "dataset.json").write_text(json.dumps(dataset, indent=2) + "\n")
+        (tmp / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in metrics))
+        if train_state is not None:
+            torch.save(train_state, tmp / "train_state.pt")
+        (tmp / "config.json").write_text(json.dumps(full_config, indent=2) + "\n")
+
+    return replace_dir(directory, fill, is_complete)
 
 
 def _read_json(path: Path) -> dict:
     try:
-        record = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path}: unreadable ({e.__class__.__name__}: {e})") from None
+        return json.loads(path.read_text(encoding="utf-8"))
     except RecursionError:
-        raise CheckpointError(f"{path}: nested too deeply to be a checkpoint record") from None
-    if not isinstance(record, dict):
-        raise CheckpointError(f"{path} must hold a JSON object, found {type(record).__name__}")
-    return record
+        raise CheckpointError(f"{path}: nested too deeply to be a checkpoint record; pass a checkpoint written "
+                              "by 'train'") from None
+    except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise CheckpointError(f"{path}: unreadable ({e.__class__.__name__}: {str(e)[:120]})") from None
 
 
 def read_config(directory) -> tuple[dict, dict]:
     """config.json and dataset.json of a checkpoint, with clear errors."""
     directory = Path(directory)
+    recover_dir(directory, is_complete)  # a kill between the fallback renames left the old copy aside
     if not directory.is_dir():
         raise CheckpointError(f"checkpoint not found: {directory} (pass a directory written by 'train')")
+    odd = [f for f in CHECKPOINT_FILES if (directory / f).exists() and not (directory / f).is_file()]
+    if odd:
+        raise CheckpointError(f"{directory}/{odd[0]} is not a regular file; pass a checkpoint written by 'train'")
     missing = [f for f in FILES if not (directory / f).exists()]
     if missing:
         raise CheckpointError(f"{directory} is not a complete checkpoint: missing {', '.join(missing)}")
-    return _read_json(directory / "config.json"), _read_json(directory / "dataset.json")
+    config = _read_json(directory / "config.json")
+    if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
+        raise CheckpointError(f"{directory}/config.json must be an object with a 'model' object; "
+                              "pass a checkpoint written by 'train'")
+    return config, _read_json(directory / "dataset.json")
 
 
 def load_checkpoint(directory, device="cpu"):
     """Model (eval mode, float32) and the checkpoint's records, without its data set."""
     directory = Path(directory)
     config, dataset = read_config(directory)
-    if "model" not in config:
-        raise CheckpointError(f"{directory}/config.json has no \"model\" record; pass a directory written by 'train'")
     try:
         cfg = config_from_dict(config["model"], where="\"model\"")
     except ConfigError as e:
         raise CheckpointError(f"{directory}/config.json: {e}") from None
     if cfg.n_items < 1:
         raise CheckpointError(f"{directory}/config.json: \"model\" n_items must be >= 1, got {cfg.n_items}")
+    check_record(dataset, cfg.n_items, directory)  # before allocating n_items embeddings
     model = build_model(cfg)
     try:
         state = load_file(directory / "weights.safetensors")
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{directory}/weights.safetensors is corrupt ({e})") from None
+    for name, tensor in state.items():
+        if tensor.dtype not in WEIGHT_DTYPES:
+            raise CheckpointError(f"{directory}/weights.safetensors: {name} has dtype {tensor.dtype}; "
+                                  "a checkpoint stores float32 or float16 weights (pass one written by 'train')")
+        if not torch.isfinite(tensor).all():
+            raise CheckpointError(f"{directory}/weights.safetensors: {name} holds NaN or infinite values; "
+                                  "the model cannot rank (retrain it, or use an earlier checkpoint)")
     try:
         model.load_state_dict({k: v.float() for k, v in state.items()})
     except RuntimeError as e:
@@ -121,6 +165,24 @@ def load_checkpoint(directory, device="cpu"):
     return model
 
 
+WEIGHT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def check_record(record, n_items: int, directory) -> None:
+    """dataset.json must describe the catalogue the model scores (checked before any label is shown)."""
+    if not isinstance(record, dict):
+        raise CheckpointError(f"{directory}/dataset.json must hold a JSON object, not {type(record).__name__}; "
+                              "pass a checkpoint written by 'train'")
+    for key, kind in (("n_items", int), ("n_users", int), ("fingerprint", str), ("name", str)):
+        value = record.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise CheckpointError(f"{directory}/dataset.json: {key} must be a {kind.__name__}, not {value!r:.40}; "
+                                  "pass a checkpoint written by 'train'")
+    if record["n_items"] != n_items:
+        raise CheckpointError(f"{directory}/dataset.json describes {record['n_items']} items but the model scores "
+                              f"{n_items}; the file belongs to another data set (pass the checkpoint's own dataset.json)")
+
+
 def read_metrics(directory) -> list[dict]:
     path = Path(directory) / "metrics.jsonl"
     if not path.exists():
@@ -128,10 +190,13 @@ def read_metrics(directory) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def compact_checkpoint(src, dst) -> Path:
+def compact_checkpoint(src, dst, overwrite: bool = False) -> Path:
     """Copy a finished checkpoint with float16 weights and no resume state, for bundling (about half
     the size). float16 rounding can move a few ranks: re-evaluate the copy before quoting it."""
     src = Path(src)
+    if Path(dst).expanduser().absolute().resolve() == src.absolute().resolve():
+        raise OutputError(f"--out {dst} is the checkpoint itself; pass another folder for the float16 copy")
+    check_checkpoint_out(dst, overwrite=overwrite)
     if (src / "train_state.pt").exists():
         raise CheckpointError(f"{src} is an unfinished run (train_state.pt present); resume it to the end first")
     config, dataset = read_config(src)
@@ -161,31 +226,35 @@ def find_checkpoints(roots, depth: int = 2) -> dict[str, Path]:
         if depth > 1:
             candidates += [p for p in sorted(root.glob("*/*")) if p.is_dir()]
         for path in candidates:
-            if all((path / f).exists() for f in FILES) and not path.name.startswith("."):
+            real = path.resolve()  # a symlink inside a root must not reach a checkpoint outside it
+            if real != root and root not in real.parents:
+                continue
+            if all((real / f).is_file() for f in FILES) and not path.name.startswith("."):
                 rel = path.relative_to(root).as_posix()
                 name = rel if i == 0 else f"{root.name}/{rel}"
                 found.setdefault(name if rel != "." else root.name, path)
     return found
 
 
-def load(checkpoint_dir, data=None, device: str = "cpu"):
+def load(checkpoint_dir, data=None, device: str = "cpu", data_roots=None):
     """Open a checkpoint: returns (model, dataset).
 
-    data: None reads the data set recorded in the checkpoint when it can be found (the synthetic
-    world is regenerated from its recorded parameters) and otherwise returns dataset=None: the
-    model still opens and inspects any hand-made sequence. A path, spec or SequenceDataset given
-    here must be the data set the model was trained on.
+    data: None reads the data set recorded in the checkpoint when it is found with its recorded
+    sha256s, at its recorded path or in the data home (`fame_core.datahome`; the synthetic world
+    is regenerated from its recorded parameters), and otherwise returns dataset=None: the model
+    still opens and inspects any hand-made sequence. data_roots: only read recorded data under
+    these folders (the app). A path, spec or SequenceDataset given here must be the data set the
+    model was trained on.
     """
     model = load_checkpoint(checkpoint_dir, device=device)
     record = model.dataset_record
     if data is None:
-        spec = record.get("spec")
-        reachable = record.get("reader") == "synthetic" or (spec and Path(spec).exists())
-        if not reachable:
-            print(f"note: data set {record.get('name')!r} not found at {spec}; opened the model alone "
+        from .datahome import missing_message, open_recorded
+        data = open_recorded(record, roots=data_roots)
+        if data is None:
+            print(f"note: {missing_message(record, data_roots)}; opened the model alone "
                   "(pass data=PATH for user histories and item labels)", file=sys.stderr)
             return model, None
-        data = spec
     if not isinstance(data, SequenceDataset):
         data = load_dataset(data, kcore_k=record.get("options", {}).get("kcore"))
     check_dataset(record, data, where=f"checkpoint {checkpoint_dir}")

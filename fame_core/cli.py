@@ -8,26 +8,69 @@ never a traceback (set FAME_DEBUG=1 to see one).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import sys
 
 from ._version import __version__
-from .data import KCORE
+from .data import KCORE, KCORE_MAX
 from .errors import ConfigError, FameError
 
 EXIT_BAD_INPUT = 2
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with the house's one-line errors: `error: ...` and exit 2, no usage block."""
+
+    def error(self, message):
+        sys.stderr.write(f"error: {message} (see '{self.prog} --help')\n")
+        raise SystemExit(EXIT_BAD_INPUT)
+
+
+def int_in(lo: int, hi: int | None = None):
+    """An argparse type: a whole number written in ASCII digits, lo <= n <= hi."""
+    def parse(text: str) -> int:
+        t = text.strip()
+        body = t[1:] if t[:1] in "+-" else t
+        if not body.isascii() or not body.isdigit() or len(body) > 18:
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number")
+        n = int(t)
+        if n < lo or (hi is not None and n > hi):
+            raise argparse.ArgumentTypeError(f"{n} is out of range; pass a number from {lo}"
+                                             + (f" to {hi}" if hi is not None else " up"))
+        return n
+    parse.__name__ = "number"
+    return parse
+
+
+def item_ids(text: str) -> list[int]:
+    """--items: comma-separated item ids in ASCII digits."""
+    ids = [x for x in text.replace(" ", "").split(",") if x]
+    bad = [x for x in ids if not (x.isascii() and x.isdigit() and len(x) <= 18)]
+    if bad or not ids:
+        raise FameError(f"--items must be comma-separated item ids (whole numbers), got {(bad or [text])[0][:40]!r}")
+    return [int(x) for x in ids]
+
+
 def _add_kcore(p):
-    p.add_argument("--kcore", type=int, default=None, help=f"k-core filter for raw logs (default {KCORE})")
+    p.add_argument("--kcore", type=int_in(1, KCORE_MAX), default=None, metavar="K",
+                   help=f"k-core filter of raw interaction logs: keep users and items with at least K actions "
+                        f"(1-{KCORE_MAX}; default {KCORE})")
 
 
-def _add_data(p, required=False, help_text=None):
+ITEMS_HELP = ("item table: a CSV/TSV (an id column and facet columns, 'a|b' multi-valued) or a RecBole .item "
+              "file; every column becomes an item facet")
+
+
+def _add_data(p, required=False, help_text=None, items_flag="--items"):
     p.add_argument("--data", required=required, default=None,
                    help=help_text or "data set: a file, a folder, or 'synthetic[:key=value,...]' "
                                      "(default: the one recorded in the checkpoint)")
     _add_kcore(p)
+    flags = [items_flag, "--item-table"] if items_flag != "--item-table" else ["--item-table"]
+    p.add_argument(*flags, dest="item_table", default=None, metavar="FILE", help=ITEMS_HELP)
 
 
 def _model_options(p):
@@ -57,11 +100,11 @@ def _train_options(p):
 def _add_who(p):
     """--checkpoint, --data and which sequence: a user's (--user, --split) or a hand-made one."""
     p.add_argument("--checkpoint", required=True)
-    _add_data(p)
+    _add_data(p, items_flag="--item-table")   # --items is the hand-made sequence here
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--user", help="a user id of the data set")
     who.add_argument("--items", help="a hand-made sequence: comma-separated item ids, oldest first")
-    p.add_argument("--target", type=int, default=None, help="with --items: the item to rank")
+    p.add_argument("--target", type=int_in(1), default=None, help="with --items: the item to rank")
     p.add_argument("--split", choices=["valid", "test"], default="test")
 
 
@@ -69,17 +112,22 @@ def build_parser() -> argparse.ArgumentParser:
     from .evaluate import EvalOptions
     from .options import add_options
 
-    parser = argparse.ArgumentParser(prog="python -m fame_core", description=__doc__.split("\n\n")[0])
+    parser = Parser(prog="python -m fame_core", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"fame_core {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
 
     t = sub.add_parser("train", help="train SASRec or FAME, early-stopped on validation NDCG@20")
     t.add_argument("--data", default="synthetic", help="data set (default: the synthetic facet world)")
     _add_kcore(t)
+    t.add_argument("--items", "--item-table", dest="item_table", default=None, metavar="FILE", help=ITEMS_HELP)
     _model_options(t)
     _train_options(t)
     t.add_argument("--out", required=True, help="checkpoint directory to write")
     t.add_argument("--resume", action="store_true", help="continue the killed run in --out")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace a checkpoint already at --out (a folder with other files is never replaced)")
+    t.add_argument("--allow-changes", action="store_true",
+                   help="with --resume: continue with training settings other than the recorded ones (recorded)")
     t.add_argument("--json", action="store_true")
 
     e = sub.add_parser("evaluate", help="full-ranking HR/NDCG@5/10/20 and MRR of a checkpoint")
@@ -90,13 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("inspect", help="per-head lists, gates, attention and router for one user or sequence")
     _add_who(i)
-    i.add_argument("--top-k", type=int, default=20)
+    i.add_argument("--top-k", type=int_in(1, 10_000), default=20, help="list length (1-10000; default 20)")
     add_options(i, EvalOptions, only=("mask_history",))
     i.add_argument("--json", action="store_true")
 
     x = sub.add_parser("export", help="paper-ready figures of one user: PDF, SVG, PNG, CSV and sidecar JSON")
     _add_who(x)
-    x.add_argument("--top-k", type=int, default=10, help="list length in the case-study figure (default 10)")
+    x.add_argument("--top-k", type=int_in(1, 100), default=10, help="list length in the case-study figure (default 10)")
     x.add_argument("--formats", default="pdf,svg,png", help="comma-separated, of pdf, svg, png")
     x.add_argument("--out", required=True, help="directory to write the figures to")
     x.add_argument("--json", action="store_true")
@@ -104,13 +152,14 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("facets", help="do heads, gates and experts capture item facets? (against controls)")
     f.add_argument("--checkpoint", required=True)
     _add_data(f)
-    f.add_argument("--users", type=int, default=200, help="users sampled for the attention-faithfulness test")
-    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--users", type=int_in(1, 10**7), default=200, help="users sampled for the attention-faithfulness test")
+    f.add_argument("--seed", type=int_in(0, 2**32 - 1), default=0)
     f.add_argument("--json", action="store_true")
 
     c = sub.add_parser("compact", help="copy a finished checkpoint with float16 weights (for bundling)")
     c.add_argument("--checkpoint", required=True)
-    c.add_argument("--out", required=True)
+    c.add_argument("--out", required=True, help="a new folder for the float16 copy")
+    c.add_argument("--overwrite", action="store_true", help="replace a checkpoint already at --out")
     c.add_argument("--json", action="store_true")
 
     d = sub.add_parser("data", help="data set tools")
@@ -118,16 +167,20 @@ def build_parser() -> argparse.ArgumentParser:
     ds = dsub.add_parser("describe", help="statistics of a data set (users, items, actions, facets)")
     ds.add_argument("path", help="a file, a folder, or 'synthetic'")
     _add_kcore(ds)
+    ds.add_argument("--items", "--item-table", dest="item_table", default=None, metavar="FILE", help=ITEMS_HELP)
     ds.add_argument("--json", action="store_true")
     dc = dsub.add_parser("convert", help="write any readable data set as a sequence file (+ item ids, attributes)")
     dc.add_argument("path", help="a file, a folder, or 'synthetic'")
     dc.add_argument("--to", required=True, help="the sequence file to write, e.g. out/ml.txt")
     _add_kcore(dc)
+    dc.add_argument("--overwrite", action="store_true", help="replace files a previous convert wrote at --to")
+    dc.add_argument("--items", "--item-table", dest="item_table", default=None, metavar="FILE", help=ITEMS_HELP)
     dc.add_argument("--json", action="store_true")
     dd = dsub.add_parser("download", help="fetch a public data set, checksums verified")
     dd.add_argument("name", help="beauty, sports, toys, yelp, ml-latest-small, ml-1m or ml-20m")
-    dd.add_argument("--to", default="data", help="parent directory (default ./data); files go to TO/NAME")
-    dd.add_argument("--mirror", default=None, help="replace the scheme and host of every address, e.g. http://127.0.0.1:8000")
+    dd.add_argument("--to", default=None, help="parent directory (default: the data home, $FAME_DATA or "
+                                                 "~/.cache/fame, where checkpoints find it); files go to TO/NAME")
+    dd.add_argument("--mirror", default=os.environ.get("FAME_MIRROR"), help="replace the scheme and host of every address, e.g. http://127.0.0.1:8000")
     dd.add_argument("--json", action="store_true")
     return parser
 
@@ -166,12 +219,17 @@ def cmd_train(a) -> int:
     from .data import load_dataset
     from .training import train
 
-    mcfg, tcfg = train_settings(a)  # checked before the data set is read
-    dataset = load_dataset(a.data, kcore_k=a.kcore)
+    mcfg, tcfg = train_settings(a)  # checked before anything is read or written
+    if not a.resume:  # refuse a bad --out before reading any data
+        from .checkpoint import check_checkpoint_out
+
+        check_checkpoint_out(a.out, overwrite=a.overwrite)
+    dataset = _with_items(load_dataset(a.data, kcore_k=a.kcore), a.item_table)
     mcfg.n_items = mcfg.n_items or dataset.n_items
     if not a.json:
         print(f"training {a.model} on {dataset.name} ({dataset.n_users} users, {dataset.n_items} items) -> {a.out}")
-    result = train(dataset, mcfg, tcfg, a.out, resume=a.resume, progress=sys.stderr.isatty() or not a.json)
+    result = train(dataset, mcfg, tcfg, a.out, resume=a.resume, progress=sys.stderr.isatty() or not a.json,
+                   overwrite=a.overwrite, allow_changes=a.allow_changes)
     if a.json:
         _print_json(result)
     else:
@@ -181,15 +239,34 @@ def cmd_train(a) -> int:
     return 0
 
 
+def _with_items(dataset, items):
+    """The data set with the --items table's facets attached (unchanged without --items)."""
+    if items is None or dataset is None:
+        return dataset
+    from .items import add_item_table
+    return add_item_table(dataset, items)
+
+
+def _needs_data(model, what: str) -> FameError:
+    """The one-line error when the recorded data set is nowhere: what to download or pass."""
+    from .datahome import missing_message
+    return FameError(f"{what} needs the data set: {missing_message(model.dataset_record)}")
+
+
 def _open(a, device: str = "cpu"):
     from .checkpoint import load
     from .training import resolve_device
 
     data = a.data
-    if data is not None and a.kcore is not None:
+    if data is not None and (a.kcore is not None or a.item_table is not None):
         from .data import load_dataset
-        data = load_dataset(data, kcore_k=a.kcore)
-    return load(a.checkpoint, data=data, device=str(resolve_device(device)))
+        data = _with_items(load_dataset(data, kcore_k=a.kcore), a.item_table)
+    notes = io.StringIO()   # load's "data set not found" note: repeated only where no error says it
+    with contextlib.redirect_stderr(notes):
+        model, dataset = load(a.checkpoint, data=data, device=str(resolve_device(device)))
+    if dataset is None and getattr(a, "user", None) is None and a.command in ("inspect", "export"):
+        sys.stderr.write(notes.getvalue())
+    return model, dataset if data is not None else _with_items(dataset, a.item_table)
 
 
 def cmd_evaluate(a) -> int:
@@ -201,8 +278,7 @@ def cmd_evaluate(a) -> int:
     model, dataset = _open(a, opts.device)
     check_merge(opts.merge, model.config.n_heads)
     if dataset is None:
-        raise FameError(f"evaluation needs the data set; pass --data PATH (recorded: "
-                        f"{model.dataset_record.get('spec')})")
+        raise _needs_data(model, "evaluation")
     result = evaluate(model, dataset, opts.split, mask_history=opts.mask_history, merge=opts.merge,
                       batch_size=opts.batch_size, progress=not a.json and sys.stderr.isatty())
     result["checkpoint"] = a.checkpoint
@@ -215,16 +291,15 @@ def cmd_evaluate(a) -> int:
     return 0
 
 
-def _sequence(a, dataset):
+def _sequence(a, dataset, model=None):
     """(sequence, target) from --user (with the data set) or --items/--target."""
     if a.user is not None:
         if dataset is None:
+            if model is not None:
+                raise _needs_data(model, "--user")
             raise FameError("--user needs the data set; pass --data PATH, or give --items instead")
         return dataset.example(dataset.user_row(a.user), a.split)
-    try:
-        return [int(x) for x in a.items.replace(" ", "").split(",") if x], a.target
-    except ValueError:
-        raise FameError(f"--items must be comma-separated item ids, got {a.items!r}") from None
+    return item_ids(a.items), a.target
 
 
 def cmd_inspect(a) -> int:
@@ -233,7 +308,7 @@ def cmd_inspect(a) -> int:
     from .inspection import inspect
 
     model, dataset = _open(a)
-    seq, target = _sequence(a, dataset)
+    seq, target = _sequence(a, dataset, model)
     res = inspect(model, seq, target=target, top_k=a.top_k, mask_history=getattr(a, "mask_history", True))
     label = dataset.label if dataset is not None else (lambda v: f"item {v}")
     if a.json:
@@ -265,7 +340,7 @@ def cmd_export(a) -> int:
     if unknown or not formats:
         raise FameError(f"--formats: unknown format {unknown[0] if unknown else '(none)'}; use pdf, svg, png")
     model, dataset = _open(a)
-    seq, target = _sequence(a, dataset)
+    seq, target = _sequence(a, dataset, model)
     res = inspect(model, seq, target=target, top_k=max(a.top_k, 20))
     who = f"user {a.user}" if a.user is not None else "hand-made sequence"
     meta = {"checkpoint": str(a.checkpoint), "dataset": model.dataset_record.get("name"), "user": a.user,
@@ -288,7 +363,7 @@ def cmd_facets(a) -> int:
 
     model, dataset = _open(a)
     if dataset is None:
-        raise FameError("facet measures need the data set; pass --data PATH")
+        raise _needs_data(model, "facet measures")
     report = facet_report(model, dataset, n_users=a.users, seed=a.seed)
     report["checkpoint"] = str(a.checkpoint)
     if a.json:
@@ -328,16 +403,19 @@ def cmd_data(a) -> int:
             print(f"ready: python -m fame_core train --data {result['path']} --model sasrec --out runs/{result['name']}-sasrec")
         return 0
     if a.data_command == "convert":
-        from .data import write_sequence_file
+        from .data import convert_outputs, write_sequence_file
+        from .safe_io import check_new_file
 
-        dataset = load_dataset(a.path, kcore_k=a.kcore)
+        for path in convert_outputs(a.to):
+            check_new_file(path, "--to", overwrite=a.overwrite)
+        dataset = _with_items(load_dataset(a.path, kcore_k=a.kcore), a.item_table)
         files = [str(p) for p in write_sequence_file(dataset, a.to)]
         if a.json:
             _print_json({"files": files, **dataset.describe()})
         else:
             print(f"wrote {dataset.n_users} users, {dataset.n_items} items: " + ", ".join(files))
         return 0
-    info = load_dataset(a.path, kcore_k=a.kcore).describe()
+    info = _with_items(load_dataset(a.path, kcore_k=a.kcore), a.item_table).describe()
     if a.json:
         _print_json(info)
     else:
@@ -349,7 +427,7 @@ def cmd_data(a) -> int:
 def cmd_compact(a) -> int:
     from .checkpoint import compact_checkpoint
 
-    out = compact_checkpoint(a.checkpoint, a.out)
+    out = compact_checkpoint(a.checkpoint, a.out, overwrite=a.overwrite)
     size = (out / "weights.safetensors").stat().st_size
     if a.json:
         _print_json({"checkpoint": str(out), "weights_bytes": size})

@@ -1,4 +1,5 @@
-"""Public data sets in one command: `python -m fame_core data download NAME --to DIR`.
+"""Public data sets in one command: `python -m fame_core data download NAME [--to DIR]` (default
+DIR: the data home, `$FAME_DATA` or ~/.cache/fame, where checkpoints look for their data).
 
 Each file is streamed to a `.part` file beside its destination while its sha256 is computed,
 checked against the sum pinned here (where one is known), and only then renamed into place: a
@@ -39,6 +40,7 @@ class Remote:
     url: str
     name: str
     sha256: str | None
+    size: int | None = None   # bytes, where known (the app's "Download sports (2.4 MB)" button)
 
 
 @dataclass(frozen=True)
@@ -49,17 +51,23 @@ class Source:
     zip_members: dict = field(default_factory=dict)   # member path inside the zip -> pinned sha256
     note: str = ""
 
+    @property
+    def size(self) -> int | None:
+        """Total bytes to fetch, or None where a file's size is not known."""
+        sizes = [r.size for r in self.files]
+        return None if None in sizes else sum(sizes)
 
-def _amazon(name: str, text_sum: str | None, attr_sum: str | None) -> Source:
-    return Source((Remote(ICLREC + f"{name}.txt", f"{name}.txt", text_sum),
-                   Remote(S3REC + f"{name}_item2attributes.json", f"{name}_item2attributes.json", attr_sum)))
+
+def _amazon(name: str, text_sum: str | None, attr_sum: str | None, sizes=(None, None)) -> Source:
+    return Source((Remote(ICLREC + f"{name}.txt", f"{name}.txt", text_sum, sizes[0]),
+                   Remote(S3REC + f"{name}_item2attributes.json", f"{name}_item2attributes.json", attr_sum, sizes[1])))
 
 
 SOURCES: dict[str, Source] = {
     "beauty": _amazon("Beauty", "226cce9c3105299ca0db9615d7d3fb32b3175e90da43100ae352599f0f0107b8",
-                      "129e40f67486f6877eff0f5318cfa8530ee8ac23d8b0d1de04e1bb7a2ba0b2d4"),
+                      "129e40f67486f6877eff0f5318cfa8530ee8ac23d8b0d1de04e1bb7a2ba0b2d4", (1090094, 305674)),
     "sports": _amazon("Sports_and_Outdoors", "2a095e0648872beb9982408958290f5d655db5be2911c3756b5446de9f0b8de2",
-                      "7fb10733ac4f1811384a52144cdefa7fcc7536fa80a7232c5da9bd789155c34b"),
+                      "7fb10733ac4f1811384a52144cdefa7fcc7536fa80a7232c5da9bd789155c34b", (1707483, 653780)),
     "toys": _amazon("Toys_and_Games", "176c680c688d497598c4a89a03b402c0fe78d795e5db335c2e78dd5f2d778a3f",
                     "d371acd25101eedac04afc727626464b7acec770c4eda708705d51eb76eb1ad0"),
     "yelp": _amazon("Yelp", None, None),
@@ -85,8 +93,12 @@ def with_mirror(url: str, mirror: str | None) -> str:
     return urllib.parse.urlunsplit((m.scheme, m.netloc, m.path.rstrip("/") + u.path, u.query, ""))
 
 
-def fetch(url: str, dest: Path, sha256: str | None, progress: bool = True, timeout: float = 60.0) -> str:
-    """Stream `url` to `dest` through `dest.part`, verify, rename. Returns "downloaded" or "verified"."""
+def fetch(url: str, dest: Path, sha256: str | None, progress: bool = True, timeout: float = 60.0,
+          on_progress=None) -> str:
+    """Stream `url` to `dest` through `dest.part`, verify, rename. Returns "downloaded" or "verified".
+
+    progress: a tqdm bar on a terminal (none when stderr is not a TTY); on_progress(received,
+    total or None): called after every chunk (the app's progress bar)."""
     if dest.exists() and sha256 and sha256_of(dest) == sha256:
         return "verified"
     part = dest.with_name(dest.name + ".part")
@@ -96,12 +108,14 @@ def fetch(url: str, dest: Path, sha256: str | None, progress: bool = True, timeo
             total = int(response.headers.get("Content-Length") or 0) or None
             received = 0
             with open(part, "wb") as out, tqdm(total=total, unit="B", unit_scale=True, desc=dest.name,
-                                              disable=not progress, leave=False) as bar:
+                                              disable=None if progress else True, leave=False) as bar:
                 while chunk := response.read(1 << 16):
                     out.write(chunk)
                     h.update(chunk)
                     received += len(chunk)
                     bar.update(len(chunk))
+                    if on_progress is not None:
+                        on_progress(received, total)
             if total is not None and received != total:
                 raise DataError(f"download of {url} was cut off after {received} of {total} bytes; run the command again")
     except urllib.error.HTTPError as e:
@@ -123,26 +137,34 @@ def fetch(url: str, dest: Path, sha256: str | None, progress: bool = True, timeo
     return "downloaded"
 
 
-def download(name: str, to, mirror: str | None = None, progress: bool = True) -> dict:
-    """Fetch data set `name` into `to/<name>`; returns {"name", "path", "files": {file: status}}."""
+def download(name: str, to=None, mirror: str | None = None, progress: bool = True, on_progress=None) -> dict:
+    """Fetch data set `name` into `to/<name>` (default: the data home, `$FAME_DATA` or
+    ~/.cache/fame); returns {"name", "path", "files": {file: status}}. mirror defaults to
+    `$FAME_MIRROR`; on_progress(received, total) is called per chunk of each file."""
     key = name.lower()
     if key not in SOURCES:
         raise DataError(f"unknown data set {name!r}; choose one of {', '.join(SOURCES)}")
     source = SOURCES[key]
+    if to is None:
+        from .datahome import data_home
+        to = data_home()
+    mirror = mirror or os.environ.get("FAME_MIRROR") or None
     folder = Path(to).expanduser() / key
     folder.mkdir(parents=True, exist_ok=True)
     status = {}
     for remote in source.files:
         if remote.name.endswith(".zip"):
-            status.update(_fetch_zip(remote, folder, source.zip_members, mirror, progress))
+            status.update(_fetch_zip(remote, folder, source.zip_members, mirror, progress, on_progress))
         else:
-            status[remote.name] = fetch(with_mirror(remote.url, mirror), folder / remote.name, remote.sha256, progress)
+            status[remote.name] = fetch(with_mirror(remote.url, mirror), folder / remote.name, remote.sha256, progress,
+                                        on_progress=on_progress)
             if remote.sha256 is None:
                 status[remote.name] += " (no pinned sha256)"
     return {"name": key, "path": str(folder), "files": status}
 
 
-def _fetch_zip(remote: Remote, folder: Path, members: dict, mirror: str | None, progress: bool) -> dict:
+def _fetch_zip(remote: Remote, folder: Path, members: dict, mirror: str | None, progress: bool,
+               on_progress=None) -> dict:
     """Download an archive, unpack it into `folder` (its top directory flattened) and verify the
     pinned members; nothing is moved into `folder` unless every check passes."""
     top = remote.name[: -len(".zip")]
@@ -151,7 +173,7 @@ def _fetch_zip(remote: Remote, folder: Path, members: dict, mirror: str | None, 
         return {Path(m).name: "verified" for m in members}
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         archive = Path(tmp) / remote.name
-        fetch(with_mirror(remote.url, mirror), archive, remote.sha256, progress)
+        fetch(with_mirror(remote.url, mirror), archive, remote.sha256, progress, on_progress=on_progress)
         try:
             with zipfile.ZipFile(archive) as z:
                 z.extractall(Path(tmp) / "unpacked")

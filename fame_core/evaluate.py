@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .data import SequenceDataset
+from .errors import FameError
 from .models import check_merge
 from .options import DEVICE_PATTERN, check, option
 
@@ -30,7 +31,7 @@ class EvalOptions:
     merge: str = option("gated", "how heads combine: gated, concat or head:h", expect="gated, concat or head:h")
     mask_history: bool = option(True, "leave the user's history items out of the ranking",
                                 hidden_aliases=("--include-history",))
-    batch_size: int = option(1024, "users per batch", min=1)
+    batch_size: int = option(1024, "users per batch", min=1, max=10**6)
     device: str = option("auto", "auto (CUDA when present), cpu, cuda or cuda:N", pattern=DEVICE_PATTERN,
                          expect="auto, cpu, cuda or cuda:N")
 
@@ -51,6 +52,9 @@ def left_pad(sequences, max_len: int, device=None) -> torch.Tensor:
 
 def target_ranks(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """0-based rank of each row's target among all columns, ties counted against the target."""
+    if torch.isnan(scores).any() or torch.isposinf(scores).any():
+        raise FameError("the model produced NaN or infinite scores; its weights are unusable (retrain it, "
+                        "or use an earlier checkpoint)")
     t = scores.gather(1, targets[:, None])
     # higher + tied (the target itself included) - 1; one comparison, int32 sum: 3x faster
     return (scores >= t).sum(1, dtype=torch.int32).long() - 1
@@ -59,12 +63,17 @@ def target_ranks(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 def metrics_from_ranks(ranks, ks=KS) -> dict:
     """HR@k, NDCG@k for each k and MRR, averaged over the given 0-based ranks."""
     ranks = np.asarray(ranks, dtype=np.float64)
+    if len(ranks) and not (ranks.min() >= 0 and np.isfinite(ranks).all()):
+        raise FameError("metrics out of range (a negative or non-finite rank); this is a bug, please report it")
     out = {}
     for k in ks:
         hit = ranks < k
         out[f"HR@{k}"] = float(hit.mean()) if len(ranks) else 0.0
         out[f"NDCG@{k}"] = float((hit / np.log2(ranks + 2)).mean()) if len(ranks) else 0.0
     out["MRR"] = float((1.0 / (ranks + 1)).mean()) if len(ranks) else 0.0
+    bad = {k: v for k, v in out.items() if not 0.0 <= v <= 1.0}  # never print an impossible metric
+    if bad:
+        raise FameError(f"metrics out of range ({bad}); this is a bug, please report it")
     return out
 
 
@@ -106,7 +115,7 @@ def rank_sequences(model, inputs, targets, merges=("gated",), mask_history: bool
     router = np.empty((len(inputs), cfg.n_heads, cfg.n_experts), dtype=np.float32)
     heads = np.empty((len(inputs), cfg.n_heads, cfg.d_head), dtype=np.float32)
     has_gate = has_router = False
-    for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress, leave=False):
+    for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=None if progress else True, leave=False):
         idx = order[start:start + batch_size]
         batch = [inputs[i] for i in idx]
         target = torch.tensor([int(targets[i]) for i in idx], device=device)

@@ -94,6 +94,8 @@ def inspect(model, sequence, target: int | None = None, top_k: int = 20, mask_hi
     """Inspect one input sequence (a user's history, or any edited list of item ids): one forward
     pass, every merge mode read from it."""
     cfg = model.config
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
+        raise DataError(f"top_k must be a whole number of at least 1, not {top_k!r}")
     seq = np.asarray(sequence, dtype=np.int64).reshape(-1)
     if seq.size == 0:
         raise DataError("the input sequence is empty; give at least one item id")

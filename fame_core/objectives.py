@@ -40,14 +40,14 @@ from .options import check, option
 class FacetObjectives:
     """Weights of the optional facet terms (all 0 = plain next-item cross-entropy)."""
 
-    gate_decisive: float = option(0.0, "weight: decisive per-user gates, balanced per batch", min=0)
-    router_decisive: float = option(0.0, "weight: decisive expert choice, balanced per batch", min=0)
-    load_balance: float = option(0.0, "weight: Switch-Transformer expert load balancing", min=0)
-    router_z: float = option(0.0, "weight: ST-MoE router z-loss", min=0)
-    head_diversity: float = option(0.0, "weight: decorrelate heads' item sub-embeddings", min=0)
+    gate_decisive: float = option(0.0, "weight: decisive per-user gates, balanced per batch", min=0, max=1000)
+    router_decisive: float = option(0.0, "weight: decisive expert choice, balanced per batch", min=0, max=1000)
+    load_balance: float = option(0.0, "weight: Switch-Transformer expert load balancing", min=0, max=1000)
+    router_z: float = option(0.0, "weight: ST-MoE router z-loss", min=0, max=1000)
+    head_diversity: float = option(0.0, "weight: decorrelate heads' item sub-embeddings", min=0, max=1000)
     facet_heads: tuple[str, ...] = option((), "tie head h to the h-th facet, e.g. genre,actor")
-    facet_weight: float = option(0.0, "weight of the facet probes of --facet-heads", min=0)
-    facet_exclusive: float = option(0.0, "weight: remove the other --facet-heads facets from each tied head", min=0)
+    facet_weight: float = option(0.0, "weight of the facet probes of --facet-heads", min=0, max=1000)
+    facet_exclusive: float = option(0.0, "weight: remove the other --facet-heads facets from each tied head", min=0, max=1000)
 
     def __post_init__(self):
         if isinstance(self.facet_heads, str):  # "genre,actor", as checkpoints of code 0.1.0 record it

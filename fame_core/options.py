@@ -66,12 +66,18 @@ def _base_type(hint) -> tuple[type, bool]:
     return (origin or hint), False
 
 
+def _num(x) -> str:
+    return f"{int(x):,}" if float(x).is_integer() and abs(x) >= 10_000 else f"{x:g}"
+
+
 def _range_text(m: dict) -> str:
+    if m["min"] is not None and m["max"] is not None and not m["min_exclusive"] and not m["max_exclusive"]:
+        return f"from {_num(m['min'])} to {_num(m['max'])}"
     parts = []
     if m["min"] is not None:
-        parts.append(f"{'>' if m['min_exclusive'] else '>='} {m['min']:g}")
+        parts.append(f"{'>' if m['min_exclusive'] else '>='} {_num(m['min'])}")
     if m["max"] is not None:
-        parts.append(f"{'<' if m['max_exclusive'] else '<='} {m['max']:g}")
+        parts.append(f"{'<' if m['max_exclusive'] else '<='} {_num(m['max'])}")
     return " and ".join(parts)
 
 

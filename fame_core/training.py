@@ -12,6 +12,7 @@ an uninterrupted run would have made.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -22,10 +23,11 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .checkpoint import (check_dataset, dataset_record, load_checkpoint, read_config, read_metrics,
-                         write_checkpoint)
+from .checkpoint import (check_checkpoint_out, check_dataset, dataset_record, is_complete, load_checkpoint,
+                         read_config, read_metrics, write_checkpoint)
 from .data import SequenceDataset
 from .errors import CheckpointError, ConfigError, FameError
+from .safe_io import recover_dir
 from .evaluate import evaluate, left_pad
 from .models import FAMEConfig, ModelConfig, SASRec, build_model, config_from_dict, fame_from_sasrec
 from .objectives import FacetObjectives, FacetProbes, extra_loss
@@ -38,15 +40,15 @@ SELECT_METRIC = "NDCG@20"
 class TrainConfig:
     """How to train: optimiser, early stopping, seed, device, and the optional facet terms."""
 
-    epochs: int = option(200, "at most this many epochs", min=1)
-    batch_size: int = option(256, "training sequences per batch", min=1)
+    epochs: int = option(200, "at most this many epochs", min=1, max=100_000)
+    batch_size: int = option(256, "training sequences per batch", min=1, max=10**6)
     lr: float = option(1e-3, "Adam learning rate", min=0, min_exclusive=True, max=10)
-    weight_decay: float = option(0.0, "Adam weight decay", min=0)
-    patience: int = option(10, "stop after this many epochs without a better validation NDCG@20", min=1)
-    seed: int = option(0, "random seed (initialisation, batches, dropout)", min=0)
+    weight_decay: float = option(0.0, "Adam weight decay", min=0, max=10)
+    patience: int = option(10, "stop after this many epochs without a better validation NDCG@20", min=1, max=100_000)
+    seed: int = option(0, "random seed (initialisation, batches, dropout)", min=0, max=2**32 - 1)
     device: str = option("auto", "auto (CUDA when present), cpu, cuda or cuda:N", pattern=DEVICE_PATTERN,
                          expect="auto, cpu, cuda or cuda:N")
-    eval_batch_size: int = option(1024, "users per batch when evaluating", min=1)
+    eval_batch_size: int = option(1024, "users per batch when evaluating", min=1, max=10**6)
     init_from: str | None = option(None, "a SASRec checkpoint to build FAME from (the paper's pipeline)")
     warm: bool = option(False, "with --init-from: warm-start expert queries and W_f (see fame_from_sasrec)")
     objectives: FacetObjectives = option(factory=FacetObjectives, cli=False,
@@ -56,6 +58,65 @@ class TrainConfig:
         check(self)
         if not isinstance(self.objectives, FacetObjectives):
             raise ConfigError(f"objectives must be a FacetObjectives, got {type(self.objectives).__name__}")
+
+
+RESUME_MAY_CHANGE = ("device", "eval_batch_size")  # settings that do not change what a run computes
+
+
+def train_record(tcfg: TrainConfig) -> dict:
+    """The JSON record of a TrainConfig, as config.json stores it (tuples become lists)."""
+    return json.loads(json.dumps(asdict(tcfg)))
+
+
+def _saved_train(record) -> dict:
+    """A recorded "train" object, with facet_heads as a list (code 0.1.0 stored "genre,actor")."""
+    if not isinstance(record, dict):
+        return {}
+    obj = record.get("objectives")
+    if isinstance(obj, dict) and isinstance(obj.get("facet_heads"), str):
+        heads = [f.strip() for f in obj["facet_heads"].split(",") if f.strip()]
+        record = dict(record, objectives=dict(obj, facet_heads=heads))
+    return record
+
+
+def _differences(old: dict, new: dict, ignore=(), prefix="") -> str:
+    """'lr 0.001 -> 0.01, seed 0 -> 1': the settings that differ between two records."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        if key in ignore:
+            continue
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            inner = _differences(a, b, prefix=f"{prefix}{key}.")
+            out += [inner] if inner else []
+        elif a != b:
+            out.append(f"{prefix}{key} {a!r} -> {b!r}")
+    return ", ".join(out)
+
+
+def _check_resume_state(state, path, tcfg: TrainConfig, has_probes: bool) -> None:
+    """The resume state's structure, types and ranges, before anything is loaded from it."""
+    def bad(why: str):
+        raise CheckpointError(f"{path} is not a resume state of this project ({why}); start the run again "
+                              "without --resume into a new --out")
+    if not isinstance(state, dict):
+        bad(f"a {type(state).__name__}, not a dict")
+    need = {"model": dict, "optimizer": dict, "epoch": int, "best": float, "best_epoch": int, "bad_epochs": int}
+    if has_probes:
+        need["probes"] = dict
+    for key, kind in need.items():
+        value = state.get(key)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            bad(f"{key} is {type(value).__name__}")
+    if not 0 <= state["epoch"] or not -1 <= state["best_epoch"] <= state["epoch"] \
+            or not 0 <= state["bad_epochs"] <= state["epoch"] + 1:
+        bad(f"epoch {state['epoch']}, best epoch {state['best_epoch']}, bad epochs {state['bad_epochs']} are inconsistent")
+    if not (math.isfinite(float(state["best"])) or state["best_epoch"] == -1):
+        bad("best score is not finite")
+    if not all(isinstance(v, torch.Tensor) for v in state["model"].values()):
+        bad("model weights are not all tensors")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -100,13 +161,14 @@ def loss_on_batch(model, inputs: torch.Tensor, targets: torch.Tensor, objectives
 
 
 def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = False,
-        progress: bool = True, stop_after: int | None = None, extra_config: dict | None = None) -> dict:
+        progress: bool = True, stop_after: int | None = None, extra_config: dict | None = None,
+        overwrite: bool = False, allow_changes: bool = False) -> dict:
     """Train `model` on `dataset`, writing the best checkpoint (by validation NDCG@20) to `out`.
 
     stop_after: end this call after that many epochs as if killed (the resume state stays).
     Returns a summary: best epoch, validation and test metrics of the best model, timings.
     """
-    out = Path(out)
+    out = Path(out) if resume else check_checkpoint_out(out, overwrite=overwrite)
     device = resolve_device(tcfg.device)
     model.to(device)
     record = dataset_record(dataset)
@@ -118,9 +180,10 @@ def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = 
     opt = torch.optim.Adam(params, lr=tcfg.lr, betas=(0.9, 0.999), weight_decay=tcfg.weight_decay)
     metrics, start, best, best_epoch, bad = [], 0, -math.inf, -1, 0
     best_weights = copy.deepcopy(model.state_dict())
-    config = {"train": asdict(tcfg), "status": "running", **(extra_config or {})}
+    config = {"train": train_record(tcfg), "status": "running", **(extra_config or {})}
 
     if resume:
+        recover_dir(out, is_complete)  # a kill between the fallback renames left the old copy aside
         state_path = out / "train_state.pt"
         if not state_path.exists():
             if (out / "config.json").exists():
@@ -133,23 +196,35 @@ def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = 
         except ConfigError as e:
             raise CheckpointError(str(e)) from None
         if saved_model != model.config:
-            raise FameError(f"{out} was started with other model settings; resume with the same ones")
+            changed = _differences(saved_model.to_dict(), model.config.to_dict())
+            raise FameError(f"{out} was started with other model settings ({changed}); resume with the same ones")
+        changed = _differences(_saved_train(saved_config.get("train", {})), train_record(tcfg),
+                               ignore=RESUME_MAY_CHANGE)
+        if changed and not allow_changes:
+            raise FameError(f"{out} was started with other training settings ({changed}); resume with the "
+                            "recorded ones, or pass --allow-changes to continue with the new ones (recorded)")
         try:
             state = torch.load(state_path, map_location=device, weights_only=True)
         except Exception as e:  # a corrupt file: say which, never unpickle code
             raise CheckpointError(f"{state_path} is corrupt ({e.__class__.__name__})") from None
-        model.load_state_dict(state["model"])
-        if probes is not None:
-            probes.load_state_dict(state["probes"])
-        opt.load_state_dict(state["optimizer"])
+        _check_resume_state(state, state_path, tcfg, probes is not None)
+        try:
+            model.load_state_dict(state["model"])
+            if probes is not None:
+                probes.load_state_dict(state["probes"])
+            opt.load_state_dict(state["optimizer"])
+        except (RuntimeError, KeyError, ValueError, TypeError) as e:
+            raise CheckpointError(f"{state_path} does not fit this run ({str(e).splitlines()[0][:120]}); "
+                                  "start the run again without --resume into a new --out") from None
         start, best, best_epoch, bad = state["epoch"] + 1, state["best"], state["best_epoch"], state["bad_epochs"]
         best_weights = load_checkpoint(out).state_dict()
         metrics = read_metrics(out)[:start]
-        config = dict(saved_config, status="running")
+        config = dict(saved_config, status="running", train=train_record(tcfg), seed=tcfg.seed)
+        if changed:
+            config["resumed_with_changes"] = config.get("resumed_with_changes", []) + [
+                {"epoch": start + 1, "changes": changed}]
         config.pop("model", None)
         config.pop("code_version", None)
-    elif (out / "config.json").exists():
-        raise FameError(f"{out} already holds a checkpoint; pass --resume to continue it or choose another --out")
 
     pairs = training_pairs(dataset, model.config.max_len)
     if not pairs:
@@ -163,7 +238,8 @@ def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = 
         model.train()
         t0, total, count = time.perf_counter(), 0.0, 0
         batches = epoch_batches(pairs, tcfg.batch_size, rng)
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{tcfg.epochs}", disable=not progress, leave=False)
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{tcfg.epochs}", disable=None if progress else True,
+                   leave=False)   # None: a bar only on a terminal; logs get the one line per epoch below
         for idx in bar:
             inputs = left_pad([pairs[i][0] for i in idx], model.config.max_len, device)
             targets = left_pad([pairs[i][1] for i in idx], model.config.max_len, device)
@@ -213,8 +289,14 @@ def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = 
 
 
 def train(dataset: SequenceDataset, model_cfg: ModelConfig, tcfg: TrainConfig, out, resume: bool = False,
-          progress: bool = True, stop_after: int | None = None) -> dict:
-    """Build the model (from scratch, or FAME from a SASRec checkpoint) and fit it."""
+          progress: bool = True, stop_after: int | None = None, overwrite: bool = False,
+          allow_changes: bool = False) -> dict:
+    """Build the model (from scratch, or FAME from a SASRec checkpoint) and fit it.
+
+    out: a new or empty folder, or (with resume) an unfinished run; with overwrite, an existing
+    checkpoint may be replaced. A folder holding anything else is refused before training."""
+    if not resume:
+        check_checkpoint_out(out, overwrite=overwrite)
     torch.manual_seed(tcfg.seed)
     if model_cfg.n_items == 0:
         model_cfg.n_items = dataset.n_items
@@ -229,4 +311,5 @@ def train(dataset: SequenceDataset, model_cfg: ModelConfig, tcfg: TrainConfig, o
         model = fame_from_sasrec(base, model_cfg, warm=tcfg.warm, seed=tcfg.seed)
     else:
         model = build_model(model_cfg)
-    return fit(model, dataset, out, tcfg, resume=resume, progress=progress, stop_after=stop_after, extra_config=extra)
+    return fit(model, dataset, out, tcfg, resume=resume, progress=progress, stop_after=stop_after, extra_config=extra,
+               overwrite=overwrite, allow_changes=allow_changes)

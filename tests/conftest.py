@@ -21,6 +21,18 @@ def needs_shared(path: str) -> Path:
     return p
 
 
+@pytest.fixture(scope="session", autouse=True)
+def data_home(tmp_path_factory):
+    """Tests never read or fill the user's ~/.cache/fame: a fresh, empty data home for the
+    session; ../shared/data is a data root, so the app opens the bundled Table-2 checkpoints."""
+    with pytest.MonkeyPatch.context() as mp:
+        home = tmp_path_factory.mktemp("fame-data")
+        mp.setenv("FAME_DATA", str(home))
+        mp.setenv("FAME_DATA_ROOTS", str(SHARED_DATA))
+        mp.delenv("FAME_MIRROR", raising=False)
+        yield home
+
+
 @pytest.fixture(scope="session")
 def tiny_world():
     return load_dataset(TINY_WORLD)

@@ -86,7 +86,7 @@ def test_real_process_never_prints_a_traceback(ckpt, tmp_path):
     bad.write_text("1 2 3\n2 4 oops\n")
     r = run_cli("train", "--data", str(bad), "--out", str(tmp_path / "o"))
     assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert r.stderr.strip() == "error: bad.txt:2: expected integer ids 'user item item ...', found 'oops'"
+    assert r.stderr.strip() == "error: bad.txt:2: expected whole-number item ids below 10^18 ('user item item ...'), found 'oops'"
     r = run_cli("inspect", "--checkpoint", str(ckpt), "--user", "3", "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["user"] == "3"
 

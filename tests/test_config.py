@@ -40,11 +40,11 @@ def test_records_of_code_0_1_0_still_read():
 
 
 @pytest.mark.parametrize("change,message", [
-    ({"n_heads": 0}, r"n_heads \(--heads\) must be >= 1"),
+    ({"n_heads": 0}, r"n_heads \(--heads\) must be from 1 to 256"),
     ({"n_heads": 2.0}, r"n_heads \(--heads\) must be a whole number, got 2.0"),
-    ({"d": 0}, r"d \(--hidden\) must be >= 1"),
+    ({"d": 0}, r"d \(--hidden\) must be from 1 to 4096"),
     ({"d": 63}, "must be divisible"),
-    ({"max_len": -1}, "--max-len must be >= 1"),
+    ({"max_len": -1}, "--max-len must be from 1 to 10,000"),
     ({"n_items": None}, "n_items must be given"),
     ({"residual": "yes"}, "--residual must be true or false, got 'yes'"),
     ({"dropout": 1.0}, "--dropout must be >= 0 and < 1"),

@@ -33,7 +33,7 @@ def test_sequence_file_reads_users_in_order(tmp_path):
 
 
 @pytest.mark.parametrize("text,message", [
-    ("1 2 3\n2 4 x 5\n", r"toy.txt:2: expected integer ids .* found 'x'"),
+    ("1 2 3\n2 4 x 5\n", r"toy.txt:2: expected whole-number item ids .* found 'x'"),
     ("1 2 3\n2\n", r"toy.txt:2: user 2 has no items"),
     ("1 2 0 3\n", r"toy.txt:1: item id 0 is invalid"),
     ("1 2 3\n1 4 5\n", r"toy.txt:2: user 1 appears twice"),

@@ -34,7 +34,7 @@ def test_resume_after_an_interruption_repeats_the_uninterrupted_run(tmp_path, ti
     full = train(tiny_world, cfg(), tc, tmp_path / "full", progress=False)
     part = train(tiny_world, cfg(), tc, tmp_path / "part", progress=False, stop_after=2)
     assert part["status"] == "interrupted" and (tmp_path / "part" / "train_state.pt").exists()
-    with pytest.raises(FameError, match="already holds a checkpoint; pass --resume"):
+    with pytest.raises(FameError, match="already holds an unfinished run"):
         train(tiny_world, cfg(), tc, tmp_path / "part", progress=False)
     resumed = train(tiny_world, cfg(), tc, tmp_path / "part", resume=True, progress=False)
     log = lambda d: [(m["epoch"], m["loss"], m["valid"]) for m in map(json.loads, (d / "metrics.jsonl").read_text().splitlines())]

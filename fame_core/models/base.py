@@ -33,11 +33,12 @@ class ModelConfig:
 
     name: ClassVar[str] = ""
 
-    n_items: int = option(0, "n; item ids 1..n, 0 is padding (0 = take it from the data set)", cli=False, min=0)
-    d: int = option(64, "hidden size d", cli="--hidden", min=1)
-    n_layers: int = option(2, "L, number of blocks", cli="--layers", min=1)
-    n_heads: int = option(2, "H, attention heads of each block", cli="--heads", min=1)
-    max_len: int = option(50, "input length: the most recent max_len items", min=1)
+    n_items: int = option(0, "n; item ids 1..n, 0 is padding (0 = take it from the data set)", cli=False, min=0,
+                         max=10**9)
+    d: int = option(64, "hidden size d", cli="--hidden", min=1, max=4096)
+    n_layers: int = option(2, "L, number of blocks", cli="--layers", min=1, max=64)
+    n_heads: int = option(2, "H, attention heads of each block", cli="--heads", min=1, max=256)
+    max_len: int = option(50, "input length: the most recent max_len items", min=1, max=10_000)
     dropout: float = option(0.5, "hidden dropout (embeddings, residual branches)", min=0, max=1, max_exclusive=True)
     attn_dropout: float | None = option(None, "dropout on attention probabilities (default: --dropout)",
                                         min=0, max=1, max_exclusive=True)

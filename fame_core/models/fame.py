@@ -41,7 +41,7 @@ class FAMEConfig(SASRecConfig):
 
     name: ClassVar[str] = "fame"
 
-    n_experts: int = option(4, "N, experts per head (1 = \"FAME w/o MoE\")", cli="--experts", min=1)
+    n_experts: int = option(4, "N, experts per head (1 = \"FAME w/o MoE\")", cli="--experts", min=1, max=256)
     residual: bool = option(False, "add the h-th d'-slice of x_i to f_i^(h) (docs/design.md, \"Options\")")
 
 

@@ -29,7 +29,7 @@ class SASRecConfig(ModelConfig):
 
     name: ClassVar[str] = "sasrec"
 
-    ffn_dim: int = option(0, "FFN inner size; 0 = d (the paper's W1, W2 in R^{d x d})", min=0)
+    ffn_dim: int = option(0, "FFN inner size; 0 = d (the paper's W1, W2 in R^{d x d})", min=0, max=65_536)
 
 
 def attention_mask(seq: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,165 @@
+"""The data home: a bundled checkpoint whose data is missing is opened from a fresh $FAME_DATA after
+one verified download (CLI and app, served by a local http.server on 127.0.0.1), and recorded data
+paths are opened only when sha256-verified regular files (under the data roots in the app)."""
+
+import hashlib
+import http.server
+import json
+import os
+import shutil
+import threading
+from functools import partial
+
+import pytest
+
+import fame_core
+from fame_core.cli import main
+from fame_core.datahome import data_home, locate, missing_message, open_recorded
+from fame_core.errors import DataError
+from tests.conftest import REPO, SHARED_DATA, needs_shared, run_app
+
+SPORTS = "amazon/Sports_and_Outdoors.txt"
+SPORTS_ATTRS = "amazon/Sports_and_Outdoors_item2attributes.json"
+
+
+class Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def mirror(tmp_path_factory):
+    """The two Sports files where `data download sports --mirror` asks for them."""
+    root = tmp_path_factory.mktemp("mirror")
+    (root / "salesforce/ICLRec/master/data").mkdir(parents=True)
+    (root / "aHuiWang/CIKM2020-S3Rec/master/data").mkdir(parents=True)
+    shutil.copy(needs_shared(SPORTS), root / "salesforce/ICLRec/master/data")
+    shutil.copy(needs_shared(SPORTS_ATTRS), root / "aHuiWang/CIKM2020-S3Rec/master/data")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.fixture
+def fresh(tmp_path, monkeypatch):
+    """The bundled sports-fame as on a fresh machine: its recorded folder does not exist there
+    (the record's paths moved to a missing folder, the sha256s kept); an empty data home."""
+    root = tmp_path / "roots"
+    shutil.copytree(REPO / "checkpoints" / "sports-fame", root / "sports-fame")
+    path = root / "sports-fame" / "dataset.json"
+    record = json.loads(path.read_text())
+    record["spec"] = record["spec"].replace("../shared", str(tmp_path / "elsewhere"))
+    record["paths"] = [p.replace("/work/shared", str(tmp_path / "elsewhere")) for p in record["paths"]]
+    path.write_text(json.dumps(record))
+    monkeypatch.setenv("FAME_DATA", str(tmp_path / "home"))
+    monkeypatch.setenv("FAME_DATA_ROOTS", "")
+    monkeypatch.setenv("FAME_CHECKPOINTS", str(root))
+    return root / "sports-fame"
+
+
+def test_missing_data_names_the_download_then_opens_user_230_from_the_data_home(fresh, mirror, capsys):
+    assert main(["inspect", "--checkpoint", str(fresh), "--user", "230"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --user needs the data set")
+    assert "fetch it with: python -m fame_core data download sports (2.4 MB)" in err[0]
+    assert not data_home().exists()                       # looking never creates anything
+
+    assert main(["data", "download", "sports", "--mirror", mirror, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["path"] == str(data_home() / "sports")
+
+    assert main(["inspect", "--checkpoint", str(fresh), "--user", "230", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    model, data = fame_core.load(REPO / "checkpoints" / "sports-fame", data=SHARED_DATA / SPORTS)
+    seq, target = fame_core.user_example(data, "230")
+    expected = fame_core.inspect(model, seq, target, top_k=20)
+    assert shown["top"]["gated"] == expected.top["gated"].tolist() and shown["target"] == target
+    assert shown["labels"][str(expected.top["gated"][0])] == data.label(int(expected.top["gated"][0]))
+
+
+def test_the_app_offers_the_download_and_then_shows_user_230(fresh, mirror, monkeypatch):
+    monkeypatch.setenv("FAME_MIRROR", mirror)
+    at = run_app(checkpoint="roots/sports-fame", user="230", k="20")
+    assert at.subheader[0].value == "History of hand-made sequence"
+    button = at.button(key="download")
+    assert button.proto.label == "Download sports (2.4 MB)"
+    button.click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.subheader[0].value == "History of user 230"
+    assert sorted(p.name for p in (data_home() / "sports").iterdir()) == [
+        "Sports_and_Outdoors.txt", "Sports_and_Outdoors_item2attributes.json"]
+
+
+def _checkpoint_recording(tmp_path, path, sha256=None):
+    """A copy of checkpoints/demo-sasrec whose dataset.json records a sequence file at `path`."""
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(REPO / "checkpoints" / "demo-sasrec", ckpt)
+    record = json.loads((ckpt / "dataset.json").read_text())
+    record.update(reader="sequence-file", spec=str(path), paths=[str(path)],
+                  sha256={os.path.basename(str(path)): sha256 or "0" * 64}, options={})
+    (ckpt / "dataset.json").write_text(json.dumps(record))
+    return ckpt, record
+
+
+def test_a_recorded_path_is_opened_only_if_its_sha256_matches(tmp_path, capsys):
+    ckpt, record = _checkpoint_recording(tmp_path, "/etc/passwd")
+    assert main(["evaluate", "--checkpoint", str(ckpt)]) == 2
+    err = capsys.readouterr().err
+    assert "/etc/passwd is not the recorded file (sha256" in err and "root:" not in err
+    assert err.count("error:") == 1
+    # a record that carries the right sha256 of a non-data file: still no content in the message
+    real = hashlib.sha256(open("/etc/passwd", "rb").read()).hexdigest()
+    ckpt2, record2 = _checkpoint_recording(tmp_path / "b", "/etc/passwd", real)
+    with pytest.raises(DataError, match="matches its recorded sha256 but cannot be read") as info:
+        open_recorded(record2)
+    assert "root:" not in str(info.value)
+    # in the app's mode only the data roots count: outside them it is not even hashed
+    assert open_recorded(record2, roots=[tmp_path]) is None
+    assert "outside the data roots" in missing_message(record2, roots=[tmp_path])
+
+
+def test_symlinks_are_resolved_before_the_roots_are_checked(tmp_path):
+    outside = tmp_path / "outside" / "w.txt"
+    outside.parent.mkdir()
+    outside.write_text("1 1 2 3\n2 2 3 4\n")
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "w.txt").symlink_to(outside)
+    sha = hashlib.sha256(outside.read_bytes()).hexdigest()
+    _, record = _checkpoint_recording(tmp_path, root / "w.txt", sha)
+    found = locate(record, roots=[root])
+    assert found.path is None and any("outside the data roots" in r for r in found.refused)
+    assert locate(record, roots=[root, outside.parent]).path == outside   # its target's folder is a root
+
+
+def test_a_fifo_is_refused_without_opening_it(tmp_path):
+    fifo = tmp_path / "data.txt"
+    os.mkfifo(fifo)
+    _, record = _checkpoint_recording(tmp_path, fifo)
+    result = {}
+    worker = threading.Thread(target=lambda: result.update(found=locate(record)), daemon=True)
+    worker.start()
+    worker.join(20)
+    assert not worker.is_alive(), "locate blocked on a FIFO"
+    assert result["found"].path is None and f"{fifo} is not a regular file" in result["found"].refused
+
+
+def test_a_changed_data_file_is_refused_and_an_absurd_synthetic_world_not_generated(tmp_path, capsys):
+    changed = tmp_path / "Sports_and_Outdoors.txt"
+    changed.write_bytes(needs_shared(SPORTS).read_bytes()[:-2] + b"9\n")
+    record = json.loads((REPO / "checkpoints" / "sports-fame" / "dataset.json").read_text())
+    record.update(spec=str(changed), paths=[str(changed)])
+    record["sha256"] = {changed.name: record["sha256"][changed.name]}
+    found = locate(record, roots=[tmp_path])
+    assert found.path is None and found.refused == [
+        f"{changed} is not the recorded file (sha256 {hashlib.sha256(changed.read_bytes()).hexdigest()[:12]}… "
+        f"instead of {record['sha256'][changed.name][:12]}…)"]
+
+    ckpt = tmp_path / "huge"
+    shutil.copytree(REPO / "checkpoints" / "demo", ckpt)
+    world = json.loads((ckpt / "dataset.json").read_text())
+    world["spec"] = world["spec"].replace("n_users=2000", "n_users=100000000")
+    (ckpt / "dataset.json").write_text(json.dumps(world))
+    assert main(["evaluate", "--checkpoint", str(ckpt)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: the checkpoint records a synthetic world of 100,000,000 users") and err.count("\n") == 1
