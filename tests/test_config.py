@@ -129,3 +129,18 @@ def test_one_version_string():
 
     out = subprocess.run([sys.executable, "-m", "fame_core", "--version"], capture_output=True, text=True, cwd=REPO)
     assert out.stdout.strip() == f"fame_core {_version.__version__}" == f"fame_core {fame_core.__version__}"
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "1001", "2.5", "abc"])
+def test_kcore_is_checked_once_for_every_command(value, capsys):
+    from fame_core.cli import main
+    from fame_core.data import KCORE
+
+    for argv in (["train", "--out", "never-written"], ["data", "describe", "synthetic"]):
+        with pytest.raises(SystemExit) as e:
+            main(argv + ["--kcore", value])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert e.value.code == 2 and len(err) == 1 and err[0].startswith("error: argument --kcore")
+    assert f"default {KCORE})" in build_parser()._subparsers._group_actions[0].choices["train"].format_help()
+    with pytest.raises(fame_core.DataError, match="kcore must be a whole number from 1 to 1000"):
+        fame_core.load_dataset("synthetic", kcore_k=int(value) if value.lstrip("-").isdigit() else 0)

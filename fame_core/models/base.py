@@ -49,7 +49,8 @@ class ModelConfig:
             self.attn_dropout = self.dropout
         if self.d % self.n_heads:
             raise ConfigError(f"d (--hidden) = {self.d} must be divisible by the number of heads "
-                              f"n_heads (--heads) = {self.n_heads}; pass a multiple of {self.n_heads}")
+                              f"n_heads (--heads) = {self.n_heads}; pass --heads dividing {self.d} or --hidden a "
+                              f"multiple of {self.n_heads}")
 
     @property
     def model(self) -> str:
