@@ -21,7 +21,6 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 VARIANTS = {
     "paper recipe": {},
@@ -94,7 +93,8 @@ def main() -> int:
         row["random split MI (mean)"] = float(experts["random_split_mi_mean"].mean())
         row["random split MI std (mean)"] = float(experts["random_split_mi_std"].mean())
         # each head's experts on the users driven by the facet the head is meant for (head 0 genre, head 1 actor)
-        own = experts[((experts["head"] == 0) & (experts["facet"] == "genre")) | ((experts["head"] == 1) & (experts["facet"] == "actor"))]
+        own = experts[((experts["head"] == 0) & (experts["facet"] == "genre"))
+                      | ((experts["head"] == 1) & (experts["facet"] == "actor"))]
         row["expert MI, own facet"] = float(own["mutual_information"].mean())
         row["random router MI, own facet"] = float(own["random_router_mi_mean"].mean())
         row["random router MI std, own facet"] = float(own["random_router_mi_std"].mean())

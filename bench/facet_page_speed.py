@@ -10,13 +10,11 @@ Writes bench/results/facet-page-speed-<data>.json.
 
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 
 def main() -> int:
@@ -58,7 +56,8 @@ def main() -> int:
         print(json.dumps(results[-1]))
     report = {"data": data.name, "items": data.n_items, "date": time.strftime("%Y-%m-%d %H:%M"),
               "load_average": os.getloadavg(), "results": results,
-              "note": "first draw includes the alignment probes (cached per checkpoint) and, per map, UMAP or PCA of up to 5,000 items"}
+              "note": "first draw includes the alignment probes (cached per checkpoint) and, per map, "
+                      "UMAP or PCA of up to 5,000 items"}
     out = REPO / "bench" / "results" / f"facet-page-speed-{data.name}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     return 0

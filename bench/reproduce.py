@@ -21,15 +21,16 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
 PAPER = {  # Table 2, full ranking
-    "Beauty": {"SASRec": {"HR@5": 0.0508, "HR@10": 0.0761, "HR@20": 0.1057, "NDCG@5": 0.0318, "NDCG@10": 0.0400, "NDCG@20": 0.0474},
-               "FAME": {"HR@5": 0.0710, "HR@10": 0.0978, "HR@20": 0.1345, "NDCG@5": 0.0508, "NDCG@10": 0.0593, "NDCG@20": 0.0687}},
-    "Sports_and_Outdoors": {"SASRec": {"HR@5": 0.0266, "HR@10": 0.0412, "HR@20": 0.0618, "NDCG@5": 0.0158, "NDCG@10": 0.0205, "NDCG@20": 0.0256},
-                            "FAME": {"HR@5": 0.0400, "HR@10": 0.0580, "HR@20": 0.0820, "NDCG@5": 0.0277, "NDCG@10": 0.0337, "NDCG@20": 0.0402}},
+    "Beauty": {
+        "SASRec": {"HR@5": 0.0508, "HR@10": 0.0761, "HR@20": 0.1057, "NDCG@5": 0.0318, "NDCG@10": 0.0400, "NDCG@20": 0.0474},
+        "FAME": {"HR@5": 0.0710, "HR@10": 0.0978, "HR@20": 0.1345, "NDCG@5": 0.0508, "NDCG@10": 0.0593, "NDCG@20": 0.0687}},
+    "Sports_and_Outdoors": {
+        "SASRec": {"HR@5": 0.0266, "HR@10": 0.0412, "HR@20": 0.0618, "NDCG@5": 0.0158, "NDCG@10": 0.0205, "NDCG@20": 0.0256},
+        "FAME": {"HR@5": 0.0400, "HR@10": 0.0580, "HR@20": 0.0820, "NDCG@5": 0.0277, "NDCG@10": 0.0337, "NDCG@20": 0.0402}},
 }
 METRICS = ["HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20"]
 

@@ -24,7 +24,6 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "amazon" / "Beauty.txt"
 MODELS = {"sasrec": {}, "fame": dict(n_experts=4)}
 
@@ -105,7 +104,8 @@ def main() -> int:
     report = {
         "data": a.data, "date": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.machine(),
         "cpus": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-        "device": a.device, "load_average_after": os.getloadavg(), "settings": "d=64, L=2, H=2, N=4 (FAME), max_len=50, batch 256, full-softmax CE",
+        "device": a.device, "load_average_after": os.getloadavg(),
+        "settings": "d=64, L=2, H=2, N=4 (FAME), max_len=50, batch 256, full-softmax CE",
         "results": rows,
     }
     out_dir = REPO / "bench" / "results"

@@ -17,7 +17,6 @@ its data set.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 

@@ -165,7 +165,7 @@ def check_synthetic(record: dict) -> str:
     params = _parse_synthetic(spec)
     users, items, length = (params.get(k, d) for k, d in (("n_users", 2000), ("n_items", 600), ("max_len", 30)))
     if not all(isinstance(v, int) and v > 0 for v in (users, items, length)):
-        raise DataError(f"the checkpoint records a synthetic world with bad sizes (n_users, n_items, max_len); "
+        raise DataError("the checkpoint records a synthetic world with bad sizes (n_users, n_items, max_len); "
                         "pass --data synthetic:... explicitly")
     if users * length > MAX_SYNTHETIC_STEPS or items > MAX_SYNTHETIC_ITEMS:
         raise DataError(f"the checkpoint records a synthetic world of {users:,} users x up to {length:,} items over "

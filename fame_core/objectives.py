@@ -107,7 +107,8 @@ class FacetProbes(nn.Module):
                 X, yk = sub_embeddings[h][keep], y[keep]
                 X = X - X.mean(0)
                 counts = torch.bincount(yk).clamp_min(1).to(X.dtype)
-                means = torch.zeros(len(counts), X.shape[1], dtype=X.dtype, device=X.device).index_add_(0, yk, X) / counts[:, None]
+                sums = torch.zeros(len(counts), X.shape[1], dtype=X.dtype, device=X.device).index_add_(0, yk, X)
+                means = sums / counts[:, None]
                 between = (counts[:, None] * means.pow(2)).sum() / len(yk)
                 terms.append(between / X.pow(2).mean(0).sum().clamp_min(1e-9))
         return torch.stack(terms).mean() if terms else sub_embeddings.new_zeros(())
