@@ -11,6 +11,8 @@ from fame_core.data import SequenceDataset
 from fame_core.evaluate import evaluate, mask_items, metrics_from_ranks, target_ranks
 from fame_core.models import ModelOutput, Recommender, SASRecConfig
 
+pytestmark = pytest.mark.fast  # the fast tier: `python -m pytest -m fast`
+
 
 def test_metrics_of_known_ranks():
     m = metrics_from_ranks([0, 4, 9, 25])

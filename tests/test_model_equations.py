@@ -11,6 +11,8 @@ from fame_core.evaluate import left_pad
 from fame_core.models import FAMEConfig, fame_from_sasrec
 from tests.conftest import make_model
 
+pytestmark = pytest.mark.fast  # the fast tier: `python -m pytest -m fast`
+
 SEQ = [5, 17, 3, 29, 11, 8]
 
 

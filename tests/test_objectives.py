@@ -21,6 +21,7 @@ def details(gates, logits=None):
     return d, torch.ones(B, 1, dtype=torch.bool)
 
 
+@pytest.mark.fast
 def test_gate_term_rewards_decisive_and_balanced_gates():
     obj = FacetObjectives(gate_decisive=1.0)
     uniform, where = details(torch.full((4, 2), 0.5))
@@ -32,6 +33,7 @@ def test_gate_term_rewards_decisive_and_balanced_gates():
     assert value(collapsed) == pytest.approx(0.0, abs=1e-4)           # decisive but one head only: no reward
 
 
+@pytest.mark.fast
 def test_router_term_rewards_decisive_and_balanced_routing():
     obj = FacetObjectives(router_decisive=1.0)
     hard = torch.eye(2)[[0, 1, 0, 1]].reshape(4, 1, 2) * 30               # each position picks one expert
@@ -41,6 +43,7 @@ def test_router_term_rewards_decisive_and_balanced_routing():
     assert extra_loss(None, d_soft, where, obj, None).item() == pytest.approx(0.0, abs=1e-6)
 
 
+@pytest.mark.fast
 def test_load_balance_and_z_loss():
     obj = FacetObjectives(load_balance=1.0)
     balanced = torch.eye(4)[None].repeat(1, 1, 1) * 20                # 4 positions, each to its own expert
@@ -55,6 +58,7 @@ def test_load_balance_and_z_loss():
     assert z == pytest.approx(20.0 ** 2, rel=1e-3)
 
 
+@pytest.mark.fast
 def test_head_diversity_is_low_for_unrelated_heads_and_high_for_copies():
     model = make_model("fame", n_items=400)
     with torch.no_grad():
@@ -85,6 +89,7 @@ def test_facet_probes_learn_and_resume(tmp_path, tiny_world):
         FacetProbes(tiny_world, ["genre", "actor", "genre"], 8, 2)
 
 
+@pytest.mark.fast
 def test_leakage_is_high_when_a_head_encodes_the_other_facet_and_low_otherwise(tiny_world):
     from fame_core.labels import facet_labels
 
