@@ -26,6 +26,7 @@ from safetensors.torch import load_file, save_file
 
 from ._version import __version__ as CODE_VERSION
 from .data import SequenceDataset, load_dataset
+from .datahome import missing_message, open_recorded
 from .errors import CheckpointError, ConfigError
 from .models import build_model, config_from_dict
 from .safe_io import OutputError, check_output_dir, recover_dir, replace_dir
@@ -248,7 +249,6 @@ def load(checkpoint_dir, data=None, device: str = "cpu", data_roots=None):
     model = load_checkpoint(checkpoint_dir, device=device)
     record = model.dataset_record
     if data is None:
-        from .datahome import missing_message, open_recorded
         data = open_recorded(record, roots=data_roots)
         if data is None:
             print(f"note: {missing_message(record, data_roots)}; opened the model alone "
