@@ -57,7 +57,7 @@ def main() -> int:
     p.add_argument("--dropout", type=float, default=0.5)
     p.add_argument("--fame-lr", type=float, default=1e-3)
     p.add_argument("--fame-warm", action="store_true", help="warm-start experts and W_f from SASRec")
-    p.add_argument("--fame-residual", action="store_true", help="SPEC §3 residual option")
+    p.add_argument("--fame-residual", action="store_true", help="the residual option (docs/design.md, \"Options\")")
     p.add_argument("--patience", type=int, default=10)
     p.add_argument("--epochs", type=int, default=200)
     p.add_argument("--device", default="auto")
