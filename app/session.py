@@ -14,15 +14,13 @@ from pathlib import Path
 
 import streamlit as st
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # `streamlit run app/streamlit_app.py` from a clone, not installed
-    sys.path.insert(0, str(REPO))
+import fame_core  # installed by `pip install -r requirements.txt` (an editable install of this clone)
+from fame_core import datahome
+from fame_core import cache, lists, scales  # (fame_core.facets, with scikit-learn, on first use)
+from fame_core.checkpoint import find_checkpoints
+from fame_core.users import user_table
 
-import fame_core  # noqa: E402
-from fame_core import datahome  # noqa: E402
-from fame_core import cache, lists, scales  # noqa: E402  (fame_core.facets, with scikit-learn, on first use)
-from fame_core.checkpoint import find_checkpoints  # noqa: E402
-from fame_core.users import user_table  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 DEFAULT_CHECKPOINT = "demo"
 MAP_ITEMS = 5000    # items drawn on a map: a fixed random sample beyond this (UMAP of 18k items takes minutes)

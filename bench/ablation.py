@@ -61,7 +61,7 @@ def finished(out: Path) -> bool:
 
 
 def train_row(data, name: str, seed: int, runs: Path, a) -> None:
-    from fame_core.models import ModelConfig
+    from fame_core.models import model_config
     from fame_core.training import TrainConfig, train
 
     model, heads, experts, warm, residual, base = ROWS[name]
@@ -69,8 +69,8 @@ def train_row(data, name: str, seed: int, runs: Path, a) -> None:
     if finished(out):
         return
     resume = (out / "train_state.pt").exists()
-    mcfg = ModelConfig(model=model, n_items=data.n_items, n_heads=heads, n_experts=experts, residual=residual,
-                       dropout=a.dropout, attn_dropout=a.dropout)
+    extra = dict(n_experts=experts, residual=residual) if model == "fame" else {}
+    mcfg = model_config(model, n_items=data.n_items, n_heads=heads, dropout=a.dropout, attn_dropout=a.dropout, **extra)
     tcfg = TrainConfig(seed=seed, patience=a.patience, epochs=a.epochs, device=a.device, warm=warm,
                        init_from=str(runs / f"{base}-s{seed}") if base else None)
     print(f"{time.strftime('%H:%M:%S')} {'resuming' if resume else 'training'} {out}", file=sys.stderr, flush=True)

@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "amazon" / "Beauty.txt"
 
 
@@ -37,11 +36,11 @@ def make_checkpoint(data_path: str, root: Path) -> str:
 
     from fame_core.checkpoint import dataset_record, write_checkpoint
     from fame_core.data import load_dataset
-    from fame_core.models import ModelConfig, build_model
+    from fame_core.models import FAMEConfig, build_model
 
     data = load_dataset(data_path)
     torch.manual_seed(0)
-    model = build_model(ModelConfig(model="fame", n_items=data.n_items, n_heads=2, n_experts=4))
+    model = build_model(FAMEConfig(n_items=data.n_items, n_heads=2, n_experts=4))
     write_checkpoint(root / "bench", model, dataset_record(data), {"note": "untrained, for timing"}, [])
     return "bench"
 
@@ -139,7 +138,7 @@ def main() -> int:
             name = make_checkpoint(a.data, root)
         os.environ["FAME_CHECKPOINTS"] = str(root)
         from fame_core.checkpoint import read_config
-        from fame_core.inspection import load
+        from fame_core.checkpoint import load
 
         _, data = load(root / name)
         step = max(1, data.n_users // a.users)

@@ -21,7 +21,6 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 VARIANTS = {
     "paper recipe": {},
@@ -61,8 +60,8 @@ def main() -> int:
     from fame_core.evaluate import evaluate
     from fame_core.facets import (expert_query_similarity, experts_vs_preference, gate_merge_value, gate_vs_facet,
                                   gate_vs_heads, head_alignment, specialisation)
-    from fame_core.inspection import load
-    from fame_core.models import ModelConfig
+    from fame_core.checkpoint import load
+    from fame_core.models import SASRecConfig, FAMEConfig
     from fame_core.objectives import FacetObjectives
     from fame_core.training import TrainConfig, train
 
@@ -71,14 +70,14 @@ def main() -> int:
     common = dict(n_items=data.n_items, n_heads=2, dropout=0.2, attn_dropout=0.2)
     sas = runs / "sasrec"
     if not (sas / "config.json").exists() or (sas / "train_state.pt").exists():
-        train(data, ModelConfig(model="sasrec", n_experts=1, **common), TrainConfig(epochs=150, patience=15),
+        train(data, SASRecConfig(**common), TrainConfig(epochs=150, patience=15),
               sas, resume=(sas / "train_state.pt").exists(), progress=False)
     rows = []
     for name in a.variants.split(","):
         out = runs / name.replace(" ", "-").replace("+", "and")
         if not (out / "config.json").exists() or (out / "train_state.pt").exists():
             print(f"training {name}", file=sys.stderr)
-            train(data, ModelConfig(model="fame", n_experts=4, **common),
+            train(data, FAMEConfig(n_experts=4, **common),
                   TrainConfig(epochs=150, patience=15, init_from=str(sas), objectives=FacetObjectives(**VARIANTS[name])),
                   out, resume=(out / "train_state.pt").exists(), progress=False)
         model, d = load(out, data=data)
@@ -107,7 +106,8 @@ def main() -> int:
         row["random split MI (mean)"] = float(experts["random_split_mi_mean"].mean())
         row["random split MI std (mean)"] = float(experts["random_split_mi_std"].mean())
         # each head's experts on the users driven by the facet the head is meant for (head 0 genre, head 1 actor)
-        own = experts[((experts["head"] == 0) & (experts["facet"] == "genre")) | ((experts["head"] == 1) & (experts["facet"] == "actor"))]
+        own = experts[((experts["head"] == 0) & (experts["facet"] == "genre"))
+                      | ((experts["head"] == 1) & (experts["facet"] == "actor"))]
         row["expert MI, own facet"] = float(own["mutual_information"].mean())
         row["random router MI, own facet"] = float(own["random_router_mi_mean"].mean())
         row["random router MI std, own facet"] = float(own["random_router_mi_std"].mean())

@@ -10,13 +10,11 @@ Writes bench/results/facet-page-speed-<data>.json.
 
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 
 def main() -> int:
@@ -27,7 +25,7 @@ def main() -> int:
 
     from fame_core.checkpoint import dataset_record, write_checkpoint
     from fame_core.data import load_dataset
-    from fame_core.models import ModelConfig, build_model
+    from fame_core.models import FAMEConfig, build_model
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=str(REPO.parent / "shared/data/amazon/Sports_and_Outdoors.txt"))
@@ -35,7 +33,7 @@ def main() -> int:
     data = load_dataset(a.data)
     tmp = Path(tempfile.mkdtemp())
     torch.manual_seed(0)
-    write_checkpoint(tmp / "timing", build_model(ModelConfig(model="fame", n_items=data.n_items)), dataset_record(data), {}, [])
+    write_checkpoint(tmp / "timing", build_model(FAMEConfig(n_items=data.n_items)), dataset_record(data), {}, [])
     os.environ["FAME_CHECKPOINTS"] = str(tmp)
     results = []
     for method in ("pca", "umap"):
@@ -58,7 +56,8 @@ def main() -> int:
         print(json.dumps(results[-1]))
     report = {"data": data.name, "items": data.n_items, "date": time.strftime("%Y-%m-%d %H:%M"),
               "load_average": os.getloadavg(), "results": results,
-              "note": "first draw includes the alignment probes (cached per checkpoint) and, per map, UMAP or PCA of up to 5,000 items"}
+              "note": "first draw includes the alignment probes (cached per checkpoint) and, per map, "
+                      "UMAP or PCA of up to 5,000 items"}
     out = REPO / "bench" / "results" / f"facet-page-speed-{data.name}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     return 0

@@ -26,7 +26,6 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from reproduce import run  # noqa: E402
 
@@ -82,8 +81,8 @@ def main() -> int:
     from fame_core.evaluate import evaluate
     from fame_core.facets import (expert_query_similarity, experts_vs_target_facet, gate_merge_value, gate_vs_heads,
                                   gate_vs_history_facet, head_alignment, specialisation)
-    from fame_core.inspection import load
-    from fame_core.models import ModelConfig
+    from fame_core.checkpoint import load
+    from fame_core.models import SASRecConfig, FAMEConfig
     from fame_core.objectives import FacetObjectives
     from fame_core.training import TrainConfig
 
@@ -94,12 +93,12 @@ def main() -> int:
     runs = REPO / "runs" / "facet-real" / a.name
     common = dict(n_items=data.n_items, n_heads=2, dropout=a.dropout, attn_dropout=a.dropout)
     sas = Path(a.sasrec) if a.sasrec else runs / "sasrec"
-    run(data, ModelConfig(model="sasrec", n_experts=1, **common), TrainConfig(seed=a.seed, patience=a.patience), sas)
+    run(data, SASRecConfig(**common), TrainConfig(seed=a.seed, patience=a.patience), sas)
     rows = []
     for name in names:
         out = Path(a.baseline) if (a.baseline and name == "no facet option") else \
             runs / name.replace(" ", "-").replace("+", "and").replace("(", "").replace(")", "")
-        run(data, ModelConfig(model="fame", n_experts=4, residual=True, **common),
+        run(data, FAMEConfig(n_experts=4, residual=True, **common),
             TrainConfig(seed=a.seed, patience=a.patience, init_from=str(sas), warm=True,
                         objectives=FacetObjectives(**table[name])), out)
         model, d = load(out, data=data)

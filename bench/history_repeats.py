@@ -67,7 +67,7 @@ def main() -> int:
     a = p.parse_args()
 
     from fame_core.evaluate import metrics_from_ranks
-    from fame_core.inspection import load
+    from fame_core.checkpoint import load
 
     report = {"split": a.split, "checkpoints": {}}
     for ck in a.checkpoints:

@@ -21,15 +21,16 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
 PAPER = {  # Table 2, full ranking
-    "Beauty": {"SASRec": {"HR@5": 0.0508, "HR@10": 0.0761, "HR@20": 0.1057, "NDCG@5": 0.0318, "NDCG@10": 0.0400, "NDCG@20": 0.0474},
-               "FAME": {"HR@5": 0.0710, "HR@10": 0.0978, "HR@20": 0.1345, "NDCG@5": 0.0508, "NDCG@10": 0.0593, "NDCG@20": 0.0687}},
-    "Sports_and_Outdoors": {"SASRec": {"HR@5": 0.0266, "HR@10": 0.0412, "HR@20": 0.0618, "NDCG@5": 0.0158, "NDCG@10": 0.0205, "NDCG@20": 0.0256},
-                            "FAME": {"HR@5": 0.0400, "HR@10": 0.0580, "HR@20": 0.0820, "NDCG@5": 0.0277, "NDCG@10": 0.0337, "NDCG@20": 0.0402}},
+    "Beauty": {
+        "SASRec": {"HR@5": 0.0508, "HR@10": 0.0761, "HR@20": 0.1057, "NDCG@5": 0.0318, "NDCG@10": 0.0400, "NDCG@20": 0.0474},
+        "FAME": {"HR@5": 0.0710, "HR@10": 0.0978, "HR@20": 0.1345, "NDCG@5": 0.0508, "NDCG@10": 0.0593, "NDCG@20": 0.0687}},
+    "Sports_and_Outdoors": {
+        "SASRec": {"HR@5": 0.0266, "HR@10": 0.0412, "HR@20": 0.0618, "NDCG@5": 0.0158, "NDCG@10": 0.0205, "NDCG@20": 0.0256},
+        "FAME": {"HR@5": 0.0400, "HR@10": 0.0580, "HR@20": 0.0820, "NDCG@5": 0.0277, "NDCG@10": 0.0337, "NDCG@20": 0.0402}},
 }
 METRICS = ["HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20"]
 
@@ -56,14 +57,14 @@ def main() -> int:
     p.add_argument("--dropout", type=float, default=0.5)
     p.add_argument("--fame-lr", type=float, default=1e-3)
     p.add_argument("--fame-warm", action="store_true", help="warm-start experts and W_f from SASRec")
-    p.add_argument("--fame-residual", action="store_true", help="SPEC §3 residual option")
+    p.add_argument("--fame-residual", action="store_true", help="the residual option (docs/design.md, \"Options\")")
     p.add_argument("--patience", type=int, default=10)
     p.add_argument("--epochs", type=int, default=200)
     p.add_argument("--device", default="auto")
     a = p.parse_args()
 
     from fame_core.data import load_dataset
-    from fame_core.models import ModelConfig
+    from fame_core.models import SASRecConfig, FAMEConfig
     from fame_core.training import TrainConfig
 
     data = load_dataset(a.data)
@@ -75,9 +76,9 @@ def main() -> int:
         common = dict(n_items=data.n_items, n_heads=a.heads, dropout=a.dropout, attn_dropout=a.dropout)
         sas_dir = runs / f"sasrec-s{seed}"
         t0 = time.time()
-        sas = run(data, ModelConfig(model="sasrec", n_experts=1, **common),
+        sas = run(data, SASRecConfig(**common),
                   TrainConfig(seed=seed, patience=a.patience, epochs=a.epochs, device=a.device), sas_dir)
-        fame = run(data, ModelConfig(model="fame", n_experts=a.experts, residual=a.fame_residual, **common),
+        fame = run(data, FAMEConfig(n_experts=a.experts, residual=a.fame_residual, **common),
                    TrainConfig(seed=seed, patience=a.patience, epochs=a.epochs, lr=a.fame_lr, device=a.device,
                                init_from=str(sas_dir), warm=a.fame_warm), runs / f"{variant}-s{seed}")
         for name, conf in (("sasrec", sas), (variant, fame)):

@@ -24,9 +24,8 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "amazon" / "Beauty.txt"
-MODELS = {"sasrec": dict(model="sasrec", n_experts=1), "fame": dict(model="fame", n_experts=4)}
+MODELS = {"sasrec": {}, "fame": dict(n_experts=4)}
 
 
 def measure_one(kind: str, data_path: str, epochs: int, device: str) -> dict:
@@ -35,13 +34,13 @@ def measure_one(kind: str, data_path: str, epochs: int, device: str) -> dict:
 
     from fame_core.data import load_dataset
     from fame_core.evaluate import evaluate, left_pad
-    from fame_core.models import ModelConfig, build_model
+    from fame_core.models import build_model, model_config
     from fame_core.training import epoch_batches, loss_on_batch, resolve_device, training_pairs
 
     dev = resolve_device(device)
     data = load_dataset(data_path)
     torch.manual_seed(0)
-    cfg = ModelConfig(n_items=data.n_items, d=64, n_layers=2, n_heads=2, max_len=50, dropout=0.5,
+    cfg = model_config(kind, n_items=data.n_items, d=64, n_layers=2, n_heads=2, max_len=50, dropout=0.5,
                       attn_dropout=0.5, **MODELS[kind])
     model = build_model(cfg).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -105,7 +104,8 @@ def main() -> int:
     report = {
         "data": a.data, "date": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.machine(),
         "cpus": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-        "device": a.device, "load_average_after": os.getloadavg(), "settings": "d=64, L=2, H=2, N=4 (FAME), max_len=50, batch 256, full-softmax CE",
+        "device": a.device, "load_average_after": os.getloadavg(),
+        "settings": "d=64, L=2, H=2, N=4 (FAME), max_len=50, batch 256, full-softmax CE",
         "results": rows,
     }
     out_dir = REPO / "bench" / "results"

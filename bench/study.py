@@ -63,16 +63,15 @@ def key(p: dict) -> str:
 
 
 def train_config(data, model: str, p: dict, seed: int, out: Path, base: Path | None = None, epochs: int = 200):
-    from fame_core.models import ModelConfig
+    from fame_core.models import model_config
     from fame_core.training import TrainConfig, train
 
     config = out / "config.json"
     if config.exists() and not (out / "train_state.pt").exists():
         return json.loads(config.read_text())
-    mcfg = ModelConfig(model=model, n_items=data.n_items, d=p["d"], n_heads=p["n_heads"], max_len=p["max_len"],
-                       dropout=p["dropout"], attn_dropout=p["dropout"], ffn_dim=p["d"] * p["ffn_mult"],
-                       n_experts=p.get("n_experts", 1) if model == "fame" else 1,
-                       residual=p.get("residual", False) if model == "fame" else False)
+    extra = dict(n_experts=p["n_experts"], residual=p["residual"]) if model == "fame" else {}
+    mcfg = model_config(model, n_items=data.n_items, d=p["d"], n_heads=p["n_heads"], max_len=p["max_len"],
+                        dropout=p["dropout"], attn_dropout=p["dropout"], ffn_dim=p["d"] * p["ffn_mult"], **extra)
     tcfg = TrainConfig(seed=seed, lr=p["lr"],
                        weight_decay=p["weight_decay"], patience=p["patience"], epochs=epochs,
                        init_from=str(base) if base else None, warm=bool(p.get("warm")) and base is not None)

@@ -23,7 +23,6 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from reproduce import run  # noqa: E402  (same folder: one way to train-or-resume a run)
 
@@ -101,7 +100,7 @@ def main() -> int:
         return 0
 
     from fame_core.data import load_dataset
-    from fame_core.models import ModelConfig
+    from fame_core.models import SASRecConfig, FAMEConfig
     from fame_core.training import TrainConfig
 
     data = load_dataset(a.data)
@@ -112,14 +111,14 @@ def main() -> int:
     sas_cfg = TrainConfig(seed=a.seed, epochs=a.sasrec_epochs, patience=a.sasrec_epochs, device=a.device)
 
     def fame(heads: int, experts: int) -> dict:
-        return run(data, ModelConfig(model="fame", n_heads=heads, n_experts=experts, residual=warm, **common),
+        return run(data, FAMEConfig(n_heads=heads, n_experts=experts, residual=warm, **common),
                    TrainConfig(seed=a.seed, epochs=a.fame_epochs, patience=a.fame_epochs, device=a.device,
                                init_from=str(runs / f"sasrec-h{heads}"), warm=warm),
                    runs / f"fame-h{heads}-n{experts}")
 
     rows = []
     for heads in a.heads:
-        sas = run(data, ModelConfig(model="sasrec", n_heads=heads, n_experts=1, **common), sas_cfg, runs / f"sasrec-h{heads}")
+        sas = run(data, SASRecConfig(n_heads=heads, **common), sas_cfg, runs / f"sasrec-h{heads}")
         rows.append(row("SASRec", heads, 1, sas))
         rows.append(row("FAME w/o MoE", heads, 1, fame(heads, 1)))
         print(json.dumps(rows[-2:]), file=sys.stderr)

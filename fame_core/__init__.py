@@ -5,6 +5,11 @@ recommendation, with the inspection API that the app, notebooks and exports use.
     model, data = fame_core.load("checkpoints/demo")
     seq, target = fame_core.user_example(data, "7")
     result = fame_core.inspect(model, seq, target)   # an Inspection
+
+Submodules (documented in docs/design.md): `models` (configs, the model contract, the registry),
+`data` (SequenceDataset and readers), `checkpoint` (the format, `load`), `training`, `evaluate`,
+`inspection`, `users` (per-user tables), `facets` (facet measures), `labels`, `objectives`,
+`export` (figures), `download`, `options` (checked settings and the generated CLI), `errors`.
 """
 
 import os
@@ -13,15 +18,21 @@ import os
 # if torch has not been imported yet, and never overrides a value the user set.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from .checkpoint import load_checkpoint  # noqa: E402
+from ._version import __version__  # noqa: E402
+from .checkpoint import check_dataset, find_checkpoints, load, load_checkpoint, read_metrics  # noqa: E402
 from .data import SequenceDataset, load_dataset  # noqa: E402
-from .errors import CheckpointError, DataError, FameError  # noqa: E402
-from .evaluate import evaluate  # noqa: E402
-from .inspection import Inspection, inspect, load, user_example  # noqa: E402
-from .models import FAME, SASRec, ModelConfig  # noqa: E402
+from .errors import CheckpointError, ConfigError, DataError, FameError  # noqa: E402
+from .evaluate import EvalOptions, evaluate, rank_users  # noqa: E402
+from .inspection import Inspection, inspect, user_example  # noqa: E402
+from .labels import facet_labels  # noqa: E402
+from .models import (FAME, MODELS, SASRec, FAMEConfig, ModelConfig, ModelOutput, Recommender,  # noqa: E402
+                     SASRecConfig, build_model, merge_modes, model_config)
+from .objectives import FacetObjectives  # noqa: E402
 from .training import TrainConfig, train  # noqa: E402
+from .users import gated_wins, user_table  # noqa: E402
 
-__version__ = "0.1.0"
-__all__ = ["load", "inspect", "user_example", "Inspection", "evaluate", "train", "TrainConfig", "ModelConfig",
-           "SequenceDataset", "load_dataset", "load_checkpoint", "FAME", "SASRec", "FameError", "DataError",
-           "CheckpointError"]
+__all__ = ["__version__", "load", "load_checkpoint", "find_checkpoints", "check_dataset", "read_metrics", "inspect",
+           "user_example", "Inspection", "evaluate", "rank_users", "EvalOptions", "train", "TrainConfig",
+           "FacetObjectives", "ModelConfig", "SASRecConfig", "FAMEConfig", "ModelOutput", "Recommender", "MODELS",
+           "build_model", "model_config", "merge_modes", "SequenceDataset", "load_dataset", "facet_labels",
+           "user_table", "gated_wins", "FAME", "SASRec", "FameError", "ConfigError", "DataError", "CheckpointError"]

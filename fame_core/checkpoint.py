@@ -1,4 +1,5 @@
-"""The one checkpoint format (SPEC §5): a directory, written atomically, that never unpickles code.
+"""The one checkpoint format (docs/design.md, "Checkpoint format"): a directory, written atomically,
+that never unpickles code.
 
     weights.safetensors   model weights (float32, or float16 when saved with half=True)
     config.json           model hyper-parameters, training settings, seed, code version, result
@@ -9,25 +10,27 @@
 
 A checkpoint is written into a temporary sibling directory and renamed into place, so a reader
 (or a kill) never sees half of one. It opens without its data set (`load_checkpoint`); data given
-alongside is checked against the recorded fingerprint.
+alongside is checked against the recorded fingerprint. `load` opens a checkpoint together with
+its data set.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import sys
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .data import SequenceDataset
-from .errors import CheckpointError
+from ._version import __version__ as CODE_VERSION
+from .data import SequenceDataset, load_dataset
+from .datahome import missing_message, open_recorded
+from .errors import CheckpointError, ConfigError
+from .models import build_model, config_from_dict
 from .safe_io import OutputError, check_output_dir, recover_dir, replace_dir
-from .models import ModelConfig, build_model
 
-CODE_VERSION = "0.1.0"  # keep equal to fame_core.__version__
 FILES = ("weights.safetensors", "config.json", "dataset.json")
 
 
@@ -132,9 +135,12 @@ def load_checkpoint(directory, device="cpu"):
     directory = Path(directory)
     config, dataset = read_config(directory)
     try:
-        cfg = ModelConfig(**config["model"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{directory}/config.json: bad model configuration ({e})") from None
+        cfg = config_from_dict(config["model"], where="\"model\"")
+    except ConfigError as e:
+        raise CheckpointError(f"{directory}/config.json: {e}") from None
+    if cfg.n_items < 1:
+        raise CheckpointError(f"{directory}/config.json: \"model\" n_items must be >= 1, got {cfg.n_items}")
+    check_record(dataset, cfg.n_items, directory)  # before allocating n_items embeddings
     model = build_model(cfg)
     try:
         state = load_file(directory / "weights.safetensors")
@@ -147,7 +153,6 @@ def load_checkpoint(directory, device="cpu"):
         if not torch.isfinite(tensor).all():
             raise CheckpointError(f"{directory}/weights.safetensors: {name} holds NaN or infinite values; "
                                   "the model cannot rank (retrain it, or use an earlier checkpoint)")
-    check_record(dataset, cfg.n_items, directory)
     try:
         model.load_state_dict({k: v.float() for k, v in state.items()})
     except RuntimeError as e:
@@ -229,3 +234,46 @@ def find_checkpoints(roots, depth: int = 2) -> dict[str, Path]:
                 name = rel if i == 0 else f"{root.name}/{rel}"
                 found.setdefault(name if rel != "." else root.name, path)
     return found
+
+
+def recorded_data_path(spec: str, checkpoint_dir) -> str | None:
+    """Where a data path recorded in a checkpoint is: as given (absolute, or relative to the
+    working directory), else relative to the folders above the checkpoint, nearest first (a
+    path recorded as `../shared/data/...` at the repository root then opens from a notebook
+    folder too). None when no candidate exists."""
+    path = Path(spec).expanduser()
+    if path.is_absolute() or path.exists():
+        return str(path) if path.exists() else None
+    for base in Path(checkpoint_dir).resolve().parents:
+        if (base / path).exists():
+            return str((base / path).resolve())
+    return None
+
+
+def load(checkpoint_dir, data=None, device: str = "cpu", data_roots=None):
+    """Open a checkpoint: returns (model, dataset).
+
+    data: None reads the data set recorded in the checkpoint when it is found with its recorded
+    sha256s, at its recorded path or in the data home (`fame_core.datahome`; the synthetic world
+    is regenerated from its recorded parameters), and otherwise returns dataset=None: the model
+    still opens and inspects any hand-made sequence. data_roots: only read recorded data under
+    these folders (the app). A path, spec or SequenceDataset given here must be the data set the
+    model was trained on.
+    """
+    model = load_checkpoint(checkpoint_dir, device=device)
+    record = model.dataset_record
+    if data is None:
+        spec = record.get("spec")
+        if record.get("reader") != "synthetic" and isinstance(spec, str) and spec:
+            found = recorded_data_path(spec, checkpoint_dir)   # relative paths also from the checkpoint's repository
+            if found and found != spec:
+                record = dict(record, spec=found)
+        data = open_recorded(record, roots=data_roots)
+        if data is None:
+            print(f"note: {missing_message(record, data_roots)}; opened the model alone "
+                  "(pass data=PATH for user histories and item labels)", file=sys.stderr)
+            return model, None
+    if not isinstance(data, SequenceDataset):
+        data = load_dataset(data, kcore_k=record.get("options", {}).get("kcore"))
+    check_dataset(record, data, where=f"checkpoint {checkpoint_dir}")
+    return model, data

@@ -14,7 +14,9 @@ import json
 import os
 import sys
 
-from .errors import FameError
+from ._version import __version__
+from .data import KCORE, KCORE_MAX
+from .errors import ConfigError, FameError
 
 EXIT_BAD_INPUT = 2
 
@@ -52,6 +54,12 @@ def item_ids(text: str) -> list[int]:
     return [int(x) for x in ids]
 
 
+def _add_kcore(p):
+    p.add_argument("--kcore", type=int_in(1, KCORE_MAX), default=None, metavar="K",
+                   help=f"k-core filter of raw interaction logs: keep users and items with at least K actions "
+                        f"(1-{KCORE_MAX}; default {KCORE})")
+
+
 ITEMS_HELP = ("item table: a CSV/TSV (an id column and facet columns, 'a|b' multi-valued) or a RecBole .item "
               "file; every column becomes an item facet")
 
@@ -60,9 +68,33 @@ def _add_data(p, required=False, help_text=None, items_flag="--items"):
     p.add_argument("--data", required=required, default=None,
                    help=help_text or "data set: a file, a folder, or 'synthetic[:key=value,...]' "
                                      "(default: the one recorded in the checkpoint)")
-    p.add_argument("--kcore", type=int, default=None, help="k-core filter for raw logs (default 5)")
+    _add_kcore(p)
     flags = [items_flag, "--item-table"] if items_flag != "--item-table" else ["--item-table"]
     p.add_argument(*flags, dest="item_table", default=None, metavar="FILE", help=ITEMS_HELP)
+
+
+def _model_options(p):
+    """--model and every registered model's settings, from the config dataclasses."""
+    from .models import MODELS
+    from .options import add_options
+
+    p.add_argument("--model", choices=list(MODELS), default="fame", help="which model (default fame)")
+    seen: set = set()
+    for cls in MODELS.values():
+        def note(field, cls=cls):
+            shared = all(field in c.config_class.__dataclass_fields__ for c in MODELS.values())
+            return "" if shared else f" ({cls.config_class.name} only)"
+        add_options(p, cls.config_class, seen=seen, note=note)
+
+
+def _train_options(p):
+    from .objectives import FacetObjectives
+    from .options import add_options
+    from .training import TrainConfig
+
+    add_options(p, TrainConfig)
+    o = p.add_argument_group("facet objectives (off by default; see fame_core/objectives.py)")
+    add_options(o, FacetObjectives)
 
 
 def _add_who(p):
@@ -77,47 +109,19 @@ def _add_who(p):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .evaluate import EvalOptions
+    from .options import add_options
+
     parser = Parser(prog="python -m fame_core", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"fame_core {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
 
     t = sub.add_parser("train", help="train SASRec or FAME, early-stopped on validation NDCG@20")
     t.add_argument("--data", default="synthetic", help="data set (default: the synthetic facet world)")
-    t.add_argument("--kcore", type=int, default=None, help="k-core filter for raw logs (default 5)")
+    _add_kcore(t)
     t.add_argument("--items", "--item-table", dest="item_table", default=None, metavar="FILE", help=ITEMS_HELP)
-    t.add_argument("--model", choices=["sasrec", "fame"], default="fame")
-    t.add_argument("--heads", type=int, default=2, help="H (default 2)")
-    t.add_argument("--experts", type=int, default=4, help="N experts per head (FAME; default 4)")
-    t.add_argument("--layers", type=int, default=2, help="L blocks (default 2)")
-    t.add_argument("--hidden", type=int, default=64, help="d (default 64)")
-    t.add_argument("--max-len", type=int, default=50)
-    t.add_argument("--dropout", type=float, default=0.5)
-    t.add_argument("--attn-dropout", type=float, default=None, help="default: --dropout")
-    t.add_argument("--residual", action="store_true", help="FAME: add x's h-th slice to f^(h) (SPEC §3 option)")
-    t.add_argument("--epochs", type=int, default=200, help="at most this many epochs (default 200)")
-    t.add_argument("--patience", type=int, default=10)
-    t.add_argument("--batch-size", type=int, default=256)
-    t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
-    t.add_argument("--init-from", default=None, help="a SASRec checkpoint: FAME is built from it (paper pipeline), or with --model sasrec it is trained on (equal-budget control)")
-    t.add_argument("--warm", action="store_true", help="with --init-from: warm-start expert queries and W_f")
-    o = t.add_argument_group("facet objectives (off by default; see fame_core/objectives.py)")
-    o.add_argument("--gate-decisive", type=float, default=0.0, help="weight: decisive per-user gates, balanced per batch")
-    o.add_argument("--router-decisive", type=float, default=0.0, help="weight: decisive expert choice, balanced per batch")
-    o.add_argument("--load-balance", type=float, default=0.0, help="weight: Switch-Transformer expert load balancing")
-    o.add_argument("--router-z", type=float, default=0.0, help="weight: ST-MoE router z-loss")
-    o.add_argument("--head-diversity", type=float, default=0.0, help="weight: decorrelate heads' item sub-embeddings")
-    o.add_argument("--facet-heads", default="", help="tie head h to the h-th facet, e.g. genre,actor")
-    o.add_argument("--facet-weight", type=float, default=0.0, help="weight of the facet probes of --facet-heads")
-    o.add_argument("--facet-exclusive", type=float, default=0.0,
-                   help="weight: remove the other --facet-heads facets from each tied head")
-    o.add_argument("--gate-competence", type=float, default=0.0,
-                   help="weight: teach the gate which head predicts the target best (KL to the heads' softmaxed log-likelihoods)")
-    o.add_argument("--competence-temperature", type=float, default=1.0, help="temperature of the competence target (default 1)")
-    o.add_argument("--head-dropout", type=float, default=0.0, help="probability of dropping a head's share of the score while training")
-    o.add_argument("--mixture-likelihood", type=float, default=0.0,
-                   help="weight: mixture-of-experts likelihood -log sum_h g_h P^(h)(target) (heads specialise, the gate follows)")
-    o.add_argument("--expert-diversity", type=float, default=0.0, help="weight: squared cosine between a head's expert queries")
+    _model_options(t)
+    _train_options(t)
     t.add_argument("--out", required=True, help="checkpoint directory to write")
     t.add_argument("--resume", action="store_true", help="continue the killed run in --out")
     t.add_argument("--overwrite", action="store_true",
@@ -129,16 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="full-ranking HR/NDCG@5/10/20 and MRR of a checkpoint")
     e.add_argument("--checkpoint", required=True)
     _add_data(e)
-    e.add_argument("--split", choices=["valid", "test"], default="test")
-    e.add_argument("--merge", default="gated", help="gated, concat or head:h")
-    e.add_argument("--no-mask-history", action="store_true", help="rank the user's history items too")
-    e.add_argument("--device", default="auto")
+    add_options(e, EvalOptions)
     e.add_argument("--json", action="store_true")
 
     i = sub.add_parser("inspect", help="per-head lists, gates, attention and router for one user or sequence")
     _add_who(i)
     i.add_argument("--top-k", type=int_in(1, 10_000), default=20, help="list length (1-10000; default 20)")
-    i.add_argument("--include-history", action="store_true", help="let history items into the lists")
+    add_options(i, EvalOptions, only=("mask_history",))
     i.add_argument("--json", action="store_true")
 
     from .lists import LABEL_RULES, TOP_K   # one default for the app and the CLI
@@ -179,13 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = d.add_subparsers(dest="data_command", required=True, metavar="subcommand")
     ds = dsub.add_parser("describe", help="statistics of a data set (users, items, actions, facets)")
     ds.add_argument("path", help="a file, a folder, or 'synthetic'")
-    ds.add_argument("--kcore", type=int, default=None)
+    _add_kcore(ds)
     ds.add_argument("--items", "--item-table", dest="item_table", default=None, metavar="FILE", help=ITEMS_HELP)
     ds.add_argument("--json", action="store_true")
     dc = dsub.add_parser("convert", help="write any readable data set as a sequence file (+ item ids, attributes)")
     dc.add_argument("path", help="a file, a folder, or 'synthetic'")
     dc.add_argument("--to", required=True, help="the sequence file to write, e.g. out/ml.txt")
-    dc.add_argument("--kcore", type=int, default=None)
+    _add_kcore(dc)
     dc.add_argument("--overwrite", action="store_true", help="replace files a previous convert wrote at --to")
     dc.add_argument("--items", "--item-table", dest="item_table", default=None, metavar="FILE", help=ITEMS_HELP)
     dc.add_argument("--json", action="store_true")
@@ -208,33 +209,38 @@ def _metrics_table(metrics: dict) -> str:
     return "  ".join(f"{k:>8}" for k in keys) + "\n" + "  ".join(f"{metrics[k]:8.4f}" for k in keys)
 
 
+def train_settings(a):
+    """(model config, training config) from parsed `train` options; an option that the chosen
+    model does not have is refused."""
+    from .models import MODELS
+    from .objectives import FacetObjectives
+    from .options import from_args, given
+    from .training import TrainConfig
+
+    cls = MODELS[a.model].config_class
+    own = given(a, cls)
+    for name, other in MODELS.items():
+        for field, value in given(a, other.config_class).items():
+            if field not in own:
+                flag = other.config_class.__dataclass_fields__[field].metadata.get("cli")
+                raise ConfigError(f"{flag if isinstance(flag, str) else '--' + field.replace('_', '-')} is a "
+                                  f"setting of --model {name}, not of {a.model}; drop it or pass --model {name}")
+    mcfg = from_args(cls, a)
+    tcfg = from_args(TrainConfig, a, objectives=from_args(FacetObjectives, a))
+    return mcfg, tcfg
+
+
 def cmd_train(a) -> int:
     from .data import load_dataset
-    from .models import ModelConfig
-    from .training import TrainConfig, train
+    from .training import train
 
+    mcfg, tcfg = train_settings(a)  # checked before anything is read or written
     if not a.resume:  # refuse a bad --out before reading any data
         from .checkpoint import check_checkpoint_out
 
         check_checkpoint_out(a.out, overwrite=a.overwrite)
     dataset = _with_items(load_dataset(a.data, kcore_k=a.kcore), a.item_table)
-    try:
-        mcfg = ModelConfig(model=a.model, n_items=dataset.n_items, d=a.hidden, n_layers=a.layers,
-                           n_heads=a.heads, n_experts=a.experts if a.model == "fame" else 1, max_len=a.max_len,
-                           dropout=a.dropout, attn_dropout=a.dropout if a.attn_dropout is None else a.attn_dropout,
-                           residual=a.residual)
-    except ValueError as err:
-        raise FameError(str(err)) from None
-    from .objectives import FacetObjectives
-
-    objectives = FacetObjectives(gate_decisive=a.gate_decisive, router_decisive=a.router_decisive,
-                                 load_balance=a.load_balance, router_z=a.router_z,
-                                 head_diversity=a.head_diversity, facet_heads=a.facet_heads, facet_weight=a.facet_weight,
-                                 facet_exclusive=a.facet_exclusive, gate_competence=a.gate_competence,
-                                 competence_temperature=a.competence_temperature, head_dropout=a.head_dropout,
-                                 expert_diversity=a.expert_diversity, mixture_likelihood=a.mixture_likelihood)
-    tcfg = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, patience=a.patience, seed=a.seed,
-                       device=a.device, init_from=a.init_from, warm=a.warm, objectives=objectives)
+    mcfg.n_items = mcfg.n_items or dataset.n_items
     if not a.json:
         print(f"training {a.model} on {dataset.name} ({dataset.n_users} users, {dataset.n_items} items) -> {a.out}")
     result = train(dataset, mcfg, tcfg, a.out, resume=a.resume, progress=sys.stderr.isatty() or not a.json,
@@ -262,8 +268,8 @@ def _needs_data(model, what: str) -> FameError:
     return FameError(f"{what} needs the data set: {missing_message(model.dataset_record)}")
 
 
-def _open(a):
-    from .inspection import load
+def _open(a, device: str = "cpu"):
+    from .checkpoint import load
     from .training import resolve_device
 
     data = a.data
@@ -272,29 +278,30 @@ def _open(a):
         data = _with_items(load_dataset(data, kcore_k=a.kcore), a.item_table)
     notes = io.StringIO()   # load's "data set not found" note: repeated only where no error says it
     with contextlib.redirect_stderr(notes):
-        model, dataset = load(a.checkpoint, data=data, device=str(resolve_device(getattr(a, "device", "cpu"))))
+        model, dataset = load(a.checkpoint, data=data, device=str(resolve_device(device)))
     if dataset is None and getattr(a, "user", None) is None and a.command in ("inspect", "export"):
         sys.stderr.write(notes.getvalue())
     return model, dataset if data is not None else _with_items(dataset, a.item_table)
 
 
 def cmd_evaluate(a) -> int:
-    from .evaluate import evaluate
+    from .evaluate import EvalOptions, evaluate
+    from .models import check_merge
+    from .options import from_args
 
-    model, dataset = _open(a)
+    opts = from_args(EvalOptions, a)
+    model, dataset = _open(a, opts.device)
+    check_merge(opts.merge, model.config.n_heads)
     if dataset is None:
         raise _needs_data(model, "evaluation")
-    try:
-        result = evaluate(model, dataset, a.split, mask_history=not a.no_mask_history, merge=a.merge,
-                          progress=not a.json and sys.stderr.isatty())
-    except ValueError as err:
-        raise FameError(str(err)) from None
+    result = evaluate(model, dataset, opts.split, mask_history=opts.mask_history, merge=opts.merge,
+                      batch_size=opts.batch_size, progress=not a.json and sys.stderr.isatty())
     result["checkpoint"] = a.checkpoint
     if a.json:
         _print_json(result)
     else:
-        print(f"{a.checkpoint} on {dataset.name}, {a.split} split, {result['users']} users, "
-              f"history {'masked' if result['mask_history'] else 'not masked'}, merge {a.merge}")
+        print(f"{a.checkpoint} on {dataset.name}, {opts.split} split, {result['users']} users, "
+              f"history {'masked' if result['mask_history'] else 'not masked'}, merge {opts.merge}")
         print(_metrics_table(result["metrics"]))
     return 0
 
@@ -317,7 +324,7 @@ def cmd_inspect(a) -> int:
 
     model, dataset = _open(a)
     seq, target = _sequence(a, dataset, model)
-    res = inspect(model, seq, target=target, top_k=a.top_k, exclude_history=not a.include_history)
+    res = inspect(model, seq, target=target, top_k=a.top_k, mask_history=getattr(a, "mask_history", True))
     label = dataset.label if dataset is not None else (lambda v: f"item {v}")
     if a.json:
         out = res.to_dict()

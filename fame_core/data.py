@@ -1,8 +1,9 @@
-"""One data type for a data set, and the readers that build it (SPEC §1).
+"""The readers that build the one data type of a data set (docs/design.md, "Data flow").
 
-A `SequenceDataset` is a list of per-user chronological item sequences over item ids 1..n
-(0 is padding) plus optional item metadata: titles and categorical facets (genre, brand,
-attribute, planted facets of the synthetic world). Every reader returns this type:
+A `SequenceDataset` (defined in `fame_core.dataset`, re-exported here) is a list of per-user
+chronological item sequences over item ids 1..n (0 is padding) plus optional item metadata:
+titles and categorical facets (genre, brand, attribute, planted facets of the synthetic world).
+Every reader returns this type:
 
 - `read_sequence_file`: `user item item ...` per line (ICLRec / S3-Rec / CL4SRec format);
 - `read_movielens`: `ratings.csv` / `ratings.dat` / `u.data`, with titles and genres when the
@@ -16,134 +17,21 @@ attribute, planted facets of the synthetic world). Every reader returns this typ
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .dataset import SPLITS, SequenceDataset, sha256_of  # noqa: F401  (re-exported)
 from .errors import DataError
+from .items import attach_beside  # <stem>_items.csv / .tsv / <stem>.item: item facet tables
+from .safe_io import write_file_atomic
+from .synthetic import make_facet_world
 
-SPLITS = ("train", "valid", "test")
-
-
-@dataclass
-class SequenceDataset:
-    """Per-user chronological item sequences plus item metadata.
-
-    sequences: one int64 array per user, internal item ids in 1..n_items, oldest first.
-    user_ids:  the user's id as written in the source (a string), one per sequence.
-    item_ids:  the source's id of each internal item id (index 0 is padding), or None when
-               the source's ids are already 1..n and kept as they are (sequence files).
-    titles:    a title per internal item id (index 0 unused), or None.
-    facets:    facet name -> a tuple of values per internal item id (index 0 is ()).
-    source:    how it was read: reader, spec, paths, sha256 of each file, options.
-    truth:     ground truth of the synthetic facet world (None for real data).
-    """
-
-    name: str
-    sequences: list[np.ndarray]
-    n_items: int
-    user_ids: list[str]
-    item_ids: list[str] | None = None
-    titles: list[str] | None = None
-    facets: dict[str, list[tuple[str, ...]]] = field(default_factory=dict)
-    source: dict = field(default_factory=dict)
-    truth: dict | None = None
-
-    def __post_init__(self):
-        self._user_row = {u: i for i, u in enumerate(self.user_ids)}
-        self._fingerprint = None
-
-    # ---- basic facts -------------------------------------------------------------------
-    @property
-    def n_users(self) -> int:
-        return len(self.sequences)
-
-    @property
-    def n_actions(self) -> int:
-        return int(sum(len(s) for s in self.sequences))
-
-    def fingerprint(self) -> str:
-        """sha256 of the content (item count and every sequence), independent of file format."""
-        if self._fingerprint is None:
-            h = hashlib.sha256()
-            h.update(np.int64(self.n_items).tobytes())
-            h.update(np.array([len(s) for s in self.sequences], dtype=np.int64).tobytes())
-            if self.sequences:
-                h.update(np.concatenate(self.sequences).astype(np.int64).tobytes())
-            self._fingerprint = h.hexdigest()
-        return self._fingerprint
-
-    def describe(self) -> dict:
-        lengths = np.array([len(s) for s in self.sequences])
-        return {
-            "name": self.name,
-            "users": self.n_users,
-            "items": self.n_items,
-            "actions": self.n_actions,
-            "avg_length": round(float(lengths.mean()), 2) if len(lengths) else 0.0,
-            "density": round(self.n_actions / max(1, self.n_users * self.n_items), 6),
-            "users_too_short_to_split": int((lengths < 3).sum()),
-            "facets": {k: len({x for vals in v for x in vals}) for k, v in self.facets.items()},
-            "has_titles": self.titles is not None,
-            "reader": self.source.get("reader"),
-            "fingerprint": self.fingerprint(),
-        }
-
-    # ---- users and the leave-one-out split ------------------------------------------------
-    def has_user(self, user) -> bool:
-        return str(user) in self._user_row
-
-    def user_row(self, user) -> int:
-        """Row of a user given by its source id (e.g. `230` for line 230 of Sports)."""
-        row = self._user_row.get(str(user))
-        if row is None:
-            raise DataError(f"unknown user {str(user)!r} in data set {self.name!r} "
-                            f"({self.n_users} users; ids look like {self.user_ids[0]!r}..{self.user_ids[-1]!r})")
-        return row
-
-    def example(self, row: int, split: str = "test") -> tuple[np.ndarray, int | None]:
-        """Input sequence and target of user `row` under leave-one-out.
-
-        test: all but the last item -> last item; valid: all but the last two -> second to
-        last; train: all but the last two items (its targets are its own next items, no single
-        target: returns None).
-        """
-        if split not in SPLITS:
-            raise DataError(f"unknown split {split!r}; pass one of {', '.join(SPLITS)}")
-        seq = self.sequences[row]
-        if len(seq) < 3:
-            raise DataError(f"user {self.user_ids[row]!r} has {len(seq)} item(s); "
-                            "leave-one-out needs at least 3")
-        if split == "test":
-            return seq[:-1], int(seq[-1])
-        if split == "valid":
-            return seq[:-2], int(seq[-2])
-        return seq[:-2], None
-
-    def splittable_rows(self) -> np.ndarray:
-        return np.array([i for i, s in enumerate(self.sequences) if len(s) >= 3], dtype=np.int64)
-
-    # ---- item labels ------------------------------------------------------------------------
-    def item_source_id(self, item: int) -> str:
-        return str(item) if self.item_ids is None else self.item_ids[item]
-
-    def label(self, item: int) -> str:
-        """A human-readable label: "Toy Story (1995) · Adventure|Animation", "item 12 · Drama ·
-        Actor 05" (synthetic facet values), "item 4 · attribute 1|2|3" (anonymous ids)."""
-        item = int(item)
-        if item <= 0 or item > self.n_items:
-            return "<pad>" if item == 0 else f"item {item} (unknown)"
-        parts = [self.titles[item] if self.titles else f"item {self.item_source_id(item)}"]
-        for name, values in self.facets.items():
-            if values[item]:
-                anonymous = all(v.isdigit() for v in values[item])   # e.g. Amazon attribute ids
-                parts.append(("%s " % name if anonymous else "") + "|".join(values[item]))
-        return " · ".join(parts)
+KCORE = 5  # default k of the k-core filter of raw interaction logs
+KCORE_MAX = 1000
 
 
 def convert_outputs(path) -> list[Path]:
@@ -156,8 +44,6 @@ def write_sequence_file(dataset: SequenceDataset, path) -> list[Path]:
     """Write the data set in the sequence-file format (`user item item ...`, internal item ids),
     with `<stem>_item_ids.csv` mapping internal ids to the source's ids and, when the data set has
     item facets, `<stem>_item2attributes.json` (S3-Rec format, values as strings). Returns the paths."""
-    from .safe_io import write_file_atomic
-
     path, ids, attributes = convert_outputs(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_file_atomic(path, "".join(user + " " + " ".join(map(str, seq.tolist())) + "\n"
@@ -178,15 +64,6 @@ def write_sequence_file(dataset: SequenceDataset, path) -> list[Path]:
 
 
 # ---- helpers shared by the readers -------------------------------------------------------------
-
-def sha256_of(path: Path) -> str:
-    """sha256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
 
 def _source(reader: str, spec: str, paths: list[Path], **options) -> dict:
     return {
@@ -218,7 +95,7 @@ def kcore(df: pd.DataFrame, k: int) -> pd.DataFrame:
             return df
 
 
-def from_interactions(df: pd.DataFrame, name: str, source: dict, k: int = 5,
+def from_interactions(df: pd.DataFrame, name: str, source: dict, k: int = KCORE,
                       titles: dict | None = None, facets: dict | None = None) -> SequenceDataset:
     """Build a data set from a (user, item, timestamp) log: k-core, sort by time, remap ids.
 
@@ -335,7 +212,7 @@ _ID = re.compile(r"[0-9]{1,18}")  # ASCII digits only: int() also takes '²' and
 _TITLE_YEAR = re.compile(r"\((\d{4})\)\s*$")
 
 
-def read_movielens(path, k: int = 5, name: str | None = None) -> SequenceDataset:
+def read_movielens(path, k: int = KCORE, name: str | None = None) -> SequenceDataset:
     """MovieLens ratings (ml-latest*, ml-20m/25m `ratings.csv`; ml-1m `ratings.dat`; ml-100k
     `u.data`), sorted by timestamp, k-core filtered; titles and genres from the movie file
     beside it (`movies.csv`, `movies.dat`, `u.item`) when present, and the release decade from the
@@ -441,7 +318,7 @@ def _csv_columns(header: list[str], name: str) -> list[str]:
     return [found["user"], found["item"], found["timestamp"]]
 
 
-def read_interactions(path, k: int = 5, name: str | None = None) -> SequenceDataset:
+def read_interactions(path, k: int = KCORE, name: str | None = None) -> SequenceDataset:
     """A generic `user,item,timestamp` CSV (header optional) or a RecBole atomic `.inter` file."""
     path = _require_file(Path(path), "interactions file")
     try:
@@ -506,12 +383,15 @@ def load_dataset(spec, kcore_k: int | None = None) -> SequenceDataset:
     - `synthetic` or `synthetic:seed=1,n_users=500`: the planted-facet world (no download);
     - a sequence file (`*.txt`), with `<stem>_item2attributes.json` beside it picked up;
     - a MovieLens folder or ratings file; a `.csv` / `.inter` interactions log (k-core `kcore_k`,
-      default 5 for raw logs, none for sequence files, which are 5-core already);
+      default KCORE = 5 for raw logs, none for sequence files, which are 5-core already);
     - a folder holding exactly one of those.
     """
+    if kcore_k is not None and (isinstance(kcore_k, bool) or not isinstance(kcore_k, int)
+                                or not 1 <= kcore_k <= KCORE_MAX):
+        raise DataError(f"kcore must be a whole number from 1 to {KCORE_MAX}, got {kcore_k!r:.40}; "
+                        f"pass --kcore K (default {KCORE})")
     spec = str(spec)
     if spec == "synthetic" or spec.startswith("synthetic:"):
-        from .synthetic import make_facet_world
         params = _parse_synthetic(spec)
         for key, top in (("n_users", SYNTHETIC_MAX), ("n_items", SYNTHETIC_MAX), ("min_len", 10_000),
                          ("max_len", 10_000), ("genre", 100_000), ("actor", 100_000)):
@@ -532,7 +412,7 @@ def load_dataset(spec, kcore_k: int | None = None) -> SequenceDataset:
         raise DataError(f"data not found: {spec} (no such user's home folder; pass a full path)") from None
     if not path.exists():
         raise DataError(f"data not found: {spec} (pass a file, a folder, or 'synthetic')")
-    k = 5 if kcore_k is None else kcore_k
+    k = KCORE if kcore_k is None else kcore_k
     if path.is_dir():
         if any((path / f).exists() for f in _MOVIELENS_RATINGS):
             return read_movielens(path, k=k)
@@ -544,7 +424,6 @@ def load_dataset(spec, kcore_k: int | None = None) -> SequenceDataset:
         path = candidates[0]
     if path.name in _MOVIELENS_RATINGS:
         return read_movielens(path, k=k)
-    from .items import attach_beside   # <stem>_items.csv / .tsv / <stem>.item: item facet tables
     if path.suffix in (".csv", ".inter"):
         return attach_beside(read_interactions(path, k=k), path)
     dataset = read_sequence_file(path)

@@ -22,20 +22,14 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .data import _parse_synthetic, load_dataset, sha256_of
+from .download import SOURCES, data_home, download
 from .errors import DataError
 
 # a recorded synthetic world is regenerated only up to this size (the default world: 2,000 users x
 # up to 30 items = 60,000 steps, about a second); a crafted checkpoint asking for 10^8 users is refused
 MAX_SYNTHETIC_STEPS = 2_000_000
 MAX_SYNTHETIC_ITEMS = 1_000_000
-
-
-def data_home() -> Path:
-    """`$FAME_DATA`, else `$XDG_CACHE_HOME/fame`, else `~/.cache/fame` (not created here)."""
-    if os.environ.get("FAME_DATA"):
-        return Path(os.environ["FAME_DATA"]).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path("~/.cache").expanduser())
-    return Path(cache) / "fame"
 
 
 def data_roots(extra=()) -> list[Path]:
@@ -47,7 +41,6 @@ def data_roots(extra=()) -> list[Path]:
 
 def source_for(record: dict) -> str | None:
     """The `data download` name whose files include the recorded data file (same name and sha256)."""
-    from .download import SOURCES
 
     spec, sums = record.get("spec"), record.get("sha256") or {}
     if not isinstance(spec, str) or not isinstance(sums, dict):
@@ -76,7 +69,6 @@ _SHA_CACHE: dict = {}
 
 def _verified(path: Path, sha256: str, roots) -> tuple[Path | None, str | None]:
     """(resolved path, None) if `path` is a regular file under `roots` with this sha256, else (None, reason)."""
-    from .data import sha256_of
 
     try:
         real = path.expanduser().resolve()
@@ -157,7 +149,6 @@ def locate(record: dict, roots=None) -> Located:
 
 def check_synthetic(record: dict) -> str:
     """The recorded synthetic world's spec, refused (before generating) when absurdly large."""
-    from .data import _parse_synthetic
 
     spec = record.get("spec")
     if not isinstance(spec, str) or not (spec == "synthetic" or spec.startswith("synthetic:")):
@@ -165,7 +156,7 @@ def check_synthetic(record: dict) -> str:
     params = _parse_synthetic(spec)
     users, items, length = (params.get(k, d) for k, d in (("n_users", 2000), ("n_items", 600), ("max_len", 30)))
     if not all(isinstance(v, int) and v > 0 for v in (users, items, length)):
-        raise DataError(f"the checkpoint records a synthetic world with bad sizes (n_users, n_items, max_len); "
+        raise DataError("the checkpoint records a synthetic world with bad sizes (n_users, n_items, max_len); "
                         "pass --data synthetic:... explicitly")
     if users * length > MAX_SYNTHETIC_STEPS or items > MAX_SYNTHETIC_ITEMS:
         raise DataError(f"the checkpoint records a synthetic world of {users:,} users x up to {length:,} items over "
@@ -176,7 +167,6 @@ def check_synthetic(record: dict) -> str:
 
 def open_recorded(record: dict, roots=None):
     """The checkpoint's own data set (a SequenceDataset), or None where it is not found or refused."""
-    from .data import load_dataset
 
     kcore = (record.get("options") or {}).get("kcore") if isinstance(record.get("options"), dict) else None
     if record.get("reader") == "synthetic":
@@ -202,7 +192,6 @@ def size_text(n: int | None) -> str:
 
 def download_offer(record: dict) -> tuple[str, int | None] | None:
     """(download name, bytes or None) of the data set that provides the recorded files, or None."""
-    from .download import SOURCES
 
     name = source_for(record)
     return (name, SOURCES[name].size) if name else None
@@ -224,7 +213,6 @@ def missing_message(record: dict, roots=None) -> str:
 def fetch_recorded(record: dict, on_progress=None, progress: bool = False) -> Path:
     """Run the verified download that provides the recorded data set into the data home and
     return the data file found there (the app's download button; the CLI says the command)."""
-    from .download import download
 
     offer = download_offer(record)
     if offer is None:

@@ -143,6 +143,15 @@ def fetch(url: str, dest: Path, sha256: str | None, progress: bool = True, timeo
     return "downloaded"
 
 
+def data_home() -> Path:
+    """`$FAME_DATA`, else `$XDG_CACHE_HOME/fame`, else `~/.cache/fame` (not created here): where
+    downloads go and where `fame_core.datahome` finds recorded data sets."""
+    if os.environ.get("FAME_DATA"):
+        return Path(os.environ["FAME_DATA"]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path("~/.cache").expanduser())
+    return Path(cache) / "fame"
+
+
 def download(name: str, to=None, mirror: str | None = None, progress: bool = True, on_progress=None,
              overwrite: bool = False) -> dict:
     """Fetch data set `name` into `to/<name>` (default: the data home, `$FAME_DATA` or
@@ -154,7 +163,6 @@ def download(name: str, to=None, mirror: str | None = None, progress: bool = Tru
         raise DataError(f"unknown data set {name!r}; choose one of {', '.join(SOURCES)}")
     source = SOURCES[key]
     if to is None:
-        from .datahome import data_home
         to = data_home()
     mirror = mirror or os.environ.get("FAME_MIRROR") or None
     folder = Path(to).expanduser() / key

@@ -17,3 +17,7 @@ class DataError(FameError, ValueError):
 
 class CheckpointError(FameError):
     """A checkpoint that is missing, corrupt or does not fit the data set given."""
+
+
+class ConfigError(FameError, ValueError):
+    """An option or a recorded setting of the wrong type or out of its range."""

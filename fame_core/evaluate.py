@@ -1,4 +1,4 @@
-"""Full-ranking evaluation (SPEC §2): every item is ranked, no negative sampling.
+"""Full-ranking evaluation (docs/design.md, "Evaluation protocol"): every item is ranked, no negative sampling.
 
 rank = number of items scored strictly higher than the target plus the other items scored
 equal to it (ties go against the target). HR@k = [rank < k], NDCG@k = [rank < k] / log2(rank + 2),
@@ -9,15 +9,34 @@ items before the target) are excluded from the ranking, as ICLRec and RecBole do
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from .data import SequenceDataset
 from .errors import FameError
-from .models.merge import merge_weights
+from .models import check_merge
+from .options import DEVICE_PATTERN, check, option
 
 KS = (5, 10, 20)
+
+
+@dataclass
+class EvalOptions:
+    """The settings of `evaluate` (and of the CLI's evaluate command, generated from these fields)."""
+
+    split: str = option("test", "which held-out item to rank: the validation or the test one", choices=("valid", "test"))
+    merge: str = option("gated", "how heads combine: gated, concat or head:h", expect="gated, concat or head:h")
+    mask_history: bool = option(True, "leave the user's history items out of the ranking",
+                                hidden_aliases=("--include-history",))
+    batch_size: int = option(1024, "users per batch", min=1, max=10**6)
+    device: str = option("auto", "auto (CUDA when present), cpu, cuda or cuda:N", pattern=DEVICE_PATTERN,
+                         expect="auto, cpu, cuda or cuda:N")
+
+    def __post_init__(self):
+        check(self)
 
 
 def left_pad(sequences, max_len: int, device=None) -> torch.Tensor:
@@ -71,7 +90,7 @@ def mask_items(scores: torch.Tensor, histories) -> None:
 def score_last(model, sequences, device=None, merge: str = "gated") -> torch.Tensor:
     """Scores over all item ids (B, n+1) after the last item of each input sequence."""
     seq = left_pad(sequences, model.config.max_len, device)
-    return model(seq, merge=merge, last_only=True)[:, -1] @ model.embed.E.weight.T
+    return model.scores(model(seq, last_only=True), merge)
 
 
 @torch.no_grad()
@@ -80,32 +99,38 @@ def rank_sequences(model, inputs, targets, merges=("gated",), mask_history: bool
     """The target's 0-based rank after each input sequence, under each merge mode, with one
     forward pass per batch (similar lengths batched together).
 
-    Returns {"ranks": {merge: (U,)}, and at the last position "gates": (U, H), "router": (U, H, N)
-    and "heads": (U, H, d') the per-head outputs F_t^(h)}."""
+    Returns {"ranks": {merge: (U,)}, and at the last position "gates": (U, H) the head weights of
+    the model's own ranking (g; ones for a model without a gate, whose score sums the heads),
+    "router": (U, H, N) (N = 1, weight 1, for a model without experts), "heads": (U, H, d') the
+    per-head outputs F_t^(h), and "has_gate", "has_router": whether the model has them}."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     cfg = model.config
+    for m in merges:
+        check_merge(m, cfg.n_heads)
     order = np.argsort([min(len(x), cfg.max_len) for x in inputs], kind="stable")
     ranks = {m: np.empty(len(inputs), dtype=np.int64) for m in merges}
     gates = np.empty((len(inputs), cfg.n_heads), dtype=np.float32)
-    router = np.empty((len(inputs), cfg.n_heads, cfg.n_experts if cfg.model == "fame" else 1), dtype=np.float32)
+    router = np.empty((len(inputs), cfg.n_heads, cfg.n_experts), dtype=np.float32)
     heads = np.empty((len(inputs), cfg.n_heads, cfg.d_head), dtype=np.float32)
-    E = model.embed.E.weight
+    has_gate = has_router = False
     for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=None if progress else True, leave=False):
         idx = order[start:start + batch_size]
         batch = [inputs[i] for i in idx]
         target = torch.tensor([int(targets[i]) for i in idx], device=device)
-        _, last = model(left_pad(batch, cfg.max_len, device), return_details=True, last_only=True)
-        gates[idx] = last["gates"][:, -1].cpu().numpy()
-        router[idx] = last["beta"][:, :, -1].cpu().numpy()
-        heads[idx] = last["F_heads"][:, -1].cpu().numpy()
+        out = model(left_pad(batch, cfg.max_len, device), last_only=True)
+        has_gate, has_router = out.gates is not None, out.router is not None
+        gates[idx] = out.head_weights("gated")[:, -1].cpu().numpy()
+        router[idx] = out.router[:, :, -1].cpu().numpy() if has_router else 1.0
+        heads[idx] = out.heads[:, -1].cpu().numpy()
         for m in merges:
-            scores = model.merge(last, merge_weights(m, last["gates"]))[:, -1] @ E.T
+            scores = model.scores(out, m)
             mask_items(scores, batch if mask_history else [])
             ranks[m][idx] = target_ranks(scores, target).cpu().numpy()
     model.train(was_training)
-    return {"ranks": ranks, "gates": gates, "router": router, "heads": heads}
+    return {"ranks": ranks, "gates": gates, "router": router, "heads": heads, "has_gate": has_gate,
+            "has_router": has_router}
 
 
 def rank_users(model, dataset: SequenceDataset, split: str = "test", merges=("gated",), mask_history: bool = True,

@@ -36,26 +36,10 @@ from sklearn.preprocessing import StandardScaler
 from .data import SequenceDataset
 from .errors import DataError
 from .evaluate import rank_sequences, rank_users
+from .labels import facet_labels
 
 
 # ---- labels and the generic measures -------------------------------------------------------------
-
-def facet_labels(dataset: SequenceDataset, facet: str, max_values: int = 10) -> tuple[np.ndarray, list[str]]:
-    """One label per item id (-1 = none) and the value names; see the module docstring."""
-    if facet not in dataset.facets:
-        raise DataError(f"data set {dataset.name!r} has no item facet {facet!r} (has: {', '.join(dataset.facets) or 'none'})")
-    values = dataset.facets[facet]
-    counts = pd.Series([v for vals in values for v in vals]).value_counts()
-    counts = counts[counts <= 0.5 * dataset.n_items]
-    kept = list(counts.index[:max_values])
-    rank = {v: i for i, v in enumerate(kept)}
-    labels = np.full(dataset.n_items + 1, -1, dtype=np.int64)
-    for item in range(1, dataset.n_items + 1):
-        ranked = [rank[v] for v in values[item] if v in rank]
-        if ranked:
-            labels[item] = min(ranked)
-    return labels, kept
-
 
 def knn_agreement(X: np.ndarray, y: np.ndarray, k: int = 10) -> float:
     """Mean share of each point's k nearest neighbours (cosine) that carry its label."""
@@ -77,7 +61,7 @@ def probe_accuracy(X: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0) 
 @torch.no_grad()
 def item_representations(model, seed: int = 0) -> dict[str, np.ndarray]:
     """x_v^(h) of every head, the full embedding x_v, and a random projection of x_v to d'."""
-    E = model.embed.E.weight.detach().cpu()
+    E = model.item_embeddings().detach().cpu()
     subs = model.item_sub_embeddings().detach().cpu()
     reps = {f"head {h}": subs[h].numpy() for h in range(subs.shape[0])}
     reps["full embedding"] = E.numpy()

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import SequenceDataset, sha256_of
+from .dataset import SequenceDataset, sha256_of
 from .errors import DataError
 
 ID_COLUMNS = ("item_id", "item", "itemid", "movieid", "id")

@@ -29,7 +29,7 @@ unsupervised
 - expert_diversity: mean squared cosine similarity between the expert queries W_Q^(h,n) of a head
   (flattened d x d' maps, over pairs of experts), so that a head's experts cannot stay near-copies.
 weakly supervised (data sets with item facets)
-- facet_heads "genre,actor": head h is tied to the h-th facet by a linear probe from x_v^(h) to
+- facet_heads ("genre", "actor"): head h is tied to the h-th facet by a linear probe from x_v^(h) to
   the facet's value (cross-entropy over items that have one), weighted by facet_weight.
 - facet_exclusive: head h should carry *only* its facet: the share of x_v^(h)'s variance explained
   by the values of every other tied facet (between-value over total variance) is penalised, so a
@@ -46,42 +46,44 @@ import torch.nn.functional as F
 
 from .data import SequenceDataset
 from .errors import FameError
+from .labels import facet_labels
+from .models import ModelOutput
+from .options import check, option
 
 
 @dataclass
 class FacetObjectives:
-    gate_decisive: float = 0.0
-    router_decisive: float = 0.0
-    load_balance: float = 0.0
-    router_z: float = 0.0
-    head_diversity: float = 0.0
-    facet_heads: str = ""        # e.g. "genre,actor": head 0 <- genre, head 1 <- actor
-    facet_weight: float = 0.0
-    facet_exclusive: float = 0.0  # with facet_heads: remove the other tied facets from each head
-    gate_competence: float = 0.0  # KL(softmax_h log P^(h)(target) / T || gate), target stop-gradient
-    competence_temperature: float = 1.0
-    head_dropout: float = 0.0     # probability of dropping a head's share of the score while training
-    expert_diversity: float = 0.0  # squared cosine between a head's expert queries
-    mixture_likelihood: float = 0.0  # -log sum_h g_h P^(h)(target): heads specialise, gate = responsibility
+    """Weights of the optional facet terms (all 0 = plain next-item cross-entropy)."""
+
+    gate_decisive: float = option(0.0, "weight: decisive per-user gates, balanced per batch", min=0, max=1000)
+    router_decisive: float = option(0.0, "weight: decisive expert choice, balanced per batch", min=0, max=1000)
+    load_balance: float = option(0.0, "weight: Switch-Transformer expert load balancing", min=0, max=1000)
+    router_z: float = option(0.0, "weight: ST-MoE router z-loss", min=0, max=1000)
+    head_diversity: float = option(0.0, "weight: decorrelate heads' item sub-embeddings", min=0, max=1000)
+    facet_heads: tuple[str, ...] = option((), "tie head h to the h-th facet, e.g. genre,actor")
+    facet_weight: float = option(0.0, "weight of the facet probes of --facet-heads", min=0, max=1000)
+    facet_exclusive: float = option(0.0, "weight: remove the other --facet-heads facets from each tied head", min=0, max=1000)
+    gate_competence: float = option(0.0, "weight: teach the gate which head predicts the target best (KL to the "
+                                    "softmax of the heads' log-likelihoods)", min=0, max=1000)
+    competence_temperature: float = option(1.0, "temperature of the gate-competence target", min=1e-3, max=1e3)
+    head_dropout: float = option(0.0, "probability of dropping a head's share of the score while training",
+                                 min=0, max=1, max_exclusive=True)
+    expert_diversity: float = option(0.0, "weight: squared cosine between a head's expert queries", min=0, max=1000)
+    mixture_likelihood: float = option(0.0, "weight: mixture-of-experts likelihood -log sum_h g_h P^(h)(target) "
+                                       "(heads specialise, the gate follows)", min=0, max=1000)
+
+    def __post_init__(self):
+        if isinstance(self.facet_heads, str):  # "genre,actor", as checkpoints of code 0.1.0 record it
+            self.facet_heads = tuple(f.strip() for f in self.facet_heads.split(",") if f.strip())
+        elif isinstance(self.facet_heads, list):
+            self.facet_heads = tuple(self.facet_heads)
+        check(self)
 
     @property
     def active(self) -> bool:
         return any((self.gate_decisive, self.router_decisive, self.load_balance, self.router_z, self.head_diversity,
                     (self.facet_weight or self.facet_exclusive) and self.facet_heads, self.gate_competence,
                     self.head_dropout, self.expert_diversity, self.mixture_likelihood))
-
-    def __post_init__(self):
-        for name in ("gate_decisive", "router_decisive", "load_balance", "router_z", "head_diversity", "facet_weight",
-                     "facet_exclusive", "gate_competence", "expert_diversity", "mixture_likelihood"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 <= v < 1e6):
-                raise FameError(f"--{name.replace('_', '-')} must be a weight from 0 up, got {v!r}")
-        if isinstance(self.head_dropout, bool) or not isinstance(self.head_dropout, (int, float)) \
-                or not 0 <= self.head_dropout < 1:
-            raise FameError(f"--head-dropout must be a probability in [0, 1), got {self.head_dropout!r}")
-        t = self.competence_temperature
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 1e-3 <= t <= 1e3:
-            raise FameError(f"--competence-temperature must be a number from 0.001 to 1000, got {t!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -96,8 +98,6 @@ class FacetProbes(nn.Module):
 
     def __init__(self, dataset: SequenceDataset, names: list[str], d_head: int, n_heads: int):
         super().__init__()
-        from .facets import facet_labels
-
         if len(names) > n_heads:
             raise FameError(f"--facet-heads names {len(names)} facets but the model has {n_heads} heads")
         self.heads = list(range(len(names)))
@@ -131,7 +131,8 @@ class FacetProbes(nn.Module):
                 X, yk = sub_embeddings[h][keep], y[keep]
                 X = X - X.mean(0)
                 counts = torch.bincount(yk).clamp_min(1).to(X.dtype)
-                means = torch.zeros(len(counts), X.shape[1], dtype=X.dtype, device=X.device).index_add_(0, yk, X) / counts[:, None]
+                sums = torch.zeros(len(counts), X.shape[1], dtype=X.dtype, device=X.device).index_add_(0, yk, X)
+                means = sums / counts[:, None]
                 between = (counts[:, None] * means.pow(2)).sum() / len(yk)
                 terms.append(between / X.pow(2).mean(0).sum().clamp_min(1e-9))
         return torch.stack(terms).mean() if terms else sub_embeddings.new_zeros(())
@@ -180,37 +181,37 @@ def dropped_head_weights(gates: torch.Tensor, p: float, generator=None) -> torch
     return w / w.sum(-1, keepdim=True).clamp_min(1e-12)
 
 
-def extra_loss(model, details: dict, where: torch.Tensor, obj: FacetObjectives, probes: FacetProbes | None,
-               targets: torch.Tensor | None = None) -> torch.Tensor:
-    """The weighted sum of the active terms; `where` marks positions with a target (B, T), and
-    `targets` (B, T) holds those targets (needed by gate_competence)."""
-    total = details["gates"].new_zeros(())
-    if obj.gate_competence and hasattr(model, "moe") and details["gates"].shape[-1] > 1:
-        if targets is None:
-            raise ValueError("gate_competence needs the targets")
-        g = details["gates"][where]                                     # (M, H)
-        c = competence_targets(head_log_likelihoods(model, details["F_heads"][where].detach(), targets[where]),
+def extra_loss(model, out: ModelOutput, where: torch.Tensor, obj: FacetObjectives,
+               probes: FacetProbes | None, targets: torch.Tensor | None = None) -> torch.Tensor:
+    """The weighted sum of the active terms; `where` marks positions with a target (B, T) and
+    `targets` (B, T) holds them (gate_competence, mixture_likelihood). Gate and router terms are
+    zero for a model without a gate or router."""
+    total = out.u.new_zeros(())
+    gated = out.gates is not None and out.gates.shape[-1] > 1
+    if (obj.gate_competence or obj.mixture_likelihood) and gated and targets is None:
+        raise ValueError("gate_competence and mixture_likelihood need the targets")
+    if obj.gate_competence and gated:
+        g = out.gates[where]                                            # (M, H)
+        c = competence_targets(head_log_likelihoods(model, out.heads[where].detach(), targets[where]),
                                obj.competence_temperature)
         total = total + obj.gate_competence * (c * (torch.log(c.clamp_min(1e-9)) - torch.log(g.clamp_min(1e-9)))).sum(-1).mean()
-    if obj.mixture_likelihood and hasattr(model, "moe") and details["gates"].shape[-1] > 1:
-        if targets is None:
-            raise ValueError("mixture_likelihood needs the targets")
-        F_m, g_m, t_m = details["F_heads"][where], details["gates"][where], targets[where]
+    if obj.mixture_likelihood and gated:
+        F_m, g_m, t_m = out.heads[where], out.gates[where], targets[where]
         if len(t_m) > MIXTURE_POSITIONS:
             pick = torch.randperm(len(t_m), device=t_m.device)[:MIXTURE_POSITIONS]
             F_m, g_m, t_m = F_m[pick], g_m[pick], t_m[pick]
         total = total + obj.mixture_likelihood * mixture_nll(model, F_m, g_m, t_m)
-    if obj.expert_diversity and hasattr(model, "moe") and model.moe.N > 1:
-        q = F.normalize(model.moe.W_Q.flatten(2), dim=-1)               # (H, N, d*d')
+    moe = getattr(model, "moe", None)
+    if obj.expert_diversity and moe is not None and moe.N > 1:
+        q = F.normalize(moe.W_Q.flatten(2), dim=-1)                     # (H, N, d*d')
         cos = torch.einsum("hnk,hmk->hnm", q, q)
-        N = q.shape[1]
-        off = ~torch.eye(N, dtype=torch.bool, device=q.device)
+        off = ~torch.eye(q.shape[1], dtype=torch.bool, device=q.device)
         total = total + obj.expert_diversity * cos[:, off].pow(2).mean()
-    if obj.gate_decisive:
-        g = details["gates"][where]                                     # (M, H)
+    if obj.gate_decisive and out.gates is not None:
+        g = out.gates[where]                                            # (M, H)
         total = total + obj.gate_decisive * (_entropy(g).mean() - _entropy(g.mean(0)))
-    if (obj.load_balance or obj.router_z or obj.router_decisive) and "router_logits" in details:
-        logits = details["router_logits"].transpose(1, 2)[where]        # (M, H, N)
+    if (obj.load_balance or obj.router_z or obj.router_decisive) and out.router_logits is not None:
+        logits = out.router_logits.transpose(1, 2)[where]               # (M, H, N)
         beta = torch.softmax(logits, -1)
         if obj.router_decisive:
             total = total + obj.router_decisive * (_entropy(beta).mean() - _entropy(beta.mean(0)).mean())

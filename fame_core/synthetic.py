@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .data import SequenceDataset
+from .dataset import SequenceDataset
 
 GENRES = ["Action", "Comedy", "Drama", "Horror", "Romance", "Sci-Fi", "Thriller", "Animation",
           "Documentary", "Musical", "Western", "Crime", "Fantasy", "Mystery", "War", "Family"]

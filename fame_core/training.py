@@ -1,4 +1,4 @@
-"""Training (SPEC §4): full-softmax cross-entropy, Adam, early stopping, atomic checkpoints, resume.
+"""Training (docs/design.md, "Training"): full-softmax cross-entropy, Adam, early stopping, atomic checkpoints, resume.
 
 Targets: every position of a user's training sequence predicts the next item (all-position
 training, as SASRec); logits are computed only where there is a target, never on padding.
@@ -12,9 +12,10 @@ an uninterrupted run would have made.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,31 +26,58 @@ from tqdm.auto import tqdm
 from .checkpoint import (check_checkpoint_out, check_dataset, dataset_record, is_complete, load_checkpoint,
                          read_config, read_metrics, write_checkpoint)
 from .data import SequenceDataset
-from .errors import CheckpointError, FameError
+from .errors import CheckpointError, ConfigError, FameError
 from .safe_io import recover_dir
 from .evaluate import evaluate, left_pad
-from .models import ModelConfig, build_model, fame_from_sasrec, sasrec_continued
+from .models import FAMEConfig, ModelConfig, SASRec, build_model, config_from_dict, fame_from_sasrec, sasrec_continued
 from .objectives import FacetObjectives, FacetProbes, dropped_head_weights, extra_loss
+from .options import DEVICE_PATTERN, check, option
 
 SELECT_METRIC = "NDCG@20"
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 200            # at most this many epochs
-    batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    patience: int = 10           # stop after this many epochs without a better validation NDCG@20
-    seed: int = 0
-    device: str = "auto"         # "auto" (CUDA when present), "cpu", "cuda", "cuda:1"
-    eval_batch_size: int = 1024
-    init_from: str | None = None  # a SASRec checkpoint to build FAME from (paper pipeline)
-    warm: bool = False           # with init_from: warm-start expert queries and W_f (see fame_from_sasrec)
-    objectives: FacetObjectives = field(default_factory=FacetObjectives)  # optional facet terms, off by default
+    """How to train: optimiser, early stopping, seed, device, and the optional facet terms."""
+
+    epochs: int = option(200, "at most this many epochs", min=1, max=100_000)
+    batch_size: int = option(256, "training sequences per batch", min=1, max=10**6)
+    lr: float = option(1e-3, "Adam learning rate", min=0, min_exclusive=True, max=10)
+    weight_decay: float = option(0.0, "Adam weight decay", min=0, max=10)
+    patience: int = option(10, "stop after this many epochs without a better validation NDCG@20", min=1, max=100_000)
+    seed: int = option(0, "random seed (initialisation, batches, dropout)", min=0, max=2**32 - 1)
+    device: str = option("auto", "auto (CUDA when present), cpu, cuda or cuda:N", pattern=DEVICE_PATTERN,
+                         expect="auto, cpu, cuda or cuda:N")
+    eval_batch_size: int = option(1024, "users per batch when evaluating", min=1, max=10**6)
+    init_from: str | None = option(None, "a SASRec checkpoint: FAME is built from it (the paper's pipeline), or "
+                                   "with --model sasrec it is trained on with a fresh optimizer (the equal-budget control)")
+    warm: bool = option(False, "with --init-from: warm-start expert queries and W_f (see fame_from_sasrec)")
+    objectives: FacetObjectives = option(factory=FacetObjectives, cli=False,
+                                         help="optional facet terms, off by default")
+
+    def __post_init__(self):
+        check(self)
+        if not isinstance(self.objectives, FacetObjectives):
+            raise ConfigError(f"objectives must be a FacetObjectives, got {type(self.objectives).__name__}")
 
 
 RESUME_MAY_CHANGE = ("device", "eval_batch_size")  # settings that do not change what a run computes
+
+
+def train_record(tcfg: TrainConfig) -> dict:
+    """The JSON record of a TrainConfig, as config.json stores it (tuples become lists)."""
+    return json.loads(json.dumps(asdict(tcfg)))
+
+
+def _saved_train(record) -> dict:
+    """A recorded "train" object, with facet_heads as a list (code 0.1.0 stored "genre,actor")."""
+    if not isinstance(record, dict):
+        return {}
+    obj = record.get("objectives")
+    if isinstance(obj, dict) and isinstance(obj.get("facet_heads"), str):
+        heads = [f.strip() for f in obj["facet_heads"].split(",") if f.strip()]
+        record = dict(record, objectives=dict(obj, facet_heads=heads))
+    return record
 
 
 def _differences(old: dict, new: dict, ignore=(), prefix="") -> str:
@@ -93,6 +121,8 @@ def _check_resume_state(state, path, tcfg: TrainConfig, has_probes: bool) -> Non
 
 
 def resolve_device(name: str) -> torch.device:
+    if not isinstance(name, str) or not DEVICE_PATTERN.match(name):
+        raise ConfigError(f"--device {name!r}: unknown device; pass auto, cpu, cuda or cuda:N")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -123,16 +153,15 @@ def loss_on_batch(model, inputs: torch.Tensor, targets: torch.Tensor, objectives
     """Mean cross-entropy of the next item over all items, at positions with a target only (plus
     the optional facet terms of `objectives`)."""
     where = targets > 0
-    if objectives is not None and objectives.active:
-        u, details = model(inputs, return_details=True)
-        if objectives.head_dropout and model.training and hasattr(model, "moe") and details["gates"].shape[-1] > 1:
-            u = model.merge(details, dropped_head_weights(details["gates"], objectives.head_dropout))
-    else:
-        u, details = model(inputs), None                 # (B, T, d)
-    logits = u[where] @ model.embed.E.weight[1:].T       # padding id 0 is not a class
+    out = model(inputs)
+    u = out.u
+    if objectives is not None and objectives.head_dropout and model.training and out.gates is not None \
+            and out.n_heads > 1:   # drop heads' shares of the score (issue 16): every head must rank alone
+        u = model.combine(out.heads, dropped_head_weights(out.gates, objectives.head_dropout))
+    logits = u[where] @ model.item_embeddings()[1:].T   # padding id 0 is not a class
     loss = F.cross_entropy(logits, targets[where] - 1)
-    if details is not None:
-        loss = loss + extra_loss(model, details, where, objectives, probes, targets)
+    if objectives is not None and objectives.active:
+        loss = loss + extra_loss(model, out, where, objectives, probes, targets)
     return loss
 
 
@@ -151,13 +180,12 @@ def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = 
     obj = tcfg.objectives
     probes = None
     if obj.facet_heads and (obj.facet_weight or obj.facet_exclusive):
-        probes = FacetProbes(dataset, [f.strip() for f in obj.facet_heads.split(",") if f.strip()],
-                             model.config.d_head, model.config.n_heads).to(device)
+        probes = FacetProbes(dataset, list(obj.facet_heads), model.config.d_head, model.config.n_heads).to(device)
     params = list(model.parameters()) + (list(probes.parameters()) if probes is not None else [])
     opt = torch.optim.Adam(params, lr=tcfg.lr, betas=(0.9, 0.999), weight_decay=tcfg.weight_decay)
     metrics, start, best, best_epoch, bad = [], 0, -math.inf, -1, 0
     best_weights = copy.deepcopy(model.state_dict())
-    config = {"train": asdict(tcfg), "status": "running", **(extra_config or {})}
+    config = {"train": train_record(tcfg), "status": "running", **(extra_config or {})}
 
     if resume:
         recover_dir(out, is_complete)  # a kill between the fallback renames left the old copy aside
@@ -168,10 +196,15 @@ def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = 
             raise FameError(f"{out}: no run to resume (no train_state.pt); start it without --resume")
         saved_config, saved_data = read_config(out)
         check_dataset(saved_data, dataset, where=str(out))
-        if saved_config["model"] != model.config.to_dict():
-            changed = _differences(saved_config["model"], model.config.to_dict())
+        try:
+            saved_model = config_from_dict(saved_config.get("model"), where=f"{out}/config.json \"model\"")
+        except ConfigError as e:
+            raise CheckpointError(str(e)) from None
+        if saved_model != model.config:
+            changed = _differences(saved_model.to_dict(), model.config.to_dict())
             raise FameError(f"{out} was started with other model settings ({changed}); resume with the same ones")
-        changed = _differences(saved_config.get("train", {}), asdict(tcfg), ignore=RESUME_MAY_CHANGE)
+        changed = _differences(_saved_train(saved_config.get("train", {})), train_record(tcfg),
+                               ignore=RESUME_MAY_CHANGE)
         if changed and not allow_changes:
             raise FameError(f"{out} was started with other training settings ({changed}); resume with the "
                             "recorded ones, or pass --allow-changes to continue with the new ones (recorded)")
@@ -191,7 +224,7 @@ def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = 
         start, best, best_epoch, bad = state["epoch"] + 1, state["best"], state["best_epoch"], state["bad_epochs"]
         best_weights = load_checkpoint(out).state_dict()
         metrics = read_metrics(out)[:start]
-        config = dict(saved_config, status="running", train=asdict(tcfg), seed=tcfg.seed)
+        config = dict(saved_config, status="running", train=train_record(tcfg), seed=tcfg.seed)
         if changed:
             config["resumed_with_changes"] = config.get("resumed_with_changes", []) + [
                 {"epoch": start + 1, "changes": changed}]
@@ -278,10 +311,10 @@ def train(dataset: SequenceDataset, model_cfg: ModelConfig, tcfg: TrainConfig, o
     if tcfg.init_from and not resume:
         base = load_checkpoint(tcfg.init_from)
         check_dataset(base.dataset_record, dataset, where=f"--init-from {tcfg.init_from}")
-        if base.config.model != "sasrec":
+        if type(base) is not SASRec:
             raise FameError("--init-from takes a SASRec checkpoint (FAME is built from it, or SASRec continued); "
                             f"{tcfg.init_from} holds a {base.config.model} model")
-        if model_cfg.model == "fame":
+        if isinstance(model_cfg, FAMEConfig):
             model = fame_from_sasrec(base, model_cfg, warm=tcfg.warm, seed=tcfg.seed)
         else:  # the equal-budget control: the same SASRec trained on with a fresh optimizer
             model = sasrec_continued(base, model_cfg)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fame_core.data import load_dataset
-from fame_core.models import ModelConfig, build_model
+from fame_core.models import build_model, model_config
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -52,9 +52,10 @@ def make_model(kind="fame", n_items=30, seed=0, **overrides):
     """A randomly initialised model, with non-trivial LayerNorm and bias parameters so that an
     equation that ignored them would be caught, in eval mode."""
     torch.manual_seed(seed)
-    settings = dict(model=kind, n_items=n_items, d=16, n_layers=2, n_heads=2, n_experts=3, max_len=8,
-                    dropout=0.0, attn_dropout=0.0)
-    cfg = ModelConfig(**{**settings, **overrides})
+    settings = dict(n_items=n_items, d=16, n_layers=2, n_heads=2, max_len=8, dropout=0.0, attn_dropout=0.0)
+    if kind == "fame":
+        settings["n_experts"] = 3
+    cfg = model_config(kind, **{**settings, **overrides})
     model = build_model(cfg)
     with torch.no_grad():
         for name, p in model.named_parameters():

@@ -11,6 +11,8 @@ from fame_core.checkpoint import dataset_record, load_checkpoint, write_checkpoi
 from fame_core.errors import CheckpointError
 from tests.conftest import TINY_WORLD, make_model
 
+pytestmark = pytest.mark.fast  # the fast tier: `python -m pytest -m fast`
+
 
 @pytest.fixture
 def saved(tmp_path, tiny_world):

@@ -11,7 +11,7 @@ import pytest
 
 import fame_core
 from fame_core.cli import main
-from fame_core.models import ModelConfig
+from fame_core.models import FAMEConfig
 from fame_core.training import TrainConfig, train
 from tests.conftest import REPO, TINY_WORLD
 
@@ -19,7 +19,7 @@ from tests.conftest import REPO, TINY_WORLD
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory, tiny_world):
     out = tmp_path_factory.mktemp("cli") / "fame"
-    train(tiny_world, ModelConfig(model="fame", d=16, n_heads=2, n_experts=2, max_len=10),
+    train(tiny_world, FAMEConfig(d=16, n_heads=2, n_experts=2, max_len=10),
           TrainConfig(epochs=2, batch_size=64), out, progress=False)
     return out
 

@@ -11,6 +11,8 @@ from fame_core.errors import DataError
 from fame_core.synthetic import make_facet_world
 from tests.conftest import needs_shared
 
+pytestmark = pytest.mark.fast  # the fast tier: `python -m pytest -m fast`
+
 
 def write(tmp_path, name, text):
     p = tmp_path / name

@@ -11,6 +11,7 @@ from tests.conftest import REPO
 DEMO = REPO / "checkpoints" / "demo"
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("name", ["demo", "demo-sasrec", "demo-nomoe", "demo-facets"])
 def test_demo_checkpoint_reproduces_its_recorded_test_metrics(name):
     path = REPO / "checkpoints" / name

@@ -8,6 +8,7 @@ import fame_core
 from fame_core import facets
 from fame_core.data import SequenceDataset
 from fame_core.errors import DataError
+from fame_core.models import Recommender, SASRecConfig
 from tests.conftest import make_model
 
 WORLD = "synthetic:seed=2,n_users=300,n_items=120,genre=4,actor=6"
@@ -34,11 +35,11 @@ def test_facet_labels_reduce_multi_valued_facets():
         facets.facet_labels(d, "genre")
 
 
-class HandMade(torch.nn.Module):
+class HandMade(Recommender):
     """A 'model' whose head 0 sub-embeddings encode genre and head 1 encode actor."""
 
     def __init__(self, data, swap=False):
-        super().__init__()
+        super().__init__(SASRecConfig(n_items=data.n_items, d=16, n_heads=2))
         genre, _ = facets.facet_labels(data, "genre")
         actor, _ = facets.facet_labels(data, "actor")
         rng = np.random.default_rng(0)

@@ -15,10 +15,8 @@ import os
 import shutil
 import signal
 import string
-from pathlib import Path
 
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -9,7 +9,9 @@ import torch.nn as nn
 
 from fame_core.data import SequenceDataset
 from fame_core.evaluate import evaluate, mask_items, metrics_from_ranks, target_ranks
-from fame_core.models import ModelConfig
+from fame_core.models import ModelOutput, Recommender, SASRecConfig
+
+pytestmark = pytest.mark.fast  # the fast tier: `python -m pytest -m fast`
 
 
 def test_metrics_of_known_ranks():
@@ -36,28 +38,25 @@ def test_history_mask_and_padding_never_ranked():
     assert target_ranks(scores, torch.tensor([3])).item() == 0
 
 
-class FixedScores(nn.Module):
+class FixedScores(Recommender):
     """A 'model' whose score for item v is a fixed number, whatever the input."""
 
     def __init__(self, item_scores):
-        super().__init__()
         n = len(item_scores) - 1
-        self.config = ModelConfig(model="fame", n_items=n, d=2, n_heads=1, n_experts=1, max_len=4)
+        super().__init__(SASRecConfig(n_items=n, d=2, n_heads=1, max_len=4))
         self.embed = nn.Module()
         self.embed.E = nn.Embedding(n + 1, 2)
         with torch.no_grad():
             self.embed.E.weight.zero_()
             self.embed.E.weight[:, 0] = torch.tensor(item_scores)
 
-    def forward(self, seq, return_details=False, merge="gated", last_only=False):
+    def forward(self, seq, last_only=False):
         u = torch.zeros(*seq.shape, 2)
         u[..., 0] = 1.0
-        details = {"F_heads": u[..., None, :], "gates": torch.ones(*seq.shape, 1),
-                   "beta": torch.ones(seq.shape[0], 1, seq.shape[1], 1)}
-        return (u, details) if return_details else u
+        return ModelOutput(u=u, heads=u[..., None, :], attention=torch.ones(seq.shape[0], 1, 1, *seq.shape[1:2] * 2))
 
-    def merge(self, details, weights):
-        return (weights[..., None] * details["F_heads"]).flatten(-2)
+    def combine(self, heads, weights):
+        return (weights[..., None] * heads).flatten(-2)
 
 
 def test_evaluate_full_ranking_with_and_without_history_mask():

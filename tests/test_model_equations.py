@@ -1,4 +1,4 @@
-"""FAME's numbers checked against a direct computation of SPEC §3's equations from the weights."""
+"""FAME's numbers checked against a direct computation of the equations (docs/design.md) from the weights."""
 
 import math
 
@@ -8,14 +8,16 @@ import torch
 
 import fame_core
 from fame_core.evaluate import left_pad
-from fame_core.models import ModelConfig, fame_from_sasrec
+from fame_core.models import FAMEConfig, fame_from_sasrec
 from tests.conftest import make_model
+
+pytestmark = pytest.mark.fast  # the fast tier: `python -m pytest -m fast`
 
 SEQ = [5, 17, 3, 29, 11, 8]
 
 
 def direct_fame(model, seq):
-    """SPEC §3, eqs. 12-17, 7-11, one position and one head at a time, in float64 numpy."""
+    """Eqs. 12-17, 7-11 (docs/design.md), one position and one head at a time, in float64 numpy."""
     cfg = model.config
     H, N, dh = cfg.n_heads, cfg.n_experts, cfg.d_head
     with torch.no_grad():
@@ -85,6 +87,11 @@ def test_merge_modes_are_gate_weighted_mean_and_single_heads(kind):
     if kind == "sasrec":  # no gate: its score is the plain sum of the heads' slice scores
         np.testing.assert_array_equal(res.gates, [1.0, 1.0])
         assert res.attention.shape[1] == 1 and np.all(res.router == 1.0)
+        assert not res.has_gate and not res.has_router
+        out = model(left_pad([np.array(SEQ)], 8))
+        assert out.gates is None and out.router is None and out.router_logits is None
+    else:
+        assert res.has_gate and res.has_router
 
 
 def test_top_lists_and_target_rank_follow_the_scores():
@@ -97,7 +104,7 @@ def test_top_lists_and_target_rank_follow_the_scores():
         np.testing.assert_array_equal(res.top[mode], order[:5])
         assert res.target_rank[mode] == int(np.flatnonzero(order == 4)[0]) + 1
         assert not set(res.top[mode]) & set(SEQ)
-    with_history = fame_core.inspect(model, SEQ, top_k=30, exclude_history=False)
+    with_history = fame_core.inspect(model, SEQ, top_k=30, mask_history=False)
     assert set(SEQ) <= set(with_history.top["gated"].tolist())
 
 
@@ -143,10 +150,10 @@ def test_causality_a_later_item_never_changes_an_earlier_position(kind):
     b = a.clone()
     b[0, -1] = 2
     with torch.no_grad():
-        ua, da = model(a, return_details=True)
-        ub, db = model(b, return_details=True)
+        da, db = model(a), model(b)
+    ua, ub = da.u, db.u
     torch.testing.assert_close(ua[:, :-1], ub[:, :-1])
-    torch.testing.assert_close(da["gates"][:, :-1], db["gates"][:, :-1])
+    torch.testing.assert_close(da.head_weights()[:, :-1], db.head_weights()[:, :-1])
     assert not torch.allclose(ua[:, -1], ub[:, -1])
 
 
@@ -157,14 +164,14 @@ def test_padding_invariance(kind):
     padded = torch.cat([torch.zeros(1, 2, dtype=torch.long), short], 1)   # width 8
     batch = left_pad([np.array(SEQ), np.array([1, 2, 3, 4, 5, 6, 7, 9])], 8)
     with torch.no_grad():
-        u1, u2, u3 = model(short), model(padded)[:, 2:], model(batch)[:1, 2:]
+        u1, u2, u3 = model(short).u, model(padded).u[:, 2:], model(batch).u[:1, 2:]
     torch.testing.assert_close(u1, u2, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(u1, u3, rtol=1e-5, atol=1e-5)
 
 
 def test_fame_from_sasrec_copies_the_pretrained_parts():
     sas = make_model("sasrec")
-    cfg = ModelConfig(model="fame", n_items=30, d=16, n_layers=2, n_heads=2, n_experts=3, max_len=8)
+    cfg = FAMEConfig(n_items=30, d=16, n_layers=2, n_heads=2, n_experts=3, max_len=8)
     fame = fame_from_sasrec(sas, cfg)
     torch.testing.assert_close(fame.embed.E.weight, sas.embed.E.weight)
     torch.testing.assert_close(fame.blocks[0].W_Q.weight, sas.blocks[0].W_Q.weight)
@@ -176,7 +183,7 @@ def test_fame_from_sasrec_copies_the_pretrained_parts():
     q = sas.blocks[1].W_Q.weight.T[:, :8]
     assert (warm.moe.W_Q[0, 2] - q).abs().max() < 0.2 and not torch.equal(warm.moe.W_Q[0, 0], warm.moe.W_Q[0, 1])
     with pytest.raises(ValueError, match="n_heads"):
-        fame_from_sasrec(sas, ModelConfig(model="fame", n_items=30, d=16, n_heads=4, max_len=8))
+        fame_from_sasrec(sas, FAMEConfig(n_items=30, d=16, n_heads=4, max_len=8))
 
 
 def test_inspect_rejects_bad_sequences():
@@ -197,8 +204,10 @@ def test_inspect_keeps_the_newest_max_len_items():
 
 def test_unknown_merge_mode_is_a_clear_error():
     model = make_model("fame")
-    with pytest.raises(ValueError, match="unknown merge mode 'head:5'"):
-        model(left_pad([np.array(SEQ)], 8), merge="head:5")
+    with torch.no_grad():
+        out = model(left_pad([np.array(SEQ)], 8))
+    with pytest.raises(fame_core.FameError, match="unknown merge mode 'head:5'"):
+        model.scores(out, "head:5")
 
 
 @pytest.mark.parametrize("kind", ["fame", "sasrec"])
@@ -206,9 +215,11 @@ def test_last_only_equals_the_last_position_of_the_full_pass(kind):
     model = make_model(kind, residual=True) if kind == "fame" else make_model(kind)
     seq = left_pad([np.array(SEQ), np.array([4, 9])], 8)
     with torch.no_grad():
-        full_u, full = model(seq, return_details=True, merge="concat")
-        last_u, last = model(seq, return_details=True, merge="concat", last_only=True)
-    torch.testing.assert_close(last_u[:, 0], full_u[:, -1])
-    for key in ("gates", "F_heads"):
-        torch.testing.assert_close(last[key][:, 0], full[key][:, -1])
-    torch.testing.assert_close(last["alpha"][..., 0, :], full["alpha"][..., -1, :])
+        full, last = model(seq), model(seq, last_only=True)
+    torch.testing.assert_close(model.represent(last, "concat")[:, 0], model.represent(full, "concat")[:, -1])
+    torch.testing.assert_close(last.u[:, 0], full.u[:, -1])
+    torch.testing.assert_close(last.head_weights()[:, 0], full.head_weights()[:, -1])
+    torch.testing.assert_close(last.heads[:, 0], full.heads[:, -1])
+    torch.testing.assert_close(last.attention[..., 0, :], full.attention[..., -1, :])
+    if last.router is not None:
+        torch.testing.assert_close(last.router[:, :, 0], full.router[:, :, -1])

@@ -8,19 +8,20 @@ import torch
 
 import fame_core
 from fame_core.objectives import FacetObjectives, FacetProbes, extra_loss
-from fame_core.models import ModelConfig
+from fame_core.models import FAMEConfig, ModelOutput
 from fame_core.training import TrainConfig, train
 from tests.conftest import make_model
 
 
 def details(gates, logits=None):
     B, H = gates.shape
-    d = {"gates": gates[:, None, :]}
-    if logits is not None:
-        d["router_logits"] = logits[:, :, None, :]           # (B, H, T=1, N)
+    d = ModelOutput(u=torch.zeros(B, 1, 4), heads=torch.zeros(B, 1, H, 4), attention=torch.zeros(B, H, 1, 1, 1),
+                    gates=gates[:, None, :],
+                    router_logits=None if logits is None else logits[:, :, None, :])  # (B, H, T=1, N)
     return d, torch.ones(B, 1, dtype=torch.bool)
 
 
+@pytest.mark.fast
 def test_gate_term_rewards_decisive_and_balanced_gates():
     obj = FacetObjectives(gate_decisive=1.0)
     uniform, where = details(torch.full((4, 2), 0.5))
@@ -32,6 +33,7 @@ def test_gate_term_rewards_decisive_and_balanced_gates():
     assert value(collapsed) == pytest.approx(0.0, abs=1e-4)           # decisive but one head only: no reward
 
 
+@pytest.mark.fast
 def test_router_term_rewards_decisive_and_balanced_routing():
     obj = FacetObjectives(router_decisive=1.0)
     hard = torch.eye(2)[[0, 1, 0, 1]].reshape(4, 1, 2) * 30               # each position picks one expert
@@ -41,6 +43,7 @@ def test_router_term_rewards_decisive_and_balanced_routing():
     assert extra_loss(None, d_soft, where, obj, None).item() == pytest.approx(0.0, abs=1e-6)
 
 
+@pytest.mark.fast
 def test_load_balance_and_z_loss():
     obj = FacetObjectives(load_balance=1.0)
     balanced = torch.eye(4)[None].repeat(1, 1, 1) * 20                # 4 positions, each to its own expert
@@ -55,6 +58,7 @@ def test_load_balance_and_z_loss():
     assert z == pytest.approx(20.0 ** 2, rel=1e-3)
 
 
+@pytest.mark.fast
 def test_head_diversity_is_low_for_unrelated_heads_and_high_for_copies():
     model = make_model("fame", n_items=400)
     with torch.no_grad():
@@ -72,20 +76,22 @@ def test_head_diversity_is_low_for_unrelated_heads_and_high_for_copies():
 def test_facet_probes_learn_and_resume(tmp_path, tiny_world):
     obj = FacetObjectives(facet_heads="genre,actor", facet_weight=1.0, gate_decisive=0.1, load_balance=0.01,
                           router_z=0.001, head_diversity=0.5)
-    cfg = ModelConfig(model="fame", d=16, n_heads=2, n_experts=2, max_len=10)
+    cfg = FAMEConfig(d=16, n_heads=2, n_experts=2, max_len=10)
     tc = TrainConfig(epochs=3, batch_size=64, objectives=obj)
     full = train(tiny_world, cfg, tc, tmp_path / "full", progress=False)
     train(tiny_world, cfg, tc, tmp_path / "part", progress=False, stop_after=1)
     resumed = train(tiny_world, cfg, tc, tmp_path / "part", resume=True, progress=False)
     assert resumed["test"] == full["test"]
     saved = json.loads((tmp_path / "full" / "config.json").read_text())["train"]["objectives"]
-    assert saved["facet_heads"] == "genre,actor" and saved["gate_decisive"] == 0.1
+    assert saved["facet_heads"] == ["genre", "actor"] and saved["gate_decisive"] == 0.1
+    assert FacetObjectives(facet_heads="genre,actor").facet_heads == ("genre", "actor")  # 0.1.0 records
     with pytest.raises(fame_core.FameError, match="names 3 facets but the model has 2 heads"):
         FacetProbes(tiny_world, ["genre", "actor", "genre"], 8, 2)
 
 
+@pytest.mark.fast
 def test_leakage_is_high_when_a_head_encodes_the_other_facet_and_low_otherwise(tiny_world):
-    from fame_core.facets import facet_labels
+    from fame_core.labels import facet_labels
 
     probes = FacetProbes(tiny_world, ["genre", "actor"], 4, 2)
     genre, _ = facet_labels(tiny_world, "genre")
@@ -122,7 +128,7 @@ def test_gate_competence_teaches_the_gate_only_and_is_zero_at_the_target():
     model = make_model("fame", n_items=30)
     seq = torch.randint(1, 31, (4, 6))
     targets = torch.randint(1, 31, (4, 6))
-    _, det = model(seq, return_details=True)
+    det = model(seq)
     where = targets > 0
     obj = FacetObjectives(gate_competence=1.0)
     loss = extra_loss(model, det, where, obj, None, targets)
@@ -132,9 +138,9 @@ def test_gate_competence_teaches_the_gate_only_and_is_zero_at_the_target():
     assert model.W_f.grad is None or model.W_f.grad.abs().sum() == 0   # ... the heads' item maps do not
     # with the gate equal to its target, the KL term is 0
     with torch.no_grad():
-        _, det = model(seq, return_details=True)
-        c = competence_targets(head_log_likelihoods(model, det["F_heads"][where], targets[where]))
-        det = dict(det, gates=torch.zeros_like(det["gates"]).masked_scatter(where[..., None].expand_as(det["gates"]), c))
+        det = model(seq)
+        c = competence_targets(head_log_likelihoods(model, det.heads[where], targets[where]))
+        det.gates = torch.zeros_like(det.gates).masked_scatter(where[..., None].expand_as(det.gates), c)
         assert extra_loss(model, det, where, obj, None, targets).item() == pytest.approx(0.0, abs=1e-5)
     # a head that ranks the target far better gets nearly all of the target's weight
     ll = torch.tensor([[-1.0, -9.0], [-8.0, -2.0]])
@@ -171,10 +177,10 @@ def test_new_objective_options_are_checked_and_recorded(tmp_path, tiny_world):
 
     for bad in (dict(head_dropout=1.0), dict(gate_competence=-1), dict(competence_temperature=0),
                 dict(expert_diversity=float("nan"))):
-        with pytest.raises(FameError, match="must be"):
+        with pytest.raises(FameError, match="must be|must lie|from"):
             FacetObjectives(**bad)
     obj = FacetObjectives(gate_competence=0.5, head_dropout=0.2, expert_diversity=0.1)
-    res = train(tiny_world, ModelConfig(model="fame", n_items=tiny_world.n_items, d=16, n_heads=2, n_experts=2, max_len=20),
+    res = train(tiny_world, FAMEConfig(n_items=tiny_world.n_items, d=16, n_heads=2, n_experts=2, max_len=20),
                 TrainConfig(epochs=1, batch_size=64, objectives=obj), tmp_path / "run", progress=False)
     assert res["status"] == "finished"
     rec = json.loads((tmp_path / "run" / "config.json").read_text())["train"]["objectives"]
@@ -197,7 +203,7 @@ def test_mixture_likelihood_matches_direct_computation_and_trains_heads_and_gate
         want += -torch.log(p).item() / 5
     assert mixture_nll(model, F_heads, gates, targets).item() == pytest.approx(want, abs=1e-5)
     seq, tgt = torch.randint(1, 26, (3, 6)), torch.randint(1, 26, (3, 6))
-    _, det = model(seq, return_details=True)
+    det = model(seq)
     loss = extra_loss(model, det, tgt > 0, FacetObjectives(mixture_likelihood=1.0), None, tgt)
     model.zero_grad()
     loss.backward()

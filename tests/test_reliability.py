@@ -54,10 +54,10 @@ def tree(folder: Path) -> dict:
 
 def small_checkpoint(path: Path, epochs: int = 1, **kw) -> Path:
     from fame_core.data import load_dataset
-    from fame_core.models import ModelConfig
+    from fame_core.models import FAMEConfig
 
     data = load_dataset(TINY_WORLD)
-    cfg = ModelConfig(model="fame", d=16, n_heads=2, n_experts=2, max_len=10, dropout=0.1, attn_dropout=0.1)
+    cfg = FAMEConfig(d=16, n_heads=2, n_experts=2, max_len=10, dropout=0.1, attn_dropout=0.1)
     train(data, cfg, TrainConfig(epochs=epochs, batch_size=64, **kw), path, progress=False)
     return path
 
@@ -166,10 +166,10 @@ def test_a_kill_between_the_two_renames_loses_nothing(tmp_path):
 
 def test_resume_after_a_kill_in_the_gap_continues_the_run(tmp_path):
     from fame_core.data import load_dataset
-    from fame_core.models import ModelConfig
+    from fame_core.models import FAMEConfig
 
     data = load_dataset(TINY_WORLD)
-    cfg = ModelConfig(model="fame", d=16, n_heads=2, n_experts=2, max_len=10, dropout=0.1, attn_dropout=0.1)
+    cfg = FAMEConfig(d=16, n_heads=2, n_experts=2, max_len=10, dropout=0.1, attn_dropout=0.1)
     tc = TrainConfig(epochs=3, batch_size=64)
     full = train(data, cfg, tc, tmp_path / "full", progress=False)
     train(data, cfg, tc, tmp_path / "part", progress=False, stop_after=1)
@@ -203,10 +203,10 @@ def test_a_full_disk_gives_one_line_and_keeps_the_previous_checkpoint(tmp_path, 
 
 def test_resume_with_other_settings_names_them_or_records_them(tmp_path):
     from fame_core.data import load_dataset
-    from fame_core.models import ModelConfig
+    from fame_core.models import FAMEConfig
 
     data = load_dataset(TINY_WORLD)
-    cfg = ModelConfig(model="fame", d=16, n_heads=2, n_experts=2, max_len=10, dropout=0.1, attn_dropout=0.1)
+    cfg = FAMEConfig(d=16, n_heads=2, n_experts=2, max_len=10, dropout=0.1, attn_dropout=0.1)
     train(data, cfg, TrainConfig(epochs=3, batch_size=64, lr=1e-3), tmp_path / "run", progress=False, stop_after=1)
     other = TrainConfig(epochs=3, batch_size=64, lr=1e-2, seed=5)
     with pytest.raises(FameError, match=r"other training settings \(lr 0.001 -> 0.01, seed 0 -> 5\)"):
@@ -300,10 +300,10 @@ def test_evaluate_on_the_demo_still_gives_in_range_metrics():
 ])
 def test_crafted_resume_states_are_refused_in_one_line(tmp_path, edit):
     from fame_core.data import load_dataset
-    from fame_core.models import ModelConfig
+    from fame_core.models import FAMEConfig
 
     data = load_dataset(TINY_WORLD)
-    cfg = ModelConfig(model="fame", d=16, n_heads=2, n_experts=2, max_len=10, dropout=0.1, attn_dropout=0.1)
+    cfg = FAMEConfig(d=16, n_heads=2, n_experts=2, max_len=10, dropout=0.1, attn_dropout=0.1)
     tc = TrainConfig(epochs=3, batch_size=64)
     train(data, cfg, tc, tmp_path / "run", progress=False, stop_after=1)
     path = tmp_path / "run" / "train_state.pt"

@@ -46,8 +46,8 @@ if data is not None:                 # checked before the box is drawn, so the b
         st.warning(problem)
         st.query_params["user"] = str(fallback)    # the link now says what is shown
     used = str(fallback) if problem or not asked else asked
-else:
-    used = ""
+else:                                # no data yet (e.g. before its download): keep the linked user for later
+    used = (st.query_params.get("user") or "")[:40]
 top = st.columns([2, 1, 1, 1])
 user = session.url_widget(top[0].text_input, "user", used, "User id", disabled=data is None,
                           placeholder=f"e.g. {data.user_ids[0]}" if data is not None else "no data set: edit a sequence below")

@@ -1,65 +1,76 @@
-"""SASRec and FAME, and the paper's way of building FAME from a trained SASRec."""
+"""The models and their registry.
+
+A model is one module: a config dataclass (a `ModelConfig` subclass with a registry `name`) and a
+`Recommender` subclass that answers the contract of `fame_core.models.base`. Adding a variant is
+that file plus one line in `MODELS` below; nothing else in fame_core asks which model it has.
+"""
 
 from __future__ import annotations
 
 import torch
 
-from .fame import FAME, FacetMoELayer
-from .merge import MERGE_MODES, merge_weights
-from .sasrec import SASRec, ModelConfig
+from ..errors import ConfigError
+from .base import MERGE_MODES, ModelConfig, ModelOutput, Recommender, check_merge, merge_modes
+from .fame import FAME, FAMEConfig, FacetMoELayer, fame_from_sasrec
+from .sasrec import SASRec, SASRecConfig
+
+MODELS: dict[str, type[Recommender]] = {cls.config_class.name: cls for cls in (
+    SASRec,
+    FAME,
+)}
+
+# keys that checkpoints written before the per-model configs (code 0.1.0) carry for every model
+_LEGACY_KEYS = {"n_experts": 1, "residual": False}
 
 
-def build_model(cfg: ModelConfig):
-    return FAME(cfg) if cfg.model == "fame" else SASRec(cfg)
+def model_class(name: str) -> type[Recommender]:
+    if not isinstance(name, str) or name not in MODELS:
+        raise ConfigError(f"model must be one of {', '.join(MODELS)}, got {name!r}")
+    return MODELS[name]
 
 
-@torch.no_grad()
-def fame_from_sasrec(sasrec: SASRec, cfg: ModelConfig, warm: bool = False, seed: int = 0) -> FAME:
-    """Build FAME from a trained SASRec as the paper does (Sec. 4.4.2).
+def model_config(name: str, **fields) -> ModelConfig:
+    """The config of the registered model `name`: model_config("fame", n_items=600, n_experts=4)."""
+    return model_class(name).config_class(**fields)
 
-    Copied: item and positional embeddings, the first L-1 blocks, and the last block's W_K and
-    W_V. New, randomly initialised: expert queries, router, FFN', gate, W_f.
-    warm=True instead starts every expert query at the pretrained head's W_Q slice plus small
-    noise, and W_f^(h) at the selector of the h-th d'-slice, so that FAME starts out computing
-    what SASRec's last attention did, per head.
-    """
-    s = sasrec.config
-    for key in ("n_items", "d", "n_layers", "n_heads", "max_len"):
-        if getattr(s, key) != getattr(cfg, key):
-            raise ValueError(f"--init-from checkpoint has {key}={getattr(s, key)} but FAME was asked for "
-                             f"{key}={getattr(cfg, key)}; pass the same value")
-    torch.manual_seed(seed)
-    fame = FAME(cfg)
-    fame.embed.load_state_dict(sasrec.embed.state_dict())
-    for mine, theirs in zip(fame.blocks, sasrec.blocks[:-1]):
-        mine.load_state_dict(theirs.state_dict())
-    last = sasrec.blocks[-1]
-    fame.moe.W_K.load_state_dict(last.W_K.state_dict())
-    fame.moe.W_V.load_state_dict(last.W_V.state_dict())
-    if warm:
-        H, N, dh = cfg.n_heads, cfg.n_experts, cfg.d_head
-        W, b = last.W_Q.weight.T, last.W_Q.bias          # x W_Q: (d, d), head h = columns of slice h
-        for h in range(H):
-            cols = slice(h * dh, (h + 1) * dh)
-            fame.moe.W_Q[h] = W[:, cols][None] + 0.02 * torch.randn(N, cfg.d, dh)
-            fame.moe.b_Q[h] = b[cols][None].expand(N, dh)
-            fame.W_f[h].zero_()
-            fame.W_f[h][cols] = torch.eye(dh)
-    return fame
+
+def config_from_dict(record, where: str = "model configuration") -> ModelConfig:
+    """A config from a checkpoint's `config.json` "model" record, checked (types, ranges, unknown
+    keys). Records of code 0.1.0 wrote n_experts and residual for every model; for a model without
+    those settings they had no effect and are dropped."""
+    if not isinstance(record, dict):
+        raise ConfigError(f"{where} must be a JSON object, got {type(record).__name__}")
+    fields = dict(record)
+    cls = model_class(fields.pop("model", None)).config_class
+    known = set(cls.__dataclass_fields__)
+    for key in _LEGACY_KEYS:
+        if key in fields and key not in known:
+            fields.pop(key)
+    return cls.from_dict(fields, where)
 
 
 @torch.no_grad()
-def sasrec_continued(sasrec: SASRec, cfg: ModelConfig) -> SASRec:
+def sasrec_continued(sasrec: SASRec, cfg: SASRecConfig) -> SASRec:
     """A copy of a trained SASRec to train on (with a fresh optimizer): the equal-budget control
     for FAME, which the paper builds from the same SASRec and trains for further epochs."""
     s = sasrec.config
-    for key in ("n_items", "d", "n_layers", "n_heads", "max_len", "d_ff", "activation"):
-        if hasattr(s, key) and getattr(s, key) != getattr(cfg, key):
-            raise ValueError(f"--init-from checkpoint has {key}={getattr(s, key)} but SASRec was asked for "
-                             f"{key}={getattr(cfg, key)}; pass the same value")
+    for key in ("n_items", "d", "n_layers", "n_heads", "max_len", "ffn_dim"):
+        if getattr(s, key) != getattr(cfg, key):
+            raise ConfigError(f"--init-from checkpoint has {key}={getattr(s, key)} but SASRec was asked for "
+                              f"{key}={getattr(cfg, key)}; pass the same value")
     model = SASRec(cfg)
     model.load_state_dict(sasrec.state_dict())
     return model
 
 
-__all__ = ["FAME", "SASRec", "ModelConfig", "FacetMoELayer", "build_model", "fame_from_sasrec", "sasrec_continued", "merge_weights", "MERGE_MODES"]
+def build_model(cfg: ModelConfig) -> Recommender:
+    """The registered model for a config, freshly initialised."""
+    for cls in MODELS.values():
+        if type(cfg) is cls.config_class:
+            return cls(cfg)
+    raise ConfigError(f"no registered model takes a {type(cfg).__name__}; register it in fame_core.models.MODELS")
+
+
+__all__ = ["MODELS", "MERGE_MODES", "ModelConfig", "ModelOutput", "Recommender", "SASRec", "SASRecConfig", "FAME",
+           "FAMEConfig", "FacetMoELayer", "build_model", "config_from_dict", "model_config", "model_class",
+           "fame_from_sasrec", "sasrec_continued", "merge_modes", "check_merge"]

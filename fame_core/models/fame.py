@@ -1,7 +1,7 @@
-"""FAME: Facet-Aware Multi-Head Mixture-of-Experts (SPEC §3; paper Eqs. 7-17).
+"""FAME: Facet-Aware Multi-Head Mixture-of-Experts (paper Eqs. 7-17; docs/design.md, "Equations").
 
-SASRec with its last block replaced by `FacetMoELayer`. Read next to SPEC §3's table; each
-tensor is named after its symbol:
+SASRec with its last block replaced by `FacetMoELayer`. Read next to the equation table of
+docs/design.md; each tensor is named after its symbol:
 
     q_i(n)^(h) = x_i W_Q(n)^(h)                                   (12)
     k_j^(h) = x_j W_K^(h),  v_j^(h) = x_j W_V^(h)                 (13)
@@ -17,24 +17,38 @@ tensor is named after its symbol:
 
 Because P(v) = x_v · sum_h W_f^(h) (g^(h) F_t^(h)), the model returns that d-vector u_t: full
 ranking and the training softmax then cost one (B·T x d)·(d x n) product, as SASRec's do.
-Per-head scores are computed only for analysis (`fame_core.inspect`).
+Per-head scores are computed only for analysis (`Recommender.head_scores`, `fame_core.inspect`).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn as nn
 
-from .merge import merge_weights
-from .sasrec import Block, Embedder, FeedForward, ModelConfig, attention_mask, init_weights, masked_softmax
+from ..errors import ConfigError
+from ..options import option
+from .base import ModelOutput, Recommender
+from .sasrec import Block, Embedder, FeedForward, SASRec, SASRecConfig, attention_mask, init_weights, masked_softmax
+
+
+@dataclass
+class FAMEConfig(SASRecConfig):
+    """FAME's settings: SASRec's (its first L-1 blocks are SASRec blocks) plus the facet layer's."""
+
+    name: ClassVar[str] = "fame"
+
+    n_experts: int = option(4, "N, experts per head (1 = \"FAME w/o MoE\")", cli="--experts", min=1, max=256)
+    residual: bool = option(False, "add the h-th d'-slice of x_i to f_i^(h) (docs/design.md, \"Options\")")
 
 
 class FacetMoELayer(nn.Module):
     """The last block: per head, N expert queries over shared keys/values, a router, FFN'."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: FAMEConfig):
         super().__init__()
         d, H, N, dh = cfg.d, cfg.n_heads, cfg.n_experts, cfg.d_head
         self.H, self.N, self.d_head, self.residual = H, N, dh, cfg.residual
@@ -71,10 +85,11 @@ class FacetMoELayer(nn.Module):
         return F_heads.transpose(1, 2), alpha, beta, router_logits                    # F: (B,T,H,d')
 
 
-class FAME(nn.Module):
-    def __init__(self, cfg: ModelConfig):
-        super().__init__()
-        self.config = cfg
+class FAME(Recommender):
+    config_class = FAMEConfig
+
+    def __init__(self, cfg: FAMEConfig):
+        super().__init__(cfg)
         H, d, dh = cfg.n_heads, cfg.d, cfg.d_head
         self.embed = Embedder(cfg)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers - 1))
@@ -87,26 +102,59 @@ class FAME(nn.Module):
         # x_v^(h) must start at the scale of x_v's slices, or every score starts at ~0
         nn.init.normal_(self.W_f, std=1 / math.sqrt(d))
 
-    def forward(self, seq: torch.Tensor, return_details: bool = False, merge: str = "gated", last_only: bool = False):
-        """seq: (B, T) left-padded item ids. Returns u (B, T, d) with P(v) = x_v · u_t, merged
-        by `merge` ('gated', 'concat' or 'head:h'); with return_details, also alpha, beta, the
-        per-head outputs F^(h) and the gates g at every position. last_only: the FAME layer
-        computes the last position only (T = 1 in every output), all that ranking needs."""
+    def forward(self, seq: torch.Tensor, last_only: bool = False) -> ModelOutput:
+        """seq: (B, T) left-padded item ids. u (B, T, d) with P(v) = x_v · u_t under the gate,
+        plus alpha, beta, the router logits, the per-head outputs F^(h) and the gates g at every
+        position. last_only: the FAME layer computes the last position only (T = 1 in every
+        output), all that ranking needs."""
         allowed = attention_mask(seq)
         x = self.embed(seq)
         for block in self.blocks:
             x, _ = block(x, allowed)
         F_heads, alpha, beta, router_logits = self.moe(x, allowed, last_only)   # F_heads: (B, T, H, d')
         g = torch.softmax(self.W_g(F_heads.flatten(-2)), dim=-1)                # (B, T, H)
-        details = {"alpha": alpha, "beta": beta, "F_heads": F_heads, "gates": g, "router_logits": router_logits}
-        u = self.merge(details, merge_weights(merge, g))
-        return (u, details) if return_details else u
+        return ModelOutput(u=self.combine(F_heads, g), heads=F_heads, attention=alpha, gates=g, router=beta,
+                           router_logits=router_logits)
 
     def item_sub_embeddings(self) -> torch.Tensor:
         """x_v^(h) = x_v W_f^(h) for every item. Shape (H, n+1, d')."""
         return torch.einsum("vd,hde->hve", self.embed.E.weight, self.W_f)
 
-    def merge(self, details: dict, weights: torch.Tensor) -> torch.Tensor:
+    def combine(self, heads: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """u = sum_h W_f^(h) (w_h F^(h)), so that x_v · u = sum_h w_h P^(h)(v)."""
-        return torch.einsum("bth,bthe,hde->btd", weights, details["F_heads"], self.W_f)
+        return torch.einsum("bth,bthe,hde->btd", weights, heads, self.W_f)
 
+
+@torch.no_grad()
+def fame_from_sasrec(sasrec: SASRec, cfg: FAMEConfig, warm: bool = False, seed: int = 0) -> FAME:
+    """Build FAME from a trained SASRec as the paper does (Sec. 4.4.2).
+
+    Copied: item and positional embeddings, the first L-1 blocks, and the last block's W_K and
+    W_V. New, randomly initialised: expert queries, router, FFN', gate, W_f.
+    warm=True instead starts every expert query at the pretrained head's W_Q slice plus small
+    noise, and W_f^(h) at the selector of the h-th d'-slice, so that FAME starts out computing
+    what SASRec's last attention did, per head.
+    """
+    s = sasrec.config
+    for key in ("n_items", "d", "n_layers", "n_heads", "max_len"):
+        if getattr(s, key) != getattr(cfg, key):
+            raise ConfigError(f"--init-from checkpoint has {key}={getattr(s, key)} but FAME was asked for "
+                             f"{key}={getattr(cfg, key)}; pass the same value")
+    torch.manual_seed(seed)
+    fame = FAME(cfg)
+    fame.embed.load_state_dict(sasrec.embed.state_dict())
+    for mine, theirs in zip(fame.blocks, sasrec.blocks[:-1]):
+        mine.load_state_dict(theirs.state_dict())
+    last = sasrec.blocks[-1]
+    fame.moe.W_K.load_state_dict(last.W_K.state_dict())
+    fame.moe.W_V.load_state_dict(last.W_V.state_dict())
+    if warm:
+        H, N, dh = cfg.n_heads, cfg.n_experts, cfg.d_head
+        W, b = last.W_Q.weight.T, last.W_Q.bias          # x W_Q: (d, d), head h = columns of slice h
+        for h in range(H):
+            cols = slice(h * dh, (h + 1) * dh)
+            fame.moe.W_Q[h] = W[:, cols][None] + 0.02 * torch.randn(N, cfg.d, dh)
+            fame.moe.b_Q[h] = b[cols][None].expand(N, dh)
+            fame.W_f[h].zero_()
+            fame.W_f[h][cols] = torch.eye(dh)
+    return fame

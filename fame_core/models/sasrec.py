@@ -1,4 +1,4 @@
-"""SASRec (Kang & McAuley, 2018): the backbone FAME extends (SPEC §3).
+"""SASRec (Kang & McAuley, 2018): the backbone FAME extends (docs/design.md, "Equations").
 
 Item embedding E (row 0 = padding) + learned positional embedding -> LayerNorm -> dropout ->
 L post-LN Transformer blocks with causal, padding-masked multi-head self-attention. The score of
@@ -12,45 +12,24 @@ padding gives the same outputs: padding invariance holds by construction.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .merge import merge_weights
+from ..options import option
+from .base import ModelConfig, ModelOutput, Recommender
 
 
 @dataclass
-class ModelConfig:
-    """Hyper-parameters of SASRec and FAME; one field per symbol of SPEC §3."""
+class SASRecConfig(ModelConfig):
+    """SASRec's settings: the shared ones (`ModelConfig`) plus the FFN's inner size."""
 
-    model: str = "fame"          # "sasrec" or "fame"
-    n_items: int = 0             # n; item ids 1..n, 0 is padding
-    d: int = 64                  # hidden size
-    n_layers: int = 2            # L (FAME replaces the last of them)
-    n_heads: int = 2             # H
-    n_experts: int = 4           # N, experts per head (FAME only; 1 = "FAME w/o MoE")
-    max_len: int = 50            # input length: most recent max_len items
-    dropout: float = 0.5         # hidden dropout (embeddings, residual branches)
-    attn_dropout: float = 0.5    # dropout on attention probabilities
-    ffn_dim: int = 0             # SASRec FFN inner size; 0 = d (the paper's W1, W2 in R^{d x d})
-    residual: bool = False       # FAME: add the h-th d'-slice of x_i to f_i^(h) (SPEC §3 option)
+    name: ClassVar[str] = "sasrec"
 
-    def __post_init__(self):
-        if self.model not in ("sasrec", "fame"):
-            raise ValueError(f"model must be 'sasrec' or 'fame', not {self.model!r}")
-        if self.d % self.n_heads:
-            raise ValueError(f"d={self.d} must be divisible by the number of heads H={self.n_heads}")
-        if self.n_experts < 1 or self.n_heads < 1 or self.n_layers < 1:
-            raise ValueError("heads, experts and layers must be at least 1")
-
-    @property
-    def d_head(self) -> int:  # d' = d / H
-        return self.d // self.n_heads
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+    ffn_dim: int = option(0, "FFN inner size; 0 = d (the paper's W1, W2 in R^{d x d})", min=0, max=65_536)
 
 
 def attention_mask(seq: torch.Tensor) -> torch.Tensor:
@@ -81,7 +60,7 @@ class FeedForward(nn.Module):
 class Block(nn.Module):
     """A post-LN Transformer block: h = LN(x + Drop(MHA(x) W_O)); F = LN(h + Drop(FFN(h)))."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: SASRecConfig):
         super().__init__()
         d = cfg.d
         self.H, self.d_head = cfg.n_heads, cfg.d_head
@@ -110,7 +89,7 @@ class Block(nn.Module):
 class Embedder(nn.Module):
     """x_i = Dropout(LayerNorm(E[s_i] + P[position_i])), positions counted from the right."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: SASRecConfig):
         super().__init__()
         self.max_len = cfg.max_len
         self.E = nn.Embedding(cfg.n_items + 1, cfg.d, padding_idx=0)
@@ -138,46 +117,35 @@ def init_weights(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-class SASRec(nn.Module):
-    def __init__(self, cfg: ModelConfig):
-        super().__init__()
-        self.config = cfg
+class SASRec(Recommender):
+    config_class = SASRecConfig
+
+    def __init__(self, cfg: SASRecConfig):
+        super().__init__(cfg)
         self.embed = Embedder(cfg)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         init_weights(self)
 
-    def forward(self, seq: torch.Tensor, return_details: bool = False, merge: str = "gated", last_only: bool = False):
-        """seq: (B, T) left-padded item ids. Returns the user representation u (B, T, d) whose
-        dot product with E scores the next item; with return_details, also the last block's
-        per-head attention and per-head outputs for inspection.
-
-        SASRec has no gate: its score is the sum over heads of x_v^(h) · F_t^(h) with x_v^(h)
-        the h-th d'-slice of x_v, i.e. gates of 1. merge='concat' scales that by 1/H (same
-        ranking); merge='head:h' keeps one slice. last_only: the last block computes the last
-        position only (T = 1 in every output), which is all that ranking needs."""
+    def forward(self, seq: torch.Tensor, last_only: bool = False) -> ModelOutput:
+        """seq: (B, T) left-padded item ids. u = F_t, the last block's output, whose dot product
+        with E scores the next item; heads = its H d'-slices, attention = the last block's per-head
+        attention (one "expert" per head). SASRec has no gate and no router (None): its score is
+        the plain sum over heads of x_v^(h) · F_t^(h) with x_v^(h) the h-th d'-slice of x_v.
+        last_only: the last block computes the last position only (T = 1 in every output), which
+        is all that ranking needs."""
         allowed = attention_mask(seq)
         x = self.embed(seq)
         for i, block in enumerate(self.blocks):
             x, alpha = block(x, allowed, last_only=last_only and i == len(self.blocks) - 1)
-        if not return_details and merge == "gated":
-            return x
-        B, T, d = x.shape
-        H = self.config.n_heads  # T is 1 with last_only
-        details = {
-            # SASRec's last layer seen through FAME's lens: H heads, N = 1 expert, no gate
-            "alpha": alpha[:, :, None],                       # (B, H, 1, T, T)
-            "beta": x.new_ones(B, H, T, 1),                   # (B, H, T, 1)
-            "F_heads": x.view(B, T, H, d // H),               # (B, T, H, d')  slices of F_t
-            "gates": x.new_ones(B, T, H),                     # score = sum of slice scores
-        }
-        u = x if merge == "gated" else self.merge(details, merge_weights(merge, details["gates"]))
-        return (u, details) if return_details else u
+        B, T, d = x.shape  # T is 1 with last_only
+        H = self.config.n_heads
+        return ModelOutput(u=x, heads=x.view(B, T, H, d // H), attention=alpha[:, :, None])
 
     def item_sub_embeddings(self) -> torch.Tensor:
         """x_v^(h) for SASRec: the h-th d'-slice of x_v. Shape (H, n+1, d')."""
         E = self.embed.E.weight
         return E.view(E.shape[0], self.config.n_heads, -1).transpose(0, 1)
 
-    def merge(self, details: dict, weights: torch.Tensor) -> torch.Tensor:
+    def combine(self, heads: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """Representation whose dot product with x_v is sum_h w_h x_v^(h) · F^(h)."""
-        return (weights[..., None] * details["F_heads"]).flatten(-2)
+        return (weights[..., None] * heads).flatten(-2)
