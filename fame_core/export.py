@@ -285,7 +285,7 @@ def case_study_figure(insp: Inspection, k: int = TOP_K, label: Label = default_l
     if history_max is not None and len(shown) > history_max:
         half = max(history_max // 2, 1)
         shown = shown[:half] + [(None, len(shown) - 2 * half)] + shown[-half:]
-    tokens = [f"… {n} more …" if pos is None else f"{pos} {item_text(v, label, labels)}" for pos, v in shown]
+    tokens = [f"… {v} more …" if pos is None else f"{pos} {item_text(v, label, labels)}" for pos, v in shown]
     hist_lines = wrap(f"History ({len(seq)} items, oldest first): " + " → ".join(tokens), (W - 2 * pad) * 72, fs)
     for text in hist_lines:
         items.append((y, pad, text, dict(fontsize=fs)))
