@@ -57,7 +57,7 @@ def rank_change(insp, k: int = TOP_K, mode: str = "gated", reference: str = "con
 def target_in_history(insp) -> bool:
     """True when the target is one of the input items: history items are excluded from every
     list, so its 'rank' says nothing."""
-    return insp.target is not None and insp.exclude_history and int(insp.target) in set(insp.sequence.tolist())
+    return insp.target is not None and insp.mask_history and int(insp.target) in set(insp.sequence.tolist())
 
 
 def target_note(insp) -> str | None:
