@@ -57,7 +57,9 @@ with st.sidebar:
 
 st.session_state["ctx"] = {"name": name, "path": path, "data_path": data_path, "model": model, "data": data}
 page = st.navigation([st.Page("views/case_study.py", title="Case study", icon="🧭", default=True),
-                      st.Page("views/facet_explorer.py", title="Facet explorer", icon="🗺️", url_path="facets")])
+                      st.Page("views/facet_explorer.py", title="Facet explorer", icon="🗺️", url_path="facets"),
+                      st.Page("views/cohort.py", title="Cohort", icon="👥", url_path="cohort"),
+                      st.Page("views/compare.py", title="Compare", icon="⚖️", url_path="compare")])
 if model is None:
     st.stop()
 page.run()
