@@ -108,3 +108,72 @@ def test_sasrec_has_no_gate_but_per_head_metrics(tiny_world, tmp_path):
     assert (table["gate_entropy"] == 0).all() and cohort.experts_of(table) == 1
     summary = cohort.cohort_summary(table)
     assert summary["heads"] == 2 and summary["expert_share_of_users"] == [[1.0], [1.0]]
+
+
+# ---- the Cohort page, driven headlessly -------------------------------------------------------------------
+
+def cohort_page(**params):
+    """The app opened straight on /cohort with the given URL parameters (as a deep link does)."""
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import APP
+
+    st_clear()
+    at = AppTest.from_file(APP, default_timeout=300)
+    for key, value in params.items():
+        at.query_params[key] = value
+    at.switch_page("views/cohort.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def st_clear():
+    import streamlit as st
+
+    st.cache_data.clear()
+
+
+def test_cohort_page_shows_the_libraries_numbers_and_links_users():
+    import json
+
+    import fame_core
+    from tests.conftest import REPO
+
+    at = cohort_page(checkpoint="demo", k="10")
+    model, data = fame_core.load(REPO / "checkpoints" / "demo")
+    table = cohort.cohort_table(model, data)
+    want = cohort.merge_metrics(table, 10)
+    shown = at.dataframe[0].value
+    np.testing.assert_allclose(shown["NDCG@10"], want["NDCG@10"].round(4))
+    top = json.loads(at.get("plotly_chart")[4].proto.spec)                    # metrics, 2 gates, entropy, top gate
+    y = top["data"][0]["y"]
+    np.testing.assert_allclose(y if isinstance(y, list) else cohort.top_gate_share(table)["share"],
+                               cohort.top_gate_share(table)["share"])
+    assert any(s["y0"] == 0.5 for s in top["layout"]["shapes"])               # the uniform 1/H line
+    links = at.dataframe[-1].value["case study"]
+    assert links.iloc[0] == f"/?checkpoint=demo&user={table['user'].iloc[0]}"
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert labels.count("PDF") == 3 and labels.count("SVG") == 3 and "Users CSV" in labels
+
+
+def test_cohort_page_slices_and_groups_from_the_link():
+    import fame_core
+    from tests.conftest import REPO
+
+    model, data = fame_core.load(REPO / "checkpoints" / "demo")
+    table = cohort.cohort_table(model, data)
+    bucket = cohort.bucket_order(table, "popularity")[0]
+    part = cohort.slice_users(table, "popularity", bucket)
+    at = cohort_page(checkpoint="demo", slice="popularity", bucket=bucket, group="gated_hit_concat_miss")
+    assert at.selectbox(key="slice").value == "popularity" and at.segmented_control(key="bucket").value == bucket
+    assert any(f"{len(part):,} of 2,000 users" in c.value for c in at.caption)
+    users = at.dataframe[-1].value
+    assert len(users) == cohort.hit_flips(part, 20)["gated_hit_concat_miss"] > 0
+    assert set(users["user"]) <= set(part["user"])
+
+
+def test_cohort_page_for_sasrec_and_bad_links():
+    at = cohort_page(checkpoint="demo-sasrec", slice="nonsense")
+    assert any("SASRec has no gate" in i.value for i in at.info)
+    assert any("`slice=nonsense` is not available" in w.value for w in at.warning)

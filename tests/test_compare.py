@@ -1,5 +1,7 @@
 """Two checkpoints user by user (fame_core.compare)."""
 
+import json
+
 import numpy as np
 import pytest
 from scipy.stats import wilcoxon
@@ -50,3 +52,52 @@ def test_two_data_sets_are_refused_in_one_line(demo):
     with pytest.raises(FameError, match="different data sets") as err:
         compare(model, other, demo[1])
     assert "\n" not in str(err.value)
+
+
+# ---- the Compare page, driven headlessly ------------------------------------------------------------------
+
+def compare_page(**params):
+    """The app opened straight on /compare with the given URL parameters (as a deep link does)."""
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import APP
+
+    st_clear()
+    at = AppTest.from_file(APP, default_timeout=300)
+    for key, value in params.items():
+        at.query_params[key] = value
+    at.switch_page("views/compare.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def st_clear():
+    import streamlit as st
+
+    st.cache_data.clear()
+
+
+def test_compare_page_of_a_checkpoint_with_itself():
+    at = compare_page(a="demo", b="demo")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["ties"] == "2,000" and metrics["demo better"] == "0"
+    assert any("p = 1 " in m.value and "Wilcoxon" in m.value for m in at.markdown)
+
+
+def test_compare_page_one_user_under_both_models(demo):
+    model, data = demo
+    sasrec = fame_core.load_checkpoint(REPO / "checkpoints" / "demo-sasrec")
+    at = compare_page(a="demo", b="demo-sasrec", user="42")
+    seq, target = fame_core.user_example(data, "42")
+    for m, name in ((model, "demo"), (sasrec, "demo-sasrec")):
+        rank = fame_core.inspect(m, seq, target).target_rank["gated"]
+        assert any(x.value.startswith(f"**{name}**") and f"target rank {rank} " in x.value for x in at.markdown)
+    assert any("/?checkpoint=demo-sasrec&user=42" in x.value for x in at.markdown)
+    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+    assert sum("per history position" in t for t in titles) == 2 and sum("Deletion curves" in t for t in titles) == 2
+
+
+def test_compare_page_refuses_two_data_sets():
+    at = compare_page(a="demo", b="beauty-fame")
+    assert at.error and "different data sets" in at.error[0].value and "\n" not in at.error[0].value
