@@ -114,7 +114,8 @@ else:
     users = cohort.flip_users(part, group, k)
 shown = users[["user", "length", "target", "rank_gated", "rank_concat"] + [c for c in users.columns if c.startswith("gate_")]].copy()
 shown[["rank_gated", "rank_concat"]] += 1
-st.caption(f"{len(users):,} users ({where}, {group}); ranks 1 = top. Each link opens that user's case study.")
+st.caption(f"{len(users):,} users ({where}, {group}); ranks 1 = top. Each link opens that user's case study."
+           + (" The first 500 are listed; the CSV holds all." if len(users) > 500 else ""))
 st.dataframe(population.with_links(shown.head(500), name), hide_index=True, column_config=population.link_config(),
              key="users_table")
 st.download_button("Users CSV", users.to_csv(index=False), file_name=f"{stem}_{group.replace(' ', '').replace(':', '')}_users.csv",
