@@ -177,3 +177,21 @@ def test_cohort_page_for_sasrec_and_bad_links():
     at = cohort_page(checkpoint="demo-sasrec", slice="nonsense")
     assert any("SASRec has no gate" in i.value for i in at.info)
     assert any("`slice=nonsense` is not available" in w.value for w in at.warning)
+
+
+def test_population_figures_are_written_with_their_numbers(tiny_world, tmp_path):
+    from fame_core import population_export as px
+    from fame_core.export import save_figure
+
+    m = make_model(n_items=tiny_world.n_items, seed=5)
+    table = cohort.cohort_table(m, tiny_world, directory=tmp_path / "cache")
+    for stem, (fig, numbers) in {"gates": px.gate_distribution_figure(table), "experts": px.expert_load_figure(table),
+                                 "metrics": px.merge_metrics_figure(cohort.merge_metrics(table, 10), 10)}.items():
+        files = save_figure(fig, numbers, tmp_path / stem, {"figure": stem})
+        assert {f.suffix for f in files} == {".pdf", ".svg", ".png", ".csv", ".json"}
+        assert (tmp_path / f"{stem}.pdf").read_bytes()[:4] == b"%PDF" and b"<svg" in (tmp_path / f"{stem}.svg").read_bytes()
+        written = pd.read_csv(tmp_path / f"{stem}.csv", index_col=0)
+        assert len(written) == len(numbers)
+    fig, _ = px.gate_distribution_figure(table)
+    ax = fig.axes[0]
+    assert ax.get_ylim() == (0, 1) and any(np.allclose(line.get_xdata(), 0.5) for line in ax.lines)  # uniform 1/H
