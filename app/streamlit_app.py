@@ -58,7 +58,9 @@ if model is not None:
     st.session_state["ctx"] = session.PageContext(name=name, path=path, data_path=data_path, model=model, data=data)
 page = st.navigation([st.Page("views/case_study.py", title="Case study", icon=":material/person_search:", default=True),
                       st.Page("views/facet_explorer.py", title="Facet explorer", icon=":material/scatter_plot:",
-                              url_path="facets")])
+                              url_path="facets"),
+                      st.Page("views/cohort.py", title="Cohort", icon=":material/groups:", url_path="cohort"),
+                      st.Page("views/compare.py", title="Compare", icon=":material/compare_arrows:", url_path="compare")])
 if model is None:
     st.stop()
 page.run()

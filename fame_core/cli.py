@@ -170,6 +170,19 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--seed", type=int_in(0, 2**32 - 1), default=0)
     f.add_argument("--json", action="store_true")
 
+    # issue 14: integrated gradients vs attention, deletion-curve faithfulness over sampled users
+    g = sub.add_parser("attribution", help="is attention or integrated gradients faithful? deletion-curve AOPC "
+                                           "averaged over sampled users")
+    g.add_argument("--checkpoint", required=True)
+    _add_data(g)
+    g.add_argument("--users", type=int_in(1, 10**6), default=100, help="users sampled (at least 2 input items)")
+    g.add_argument("--merge", action="append", default=None, metavar="SCORE",
+                   help="score to attribute: gated or head:h (repeatable; default: gated and every head)")
+    g.add_argument("--steps", type=int_in(2, 1024), default=32, help="integrated-gradient steps")
+    g.add_argument("--split", choices=["valid", "test"], default="test")
+    g.add_argument("--seed", type=int_in(0, 2**32 - 1), default=0)
+    g.add_argument("--json", action="store_true")
+
     c = sub.add_parser("compact", help="copy a finished checkpoint with float16 weights (for bundling)")
     c.add_argument("--checkpoint", required=True)
     c.add_argument("--out", required=True, help="a new folder for the float16 copy")
@@ -471,10 +484,31 @@ def cmd_compact(a) -> int:
     return 0
 
 
+def cmd_attribution(a) -> int:
+    from .attribution import faithfulness_sample
+
+    model, dataset = _open(a)
+    if dataset is None:
+        raise _needs_data(model, "attribution")
+    report = dict(faithfulness_sample(model, dataset, n_users=a.users, split=a.split, seed=a.seed, merges=a.merge,
+                                      n_steps=a.steps), checkpoint=str(a.checkpoint))
+    if a.json:
+        _print_json(report)
+        return 0
+    print(f"{a.checkpoint}: {report['users']} users, AOPC of the target's score over up to {report['max_deletions']} "
+          f"deletions (larger = more faithful); {report['test']}")
+    for merge, r in report["scores"].items():
+        print(f"  {merge:>8}: integrated gradients {r['aopc_score_integrated_gradients']:.4f}  attention "
+              f"{r['aopc_score_attention']:.4f}  random {r['aopc_score_random']:.4f}  IG better for "
+              f"{r['ig_beats_attention_share']:.0%} of users (p = {r['p_value']:.3g})")
+    return 0
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"train": cmd_train, "evaluate": cmd_evaluate, "inspect": cmd_inspect, "export": cmd_export,
-               "facets": cmd_facets, "compact": cmd_compact, "data": cmd_data}[args.command]
+               "facets": cmd_facets, "compact": cmd_compact, "data": cmd_data,
+               "attribution": cmd_attribution}[args.command]
     try:
         return handler(args)
     except FameError as err:

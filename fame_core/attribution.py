@@ -1,0 +1,218 @@
+"""Gradient attribution beside attention, and whether either is faithful (issue 14).
+
+`attribute(model, sequence, target, merge)` computes integrated gradients (Captum's
+`IntegratedGradients`, Gauss-Legendre steps) of the target's score under `merge` ("gated" for the
+model's own score, "head:h" for head h's score P^(h)(target)) with respect to each history
+position's input item embedding E[s_i]; the baseline is the zero embedding at every position
+(positions, masks and everything else unchanged). A position's attribution is the sum over the
+embedding's d coordinates; completeness (sum of attributions = score(x) - score(baseline)) is
+reported as `delta`. Beside it, the attention it is compared with: for head h, the head's effective
+attention from the last position, sum_n beta_n alpha_n (router-weighted experts: exactly the
+weights the head's output f^(h) = sum_j (...) v_j puts on each position); for the gated score, the
+gate-weighted average of the heads' (gates normalised to sum 1; SASRec: equal weights).
+
+`deletion_curves` measures faithfulness rather than assuming it: history items are removed (the
+sequence gets shorter; padding invariance makes that the same as masking them) in order of
+attribution (largest first), of attention (largest first) and at random (the mean of `n_random`
+orders); after each removal the target's score under the same merge and its gated rank (the
+original history stays excluded from the ranking) are recorded, for k = 0..K removals with
+K = min(len - 1, max_steps). AOPC, the area over the perturbation curve (Samek et al. 2017), is
+mean_{k=0..K} (score_0 - score_k): larger means the order found the items the score rests on.
+`faithfulness_sample` averages that over a sample of users (the `attribution` CLI command).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .data import SequenceDataset
+from .errors import DataError
+from .evaluate import left_pad, mask_items, target_ranks
+
+METHODS = ("integrated gradients", "attention", "random")
+
+
+@dataclass
+class Attribution:
+    """One user's (or sequence's) attribution and attention, position by position (oldest first)."""
+
+    sequence: np.ndarray
+    target: int
+    merge: str
+    attribution: np.ndarray     # (L,) integrated gradients summed over the embedding
+    attention: np.ndarray       # (L,) effective attention from the last position (sums to 1)
+    score: float                # the target's score under `merge`
+    baseline_score: float       # the same with every input embedding zero
+    delta: float                # completeness error: sum(attribution) - (score - baseline_score)
+
+    def table(self, label=None) -> pd.DataFrame:
+        label = label or (lambda v: f"item {v}")
+        return pd.DataFrame({"position": np.arange(1, len(self.sequence) + 1), "item": self.sequence,
+                             "label": [label(int(v)) for v in self.sequence],
+                             "integrated_gradients": self.attribution, "attention": self.attention})
+
+
+def _check_merge(model, merge: str) -> None:
+    H = model.config.n_heads
+    ok = merge == "gated" or (merge.startswith("head:") and merge[5:].isdigit() and int(merge[5:]) < H)
+    if not ok:
+        raise DataError(f"unknown score {merge!r} to attribute; use 'gated' or 'head:0'..'head:{H - 1}'")
+
+
+def _check_sequence(model, sequence, target) -> np.ndarray:
+    cfg = model.config
+    seq = np.asarray(sequence, dtype=np.int64).reshape(-1)[-cfg.max_len:]
+    if seq.size == 0:
+        raise DataError("the input sequence is empty; give at least one item id")
+    bad = seq[(seq < 1) | (seq > cfg.n_items)]
+    if bad.size:
+        raise DataError(f"item id {int(bad[0])} is not an item of this model (ids 1..{cfg.n_items})")
+    if target is None or not 1 <= int(target) <= cfg.n_items:
+        raise DataError(f"target {target} is not an item of this model (ids 1..{cfg.n_items}); attribution needs one")
+    return seq
+
+
+def _score_fn(model, merge: str):
+    """f(embeddings (B, T, d), seq (B, T), target (B,)) -> the target's score (B,): the model's own
+    forward pass with its item-embedding lookup replaced by the given embeddings (a forward hook)."""
+    E = model.embed.E
+
+    def f(emb, seq, target):
+        handle = E.register_forward_hook(lambda module, inputs, output: emb)
+        try:
+            u = model(seq, merge=merge, last_only=True)[:, -1]            # (B, d)
+        finally:
+            handle.remove()
+        return (u * E.weight[target]).sum(-1)
+    return f
+
+
+@torch.no_grad()
+def effective_attention(model, sequence, merge: str = "gated") -> np.ndarray:
+    """(L,) attention from the last position: sum_n beta_n alpha_n for head h, gate-weighted over heads for 'gated'."""
+    from .inspection import inspect
+
+    insp = inspect(model, sequence, top_k=1)
+    per_head = np.einsum("hn,hnj->hj", insp.router[:, -1, :], insp.attention[:, :, -1, :])   # (H, L)
+    if merge == "gated":
+        w = insp.gates / insp.gates.sum()
+        return w @ per_head
+    return per_head[int(merge[5:])]
+
+
+def attribute(model, sequence, target: int, merge: str = "gated", n_steps: int = 32) -> Attribution:
+    """Integrated gradients of the target's score under `merge` per history position (module docstring)."""
+    from captum.attr import IntegratedGradients
+
+    _check_merge(model, merge)
+    seq = _check_sequence(model, sequence, target)
+    model.eval()
+    device = next(model.parameters()).device
+    x = torch.as_tensor(seq, device=device)[None]
+    t = torch.tensor([int(target)], device=device)
+    f = _score_fn(model, merge)
+    with torch.no_grad():
+        emb = model.embed.E(x)
+    baseline = torch.zeros_like(emb)
+    ig = IntegratedGradients(f)
+    attr, delta = ig.attribute(emb, baselines=baseline, additional_forward_args=(x, t), n_steps=n_steps,
+                               return_convergence_delta=True)
+    with torch.no_grad():
+        score, base = float(f(emb, x, t)[0]), float(f(baseline, x, t)[0])
+    return Attribution(sequence=seq, target=int(target), merge=merge, attribution=attr[0].sum(-1).detach().cpu().numpy(),
+                       attention=effective_attention(model, seq, merge), score=score, baseline_score=base,
+                       delta=float(delta[0]))
+
+
+@torch.no_grad()
+def _scores_and_ranks(model, sequences, target: int, merge: str, exclude) -> tuple[np.ndarray, np.ndarray]:
+    """The target's score under `merge` and its 0-based gated rank (items of `exclude` not ranked)
+    after each sequence, in one batched forward pass."""
+    device = next(model.parameters()).device
+    seq = left_pad(sequences, model.config.max_len, device)
+    E = model.embed.E.weight
+    _, details = model(seq, return_details=True, last_only=True)
+    from .models.merge import merge_weights
+
+    u = model.merge(details, merge_weights(merge, details["gates"]))[:, -1]
+    score = (u @ E[int(target)]).cpu().numpy()
+    full = model.merge(details, merge_weights("gated", details["gates"]))[:, -1] @ E.T
+    mask_items(full, [np.asarray(exclude)] * len(sequences))
+    ranks = target_ranks(full, torch.full((len(sequences),), int(target), device=device)).cpu().numpy()
+    return score, ranks
+
+
+def deletion_curves(model, result: Attribution, max_steps: int = 10, n_random: int = 5, seed: int = 0) -> pd.DataFrame:
+    """Score and rank after removing 0..K items in each method's order; one row per (method, k)."""
+    seq, L = result.sequence, len(result.sequence)
+    K = min(L - 1, max_steps)
+    rng = np.random.default_rng(seed)
+    orders = {"integrated gradients": [np.argsort(-result.attribution, kind="stable")],
+              "attention": [np.argsort(-result.attention, kind="stable")],
+              "random": [rng.permutation(L) for _ in range(n_random)]}
+    sequences, keys = [], []
+    for method, perms in orders.items():
+        for r, perm in enumerate(perms):
+            for k in range(K + 1):
+                sequences.append(np.delete(seq, perm[:k]))
+                keys.append((method, r, k))
+    score, ranks = _scores_and_ranks(model, sequences, result.target, result.merge, seq)
+    table = pd.DataFrame(keys, columns=["method", "order", "removed"])
+    table["score"], table["rank"] = score, ranks + 1
+    curve = table.groupby(["method", "removed"], sort=False).agg(score=("score", "mean"), rank=("rank", "mean")).reset_index()
+    return curve
+
+
+def aopc(curve: pd.DataFrame) -> pd.DataFrame:
+    """Per method: AOPC of the score, mean_k (score_0 - score_k), and of the rank, mean_k (rank_k - rank_0)."""
+    rows = []
+    for method in [m for m in METHODS if m in set(curve["method"])]:
+        c = curve[curve["method"] == method].sort_values("removed")
+        s, r = c["score"].to_numpy(), c["rank"].to_numpy()
+        rows.append({"method": method, "aopc_score": float((s[0] - s).mean()), "aopc_rank": float((r - r[0]).mean()),
+                     "steps": int(len(c) - 1)})
+    return pd.DataFrame(rows)
+
+
+def faithfulness_sample(model, dataset: SequenceDataset, n_users: int = 100, split: str = "test", seed: int = 0,
+                        merges=None, n_steps: int = 32, max_steps: int = 10) -> dict:
+    """AOPC of integrated gradients, attention and random deletion averaged over a sample of users
+    with at least 2 input items, for the gated score and each head's score, with the Wilcoxon
+    signed-rank test (scipy) of integrated gradients against attention over users."""
+    from scipy.stats import wilcoxon
+
+    H = model.config.n_heads
+    merges = list(merges or ["gated"] + [f"head:{h}" for h in range(H)])
+    for m in merges:
+        _check_merge(model, m)
+    rng = np.random.default_rng(seed)
+    rows = dataset.splittable_rows()
+    rows = rows[[len(dataset.example(r, split)[0]) >= 2 for r in rows]]
+    sample = np.sort(rng.choice(rows, min(n_users, len(rows)), replace=False))
+    records = []
+    for r in sample:
+        seq, target = dataset.example(r, split)
+        for m in merges:
+            res = attribute(model, seq, target, m, n_steps=n_steps)
+            for row in aopc(deletion_curves(model, res, max_steps=max_steps, seed=int(r))).to_dict("records"):
+                records.append(dict(row, user=dataset.user_ids[r], merge=m, delta=res.delta))
+    table = pd.DataFrame(records)
+    out = {"users": int(len(sample)), "split": split, "seed": seed, "ig_steps": n_steps, "max_deletions": max_steps,
+           "test": "Wilcoxon signed-rank test (two-sided) of per-user score AOPC, integrated gradients vs attention",
+           "scores": {}}
+    for m in merges:
+        t = table[table["merge"] == m]
+        by = {meth: t[t["method"] == meth].set_index("user") for meth in METHODS}
+        ig, att = by["integrated gradients"]["aopc_score"], by["attention"]["aopc_score"].loc[by["integrated gradients"].index]
+        diff = (ig - att).to_numpy()
+        p = float(wilcoxon(ig, att).pvalue) if (diff != 0).any() else 1.0
+        out["scores"][m] = {
+            **{f"aopc_score_{meth.replace(' ', '_')}": float(by[meth]["aopc_score"].mean()) for meth in METHODS},
+            **{f"aopc_rank_{meth.replace(' ', '_')}": float(by[meth]["aopc_rank"].mean()) for meth in METHODS},
+            "ig_beats_attention_share": float((diff > 0).mean()), "p_value": p,
+            "mean_abs_completeness_delta": float(t["delta"].abs().mean())}
+    return out
