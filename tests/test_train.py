@@ -104,7 +104,7 @@ def test_sasrec_continued_starts_from_the_base_weights(tmp_path, tiny_world):
     train(tiny_world, cfg("sasrec"), TrainConfig(epochs=2, batch_size=64), tmp_path / "sas", progress=False)
     base = load_checkpoint(tmp_path / "sas")
     copy = sasrec_continued(base, cfg("sasrec", n_items=tiny_world.n_items))
-    seq = torch.tensor([tiny_world.sequences[0][:-1][-20:]])
+    seq = torch.as_tensor(tiny_world.sequences[0][:-1][-20:])[None]
     base.eval(), copy.eval()
     assert torch.equal(base(seq).u, copy(seq).u)
     with pytest.raises(FameError, match="n_layers=2 but SASRec was asked for n_layers=1"):
