@@ -9,7 +9,6 @@ the trained model's, not a re-implementation beside it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
