@@ -84,7 +84,7 @@ def _score_fn(model, merge: str):
     def f(emb, seq, target):
         handle = E.register_forward_hook(lambda module, inputs, output: emb)
         try:
-            u = model(seq, merge=merge, last_only=True)[:, -1]            # (B, d)
+            u = model.represent(model(seq, last_only=True), merge)[:, -1]  # (B, d)
         finally:
             handle.remove()
         return (u * E.weight[target]).sum(-1)
@@ -135,12 +135,10 @@ def _scores_and_ranks(model, sequences, target: int, merge: str, exclude) -> tup
     device = next(model.parameters()).device
     seq = left_pad(sequences, model.config.max_len, device)
     E = model.embed.E.weight
-    _, details = model(seq, return_details=True, last_only=True)
-    from .models.merge import merge_weights
-
-    u = model.merge(details, merge_weights(merge, details["gates"]))[:, -1]
+    out = model(seq, last_only=True)
+    u = model.represent(out, merge)[:, -1]
     score = (u @ E[int(target)]).cpu().numpy()
-    full = model.merge(details, merge_weights("gated", details["gates"]))[:, -1] @ E.T
+    full = model.scores(out, "gated")
     mask_items(full, [np.asarray(exclude)] * len(sequences))
     ranks = target_ranks(full, torch.full((len(sequences),), int(target), device=device)).cpu().numpy()
     return score, ranks

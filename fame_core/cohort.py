@@ -104,8 +104,7 @@ def position_loads(model, inputs, batch_size: int = 512) -> np.ndarray:
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         seq = left_pad([inputs[i] for i in idx], cfg.max_len, device)
-        _, details = model(seq, return_details=True)
-        choice = details["beta"].argmax(-1)                                # (B, H, T)
+        choice = model(seq).router.argmax(-1)                              # (B, H, T)
         onehot = torch.nn.functional.one_hot(choice, N) * (seq != 0)[:, None, :, None]
         out[idx] = onehot.sum(2).cpu().numpy()
     model.train(was_training)

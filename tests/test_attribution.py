@@ -9,7 +9,7 @@ import torch
 from fame_core.attribution import aopc, attribute, deletion_curves, effective_attention, faithfulness_sample
 from fame_core.errors import DataError
 from fame_core.inspection import inspect
-from fame_core.models import ModelConfig, build_model
+from fame_core.models import build_model, model_config
 from tests.conftest import make_model
 
 DECISIVE = 7  # the one item the hand-built model's score rests on
@@ -20,7 +20,7 @@ def one_item_model(n_items=20, d=8, seed=0):
     item DECISIVE alone: all attention from the last position sits on that item, so the score is a
     function of that item's embedding only (up to the LayerNorm of the others)."""
     torch.manual_seed(seed)
-    cfg = ModelConfig(model="fame", n_items=n_items, d=d, n_layers=1, n_heads=2, n_experts=2, max_len=8,
+    cfg = model_config("fame", n_items=n_items, d=d, n_layers=1, n_heads=2, n_experts=2, max_len=8,
                       dropout=0.0, attn_dropout=0.0)
     m = build_model(cfg).eval()
     with torch.no_grad():
