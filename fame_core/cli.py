@@ -116,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--competence-temperature", type=float, default=1.0, help="temperature of the competence target (default 1)")
     o.add_argument("--head-dropout", type=float, default=0.0, help="probability of dropping a head's share of the score while training")
     o.add_argument("--expert-diversity", type=float, default=0.0, help="weight: squared cosine between a head's expert queries")
+    # issue 18: large catalogues and multi-process runs (torchrun --nproc_per_node=N -m fame_core train ...)
+    s = t.add_argument_group("large catalogues (see fame_core/sampled.py, docs/scaling.md)")
+    s.add_argument("--loss", choices=["full", "sampled"], default="full",
+                   help="full softmax over all items (default), or sampled: in-batch + uniform negatives, logQ-corrected")
+    s.add_argument("--negatives", type=int_in(0, 10**7), default=1024,
+                   help="with --loss sampled: uniform negatives per batch besides the in-batch ones (default 1024)")
     t.add_argument("--out", required=True, help="checkpoint directory to write")
     t.add_argument("--resume", action="store_true", help="continue the killed run in --out")
     t.add_argument("--overwrite", action="store_true",
@@ -218,11 +224,23 @@ def cmd_train(a) -> int:
                                  competence_temperature=a.competence_temperature, head_dropout=a.head_dropout,
                                  expert_diversity=a.expert_diversity)
     tcfg = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, patience=a.patience, seed=a.seed,
-                       device=a.device, init_from=a.init_from, warm=a.warm, objectives=objectives)
-    if not a.json:
+                       device=a.device, init_from=a.init_from, warm=a.warm, objectives=objectives,
+                       loss=a.loss, negatives=a.negatives)
+    from .distributed import is_main_process
+    main = is_main_process()   # under torchrun, rank 0 alone prints
+    if not a.json and main:
         print(f"training {a.model} on {dataset.name} ({dataset.n_users} users, {dataset.n_items} items) -> {a.out}")
-    result = train(dataset, mcfg, tcfg, a.out, resume=a.resume, progress=sys.stderr.isatty() or not a.json,
-                   overwrite=a.overwrite, allow_changes=a.allow_changes)
+    try:
+        result = train(dataset, mcfg, tcfg, a.out, resume=a.resume, progress=sys.stderr.isatty() or not a.json,
+                       overwrite=a.overwrite, allow_changes=a.allow_changes)
+    except RuntimeError as err:   # under torchrun: a peer process died (gloo/NCCL read error)
+        from .distributed import world_size
+        if world_size() <= 1:
+            raise
+        raise FameError(f"another process of this run stopped ({str(err).splitlines()[0][:120]}); the last "
+                        f"finished epoch is kept in {a.out}: continue with the same command and --resume") from None
+    if not main:
+        return 0
     if a.json:
         _print_json(result)
     else:
