@@ -1,0 +1,73 @@
+"""How far is the sampled softmax from the full one on Beauty? Same model, seed and epochs.
+
+    python bench/sampled_beauty.py --epochs 3                     # the short check in docs/scaling.md
+    python bench/sampled_beauty.py --epochs 200 --patience 10     # the full-length run to queue
+
+Trains SASRec (the paper's settings: d 64, 2 layers, 2 heads, max_len 50, dropout 0.5, batch
+256, lr 1e-3) once with --loss full and once per --negatives with --loss sampled, each from the
+same seed, into runs/sampled-beauty/ (new folders; an existing one is refused, nothing is
+replaced), and writes bench/results/sampled-beauty-e<epochs>.json: per run the best validation
+epoch's validation and test metrics, seconds per epoch, and the difference to the full softmax.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "amazon" / "Beauty.txt"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default=str(DEFAULT_DATA))
+    p.add_argument("--model", choices=["sasrec", "fame"], default="sasrec")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--patience", type=int, default=10)
+    p.add_argument("--negatives", default="1024", help="comma-separated numbers of uniform negatives")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=str(REPO / "runs" / "sampled-beauty"))
+    a = p.parse_args(argv)
+
+    import torch
+
+    from fame_core.data import load_dataset
+    from fame_core.models import ModelConfig
+    from fame_core.training import TrainConfig, train
+
+    data = load_dataset(a.data)
+    runs = [("full", 0)] + [("sampled", int(k)) for k in a.negatives.split(",")]
+    results, t_start, load_start = {}, time.time(), os.getloadavg()
+    for loss, k in runs:
+        name = "full" if loss == "full" else f"sampled-{k}"
+        mcfg = ModelConfig(model=a.model, n_items=data.n_items, d=64, n_layers=2, n_heads=2,
+                           n_experts=1 if a.model == "sasrec" else 4, max_len=50, dropout=0.5, attn_dropout=0.5)
+        tcfg = TrainConfig(epochs=a.epochs, patience=a.patience, seed=a.seed, device="cpu", loss=loss,
+                           negatives=k or 1024)
+        r = train(data, mcfg, tcfg, Path(a.out) / f"{a.model}-e{a.epochs}-{name}", progress=False)
+        results[name] = {k2: r[k2] for k2 in ("best_epoch", "epochs", "valid", "test", "seconds_per_epoch")}
+        print(name, "valid NDCG@20 %.4f test NDCG@20 %.4f HR@10 %.4f  %.1f s/epoch" % (
+            r["valid"]["NDCG@20"], r["test"]["NDCG@20"], r["test"]["HR@10"], r["seconds_per_epoch"]), flush=True)
+    full = results["full"]
+    for name, r in results.items():
+        r["test_minus_full"] = {m: r["test"][m] - full["test"][m] for m in full["test"]}
+        r["test_relative_to_full"] = {m: r["test"][m] / full["test"][m] - 1 for m in full["test"] if full["test"][m]}
+    out = REPO / "bench" / "results" / f"sampled-beauty-{a.model}-e{a.epochs}.json"
+    out.write_text(json.dumps({
+        "command": "python bench/sampled_beauty.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "data": a.data, "model": a.model, "epochs": a.epochs, "seed": a.seed, "runs": results,
+        "torch_threads": torch.get_num_threads(), "loadavg_start": load_start, "loadavg_end": os.getloadavg(),
+        "wall_seconds": round(time.time() - t_start, 1),
+        "note": "short check: a fixed number of epochs for every run, same seed; not converged"}, indent=2) + "\n")
+    print("wrote", out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
