@@ -9,8 +9,13 @@ none moved in the measured runs).
 
 import json
 import os
+import signal
 import socket
+import subprocess
+import sys
 import time
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch.multiprocessing as mp
@@ -81,15 +86,70 @@ def compare(one_dir, two_dir, one, two):
     return diffs
 
 
-def test_two_gloo_processes_resume_and_match_one_process_with_the_same_global_batch(tmp_path):
-    part = run_processes(tmp_path / "two", stop_after=1)        # as if killed after epoch 1
-    assert part["status"] == "interrupted" and (tmp_path / "two" / "train_state.pt").exists()
-    two = run_processes(tmp_path / "two", resume=True)
+def _descendants(pid: int) -> list[int]:
+    parents = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                parents[int(d)] = int(open(f"/proc/{d}/stat").read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                pass
+    out, todo = [], [pid]
+    while todo:
+        node = todo.pop()
+        kids = [c for c, p in parents.items() if p == node]
+        out += kids
+        todo += kids
+    return out
+
+
+def _rank_of(pid: int):
+    try:
+        env = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+    except OSError:
+        return None
+    ranks = [e[5:].decode() for e in env if e.startswith(b"RANK=")]
+    return int(ranks[0]) if ranks and "fame_core" in open(f"/proc/{pid}/cmdline").read() else None
+
+
+def torchrun(out, *extra, epochs=4):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
+           "-m", "fame_core", "train", "--data", WORLD, "--model", "fame", "--heads", "2", "--experts", "2",
+           "--hidden", "16", "--max-len", "10", "--dropout", "0", "--epochs", str(epochs), "--batch-size", "48",
+           "--seed", "3", "--lr", "3e-3", "--device", "cpu", "--out", str(out), "--json", *extra]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            cwd=Path(__file__).resolve().parents[1])
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the ranks through /proc")
+def test_killing_rank_1_then_resuming_with_torchrun_matches_one_uninterrupted_process(tmp_path):
+    out = tmp_path / "two"
+    run = torchrun(out)
+    deadline = time.monotonic() + TIMEOUT_S
+    while not (out / "metrics.jsonl").exists():              # rank 0 wrote epoch 1
+        assert run.poll() is None and time.monotonic() < deadline, run.communicate()[1][-2000:]
+        time.sleep(0.05)
+    workers = {r: p for p in _descendants(run.pid) if (r := _rank_of(p)) is not None}
+    assert sorted(workers) == [0, 1], workers
+    for p in workers.values():                               # freeze the run, then kill rank 1
+        os.kill(p, signal.SIGSTOP)
+    written = len(log(out))
+    os.kill(workers[1], signal.SIGKILL)
+    for p in workers.values():
+        if p != workers[1]:
+            os.kill(p, signal.SIGCONT)
+    _, err = run.communicate(timeout=TIMEOUT_S)
+    assert run.returncode != 0 and 1 <= written < 4 and (out / "train_state.pt").exists()
+    resumed = torchrun(out, "--resume")
+    stdout, err = resumed.communicate(timeout=TIMEOUT_S)
+    assert resumed.returncode == 0, err[-2000:]
+    two = json.loads(stdout)
     mcfg, tcfg = _config()
-    one = train(load_dataset(WORLD), mcfg, tcfg, tmp_path / "one", progress=False)
-    assert two["status"] == one["status"] == "finished" and two["epochs"] == one["epochs"] == 2
-    assert [m["epoch"] for m in log(tmp_path / "two")] == [1, 2]
-    compare(tmp_path / "one", tmp_path / "two", one, two)
+    one = train(load_dataset(WORLD), mcfg, replace(tcfg, epochs=4), tmp_path / "one", progress=False)
+    assert two["status"] == one["status"] == "finished" and two["epochs"] == one["epochs"] == 4
+    assert [m["epoch"] for m in log(out)] == [1, 2, 3, 4]
+    compare(tmp_path / "one", out, one, two)
     assert log(tmp_path / "one")[0]["loss"] > log(tmp_path / "one")[-1]["loss"]   # it learned something
     # rank 0 alone wrote: one checkpoint each, no stray temporary folders
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
