@@ -193,6 +193,15 @@ def predicted_logits_gib(cfg: dict) -> float:
     return 3 * BATCH * 29 * cfg["items"] * 4 / 2**30 if cfg["loss"] == "full" else 0.0
 
 
+def predicted_make_seconds(users: int, items: int) -> float:
+    """0 for a cached world; else the 10^4-user world's measured making time x users / 10^4."""
+    import numpy as np
+    if world_path(users, items).exists():
+        return 0.0
+    small = world_path(10**4, items)
+    return float(np.load(small)["make_seconds"]) * users / 10**4 if small.exists() else 0.0
+
+
 def others_running() -> list[str]:
     """Processes using CPU besides this bench (what else ran), from ps."""
     try:
@@ -213,7 +222,11 @@ def run_grid(a) -> None:
         if key in done:
             continue
         record = {"config": cfg, "loadavg_before": os.getloadavg(), "others_before": others_running()}
-        if predicted_logits_gib(cfg) > a.mem_limit_gib:
+        make = predicted_make_seconds(cfg["users"], cfg["items"])
+        if make > a.timeout:
+            record["skipped"] = (f"making the world would take about {make:.0f} s here (measured for 10^4 users, "
+                                 f"linear in users; > --timeout {a.timeout})")
+        elif predicted_logits_gib(cfg) > a.mem_limit_gib:
             record["skipped"] = (f"full-softmax logits alone need about {predicted_logits_gib(cfg):.0f} GiB "
                                  f"(> --mem-limit-gib {a.mem_limit_gib})")
         else:
