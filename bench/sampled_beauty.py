@@ -1,9 +1,15 @@
-"""How far is the sampled softmax from the full one on Beauty? Same model, seed and epochs.
+"""How far is the sampled softmax from the full one on Beauty?
 
-    python bench/sampled_beauty.py --epochs 3                     # the short check in docs/scaling.md
-    python bench/sampled_beauty.py --epochs 200 --patience 10     # the full-length run to queue
+    python bench/sampled_beauty.py --gradients                    # the check in docs/scaling.md
+    python bench/sampled_beauty.py --epochs 200 --patience 10     # the full-length training run to queue
 
-Trains SASRec (the paper's settings: d 64, 2 layers, 2 heads, max_len 50, dropout 0.5, batch
+--gradients: on the bundled Beauty SASRec checkpoint (trained with the full softmax) and on a
+fresh initialisation, for --batches training batches (dropout off, seed 0): the gradient of the
+sampled loss for each --negatives against the full softmax's over all parameters (cosine and
+relative distance |g_s - g_f| / |g_f|) and both loss values; writes
+bench/results/sampled-beauty-gradients.json.
+
+Otherwise trains SASRec (the paper's settings: d 64, 2 layers, 2 heads, max_len 50, dropout 0.5, batch
 256, lr 1e-3) once with --loss full and once per --negatives with --loss sampled, each from the
 same seed, into runs/sampled-beauty/ (new folders; an existing one is refused, nothing is
 replaced), and writes bench/results/sampled-beauty-e<epochs>.json: per run the best validation
@@ -33,7 +39,12 @@ def main(argv=None) -> int:
     p.add_argument("--negatives", default="1024", help="comma-separated numbers of uniform negatives")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(REPO / "runs" / "sampled-beauty"))
+    p.add_argument("--gradients", action="store_true", help="compare gradients instead of training")
+    p.add_argument("--checkpoint", default=str(REPO / "checkpoints" / "beauty-sasrec"))
+    p.add_argument("--batches", type=int, default=6)
     a = p.parse_args(argv)
+    if a.gradients:
+        return gradients(a, argv)
 
     import torch
 
@@ -66,6 +77,65 @@ def main(argv=None) -> int:
         "wall_seconds": round(time.time() - t_start, 1),
         "note": "short check: a fixed number of epochs for every run, same seed; not converged"}, indent=2) + "\n")
     print("wrote", out)
+    return 0
+
+
+def gradients(a, argv) -> int:
+    import numpy as np
+    import torch
+
+    from fame_core.checkpoint import load_checkpoint
+    from fame_core.data import load_dataset
+    from fame_core.evaluate import left_pad
+    from fame_core.models import build_model
+    from fame_core.sampled import InBatchUniformSampler
+    from fame_core.training import epoch_batches, loss_on_batch, training_pairs
+
+    data = load_dataset(a.data)
+    trained = load_checkpoint(a.checkpoint).float()
+    torch.manual_seed(0)
+    fresh = build_model(trained.config)
+    pairs = training_pairs(data, trained.config.max_len)
+    rng = np.random.default_rng(0)
+    batches = epoch_batches(pairs, 256, rng)[:a.batches]
+    ks = [int(k) for k in a.negatives.split(",")]
+    samplers = {k: InBatchUniformSampler.from_pairs(pairs, data.n_items, k) for k in ks}
+    t0, load_start = time.time(), os.getloadavg()
+    out = {}
+    for name, model in (("trained", trained), ("fresh", fresh)):
+        model.eval()                      # no dropout: the same forward for every loss
+        rows = {k: {"cosine": [], "relative_distance": [], "loss": []} for k in ks}
+        full_loss = []
+        for step, idx in enumerate(batches):
+            inputs = left_pad([pairs[i][0] for i in idx], trained.config.max_len)
+            targets = left_pad([pairs[i][1] for i in idx], trained.config.max_len)
+
+            def grad(candidates):
+                model.zero_grad(set_to_none=True)
+                loss = loss_on_batch(model, inputs, targets, candidates=candidates)
+                loss.backward()
+                return loss.item(), torch.cat([p.grad.reshape(-1) for p in model.parameters() if p.grad is not None])
+            lf, gf = grad(None)
+            full_loss.append(lf)
+            for k in ks:
+                ls, gs = grad(samplers[k].candidates(np.concatenate([pairs[i][1] for i in idx]), [0, 0, step]))
+                rows[k]["cosine"].append(float(torch.nn.functional.cosine_similarity(gs, gf, dim=0)))
+                rows[k]["relative_distance"].append(float((gs - gf).norm() / gf.norm()))
+                rows[k]["loss"].append(ls)
+            print(name, "batch", step, "full loss %.4f" % lf, " ".join(
+                f"K={k}: cos {rows[k]['cosine'][-1]:.4f}" for k in ks), flush=True)
+        out[name] = {"full_loss_mean": float(np.mean(full_loss)), "by_negatives": {
+            str(k): {m: float(np.mean(v)) for m, v in r.items()} | {"cosine_min": float(min(r["cosine"]))}
+            for k, r in rows.items()}}
+    path = REPO / "bench" / "results" / "sampled-beauty-gradients.json"
+    path.write_text(json.dumps({
+        "command": "python bench/sampled_beauty.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "data": a.data, "checkpoint": a.checkpoint, "batches": len(batches), "n_items": data.n_items,
+        "method": "gradient over all parameters of the batch's mean loss, dropout off; sampled: candidates = "
+                  "distinct batch targets + K uniform items, logQ-corrected (fame_core/sampled.py)",
+        "results": out, "torch_threads": torch.get_num_threads(), "loadavg_start": load_start,
+        "loadavg_end": os.getloadavg(), "wall_seconds": round(time.time() - t0, 1)}, indent=2) + "\n")
+    print("wrote", path)
     return 0
 
 
