@@ -337,6 +337,7 @@ def growth_rates() -> list[str]:
 
 
 def main(argv=None) -> int:
+    global RESULT
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--one", help=argparse.SUPPRESS)
     p.add_argument("--batches", type=int, default=3, help="timed training steps per configuration (default 3)")
@@ -347,7 +348,17 @@ def main(argv=None) -> int:
     p.add_argument("--timeout", type=int, default=540, help="seconds per configuration (default 540)")
     p.add_argument("--only", default="", help="e.g. users=10000,model=sasrec")
     p.add_argument("--plot-only", action="store_true")
+    p.add_argument("--result", default=str(RESULT), help="the JSON to extend (default bench/results/scaling.json)")
+    p.add_argument("--merge", default=None, help="add the runs of another result JSON to --result, then plot")
     a = p.parse_args(argv)
+    RESULT = Path(a.result)
+    if a.merge:
+        mine = json.loads(RESULT.read_text())["runs"] if RESULT.exists() else []
+        keys = {json.dumps(r["config"], sort_keys=True) for r in mine}
+        mine += [r for r in json.loads(Path(a.merge).read_text())["runs"]
+                 if json.dumps(r["config"], sort_keys=True) not in keys]
+        write(mine, a)
+        a.plot_only = True
     if a.one:
         print(json.dumps(run_one(json.loads(a.one))))
         return 0
