@@ -254,10 +254,21 @@ def cmd_train(a) -> int:
         check_checkpoint_out(a.out, overwrite=a.overwrite)
     dataset = _with_items(load_dataset(a.data, kcore_k=a.kcore), a.item_table)
     mcfg.n_items = mcfg.n_items or dataset.n_items
-    if not a.json:
+    from .distributed import is_main_process
+    main = is_main_process()   # under torchrun, rank 0 alone prints
+    if not a.json and main:
         print(f"training {a.model} on {dataset.name} ({dataset.n_users} users, {dataset.n_items} items) -> {a.out}")
-    result = train(dataset, mcfg, tcfg, a.out, resume=a.resume, progress=sys.stderr.isatty() or not a.json,
-                   overwrite=a.overwrite, allow_changes=a.allow_changes)
+    try:
+        result = train(dataset, mcfg, tcfg, a.out, resume=a.resume, progress=sys.stderr.isatty() or not a.json,
+                       overwrite=a.overwrite, allow_changes=a.allow_changes)
+    except RuntimeError as err:   # under torchrun: a peer process died (gloo/NCCL read error)
+        from .distributed import world_size
+        if world_size() <= 1:
+            raise
+        raise FameError(f"another process of this run stopped ({str(err).splitlines()[0][:120]}); the last "
+                        f"finished epoch is kept in {a.out}: continue with the same command and --resume") from None
+    if not main:
+        return 0
     if a.json:
         _print_json(result)
     else:

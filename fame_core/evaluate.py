@@ -125,9 +125,8 @@ def rank_sequences(model, inputs, targets, merges=("gated",), mask_history: bool
         router[idx] = out.router[:, :, -1].cpu().numpy() if has_router else 1.0
         heads[idx] = out.heads[:, -1].cpu().numpy()
         for m in merges:
-            scores = model.scores(out, m)
-            mask_items(scores, batch if mask_history else [])
-            ranks[m][idx] = target_ranks(scores, target).cpu().numpy()
+            u = model.represent(out, m)[:, -1]
+            ranks[m][idx] = rank_targets(u, model.item_embeddings(), target, batch if mask_history else []).cpu().numpy()
     model.train(was_training)
     return {"ranks": ranks, "gates": gates, "router": router, "heads": heads, "has_gate": has_gate,
             "has_router": has_router}
@@ -157,3 +156,24 @@ def evaluate(model, dataset: SequenceDataset, split: str = "test", mask_history:
     if return_ranks:
         result["ranks"] = ranks
     return result
+
+
+# --- large catalogues (issue 18): items ranked in chunks once the catalogue outgrows one chunk ---
+
+def rank_targets(u: torch.Tensor, E: torch.Tensor, targets: torch.Tensor, histories, item_chunk: int | None = None):
+    """0-based target ranks of rows u (B, d) over item ids 0..n (E: (n+1, d)), history items and
+    padding masked. A catalogue of at most `item_chunk` ids (default `ranking.ITEM_CHUNK`) is
+    scored in one product, as always; a larger one chunk by chunk (`ranking.streaming_rank`),
+    with the same ranks and memory bounded by B x item_chunk."""
+    from . import ranking
+
+    chunk = ranking.ITEM_CHUNK if item_chunk is None else item_chunk
+    if E.shape[0] <= chunk:
+        scores = u @ E.T
+        mask_items(scores, histories)
+        return target_ranks(scores, targets)
+    excluded = [np.concatenate([[0], np.asarray(h, dtype=np.int64)]) for h in histories] if len(histories) \
+        else [np.zeros(1, dtype=np.int64)] * len(targets)
+    ranks, _, _ = ranking.streaming_rank(ranking.embedding_scorer(u, E), E.shape[0], targets, excluded=excluded,
+                                         chunk=chunk)
+    return ranks

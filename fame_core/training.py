@@ -28,10 +28,12 @@ from .checkpoint import (check_checkpoint_out, check_dataset, dataset_record, is
 from .data import SequenceDataset
 from .errors import CheckpointError, ConfigError, FameError
 from .safe_io import recover_dir
-from .evaluate import evaluate, left_pad
+from .evaluate import left_pad
 from .models import FAMEConfig, ModelConfig, SASRec, build_model, config_from_dict, fame_from_sasrec, sasrec_continued
 from .objectives import FacetObjectives, FacetProbes, dropped_head_weights, extra_loss
 from .options import DEVICE_PATTERN, check, option
+from . import distributed
+from .sampled import LOSSES, InBatchUniformSampler, sampled_softmax_loss
 
 SELECT_METRIC = "NDCG@20"
 
@@ -54,6 +56,11 @@ class TrainConfig:
     warm: bool = option(False, "with --init-from: warm-start expert queries and W_f (see fame_from_sasrec)")
     objectives: FacetObjectives = option(factory=FacetObjectives, cli=False,
                                          help="optional facet terms, off by default")
+    # issue 18 (large catalogues): the full softmax over all items, or the sampled one (fame_core/sampled.py)
+    loss: str = option("full", "full softmax over all items, or sampled: in-batch + uniform negatives, logQ-corrected",
+                       choices=LOSSES)
+    negatives: int = option(1024, "with --loss sampled: uniform negatives per batch besides the in-batch ones",
+                            min=0, max=10**7)
 
     def __post_init__(self):
         check(self)
@@ -149,17 +156,21 @@ def epoch_batches(pairs, batch_size: int, rng: np.random.Generator):
 
 
 def loss_on_batch(model, inputs: torch.Tensor, targets: torch.Tensor, objectives: FacetObjectives | None = None,
-                  probes: FacetProbes | None = None) -> torch.Tensor:
+                  probes: FacetProbes | None = None, candidates=None) -> torch.Tensor:
     """Mean cross-entropy of the next item over all items, at positions with a target only (plus
-    the optional facet terms of `objectives`)."""
+    the optional facet terms of `objectives`). candidates: (S, log pi_S) for the sampled softmax
+    of fame_core/sampled.py instead of the full one."""
     where = targets > 0
     out = model(inputs)
     u = out.u
     if objectives is not None and objectives.head_dropout and model.training and out.gates is not None \
             and out.n_heads > 1:   # drop heads' shares of the score (issue 16): every head must rank alone
         u = model.combine(out.heads, dropped_head_weights(out.gates, objectives.head_dropout))
-    logits = u[where] @ model.item_embeddings()[1:].T   # padding id 0 is not a class
-    loss = F.cross_entropy(logits, targets[where] - 1)
+    if candidates is not None:                           # issue 18: sampled softmax
+        loss = sampled_softmax_loss(u[where], model.item_embeddings(), targets[where], *candidates)
+    else:
+        logits = u[where] @ model.item_embeddings()[1:].T   # padding id 0 is not a class
+        loss = F.cross_entropy(logits, targets[where] - 1)
     if objectives is not None and objectives.active:
         loss = loss + extra_loss(model, out, where, objectives, probes, targets)
     return loss
@@ -174,11 +185,19 @@ def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = 
     Returns a summary: best epoch, validation and test metrics of the best model, timings.
     """
     out = Path(out) if resume else check_checkpoint_out(out, overwrite=overwrite)
-    device = resolve_device(tcfg.device)
+    if tcfg.loss not in LOSSES or isinstance(tcfg.negatives, bool) or not isinstance(tcfg.negatives, int) \
+            or tcfg.negatives < 0:
+        raise FameError(f"loss {tcfg.loss!r} with {tcfg.negatives!r} negatives: pass loss 'full' or 'sampled' "
+                        "and a whole number of negatives from 0 up")
+    # issue 18: one process, or this rank of a torchrun group (gloo on CPU, NCCL on CUDA)
+    ctx = distributed.setup(resolve_device(tcfg.device))
+    device = ctx.device
     model.to(device)
     record = dataset_record(dataset)
     obj = tcfg.objectives
     probes = None
+    if obj.facet_heads and (obj.facet_weight or obj.facet_exclusive) and ctx.active:
+        raise FameError("--facet-heads probes train in one process only; launch without torchrun")
     if obj.facet_heads and (obj.facet_weight or obj.facet_exclusive):
         probes = FacetProbes(dataset, list(obj.facet_heads), model.config.d_head, model.config.n_heads).to(device)
     params = list(model.parameters()) + (list(probes.parameters()) if probes is not None else [])
@@ -188,7 +207,9 @@ def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = 
     config = {"train": train_record(tcfg), "status": "running", **(extra_config or {})}
 
     if resume:
-        recover_dir(out, is_complete)  # a kill between the fallback renames left the old copy aside
+        if ctx.is_main:
+            recover_dir(out, is_complete)  # a kill between the fallback renames left the old copy aside
+        ctx.barrier()
         state_path = out / "train_state.pt"
         if not state_path.exists():
             if (out / "config.json").exists():
@@ -203,8 +224,9 @@ def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = 
         if saved_model != model.config:
             changed = _differences(saved_model.to_dict(), model.config.to_dict())
             raise FameError(f"{out} was started with other model settings ({changed}); resume with the same ones")
-        changed = _differences(_saved_train(saved_config.get("train", {})), train_record(tcfg),
-                               ignore=RESUME_MAY_CHANGE)
+        # settings added after the run was recorded take their defaults
+        saved_train = {**train_record(TrainConfig()), **_saved_train(saved_config.get("train", {}))}
+        changed = _differences(saved_train, train_record(tcfg), ignore=RESUME_MAY_CHANGE)
         if changed and not allow_changes:
             raise FameError(f"{out} was started with other training settings ({changed}); resume with the "
                             "recorded ones, or pass --allow-changes to continue with the new ones (recorded)")
@@ -234,32 +256,42 @@ def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = 
     pairs = training_pairs(dataset, model.config.max_len)
     if not pairs:
         raise FameError(f"data set {dataset.name!r} has no user with a training sequence of 2+ items")
+    sampler = InBatchUniformSampler.from_pairs(pairs, model.config.n_items, tcfg.negatives) \
+        if tcfg.loss == "sampled" else None
+    train_model = ctx.wrap(model)       # DDP with more than one process, the model itself otherwise
     epochs_run = 0
     for epoch in range(start, tcfg.epochs):
         if bad >= tcfg.patience:
             break
         rng = np.random.default_rng([tcfg.seed, epoch])
-        torch.manual_seed(tcfg.seed * 100_003 + epoch)
+        torch.manual_seed(tcfg.seed * 100_003 + epoch + 1_000_003 * ctx.rank)
         model.train()
         t0, total, count = time.perf_counter(), 0.0, 0
         batches = epoch_batches(pairs, tcfg.batch_size, rng)
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{tcfg.epochs}", disable=None if progress else True,
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{tcfg.epochs}", disable=None if progress and ctx.is_main else True,
                    leave=False)   # None: a bar only on a terminal; logs get the one line per epoch below
-        for idx in bar:
+        for step, idx in enumerate(bar):
+            candidates = None if sampler is None else sampler.candidates(
+                np.concatenate([pairs[i][1] for i in idx]), [tcfg.seed, epoch, step])  # the global batch's
+            n_global = sum(len(pairs[i][1]) for i in idx)
+            idx, weight = ctx.shard(idx)   # this process's rows (all of them in one process)
             inputs = left_pad([pairs[i][0] for i in idx], model.config.max_len, device)
             targets = left_pad([pairs[i][1] for i in idx], model.config.max_len, device)
-            loss = loss_on_batch(model, inputs, targets, obj, probes)
+            loss = loss_on_batch(train_model, inputs, targets, obj, probes, candidates)
             if not torch.isfinite(loss):
                 raise FameError(f"loss became {loss.item()} in epoch {epoch + 1}; the last good checkpoint "
                                 f"is kept in {out}; lower --lr and pass --resume")
+            n = int((targets > 0).sum()) if weight else 0
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            # DDP averages gradients over processes: weighting by this process's share of the
+            # batch's targets makes the average the gradient of the whole batch's mean loss
+            (loss * (n * ctx.world / n_global) if ctx.active else loss).backward()
             opt.step()
-            n = int((targets > 0).sum())
             total, count = total + loss.item() * n, count + n
-            bar.set_postfix(loss=f"{total / count:.4f}")
+            bar.set_postfix(loss=f"{total / max(count, 1):.4f}")
+        total, count = ctx.sum(total, count)
         train_seconds = time.perf_counter() - t0
-        valid = evaluate(model, dataset, "valid", batch_size=tcfg.eval_batch_size)["metrics"]
+        valid = ctx.evaluate(model, dataset, "valid", tcfg.eval_batch_size)["metrics"]
         improved = valid[SELECT_METRIC] > best
         if improved:
             best, best_epoch, bad = valid[SELECT_METRIC], epoch, 0
@@ -269,27 +301,33 @@ def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = 
         line = {"epoch": epoch + 1, "loss": total / count, "valid": valid, "train_seconds": round(train_seconds, 3),
                 "eval_seconds": round(time.perf_counter() - t0 - train_seconds, 3), "best": improved}
         metrics.append(line)
-        if progress:
+        if progress and ctx.is_main:
             tqdm.write(f"epoch {epoch + 1}: loss {line['loss']:.4f}  valid HR@10 {valid['HR@10']:.4f} "
                        f"NDCG@20 {valid['NDCG@20']:.4f}{'  *' if improved else ''}  ({train_seconds:.1f}s)")
         state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "best": best,
                  "best_epoch": best_epoch, "bad_epochs": bad}
         if probes is not None:
             state["probes"] = probes.state_dict()
-        write_checkpoint(out, model, record, dict(config, best_epoch=best_epoch + 1), metrics,
-                         train_state=state, weights=best_weights)
+        if ctx.is_main:   # rank 0 alone writes
+            write_checkpoint(out, model, record, dict(config, best_epoch=best_epoch + 1), metrics,
+                             train_state=state, weights=best_weights)
+        ctx.barrier()
         epochs_run += 1
         if stop_after is not None and epochs_run >= stop_after:
+            ctx.close()
             return {"status": "interrupted", "epochs": epoch + 1, "out": str(out)}
 
     # the run is over: keep the best weights, drop the resume state, record the test result
     model.load_state_dict(best_weights)
-    valid = evaluate(model, dataset, "valid", batch_size=tcfg.eval_batch_size)["metrics"]
-    test = evaluate(model, dataset, "test", batch_size=tcfg.eval_batch_size)["metrics"]
+    valid = ctx.evaluate(model, dataset, "valid", tcfg.eval_batch_size)["metrics"]
+    test = ctx.evaluate(model, dataset, "test", tcfg.eval_batch_size)["metrics"]
     summary = {"status": "finished", "best_epoch": best_epoch + 1, "epochs": len(metrics), "valid": valid,
                "test": test, "seconds_per_epoch": round(float(np.mean([m["train_seconds"] for m in metrics])), 3)
                if metrics else None}
-    write_checkpoint(out, model, record, dict(config, **summary), metrics)
+    if ctx.is_main:
+        write_checkpoint(out, model, record, dict(config, **summary), metrics)
+    ctx.barrier()
+    ctx.close()
     return dict(summary, out=str(out))
 
 

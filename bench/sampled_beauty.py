@@ -1,0 +1,143 @@
+"""How far is the sampled softmax from the full one on Beauty?
+
+    python bench/sampled_beauty.py --gradients                    # the check in docs/scaling.md
+    python bench/sampled_beauty.py --epochs 200 --patience 10     # the full-length training run to queue
+
+--gradients: on the bundled Beauty SASRec checkpoint (trained with the full softmax) and on a
+fresh initialisation, for --batches training batches (dropout off, seed 0): the gradient of the
+sampled loss for each --negatives against the full softmax's over all parameters (cosine and
+relative distance |g_s - g_f| / |g_f|) and both loss values; writes
+bench/results/sampled-beauty-gradients.json.
+
+Otherwise trains SASRec (the paper's settings: d 64, 2 layers, 2 heads, max_len 50, dropout 0.5, batch
+256, lr 1e-3) once with --loss full and once per --negatives with --loss sampled, each from the
+same seed, into runs/sampled-beauty/ (new folders; an existing one is refused, nothing is
+replaced), and writes bench/results/sampled-beauty-e<epochs>.json: per run the best validation
+epoch's validation and test metrics, seconds per epoch, and the difference to the full softmax.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "amazon" / "Beauty.txt"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default=str(DEFAULT_DATA))
+    p.add_argument("--model", choices=["sasrec", "fame"], default="sasrec")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--patience", type=int, default=10)
+    p.add_argument("--negatives", default="1024", help="comma-separated numbers of uniform negatives")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=str(REPO / "runs" / "sampled-beauty"))
+    p.add_argument("--gradients", action="store_true", help="compare gradients instead of training")
+    p.add_argument("--checkpoint", default=str(REPO / "checkpoints" / "beauty-sasrec"))
+    p.add_argument("--batches", type=int, default=6)
+    a = p.parse_args(argv)
+    if a.gradients:
+        return gradients(a, argv)
+
+    import torch
+
+    from fame_core.data import load_dataset
+    from fame_core.models import model_config
+    from fame_core.training import TrainConfig, train
+
+    data = load_dataset(a.data)
+    runs = [("full", 0)] + [("sampled", int(k)) for k in a.negatives.split(",")]
+    results, t_start, load_start = {}, time.time(), os.getloadavg()
+    for loss, k in runs:
+        name = "full" if loss == "full" else f"sampled-{k}"
+        mcfg = model_config(a.model, n_items=data.n_items, d=64, n_layers=2, n_heads=2, max_len=50, dropout=0.5,
+                            attn_dropout=0.5, **({} if a.model == "sasrec" else {"n_experts": 4}))
+        tcfg = TrainConfig(epochs=a.epochs, patience=a.patience, seed=a.seed, device="cpu", loss=loss,
+                           negatives=k or 1024)
+        r = train(data, mcfg, tcfg, Path(a.out) / f"{a.model}-e{a.epochs}-{name}", progress=False)
+        results[name] = {k2: r[k2] for k2 in ("best_epoch", "epochs", "valid", "test", "seconds_per_epoch")}
+        print(name, "valid NDCG@20 %.4f test NDCG@20 %.4f HR@10 %.4f  %.1f s/epoch" % (
+            r["valid"]["NDCG@20"], r["test"]["NDCG@20"], r["test"]["HR@10"], r["seconds_per_epoch"]), flush=True)
+    full = results["full"]
+    for name, r in results.items():
+        r["test_minus_full"] = {m: r["test"][m] - full["test"][m] for m in full["test"]}
+        r["test_relative_to_full"] = {m: r["test"][m] / full["test"][m] - 1 for m in full["test"] if full["test"][m]}
+    out = REPO / "bench" / "results" / f"sampled-beauty-{a.model}-e{a.epochs}.json"
+    out.write_text(json.dumps({
+        "command": "python bench/sampled_beauty.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "data": a.data, "model": a.model, "epochs": a.epochs, "seed": a.seed, "runs": results,
+        "torch_threads": torch.get_num_threads(), "loadavg_start": load_start, "loadavg_end": os.getloadavg(),
+        "wall_seconds": round(time.time() - t_start, 1),
+        "note": "short check: a fixed number of epochs for every run, same seed; not converged"}, indent=2) + "\n")
+    print("wrote", out)
+    return 0
+
+
+def gradients(a, argv) -> int:
+    import numpy as np
+    import torch
+
+    from fame_core.checkpoint import load_checkpoint
+    from fame_core.data import load_dataset
+    from fame_core.evaluate import left_pad
+    from fame_core.models import build_model
+    from fame_core.sampled import InBatchUniformSampler
+    from fame_core.training import epoch_batches, loss_on_batch, training_pairs
+
+    data = load_dataset(a.data)
+    trained = load_checkpoint(a.checkpoint).float()
+    torch.manual_seed(0)
+    fresh = build_model(trained.config)
+    pairs = training_pairs(data, trained.config.max_len)
+    rng = np.random.default_rng(0)
+    batches = epoch_batches(pairs, 256, rng)[:a.batches]
+    ks = [int(k) for k in a.negatives.split(",")]
+    samplers = {k: InBatchUniformSampler.from_pairs(pairs, data.n_items, k) for k in ks}
+    t0, load_start = time.time(), os.getloadavg()
+    out = {}
+    for name, model in (("trained", trained), ("fresh", fresh)):
+        model.eval()                      # no dropout: the same forward for every loss
+        rows = {k: {"cosine": [], "relative_distance": [], "loss": []} for k in ks}
+        full_loss = []
+        for step, idx in enumerate(batches):
+            inputs = left_pad([pairs[i][0] for i in idx], trained.config.max_len)
+            targets = left_pad([pairs[i][1] for i in idx], trained.config.max_len)
+
+            def grad(candidates):
+                model.zero_grad(set_to_none=True)
+                loss = loss_on_batch(model, inputs, targets, candidates=candidates)
+                loss.backward()
+                return loss.item(), torch.cat([p.grad.reshape(-1) for p in model.parameters() if p.grad is not None])
+            lf, gf = grad(None)
+            full_loss.append(lf)
+            for k in ks:
+                ls, gs = grad(samplers[k].candidates(np.concatenate([pairs[i][1] for i in idx]), [0, 0, step]))
+                rows[k]["cosine"].append(float(torch.nn.functional.cosine_similarity(gs, gf, dim=0)))
+                rows[k]["relative_distance"].append(float((gs - gf).norm() / gf.norm()))
+                rows[k]["loss"].append(ls)
+            print(name, "batch", step, "full loss %.4f" % lf, " ".join(
+                f"K={k}: cos {rows[k]['cosine'][-1]:.4f}" for k in ks), flush=True)
+        out[name] = {"full_loss_mean": float(np.mean(full_loss)), "by_negatives": {
+            str(k): {m: float(np.mean(v)) for m, v in r.items()} | {"cosine_min": float(min(r["cosine"]))}
+            for k, r in rows.items()}}
+    path = REPO / "bench" / "results" / "sampled-beauty-gradients.json"
+    path.write_text(json.dumps({
+        "command": "python bench/sampled_beauty.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "data": a.data, "checkpoint": a.checkpoint, "batches": len(batches), "n_items": data.n_items,
+        "method": "gradient over all parameters of the batch's mean loss, dropout off; sampled: candidates = "
+                  "distinct batch targets + K uniform items, logQ-corrected (fame_core/sampled.py)",
+        "results": out, "torch_threads": torch.get_num_threads(), "loadavg_start": load_start,
+        "loadavg_end": os.getloadavg(), "wall_seconds": round(time.time() - t0, 1)}, indent=2) + "\n")
+    print("wrote", path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,79 @@
+"""Ranking in chunks of items equals ranking the full score matrix exactly: ranks, top-k, ties."""
+
+import numpy as np
+import pytest
+import torch
+
+import fame_core.ranking as ranking
+from fame_core.evaluate import evaluate, mask_items, rank_targets, target_ranks
+from fame_core.ranking import embedding_scorer, streaming_rank
+from tests.conftest import make_model
+
+
+def full_reference(S, targets, excluded, k):
+    """Ranks and top-k from the whole matrix, by the rules evaluate.py and inspection.py use."""
+    s = S.clone()
+    for r, ex in enumerate(excluded):
+        s[r, torch.as_tensor(ex, dtype=torch.long)] = -torch.inf
+    ranks = target_ranks(s, targets).numpy()
+    top = np.stack([np.argsort(-row, kind="stable")[:k] for row in s.numpy()])
+    return ranks, top, s
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7, 50, 64, 1000])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_streaming_rank_equals_full_ranking_with_ties(chunk, seed):
+    g = torch.Generator().manual_seed(seed)
+    rows, cols, k = 40, 64, 10
+    S = torch.randint(-3, 4, (rows, cols), generator=g).float() / 2    # 7 values: many ties
+    targets = torch.randint(0, cols, (rows,), generator=g)
+    rng = np.random.default_rng(seed)
+    excluded = [rng.choice(cols, size=rng.integers(0, 6), replace=False) for _ in range(rows)]
+    excluded[0] = np.array([int(targets[0])])                            # a masked target ranks last
+    ref_ranks, ref_top, masked = full_reference(S, targets, excluded, k)
+    ranks, top_ids, top_vals = streaming_rank(lambda c: S[:, c], cols, targets, k=k, excluded=excluded, chunk=chunk)
+    assert ranks.tolist() == ref_ranks.tolist()
+    assert top_ids.tolist() == ref_top.tolist()
+    assert torch.equal(top_vals, masked.gather(1, torch.as_tensor(ref_top)))
+    assert ranks[0] == cols - 1
+
+
+def test_streaming_rank_without_targets_gives_top_k_only_and_refuses_nan():
+    S = torch.tensor([[1.0, 3.0, 3.0, 2.0, 3.0]])
+    ranks, top, _ = streaming_rank(lambda c: S[:, c], 5, k=4, chunk=2)
+    assert ranks is None and top.tolist() == [[1, 2, 4, 3]]
+    S[0, 3] = float("nan")
+    with pytest.raises(Exception, match="NaN"):
+        streaming_rank(lambda c: S[:, c], 5, k=2, chunk=2)
+
+
+def test_rank_targets_in_chunks_equals_one_product_on_a_model():
+    model = make_model("fame", n_items=50)
+    E = model.embed.E.weight.detach()
+    u = torch.randn(30, E.shape[1], generator=torch.Generator().manual_seed(0))
+    targets = torch.randint(1, 51, (30,), generator=torch.Generator().manual_seed(1))
+    hist = [np.random.default_rng(i).integers(1, 51, size=i % 7) for i in range(30)]
+    full = rank_targets(u, E, targets, hist)          # 51 ids <= ITEM_CHUNK: one product
+    scores = u @ E.T
+    mask_items(scores, hist)
+    assert full.tolist() == target_ranks(scores, targets).tolist()
+    for chunk in (1, 8, 17, 50):
+        assert rank_targets(u, E, targets, hist, item_chunk=chunk).tolist() == full.tolist()
+
+
+def test_evaluate_gives_the_same_metrics_with_small_item_chunks(tiny_world, monkeypatch):
+    model = make_model("fame", n_items=tiny_world.n_items)
+    whole = evaluate(model, tiny_world, "test", return_ranks=True)
+    monkeypatch.setattr(ranking, "ITEM_CHUNK", 9)
+    chunked = evaluate(model, tiny_world, "test", return_ranks=True)
+    assert chunked["ranks"].tolist() == whole["ranks"].tolist() and chunked["metrics"] == whole["metrics"]
+    unmasked = evaluate(model, tiny_world, "test", mask_history=False, return_ranks=True)
+    monkeypatch.setattr(ranking, "ITEM_CHUNK", 10**6)
+    assert evaluate(model, tiny_world, "test", mask_history=False, return_ranks=True)["ranks"].tolist() \
+        == unmasked["ranks"].tolist()
+
+
+def test_embedding_scorer_scores_selected_rows():
+    u, E = torch.randn(3, 4), torch.randn(10, 4)
+    cols = torch.tensor([7, 2])
+    assert torch.allclose(embedding_scorer(u, E)(cols), (u @ E.T)[:, cols])
