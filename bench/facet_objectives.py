@@ -22,6 +22,8 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 REPO = Path(__file__).resolve().parents[1]
 
+from fame_core.objectives import GATE_ROUTER_PRESETS  # noqa: E402
+
 VARIANTS = {
     "paper recipe": {},
     "facet probes": {"facet_heads": "genre,actor", "facet_weight": 1.0},
@@ -34,18 +36,7 @@ VARIANTS = {
     "head diversity + decisive gate": {"head_diversity": 1.0, "gate_decisive": 0.1},
     "load balance + z-loss": {"load_balance": 0.01, "router_z": 0.001},
     "all unsupervised": {"head_diversity": 1.0, "gate_decisive": 0.1, "load_balance": 0.01, "router_z": 0.001},
-    "gate competence": {"gate_competence": 1.0},
-    "head dropout": {"head_dropout": 0.3},
-    "gate competence + head dropout": {"gate_competence": 1.0, "head_dropout": 0.3},
-    "mixture likelihood": {"mixture_likelihood": 1.0},
-    "mixture likelihood + head dropout": {"mixture_likelihood": 1.0, "head_dropout": 0.3},
-    "strong mixture likelihood": {"mixture_likelihood": 5.0},
-    "strong mixture likelihood + decisive gate": {"mixture_likelihood": 5.0, "gate_decisive": 0.1},
-    "expert diversity + decisive router": {"expert_diversity": 0.1, "router_decisive": 0.1},
-    "mixture gate + diverse router": {"mixture_likelihood": 5.0, "gate_decisive": 0.1, "expert_diversity": 0.1,
-                                      "router_decisive": 0.1},
-    "gate competence + head dropout + expert diversity": {"gate_competence": 1.0, "head_dropout": 0.3,
-                                                          "expert_diversity": 0.1, "load_balance": 0.01},
+    **GATE_ROUTER_PRESETS,
 }
 
 

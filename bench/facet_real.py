@@ -32,6 +32,9 @@ from reproduce import run  # noqa: E402
 METRICS = ["HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20"]
 
 
+from fame_core.objectives import GATE_ROUTER_PRESETS  # noqa: E402
+
+
 def variants(facets: list[str]) -> dict:
     """Options to compare; head h is tied to facets[h] where a variant ties heads."""
     probe = {"facet_heads": facets[0], "facet_weight": 1.0}
@@ -42,18 +45,7 @@ def variants(facets: list[str]) -> dict:
         "facet probe + head diversity + decisive router": {**probe, "head_diversity": 1.0, "router_decisive": 0.1},
         "decisive gate + decisive router": {"gate_decisive": 0.1, "router_decisive": 0.1},
         "facet probe + decisive gate + decisive router": {**probe, "gate_decisive": 0.1, "router_decisive": 0.1},
-        "gate competence": {"gate_competence": 1.0},
-        "head dropout": {"head_dropout": 0.3},
-        "gate competence + head dropout": {"gate_competence": 1.0, "head_dropout": 0.3},
-        "mixture likelihood": {"mixture_likelihood": 1.0},
-        "mixture likelihood + head dropout": {"mixture_likelihood": 1.0, "head_dropout": 0.3},
-        "strong mixture likelihood": {"mixture_likelihood": 5.0},
-        "strong mixture likelihood + decisive gate": {"mixture_likelihood": 5.0, "gate_decisive": 0.1},
-        "expert diversity + decisive router": {"expert_diversity": 0.1, "router_decisive": 0.1},
-        "mixture gate + diverse router": {"mixture_likelihood": 5.0, "gate_decisive": 0.1, "expert_diversity": 0.1,
-                                          "router_decisive": 0.1},
-        "gate competence + head dropout + expert diversity": {"gate_competence": 1.0, "head_dropout": 0.3,
-                                                              "expert_diversity": 0.1, "load_balance": 0.01},
+        **GATE_ROUTER_PRESETS,
     }
     if len(facets) > 1:  # two facets: one per head, as on the planted worlds
         both = {"facet_heads": ",".join(facets[:2]), "facet_weight": 1.0}

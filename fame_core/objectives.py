@@ -236,3 +236,22 @@ def extra_loss(model, out: ModelOutput, where: torch.Tensor, obj: FacetObjective
             if obj.facet_exclusive:
                 total = total + obj.facet_exclusive * probes.leakage(full)
     return total
+
+
+# Metadata-free settings compared in bench/facet_objectives.py and bench/facet_real.py (issue 16);
+# "mixture gate + diverse router" is the one that passed the gate and router checks on both
+# planted worlds (docs/facets.md).
+GATE_ROUTER_PRESETS: dict[str, dict] = {
+    "gate competence": {"gate_competence": 1.0},
+    "head dropout": {"head_dropout": 0.3},
+    "gate competence + head dropout": {"gate_competence": 1.0, "head_dropout": 0.3},
+    "mixture likelihood": {"mixture_likelihood": 1.0},
+    "mixture likelihood + head dropout": {"mixture_likelihood": 1.0, "head_dropout": 0.3},
+    "strong mixture likelihood": {"mixture_likelihood": 5.0},
+    "strong mixture likelihood + decisive gate": {"mixture_likelihood": 5.0, "gate_decisive": 0.1},
+    "expert diversity + decisive router": {"expert_diversity": 0.1, "router_decisive": 0.1},
+    "mixture gate + diverse router": {"mixture_likelihood": 5.0, "gate_decisive": 0.1, "expert_diversity": 0.1,
+                                      "router_decisive": 0.1},
+    "gate competence + head dropout + expert diversity": {"gate_competence": 1.0, "head_dropout": 0.3,
+                                                          "expert_diversity": 0.1, "load_balance": 0.01},
+}
