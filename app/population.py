@@ -6,7 +6,6 @@ marked, and export buttons over fame_core.population_export. Presentation glue o
 from __future__ import annotations
 
 import time
-from functools import partial
 from urllib.parse import urlencode
 
 import numpy as np
@@ -100,10 +99,8 @@ def export_buttons(key: str, stem: str, build, label: str = "") -> None:
         fig, table = build()
         return table.to_csv(index=False).encode() if fmt == "csv" else figure_bytes(fig, fmt)
 
-    cols = st.columns(len(FORMATS) + 1)
-    cols[0].caption(label or "Export")
-    for col, (fmt, mime) in zip(cols[1:], FORMATS):
-        col.download_button(fmt.upper(), partial(render, fmt), file_name=f"{stem}.{fmt}", mime=mime, key=f"{key}_{fmt}")
+    st.caption(label or "Export")
+    session.download_row(stem, render, formats=tuple(f for f, _ in FORMATS), key=key)
 
 
 def attribution_section(name: str, path: str, data_path: str | None, model, data, user, split: str, key: str) -> None:
