@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import types
 from dataclasses import replace
 from pathlib import Path
 
@@ -53,8 +54,15 @@ def _free_port() -> int:
 
 
 def run_processes(out, world=2, loss="full", stop_after=None, resume=False) -> dict:
-    ctx = mp.spawn(_worker, args=(world, _free_port(), str(out), loss, stop_after, resume), nprocs=world,
-                   join=False)
+    # spawned workers re-run the parent's __main__ file; in a pytest session that ran streamlit's
+    # AppTest it can be the app script, which does not import here: spawn from a bare __main__
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        ctx = mp.spawn(_worker, args=(world, _free_port(), str(out), loss, stop_after, resume), nprocs=world,
+                       join=False)
+    finally:
+        sys.modules["__main__"] = main
     deadline = time.monotonic() + TIMEOUT_S
     while not ctx.join(timeout=5):
         if time.monotonic() > deadline:

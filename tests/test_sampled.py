@@ -82,5 +82,5 @@ def test_training_with_the_sampled_softmax_learns_and_is_recorded(tmp_path, tiny
     assert result["valid"]["HR@20"] > 1.2 * 20 / tiny_world.n_items    # better than a random ranking
     full = train(tiny_world, cfg, TrainConfig(epochs=4, batch_size=32, seed=1, lr=1e-2), tmp_path / "full", progress=False)
     assert abs(result["valid"]["NDCG@20"] - full["valid"]["NDCG@20"]) < 0.03   # measured: 0.1634 vs 0.1681
-    with pytest.raises(FameError, match="loss 'full' or 'sampled'"):
+    with pytest.raises(FameError, match="--loss must be one of full, sampled"):
         train(tiny_world, cfg, TrainConfig(epochs=1, loss="bpr"), tmp_path / "bad", progress=False)
