@@ -6,10 +6,8 @@ recommendation, with the inspection API that the app, notebooks and exports use.
     seq, target = fame_core.user_example(data, "7")
     result = fame_core.inspect(model, seq, target)   # an Inspection
 
-Submodules (documented in docs/design.md): `models` (configs, the model contract, the registry),
-`data` (SequenceDataset and readers), `checkpoint` (the format, `load`), `training`, `evaluate`,
-`inspection`, `users` (per-user tables), `facets` (facet measures), `labels`, `objectives`,
-`export` (figures), `download`, `options` (checked settings and the generated CLI), `errors`.
+The public submodules (models, data, checkpoint, training, evaluate, inspection, facets, cohort,
+compare, attribution, export, ...) are listed in docs/design.md, "Public API".
 """
 
 import os

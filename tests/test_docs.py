@@ -33,3 +33,19 @@ def test_no_reference_to_the_absent_spec():
     texts = [*REPO.glob("fame_core/**/*.py"), *REPO.glob("app/**/*.py"), *REPO.glob("bench/*.py"),
              REPO / "README.md", *REPO.glob("docs/*.md")]
     assert not [p.name for p in texts if "SPEC §" in p.read_text()]
+
+
+def test_every_submodule_the_app_and_notebooks_import_is_documented_as_public():
+    design = (REPO / "docs" / "design.md").read_text()
+    table = design[design.index("## Public API"):design.index("## Tests")]
+    public = set(re.findall(r"`([a-z_]+)`", table))
+    used = set()
+    for path in [*REPO.glob("app/**/*.py"), *REPO.glob("notebooks/*.ipynb")]:
+        text = path.read_text()
+        used |= set(re.findall(r"from fame_core\.([a-z_]+)", text))
+        for names in re.findall(r"from fame_core import ([a-z_, ]+)", text):
+            used |= {n.strip() for n in names.split(",")}
+    modules = {p.stem for p in (REPO / "fame_core").glob("*.py")} | {"models"}
+    used &= modules
+    assert used, "no fame_core submodule import found: the pattern is broken"
+    assert used <= public, f"used by the app or notebooks but not documented as public: {sorted(used - public)}"
