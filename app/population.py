@@ -127,7 +127,8 @@ def attribution_section(name: str, path: str, data_path: str | None, model, data
     st.plotly_chart(_layout(lines, "Deletion curves: target score after removing k items", "target score", 260),
                     key=f"{key}_deletion")
     st.caption(f"Attention on the right axis (0 at the centre line, 1 at the top); integrated gradients on the left, "
-               f"centred at 0; completeness error "
+               f"centred at 0 and scaled to this user's largest |IG| ({m:.3g}), so bar heights compare positions, "
+               f"not users; completeness error "
                f"{res.delta:+.1e}. AOPC = mean drop of the score over the removals: larger = the order found what "
                "the score rests on. Random: mean of 5 orders.")
     export_buttons(f"{key}_attr_dl", f"fame_{name.replace('/', '_')}_user{user}_attribution_{merge.replace(':', '')}",
