@@ -30,7 +30,7 @@ with st.sidebar:
     if problem:
         st.error(problem)
     if model is not None and data is None:
-        record = model.dataset_record
+        record = model.provenance.dataset
         st.warning(f"Data set **{record.get('name')}** is not at its recorded path `{record.get('spec')}`. "
                    "The model opens alone (hand-made sequences only); give the data file for users and labels.")
         st.caption(session.datahome.missing_message(record, session.datahome.data_roots()))
@@ -50,7 +50,7 @@ with st.sidebar:
         st.caption(f"**{cfg.model.upper()}** · H={cfg.n_heads} · N={cfg.n_experts} · d={cfg.d} · "
                    f"L={cfg.n_layers}" + (f"  \nData: **{data.name}** ({data.n_users:,} users, {data.n_items:,} items)"
                                           if data is not None else ""))
-        test = model.training_record.get("test")
+        test = model.provenance.training.get("test")
         if isinstance(test, dict) and all(isinstance(test.get(k), (int, float)) for k in ("HR@10", "NDCG@10", "NDCG@20")):
             st.caption("Test (history masked): " + " · ".join(f"{k} {test[k]:.4f}" for k in ("HR@10", "NDCG@10", "NDCG@20")))
 

@@ -23,14 +23,14 @@ from .errors import CheckpointError, ConfigError, DataError, FameError  # noqa: 
 from .evaluate import EvalOptions, evaluate, rank_users  # noqa: E402
 from .inspection import Inspection, inspect, user_example  # noqa: E402
 from .labels import facet_labels  # noqa: E402
-from .models import (FAME, MODELS, SASRec, FAMEConfig, ModelConfig, ModelOutput, Recommender,  # noqa: E402
-                     SASRecConfig, build_model, merge_modes, model_config)
+from .models import (FAME, MODELS, SASRec, FAMEConfig, ModelConfig, ModelOutput, Provenance,  # noqa: E402
+                     Recommender, SASRecConfig, build_model, merge_modes, model_config)
 from .objectives import FacetObjectives  # noqa: E402
 from .training import TrainConfig, train  # noqa: E402
 from .users import gated_wins, user_table  # noqa: E402
 
 __all__ = ["__version__", "load", "load_checkpoint", "find_checkpoints", "check_dataset", "read_metrics", "inspect",
            "user_example", "Inspection", "evaluate", "rank_users", "EvalOptions", "train", "TrainConfig",
-           "FacetObjectives", "ModelConfig", "SASRecConfig", "FAMEConfig", "ModelOutput", "Recommender", "MODELS",
+           "FacetObjectives", "ModelConfig", "SASRecConfig", "FAMEConfig", "ModelOutput", "Provenance", "Recommender", "MODELS",
            "build_model", "model_config", "merge_modes", "SequenceDataset", "load_dataset", "facet_labels",
            "user_table", "gated_wins", "FAME", "SASRec", "FameError", "ConfigError", "DataError", "CheckpointError"]

@@ -28,7 +28,7 @@ from ._version import __version__ as CODE_VERSION
 from .data import SequenceDataset, load_dataset
 from .datahome import missing_message, open_recorded
 from .errors import CheckpointError, ConfigError
-from .models import build_model, config_from_dict
+from .models import Provenance, build_model, config_from_dict
 from .safe_io import OutputError, check_output_dir, recover_dir, replace_dir
 
 FILES = ("weights.safetensors", "config.json", "dataset.json")
@@ -159,9 +159,7 @@ def load_checkpoint(directory, device="cpu"):
         raise CheckpointError(f"{directory}: weights do not fit the configuration "
                               f"({str(e).splitlines()[0]})") from None
     model.to(device).eval()
-    model.checkpoint_dir = str(directory)
-    model.dataset_record = dataset
-    model.training_record = config
+    model.provenance = Provenance(directory=str(directory), dataset=dataset, training=config)
     return model
 
 
@@ -261,7 +259,7 @@ def load(checkpoint_dir, data=None, device: str = "cpu", data_roots=None):
     model was trained on.
     """
     model = load_checkpoint(checkpoint_dir, device=device)
-    record = model.dataset_record
+    record = model.provenance.dataset
     if data is None:
         spec = record.get("spec")
         if record.get("reader") != "synthetic" and isinstance(spec, str) and spec:

@@ -289,7 +289,7 @@ def _with_items(dataset, items):
 def _needs_data(model, what: str) -> FameError:
     """The one-line error when the recorded data set is nowhere: what to download or pass."""
     from .datahome import missing_message
-    return FameError(f"{what} needs the data set: {missing_message(model.dataset_record)}")
+    return FameError(f"{what} needs the data set: {missing_message(model.provenance.dataset)}")
 
 
 def _open(a, device: str = "cpu"):
@@ -399,7 +399,7 @@ def cmd_export(a) -> int:
     seq, target = _sequence(a, dataset, model)
     res = inspect(model, seq, target=target, top_k=max(a.top_k, 20))
     who = f"user {a.user}" if a.user is not None else "hand-made sequence"
-    meta = {"checkpoint": str(a.checkpoint), "dataset": model.dataset_record.get("name"), "user": a.user,
+    meta = {"checkpoint": str(a.checkpoint), "dataset": model.provenance.dataset.get("name"), "user": a.user,
             "split": a.split, "sequence": [int(v) for v in res.sequence], "target": target,
             "title": f"Case study: {who}"}
     label = dataset.label if dataset is not None else (lambda v: f"item {v}")

@@ -23,7 +23,7 @@ TEST_NAME = "Wilcoxon signed-rank test (two-sided, zero differences dropped)"
 
 def check_same_dataset(model_a, model_b, names=("a", "b")) -> None:
     """Refuse two checkpoints trained on different data sets, in one line."""
-    ra, rb = (getattr(m, "dataset_record", None) or {} for m in (model_a, model_b))
+    ra, rb = (m.provenance.dataset if m.provenance else {} for m in (model_a, model_b))
     if ra.get("fingerprint") != rb.get("fingerprint") or ra.get("n_items") != rb.get("n_items"):
         raise FameError(f"checkpoints {names[0]} and {names[1]} were trained on different data sets "
                         f"({ra.get('name')!r} {str(ra.get('fingerprint'))[:12]} vs {rb.get('name')!r} "
@@ -63,7 +63,7 @@ def compare(model_a, model_b, dataset: SequenceDataset, split: str = "test", k: 
     from .checkpoint import check_dataset
 
     check_same_dataset(model_a, model_b, names)
-    record = getattr(model_a, "dataset_record", None)
+    record = model_a.provenance.dataset if model_a.provenance else None
     if record:
         check_dataset(record, dataset, where=f"checkpoint {names[0]}")
     ra = rank_users(model_a, dataset, split, merges=("gated",))

@@ -348,7 +348,7 @@ def train(dataset: SequenceDataset, model_cfg: ModelConfig, tcfg: TrainConfig, o
     extra = {"seed": tcfg.seed, "data": dataset.source.get("spec"), "merge": "gated"}  # merge used to train and select
     if tcfg.init_from and not resume:
         base = load_checkpoint(tcfg.init_from)
-        check_dataset(base.dataset_record, dataset, where=f"--init-from {tcfg.init_from}")
+        check_dataset(base.provenance.dataset, dataset, where=f"--init-from {tcfg.init_from}")
         if type(base) is not SASRec:
             raise FameError("--init-from takes a SASRec checkpoint (FAME is built from it, or SASRec continued); "
                             f"{tcfg.init_from} holds a {base.config.model} model")

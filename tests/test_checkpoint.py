@@ -1,5 +1,6 @@
 """The checkpoint format: round trip, model-only opening, data-set refusal, corrupt files."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -32,6 +33,13 @@ def test_round_trip_gives_the_same_numbers(saved, tiny_world):
     for mode in a.merge_modes:
         np.testing.assert_array_equal(a.scores[mode], b.scores[mode])
     assert json.loads((out / "config.json").read_text())["model"]["n_experts"] == 3
+    # where it came from is one typed record; a model built in code has none
+    assert model.provenance is None
+    assert loaded.provenance.directory == str(out)
+    assert loaded.provenance.dataset == dataset_record(tiny_world)
+    assert loaded.provenance.training["seed"] == 0
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        loaded.provenance.directory = "elsewhere"
 
 
 def test_half_precision_weights_load_as_float32(tmp_path, tiny_world):

@@ -30,8 +30,8 @@ def test_fame_against_sasrec_reproduces_both_recorded_metrics(demo):
     model, data = demo
     sasrec = fame_core.load_checkpoint(REPO / "checkpoints" / "demo-sasrec")
     table, summary = compare(model, sasrec, data, names=("demo", "demo-sasrec"))
-    assert round(summary["NDCG@20_a"], 4) == round(model.training_record["test"]["NDCG@20"], 4)
-    assert round(summary["NDCG@20_b"], 4) == round(sasrec.training_record["test"]["NDCG@20"], 4)
+    assert round(summary["NDCG@20_a"], 4) == round(model.provenance.training["test"]["NDCG@20"], 4)
+    assert round(summary["NDCG@20_b"], 4) == round(sasrec.provenance.training["test"]["NDCG@20"], 4)
     assert summary["a_better"] + summary["b_better"] + summary["ties"] == 2000
     top = most_disagreeing(table, 5)
     assert top["disagreement"].is_monotonic_decreasing and top["disagreement"].iloc[0] == table["disagreement"].max()

@@ -126,7 +126,7 @@ def test_replacement_swaps_atomically_and_leaves_no_hidden_folder(tmp_path):
 
     safe_io._exchange = spy
     try:
-        ckpt.write_checkpoint(out, model, model.dataset_record, {"note": "second"}, [])
+        ckpt.write_checkpoint(out, model, model.provenance.dataset, {"note": "second"}, [])
     finally:
         safe_io._exchange = real
     if seen != [True]:
@@ -147,7 +147,7 @@ def rename(a, b):
         os._exit(9)
 os.rename = rename
 model = checkpoint.load_checkpoint(sys.argv[1])
-checkpoint.write_checkpoint(sys.argv[1], model, model.dataset_record, {"note": "new"}, [])
+checkpoint.write_checkpoint(sys.argv[1], model, model.provenance.dataset, {"note": "new"}, [])
 """
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import ConfigError
-from .base import MERGE_MODES, ModelConfig, ModelOutput, Recommender, check_merge, merge_modes
+from .base import MERGE_MODES, ModelConfig, ModelOutput, Provenance, Recommender, check_merge, merge_modes
 from .fame import FAME, FAMEConfig, FacetMoELayer, fame_from_sasrec
 from .sasrec import SASRec, SASRecConfig
 
@@ -71,6 +71,6 @@ def build_model(cfg: ModelConfig) -> Recommender:
     raise ConfigError(f"no registered model takes a {type(cfg).__name__}; register it in fame_core.models.MODELS")
 
 
-__all__ = ["MODELS", "MERGE_MODES", "ModelConfig", "ModelOutput", "Recommender", "SASRec", "SASRecConfig", "FAME",
+__all__ = ["MODELS", "MERGE_MODES", "ModelConfig", "ModelOutput", "Provenance", "Recommender", "SASRec", "SASRecConfig", "FAME",
            "FAMEConfig", "FacetMoELayer", "build_model", "config_from_dict", "model_config", "model_class",
            "fame_from_sasrec", "sasrec_continued", "merge_modes", "check_merge"]

@@ -125,11 +125,24 @@ def check_merge(merge: str, n_heads: int) -> str:
     return merge
 
 
+@dataclass(frozen=True)
+class Provenance:
+    """Where a model loaded by `fame_core.load` came from (a model built in code has none).
+
+    directory: the checkpoint folder; dataset: its dataset.json (name, reader, spec, sha256s,
+    fingerprint, n_items, ...); training: its config.json (settings, status, best epoch, test)."""
+
+    directory: str
+    dataset: dict
+    training: dict
+
+
 class Recommender(nn.Module):
     """Base class of every model: subclasses set `config_class`, build their layers from it and
     implement `forward(seq, last_only) -> ModelOutput`, `item_sub_embeddings()` and `combine`."""
 
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
+    provenance: Provenance | None = None   # set by checkpoint.load_checkpoint
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
