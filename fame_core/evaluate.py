@@ -52,7 +52,8 @@ def left_pad(sequences, max_len: int, device=None) -> torch.Tensor:
 
 def target_ranks(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """0-based rank of each row's target among all columns, ties counted against the target."""
-    if torch.isnan(scores).any() or torch.isposinf(scores).any():
+    top = scores.amax(1)  # NaN propagates through amax: one cheap pass instead of two over all scores
+    if torch.isnan(top).any() or torch.isposinf(top).any():
         raise FameError("the model produced NaN or infinite scores; its weights are unusable (retrain it, "
                         "or use an earlier checkpoint)")
     t = scores.gather(1, targets[:, None])
@@ -160,6 +161,9 @@ def evaluate(model, dataset: SequenceDataset, split: str = "test", mask_history:
 
 # --- large catalogues (issue 18): items ranked in chunks once the catalogue outgrows one chunk ---
 
+ROW_BLOCK = 128  # rows of users scored at once on a CPU (see rank_targets)
+
+
 def rank_targets(u: torch.Tensor, E: torch.Tensor, targets: torch.Tensor, histories, item_chunk: int | None = None):
     """0-based target ranks of rows u (B, d) over item ids 0..n (E: (n+1, d)), history items and
     padding masked. A catalogue of at most `item_chunk` ids (default `ranking.ITEM_CHUNK`) is
@@ -169,9 +173,15 @@ def rank_targets(u: torch.Tensor, E: torch.Tensor, targets: torch.Tensor, histor
 
     chunk = ranking.ITEM_CHUNK if item_chunk is None else item_chunk
     if E.shape[0] <= chunk:
-        scores = u @ E.T
-        mask_items(scores, histories)
-        return target_ranks(scores, targets)
+        # On a CPU, ROW_BLOCK rows at a time: their scores stay in cache between the product, the
+        # mask and the comparison (3x faster than 1024 rows on Sports); a GPU takes the batch whole.
+        step = ROW_BLOCK if u.device.type == "cpu" else max(1, len(u))
+        ranks = torch.empty(len(u), dtype=torch.long, device=u.device)
+        for i in range(0, len(u), step):
+            scores = u[i:i + step] @ E.T
+            mask_items(scores, histories[i:i + step])
+            ranks[i:i + step] = target_ranks(scores, targets[i:i + step])
+        return ranks
     excluded = [np.concatenate([[0], np.asarray(h, dtype=np.int64)]) for h in histories] if len(histories) \
         else [np.zeros(1, dtype=np.int64)] * len(targets)
     ranks, _, _ = ranking.streaming_rank(ranking.embedding_scorer(u, E), E.shape[0], targets, excluded=excluded,

@@ -77,3 +77,29 @@ def test_embedding_scorer_scores_selected_rows():
     u, E = torch.randn(3, 4), torch.randn(10, 4)
     cols = torch.tensor([7, 2])
     assert torch.allclose(embedding_scorer(u, E)(cols), (u @ E.T)[:, cols])
+
+
+@pytest.mark.parametrize("block", [1, 3, 40, 128])
+def test_row_blocks_give_the_ranks_of_a_direct_count(block, monkeypatch):
+    """rank_targets scores ROW_BLOCK users at a time on a CPU; every block size must give the
+    rank counted directly in numpy (items scoring >= the target, history and padding masked)."""
+    import importlib
+
+    ev = importlib.import_module("fame_core.evaluate")  # the package's `evaluate` is the function
+    monkeypatch.setattr(ev, "ROW_BLOCK", block)
+    g = torch.Generator().manual_seed(block)
+    rows, n, d = 41, 30, 4
+    u = torch.randint(-2, 3, (rows, d), generator=g).float()      # small integers: exact ties
+    E = torch.randint(-2, 3, (n + 1, d), generator=g).float()
+    targets = torch.randint(1, n + 1, (rows,), generator=g)
+    rng = np.random.default_rng(block)
+    histories = [rng.choice(np.arange(1, n + 1), size=rng.integers(1, 5), replace=False) for _ in range(rows)]
+    got = ev.rank_targets(u, E, targets, histories).numpy()
+    S = (u @ E.T).numpy()
+    for r in range(rows):
+        s = S[r].copy()
+        s[0] = -np.inf
+        s[histories[r]] = -np.inf
+        assert got[r] == (s >= s[targets[r]]).sum() - 1
+    with pytest.raises(Exception, match="NaN or infinite"):
+        ev.rank_targets(u, torch.where(E == 2, torch.nan, E), targets, histories)
