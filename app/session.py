@@ -245,6 +245,23 @@ def figure_file(insp, spec, label, k: int, title: str, options: dict, fmt: str, 
     return export.figure_bytes(fig, fmt)
 
 
+@st.cache_data(max_entries=256, show_spinner=False)
+def figure_svg(path: str, data_path: str | None, sequence: tuple, target, top_k: int, figure: str, head: int = 0,
+               scale: str = "unit") -> str:
+    """One case-study figure as SVG text, drawn by fame_core.export exactly as it is exported
+    (anchored colour scale, uniform level marked, text as text). figure: gates, experts, router.
+    A static picture is drawn by the browser at once; the plotly chart takes seconds more."""
+    from fame_core import export
+
+    insp = inspect(path, data_path, sequence, target, top_k)
+    build = {"gates": lambda: export.gates_figure(insp),
+             "experts": lambda: export.expert_attention_figure(insp, head, scale=scale),
+             "router": lambda: export.router_figure(insp, head, scale=scale)}
+    if figure not in build:
+        raise ValueError(f"figure must be one of {sorted(build)}, not {figure!r}")
+    return export.figure_bytes(build[figure]()[0], "svg").decode()
+
+
 # ---- one download row for every view -----------------------------------------------------------------
 
 MIME = {"pdf": "application/pdf", "svg": "image/svg+xml", "png": "image/png", "csv": "text/csv",

@@ -46,7 +46,7 @@ def main() -> int:
             v = int(r.top[m][i])
             cells.append(f"**{v}** (target)" if v == target else str(v))
         lines.append(f"| {i + 1} | " + " | ".join(cells) + " |")
-    lines += ["", f"Open it in the app: `streamlit run app/streamlit_app.py` then `{link}` "
+    lines += ["", f"Open it in the app: `streamlit run app/serve.py` then `{link}` "
                   f"(the checkpoint directory must be under checkpoints/ or a configured root)."]
     print("\n".join(lines))
     out = REPO / "bench" / "results" / f"case-study-{data.name}-user{a.user}.json"

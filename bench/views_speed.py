@@ -1,6 +1,7 @@
 """Do the views block? Times the issue-13 goals on the bundled Sports model (18,357 items).
 
     python bench/views_speed.py [--checkpoint checkpoints/sports-fame] [--user 230] [--no-browser]
+                                [--no-umap] [--out JSON]
 
 Measured, each from a fresh disk cache (a temporary $FAME_CACHE) and cleared in-memory caches:
 
@@ -8,9 +9,11 @@ Measured, each from a fresh disk cache (a temporary $FAME_CACHE) and cleared in-
    after the server's imports): the first visit on the deep link until lists, gates, attention and
    router maps are drawn (model and data set opened, user inspected; the facet checks do not run),
    then re-runs after a merge toggle and after a user switch.
-2. Case study in a real browser (Debian's chromium via Playwright, when installed): seconds from the
-   server's first HTTP answer until the history, the maps and the export section are on screen (the
-   first script run also imports torch and fame_core), then the same for a second visit.
+2. Case study in a real browser (Debian's chromium via Playwright, when installed), served by
+   `streamlit run app/serve.py` (the README's command: it warms imports and the default checkpoint
+   before answering): seconds from the server's first HTTP answer until the history, the static
+   figures and the export section are on screen, the same for a second visit, and a third visit
+   with `interactive=true` until the five plotly charts are drawn.
 3. Facet explorer, server side: first open with PCA maps; first open with UMAP (computed and written
    to the disk cache); UMAP again after an app restart (in-memory caches cleared: read from disk).
 
@@ -36,6 +39,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 APP = str(REPO / "app" / "streamlit_app.py")
+SERVE = str(REPO / "app" / "serve.py")       # the README's launch command (warms the process first)
 
 
 def reference_s() -> float:
@@ -92,7 +96,7 @@ def timed(run) -> float:
 def case_study(name: str, user: str, others: list[str]) -> dict:
     at = fresh_app(checkpoint=name, user=user, k="20")
     first = timed(lambda: at.run())
-    assert at.subheader[0].value == f"History of user {user}" and at.get("plotly_chart")
+    assert at.subheader[0].value == f"History of user {user}" and len(at.get("image")) == 5
     assert not any(m.value.startswith("**Specialisation checks**") for m in at.markdown)
     merge, switch = [], []
     for mode in ["concat", "head:0", "head:1", "gated"] * 2:
@@ -105,7 +109,7 @@ def case_study(name: str, user: str, others: list[str]) -> dict:
             "user_switch_s": {"median": round(statistics.median(switch), 3), "max": round(max(switch), 3), "n": len(switch)}}
 
 
-def facet_explorer(name: str) -> dict:
+def facet_explorer(name: str, umap: bool = True) -> dict:
     def open_page(method):
         at = fresh_app(checkpoint=name, projection=method)
         at.run()
@@ -115,9 +119,11 @@ def facet_explorer(name: str) -> dict:
         assert not at.exception and len(at.get("plotly_chart")) == 3, [e.value for e in at.exception]
         return took
 
-    return {"first_open_pca_s": round(open_page("pca"), 3),
-            "first_open_umap_computed_s": round(open_page("umap"), 3),
-            "umap_after_restart_from_disk_s": round(open_page("umap"), 3)}
+    out = {"first_open_pca_s": round(open_page("pca"), 3)}
+    if umap:
+        out.update(first_open_umap_computed_s=round(open_page("umap"), 3),
+                   umap_after_restart_from_disk_s=round(open_page("umap"), 3))
+    return out
 
 
 def in_browser(name: str, user: str, env: dict) -> dict | None:
@@ -131,7 +137,7 @@ def in_browser(name: str, user: str, env: dict) -> dict | None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", APP, "--server.headless", "true",
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", SERVE, "--server.headless", "true",
                              "--server.address", "127.0.0.1", "--server.port", str(port),
                              "--browser.gatherUsageStats", "false"], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -155,7 +161,7 @@ def in_browser(name: str, user: str, env: dict) -> dict | None:
             page.get_by_text(f"History of user {user}").first.wait_for(timeout=120_000)
             history = time.perf_counter() - t1
             page.get_by_text("Where the experts look").first.wait_for(timeout=120_000)
-            page.locator(".js-plotly-plot").nth(4).wait_for(timeout=120_000)     # gates + 2 heads x 2 maps
+            page.locator("[data-testid=stImage] img").nth(4).wait_for(timeout=120_000)  # gates + 2 heads x 2 maps
             maps = time.perf_counter() - t1
             page.get_by_text("Export for papers").first.wait_for(timeout=120_000)
             whole = time.perf_counter() - t1
@@ -165,8 +171,14 @@ def in_browser(name: str, user: str, env: dict) -> dict | None:
             again.goto(f"http://127.0.0.1:{port}/?checkpoint={name}&user={user}&k=20", timeout=60_000)
             again.get_by_text(f"History of user {user}").first.wait_for(timeout=120_000)
             history2 = time.perf_counter() - t2
-            again.locator(".js-plotly-plot").nth(4).wait_for(timeout=120_000)
+            again.locator("[data-testid=stImage] img").nth(4).wait_for(timeout=120_000)
             maps2 = time.perf_counter() - t2
+            # the same with the hover-able plotly charts (interactive=true)
+            plotly = browser.new_page(viewport={"width": 1400, "height": 1600})
+            t3 = time.perf_counter()
+            plotly.goto(f"http://127.0.0.1:{port}/?checkpoint={name}&user={user}&k=20&interactive=true", timeout=60_000)
+            plotly.locator(".js-plotly-plot").nth(4).wait_for(timeout=120_000)
+            maps3 = time.perf_counter() - t3
             browser.close()
     finally:
         proc.terminate()
@@ -174,8 +186,10 @@ def in_browser(name: str, user: str, env: dict) -> dict | None:
     return {"server_up_to_history_s": round(history, 3), "server_up_to_lists_gates_maps_s": round(maps, 3),
             "server_up_to_export_section_s": round(whole, 3),
             "second_visit_to_history_s": round(history2, 3), "second_visit_to_lists_gates_maps_s": round(maps2, 3),
-            "note": "the first visit also imports torch and fame_core in the server (the first script run) and "
-                    "loads plotly.js in a fresh browser"}
+            "interactive_visit_to_plotly_maps_s": round(maps3, 3),
+            "note": "server: `streamlit run app/serve.py` (imports, default checkpoint and one case study warmed "
+                    "before it answers); maps: the static SVG figures (default), then the plotly charts "
+                    "(interactive=true) on a third visit"}
 
 
 def main() -> int:
@@ -183,6 +197,8 @@ def main() -> int:
     p.add_argument("--checkpoint", default=str(REPO / "checkpoints" / "sports-fame"))
     p.add_argument("--user", default="230")
     p.add_argument("--no-browser", action="store_true")
+    p.add_argument("--no-umap", action="store_true", help="skip the UMAP timings (minutes on 2 cores)")
+    p.add_argument("--out", help="JSON to write (default bench/results/views-speed-<data>.json)")
     a = p.parse_args()
     import fame_core
 
@@ -205,7 +221,7 @@ def main() -> int:
                   "data": data.name, "items": data.n_items, "user": a.user, "date": time.strftime("%Y-%m-%d %H:%M"),
                   "case_study": case_study(name, a.user, others)}
         report["browser"] = None if a.no_browser else in_browser(name, a.user, dict(os.environ))
-        report["facet_explorer"] = facet_explorer(name)
+        report["facet_explorer"] = facet_explorer(name, umap=not a.no_umap)
     after = reference_s()
     ref = statistics.mean([before, after])
     report["machine"] = dict(state, reference_workload_s={"start": round(before, 3), "end": round(after, 3)},
@@ -216,10 +232,10 @@ def main() -> int:
                 for k, v in d.items() if isinstance(v, (dict, float)) and k not in ("max", "n")}
 
     report["ratio_to_reference"] = {k: ratios(report[k]) for k in ("case_study", "browser", "facet_explorer") if report[k]}
-    out = REPO / "bench" / "results" / f"views-speed-{data.name}.json"
+    out = Path(a.out).resolve() if a.out else REPO / "bench" / "results" / f"views-speed-{data.name}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
-    print(f"written to {out.relative_to(REPO)}", file=sys.stderr)
+    print(f"written to {out}", file=sys.stderr)
     return 0
 
 

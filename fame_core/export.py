@@ -44,7 +44,9 @@ STYLE = {
     "font.family": FONT, "font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8,
     "xtick.labelsize": 7, "ytick.labelsize": 7, "axes.spines.top": False, "axes.spines.right": False,
     "savefig.bbox": "tight", "savefig.pad_inches": 0.02, "hatch.linewidth": 0.4,
+    "svg.hashsalt": "fame",    # fixed ids: the same figure gives the same bytes (diffable, testable)
 }
+NO_DATE = {"svg": {"Date": None}, "pdf": {"CreationDate": None}, "png": None}  # no timestamp in the file
 FORMATS = ("pdf", "svg", "png")
 TARGET_COLOUR, SHARED_COLOUR, CMAP, MASK_COLOUR = "#c0392b", "#1f4e9c", "viridis", "0.85"
 WIDTHS = {"single": 3.3, "double": 7.0}   # inches: one and two columns of a two-column paper
@@ -455,7 +457,7 @@ def figure_bytes(fig: Figure, fmt: str) -> bytes:
     buf = io.BytesIO()
     exact = getattr(fig, "fame_exact_size", False)   # width presets are kept to the inch
     with rc_context(STYLE):
-        fig.savefig(buf, format=fmt, dpi=300 if fmt == "png" else None, metadata=None,
+        fig.savefig(buf, format=fmt, dpi=300 if fmt == "png" else None, metadata=NO_DATE[fmt],
                     bbox_inches=None if exact else "tight")
     return buf.getvalue()
 

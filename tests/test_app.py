@@ -16,6 +16,19 @@ def demo():
     return fame_core.load(REPO / "checkpoints" / "demo")
 
 
+def page_svgs(at) -> list[tuple[str, str]]:
+    """(alt text, SVG source) of every static figure on the page, in page order."""
+    import base64
+
+    out = []
+    for image in at.get("image"):
+        for img in image.proto.imgs:
+            head, _, body = img.url.partition(",")
+            assert head == "data:image/svg+xml;base64", head
+            out.append((img.alt, base64.b64decode(body).decode()))
+    return out
+
+
 def plotly_spec(at, index):
     return json.loads(at.get("plotly_chart")[index].proto.spec)
 
@@ -49,7 +62,7 @@ def default_user(data):
 
 
 def test_default_view_is_the_first_user_with_a_rankable_target_with_the_models_own_numbers(demo):
-    at = run_app()
+    at = run_app(interactive="true")                  # the plotly charts carry their numbers
     model, data = demo
     user = default_user(data)
     assert user != "1"                      # user 1's target is in the history: rank meaningless
@@ -69,6 +82,30 @@ def test_default_view_is_the_first_user_with_a_rankable_target_with_the_models_o
     assert [b.proto.label for b in at.get("download_button")] == ["PDF", "SVG", "PNG", "CSV", "JSON", "All figures (zip)"]
     assert not at.info                                          # the target has a rank: no explanation needed
     assert all("rank_gated" not in d.value.columns for d in at.dataframe)   # the user table waits until asked
+
+
+def test_by_default_gates_attention_and_router_are_the_exported_figures_as_svg(demo):
+    """Static by default (drawn by a browser at once): the very figures `export` writes, text as
+    text, the colour scale of the chosen policy with its uniform level; no plotly chart."""
+    from fame_core import export, scales
+
+    model, data = demo
+    user = default_user(data)
+    insp = fame_core.inspect(model, *fame_core.user_example(data, user), top_k=20)
+    for policy in ("unit", "own"):
+        at = run_app(scale=policy)
+        assert not at.get("plotly_chart") and not at.exception
+        svgs = page_svgs(at)
+        assert [alt for alt, _ in svgs] == ["Gate weight of each head"] + [
+            f"Head {h}: {what}" for h in range(2) for what in ("expert attention from the last position", "router weights")]
+        expected = [export.gates_figure(insp)[0]] + [f(insp, h, scale=policy)[0] for h in range(2)
+                                                     for f in (export.expert_attention_figure, export.router_figure)]
+        for (alt, svg), fig in zip(svgs, expected):
+            assert svg == export.figure_bytes(fig, "svg").decode(), alt          # the exported drawing itself
+            assert "<text" in svg and "Head" in svg or alt.startswith("Gate")     # text stays text
+        router = scales.router_scale(insp, 0, policy)
+        assert f"{router.uniform:.3g} = 1/4 uniform" in svgs[2][1]
+        assert ("1/2" in svgs[0][1]) and "uniform" in svgs[0][1]               # the gate's uniform level
 
 
 def test_user_table_filters_gated_wins(demo):
@@ -239,7 +276,7 @@ def test_first_render_of_the_case_study_draws_everything_without_the_facet_check
         monkeypatch.setattr(module, name, lambda *a, _real=real, _name=name, **kw: calls.append(_name) or _real(*a, **kw))
     at = run_app(user="3")
     assert calls == ["inspect"]                                   # lists, gates and maps: one inspection, no checks
-    assert len(at.table) == 1 and len(at.get("plotly_chart")) == 1 + 2 * 2
+    assert len(at.table) == 2 and len(page_svgs(at)) == 1 + 2 * 2   # lists, target ranks; gates + 2 heads x 2 maps
     assert not any(m.value.startswith("**Specialisation checks**") for m in at.markdown)
     at.toggle(key="checks").set_value(True).run()                 # asked for: measured after everything else
     assert "head_alignment" in calls and "planted_checks" in calls
@@ -247,7 +284,7 @@ def test_first_render_of_the_case_study_draws_everything_without_the_facet_check
     order = [getattr(e, "type", "") if not hasattr(e, "value") or not isinstance(e.value, str) else e.value
              for e in at.main]                                    # every element, in page order
     verdict = next(i for i, e in enumerate(order) if str(e).startswith("**Specialisation checks**"))
-    assert verdict > max(i for i, e in enumerate(order) if e in ("table", "plotly_chart"))
+    assert verdict > max(i for i, e in enumerate(order) if e in ("table", "image"))
 
 
 def test_app_heatmaps_use_the_declared_colour_scale(demo):
@@ -256,7 +293,7 @@ def test_app_heatmaps_use_the_declared_colour_scale(demo):
     model, data = demo
     insp = fame_core.inspect(model, *fame_core.user_example(data, "3"), top_k=20)
     for policy in ("unit", "own"):
-        at = run_app(user="3", scale=policy)
+        at = run_app(user="3", scale=policy, interactive="true")
         router = plotly_spec(at, 2)["data"][0]                    # head 0's router map
         declared = scales.router_scale(insp, 0, policy)
         assert router["zmin"] == 0 and router["zmax"] == pytest.approx(declared.vmax, rel=1e-6)
@@ -269,7 +306,7 @@ def test_a_target_already_in_the_history_gets_an_explanation_not_a_rank(demo):
     assert target in set(seq)                                     # user 1: the target is one of the inputs
     at = run_app(user="1")
     assert len(at.info) == 1 and f"The target (item {target}) is already in this history" in at.info[0].value
-    ranks = next(d.value for d in at.dataframe if "target rank" in d.value.columns)
+    ranks = next(d.value for d in at.table if "target rank" in d.value.columns)
     assert (ranks["target rank"] == "in history").all()
     assert not any("target rank" in m.value for m in at.markdown)   # no bare rank 601 of 600 anywhere
     assert target_marks(at.table[0].value) == 0                  # history items are in no list

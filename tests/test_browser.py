@@ -29,7 +29,7 @@ def server():
             pytest.fail("CI needs chromium and playwright for the browser test (.ci/run installs them)")
         pytest.skip("chromium or playwright not installed")
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(REPO / "app" / "streamlit_app.py"),
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(REPO / "app" / "serve.py"),  # the README's command
                              "--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(port),
                              "--browser.gatherUsageStats", "false"], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -70,4 +70,11 @@ def test_deep_link_opens_the_users_lists_in_a_browser(server):
         for item in (insp.top["head:0"][0], insp.top["concat"][0]):      # cells: optional ▶/● marker, then the label
             page.get_by_role("cell", name=data.label(item)).first.wait_for(timeout=30_000)
         assert "user=42" in page.url
+        figures = page.locator("[data-testid=stImage] img")               # gates + 2 heads x (attention, router)
+        figures.nth(4).wait_for(timeout=30_000)
+        assert figures.count() == 5 and figures.nth(0).get_attribute("src").startswith("data:image/svg+xml")
+        assert page.locator(".js-plotly-plot").count() == 0
+        page.get_by_text("Interactive charts").first.click()                 # the hover-able plotly versions
+        page.locator(".js-plotly-plot").nth(4).wait_for(timeout=60_000)
+        assert "interactive=true" in page.url
         browser.close()

@@ -1,10 +1,12 @@
 """Case study: for one user (or an edited history), what each head recommends, how the gate
 weighs the heads, where every expert looks, and gated versus concatenated merging: the paper's
 Figure 7, for any user of any checkpoint. URL parameters: checkpoint, user, split, merge, head, k,
-scale, checks.
+scale, interactive, checks.
 
 Order matters: lists, gates, attention and router are drawn first; the facet checks only when
-asked for (or at once when this checkpoint's results are on disk already).
+asked for (or at once when this checkpoint's results are on disk already). Gates, attention and
+router are the exported figures as SVG by default (a browser draws them at once; plotly's charts
+take seconds more on a small machine), the plotly charts with `interactive=true`.
 """
 
 import io
@@ -48,7 +50,7 @@ if data is not None:                 # checked before the box is drawn, so the b
     used = str(fallback) if problem or not asked else asked
 else:                                # no data yet (e.g. before its download): keep the linked user for later
     used = (st.query_params.get("user") or "")[:40]
-top = st.columns([2, 1, 1, 1])
+top = st.columns([2, 1, 1, 1, 1])
 user = session.url_widget(top[0].text_input, "user", used, "User id", disabled=data is None,
                           placeholder=f"e.g. {data.user_ids[0]}" if data is not None else "no data set: edit a sequence below")
 split = top[1].segmented_control("Split", ["test", "valid"], default="test", key="split", bind="query-params",
@@ -57,6 +59,9 @@ k = session.count_input(top[2], "Top k", "k", 1, 100, lists.TOP_K)
 scale = top[3].segmented_control("Colour scale", list(SCALES), default="unit", key="scale", bind="query-params",
                                  help="unit: 0..1 (comparable everywhere); shared: 0..max over every head and expert; "
                                       "own: 0..max of each map. The uniform level is marked on every colour bar.") or "unit"
+interactive = top[4].toggle("Interactive charts", key="interactive", bind="query-params",
+                            help="On: plotly charts, hover for item labels and exact values (seconds more to draw). "
+                                 "Off: the figures exactly as exported, drawn at once.")
 
 seq, target, who = [], None, "hand-made sequence"
 if data is not None:
@@ -158,23 +163,33 @@ st.page_link("views/facet_explorer.py", label="Are these heads facets (genre, br
              "in the Facet explorer — not assumed here.", icon=":material/scatter_plot:")
 
 g1, g2 = st.columns([1, 1])
-g1.plotly_chart(charts.gates_chart(insp.gates), key="gates_chart")
+figure = partial(session.figure_svg, path, data_path, tuple(sequence), target, max(k, lists.TOP_K))
+if interactive:
+    g1.plotly_chart(charts.gates_chart(insp.gates), key="gates_chart")
+else:
+    g1.image(figure("gates"), alt="Gate weight of each head", width=380)
 if ranks:
     g2.markdown("**Target rank under each merge mode**")
-    g2.dataframe(pd.DataFrame({"merge": MODES, "target rank": [ranks[m] if ranks[m] else "in history" for m in MODES],
-                               f"in top {k}": ["yes" if ranks[m] and ranks[m] <= k else "" for m in MODES]}),
-                 hide_index=True)
+    g2.table(pd.DataFrame({"merge": MODES, "target rank": [ranks[m] if ranks[m] else "in history" for m in MODES],
+                           f"in top {k}": ["yes" if ranks[m] and ranks[m] <= k else "" for m in MODES]}).set_index("merge"))
 
 # ---- attention and routing ---------------------------------------------------------------------------
 st.subheader("Where the experts look")
 st.caption("For each head: every expert's attention from the last position over the history (left) and the "
            "router's weight of each expert at every position (right). Colours: 0.." +
            ("1" if scale == "unit" else "the largest weight" + (" of all heads and experts" if scale == "shared" else " of each map"))
-           + "; the uniform level (1/L, 1/N) is marked on each colour bar. Hover for item labels and exact values.")
+           + "; the uniform level (1/L, 1/N) is marked on each colour bar. " +
+           ("Hover for item labels and exact values." if interactive else
+            "Positions and item ids as in the history above; switch on *Interactive charts* to hover for labels "
+            "and exact values, or download the figure's CSV below."))
 for h in range(H):
     a1, a2 = st.columns([3, 2])
-    a1.plotly_chart(charts.expert_attention_chart(insp, h, label, scale), key=f"attention_chart_{h}")
-    a2.plotly_chart(charts.router_chart(insp, h, label, scale), key=f"router_chart_{h}")
+    if interactive:
+        a1.plotly_chart(charts.expert_attention_chart(insp, h, label, scale), key=f"attention_chart_{h}")
+        a2.plotly_chart(charts.router_chart(insp, h, label, scale), key=f"router_chart_{h}")
+    else:
+        a1.image(figure("experts", h, scale), alt=f"Head {h}: expert attention from the last position", width="stretch")
+        a2.image(figure("router", h, scale), alt=f"Head {h}: router weights", width="stretch")
 m1, m2, _ = st.columns([1, 1, 2])
 head = int(m1.segmented_control("Head", [str(h) for h in range(H)], default="0", key="head", bind="query-params") or 0)
 expert = m2.selectbox("Expert", list(range(N)), key="expert")

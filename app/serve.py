@@ -1,0 +1,41 @@
+"""The app's server: `streamlit run app/serve.py [-- --checkpoints DIR]`.
+
+It serves app/streamlit_app.py exactly as `streamlit run app/streamlit_app.py` does, but first
+warms the process in an st.App lifespan hook: the heavy modules (torch, fame_core, pandas,
+plotly, matplotlib) are imported, the default checkpoint is opened into the app's resource cache
+and one case study is computed and drawn, all before the server answers. So the first visitor
+does not wait for them; a warm-up that fails is skipped (the page then reports the problem).
+"""
+
+from contextlib import asynccontextmanager
+
+import streamlit as st
+
+
+def warm_up() -> None:
+    import charts  # noqa: F401  (plotly)
+    import session
+    from fame_core import export, lists
+
+    path = session.available_checkpoints().get(session.DEFAULT_CHECKPOINT)
+    if path is None:
+        return
+    model, data, problem = session.open_or_message(session.DEFAULT_CHECKPOINT, path, None)
+    if model is None or data is None:
+        return
+    seq, target = data.example(data.user_row(lists.default_user(data)))
+    insp = session.fame_core.inspect(model, seq, target=target, top_k=lists.TOP_K)
+    for fig in (export.gates_figure(insp)[0], export.expert_attention_figure(insp, 0)[0], export.router_figure(insp, 0)[0]):
+        export.figure_bytes(fig, "svg")
+
+
+@asynccontextmanager
+async def warm(app):
+    try:
+        warm_up()
+    except Exception:  # noqa: BLE001 - a warm-up is an optimisation; the page reports real problems itself
+        pass
+    yield
+
+
+app = st.App("streamlit_app.py", lifespan=warm)
