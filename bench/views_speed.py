@@ -10,8 +10,8 @@ Measured, each from a fresh disk cache (a temporary $FAME_CACHE) and cleared in-
    router maps are drawn (model and data set opened, user inspected; the facet checks do not run),
    then re-runs after a merge toggle and after a user switch.
 2. Case study in a real browser (Debian's chromium via Playwright, when installed), served by
-   `streamlit run app/serve.py` (the README's command: it warms imports and the default checkpoint
-   before answering): seconds from the server's first HTTP answer until the history, the static
+   `streamlit run app/serve.py -- --warm NAME` (the README's command: it warms imports, the default
+   checkpoint and NAME before answering; then again without `--warm`): seconds from the server's first HTTP answer until the history, the static
    figures and the export section are on screen, the same for a second visit, and a third visit
    with `interactive=true` until the five plotly charts are drawn.
 3. Facet explorer, server side: first open with PCA maps; first open with UMAP (computed and written
@@ -126,7 +126,7 @@ def facet_explorer(name: str, umap: bool = True) -> dict:
     return out
 
 
-def in_browser(name: str, user: str, env: dict) -> dict | None:
+def in_browser(name: str, user: str, env: dict, warm: bool = True) -> dict | None:
     chromium = shutil.which("chromium")
     try:
         from playwright.sync_api import sync_playwright
@@ -139,7 +139,8 @@ def in_browser(name: str, user: str, env: dict) -> dict | None:
         port = s.getsockname()[1]
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", SERVE, "--server.headless", "true",
                              "--server.address", "127.0.0.1", "--server.port", str(port),
-                             "--browser.gatherUsageStats", "false"], cwd=REPO, env=env,
+                             "--browser.gatherUsageStats", "false"] + (["--", "--warm", name] if warm else []),
+                            cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         import urllib.request
@@ -221,6 +222,8 @@ def main() -> int:
                   "data": data.name, "items": data.n_items, "user": a.user, "date": time.strftime("%Y-%m-%d %H:%M"),
                   "case_study": case_study(name, a.user, others)}
         report["browser"] = None if a.no_browser else in_browser(name, a.user, dict(os.environ))
+        if report["browser"]:   # the same without `--warm NAME`: the first visitor opens the checkpoint
+            report["browser_checkpoint_not_warmed"] = in_browser(name, a.user, dict(os.environ), warm=False)
         report["facet_explorer"] = facet_explorer(name, umap=not a.no_umap)
     after = reference_s()
     ref = statistics.mean([before, after])
@@ -231,7 +234,8 @@ def main() -> int:
         return {k: ratios(v) if isinstance(v, dict) else round(v / ref, 1)
                 for k, v in d.items() if isinstance(v, (dict, float)) and k not in ("max", "n")}
 
-    report["ratio_to_reference"] = {k: ratios(report[k]) for k in ("case_study", "browser", "facet_explorer") if report[k]}
+    report["ratio_to_reference"] = {k: ratios(report[k]) for k in ("case_study", "browser", "browser_checkpoint_not_warmed",
+                                                                   "facet_explorer") if report.get(k)}
     out = Path(a.out).resolve() if a.out else REPO / "bench" / "results" / f"views-speed-{data.name}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
