@@ -11,9 +11,10 @@ Measured, each from a fresh disk cache (a temporary $FAME_CACHE) and cleared in-
    then re-runs after a merge toggle and after a user switch.
 2. Case study in a real browser (Debian's chromium via Playwright, when installed), served by
    `streamlit run app/serve.py -- --warm NAME` (the README's command: it warms imports, the default
-   checkpoint and NAME before answering; then again without `--warm`): seconds from the server's first HTTP answer until the history, the static
-   figures and the export section are on screen, the same for a second visit, and a third visit
-   with `interactive=true` until the five plotly charts are drawn.
+   checkpoint and NAME before answering; then again without `--warm`): seconds from the server's
+   first HTTP answer until the history, the static figures and the export section are on screen,
+   the same for a second visit, and a third visit with `interactive=true` until the five plotly
+   charts are drawn.
 3. Facet explorer, server side: first open with PCA maps; first open with UMAP (computed and written
    to the disk cache); UMAP again after an app restart (in-memory caches cleared: read from disk).
 

@@ -78,6 +78,16 @@ class Context:
         dist.all_reduce(t)
         return t.tolist()
 
+    def any(self, flag: bool) -> bool:
+        """True on every process when `flag` is true on any of them (one all-reduce): so that a
+        failure seen by one process stops all of them at the same step, none left waiting in a
+        collective the others never reach."""
+        if not self.active:
+            return bool(flag)
+        t = torch.tensor([1.0 if flag else 0.0], device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
+
     def barrier(self) -> None:
         if self.active:
             dist.barrier()

@@ -278,8 +278,10 @@ def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = 
             inputs = left_pad([pairs[i][0] for i in idx], model.config.max_len, device)
             targets = left_pad([pairs[i][1] for i in idx], model.config.max_len, device)
             loss = loss_on_batch(train_model, inputs, targets, obj, probes, candidates)
-            if not torch.isfinite(loss):
-                raise FameError(f"loss became {loss.item()} in epoch {epoch + 1}; the last good checkpoint "
+            if ctx.any(not torch.isfinite(loss)):     # every process stops here, not only the one that saw it
+                seen = f"loss became {loss.item()}" if not torch.isfinite(loss) else \
+                    f"the loss of another of the {ctx.world} processes became non-finite"
+                raise FameError(f"{seen} in epoch {epoch + 1}, step {step + 1}; the last good checkpoint "
                                 f"is kept in {out}; lower --lr and pass --resume")
             n = int((targets > 0).sum()) if weight else 0
             opt.zero_grad(set_to_none=True)

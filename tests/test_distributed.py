@@ -47,6 +47,33 @@ def _worker(rank, world, port, out, loss, stop_after, resume):
             json.dump(result, f)
 
 
+def _nan_worker(rank, world, port, out):
+    """Rank 1's loss turns NaN at its second step; each rank writes what stopped it."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    import torch
+
+    import fame_core.training as training
+    from fame_core.errors import FameError
+
+    torch.set_num_threads(1)
+    real, calls = training.loss_on_batch, []
+
+    def poisoned(*a, **kw):
+        loss = real(*a, **kw)
+        calls.append(1)
+        return loss * float("nan") if rank == 1 and len(calls) == 2 else loss
+
+    training.loss_on_batch = poisoned
+    mcfg, tcfg = _config()
+    try:
+        train(load_dataset(WORLD), mcfg, tcfg, out, progress=False)
+        what = "finished"
+    except FameError as e:
+        what = str(e)
+    Path(out).parent.joinpath(f"stopped-{rank}.txt").write_text(what)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -70,6 +97,27 @@ def run_processes(out, world=2, loss="full", stop_after=None, resume=False) -> d
                 p.kill()
             pytest.fail(f"{world} processes did not finish within {TIMEOUT_S} s")
     return json.loads((out.parent / f"result-{out.name}.json").read_text())
+
+
+def test_a_nan_loss_on_one_process_stops_every_process_at_the_same_step(tmp_path):
+    """Without agreement, rank 0 fails inside the gradient all-reduce that rank 1 never joins
+    (gloo: 'Connection closed by peer', a traceback; NCCL can wait until its timeout)."""
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        ctx = mp.spawn(_nan_worker, args=(2, _free_port(), str(tmp_path / "run")), nprocs=2, join=False)
+    finally:
+        sys.modules["__main__"] = main
+    deadline = time.monotonic() + TIMEOUT_S
+    while not ctx.join(timeout=5):
+        if time.monotonic() > deadline:
+            for p in ctx.processes:
+                p.kill()
+            pytest.fail("a NaN on rank 1 left the other process waiting")
+    said = [(tmp_path / f"stopped-{r}.txt").read_text() for r in (0, 1)]
+    assert said[1].startswith("loss became nan in epoch 1, step 2;")
+    assert said[0].startswith("the loss of another of the 2 processes became non-finite in epoch 1, step 2;")
+    assert all("lower --lr and pass --resume" in s for s in said)
 
 
 def log(d):

@@ -63,7 +63,7 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(tmp_pat
     train(tiny_world, cfg(), tc, out, progress=False, stop_after=1)
     real = fame_core.training.loss_on_batch
     monkeypatch.setattr(fame_core.training, "loss_on_batch", lambda *a: real(*a) * float("nan"))
-    with pytest.raises(FameError, match=r"loss became nan in epoch 2; the last good checkpoint is kept in .*--resume"):
+    with pytest.raises(FameError, match=r"loss became nan in epoch 2, step 1; the last good checkpoint is kept in .*--resume"):
         train(tiny_world, cfg(), tc, out, resume=True, progress=False)
     assert (out / "train_state.pt").exists() and len((out / "metrics.jsonl").read_text().splitlines()) == 1
 
