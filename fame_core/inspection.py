@@ -16,6 +16,7 @@ import torch
 from .checkpoint import load, recorded_data_path  # noqa: F401  (fame_core.inspection.load, before it moved)
 from .data import SequenceDataset
 from .errors import DataError
+from . import ranking
 from .evaluate import left_pad
 from .models import merge_modes
 
@@ -27,8 +28,10 @@ class Inspection:
     sequence:    the input items the model saw (newest max_len of what was given), oldest first
     target:      the item to find, or None
     merge_modes: "gated", "concat", then "head:0".."head:H-1"
-    scores:      merge mode -> (n_items+1,) final scores; index 0 (padding) is -inf
-    head_scores: (H, n_items+1) per-head scores P^(h)(v) = x_v^(h) · F_t^(h)
+    scores:      merge mode -> (n_items+1,) final scores; index 0 (padding) is -inf. None for a
+                 catalogue of more than `ranking.ITEM_CHUNK` ids: its top lists and target ranks
+                 are then found chunk by chunk (memory bounded by the chunk, not the catalogue)
+    head_scores: (H, n_items+1) per-head scores P^(h)(v) = x_v^(h) · F_t^(h) (None likewise)
     gates:       (H,) per-head weights of the model's own ("gated") ranking at the last position:
                  the gate g, or ones for a model without a gate (has_gate False; SASRec sums heads)
     attention:   (H, N, L, L) alpha[h, n, i, j]: expert n of head h, position i attending to j
@@ -42,8 +45,8 @@ class Inspection:
     sequence: np.ndarray
     target: int | None
     merge_modes: list[str]
-    scores: dict[str, np.ndarray]
-    head_scores: np.ndarray
+    scores: dict[str, np.ndarray] | None
+    head_scores: np.ndarray | None
     gates: np.ndarray
     attention: np.ndarray
     router: np.ndarray
@@ -57,7 +60,7 @@ class Inspection:
 
     @property
     def n_heads(self) -> int:
-        return self.head_scores.shape[0]
+        return self.gates.shape[0]
 
     @property
     def n_experts(self) -> int:
@@ -110,21 +113,31 @@ def inspect(model, sequence, target: int | None = None, top_k: int = 20, mask_hi
     out = model(left_pad([used], cfg.max_len, device))
     E = model.item_embeddings()
     modes = merge_modes(cfg.n_heads)
-    scores = {}
-    for mode in modes:
-        s = (model.represent(out, mode)[0, -1] @ E.T).float().cpu().numpy()
-        s[0] = -np.inf
-        scores[mode] = s
-    head_scores = model.head_scores(out)[0].cpu().numpy()
-    head_scores[:, 0] = -np.inf
     excluded = np.unique(seq) if mask_history else np.zeros(0, dtype=np.int64)
     top, ranks = {}, ({} if target is not None else None)
-    for mode in modes:
-        ranked = _ranked(scores[mode], excluded)
-        top[mode] = np.argsort(-ranked, kind="stable")[:top_k]
-        if target is not None:
-            t = ranked[int(target)]
-            ranks[mode] = int((ranked > t).sum() + (ranked == t).sum())  # ties against the target
+    if E.shape[0] > ranking.ITEM_CHUNK:       # a large catalogue: no full score vector is kept
+        scores = head_scores = None
+        for mode in modes:
+            r, ids, _ = ranking.streaming_rank(ranking.embedding_scorer(model.represent(out, mode)[:, -1], E), E.shape[0],
+                                               targets=None if target is None else [int(target)], k=top_k,
+                                               excluded=[np.concatenate([[0], excluded])])
+            top[mode] = ids[0].cpu().numpy()
+            if target is not None:
+                ranks[mode] = int(r[0]) + 1                  # 1-based, ties against the target
+    else:
+        scores = {}
+        for mode in modes:
+            s = (model.represent(out, mode)[0, -1] @ E.T).float().cpu().numpy()
+            s[0] = -np.inf
+            scores[mode] = s
+        head_scores = model.head_scores(out)[0].cpu().numpy()
+        head_scores[:, 0] = -np.inf
+        for mode in modes:
+            ranked = _ranked(scores[mode], excluded)
+            top[mode] = np.argsort(-ranked, kind="stable")[:top_k]
+            if target is not None:
+                t = ranked[int(target)]
+                ranks[mode] = int((ranked > t).sum() + (ranked == t).sum())  # ties against the target
     router = (out.router[0].cpu().numpy() if out.router is not None
               else np.ones((cfg.n_heads, out.heads.shape[1], 1), dtype=np.float32))
     return Inspection(

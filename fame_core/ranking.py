@@ -26,7 +26,10 @@ ITEM_CHUNK = 65_536  # items scored at once: 1024 users x 65536 items x 4 bytes 
 
 
 def _check_finite(scores: torch.Tensor) -> None:
-    if torch.isnan(scores).any() or torch.isposinf(scores).any():
+    if scores.numel() == 0:
+        return
+    top = scores.amax(-1)  # NaN propagates through amax: one pass instead of two
+    if torch.isnan(top).any() or torch.isposinf(top).any():
         raise FameError("the model produced NaN or infinite scores; its weights are unusable (retrain it, "
                         "or use an earlier checkpoint)")
 

@@ -103,3 +103,24 @@ def test_row_blocks_give_the_ranks_of_a_direct_count(block, monkeypatch):
         assert got[r] == (s >= s[targets[r]]).sum() - 1
     with pytest.raises(Exception, match="NaN or infinite"):
         ev.rank_targets(u, torch.where(E == 2, torch.nan, E), targets, histories)
+
+
+@pytest.mark.parametrize("chunk", [5, 16])
+def test_inspection_of_a_catalogue_beyond_one_chunk_gives_the_same_lists_and_ranks(chunk, monkeypatch):
+    """Above ranking.ITEM_CHUNK ids, inspect keeps no full score vector and finds every merge
+    mode's top-k and the target's rank chunk by chunk: the same as the whole-catalogue path,
+    with the history masked and a target that is in the history ranked last."""
+    import fame_core
+
+    model = make_model("fame", n_items=40)
+    for seq, target in (([3, 7, 7, 12, 30], 9), ([1, 2, 3], 2), ([5], None)):
+        whole = fame_core.inspect(model, seq, target=target, top_k=10)
+        monkeypatch.setattr(ranking, "ITEM_CHUNK", chunk)
+        parts = fame_core.inspect(model, seq, target=target, top_k=10)
+        monkeypatch.undo()
+        assert parts.scores is None and parts.head_scores is None and whole.scores is not None
+        assert parts.n_heads == whole.n_heads
+        for mode in whole.merge_modes:
+            assert parts.top[mode].tolist() == whole.top[mode].tolist(), mode
+        assert parts.target_rank == whole.target_rank
+    assert whole.target_rank is None
