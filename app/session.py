@@ -18,7 +18,7 @@ import fame_core  # installed by `pip install -r requirements.txt` (an editable 
 from fame_core import datahome
 from fame_core import cache, lists, scales  # (fame_core.facets, with scikit-learn, on first use)
 from fame_core.checkpoint import find_checkpoints
-from fame_core.users import user_table
+from fame_core.users import from_cohort
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -102,8 +102,13 @@ def open_or_message(name: str, path: str, data_path: str | None):
 
 @st.cache_data(show_spinner="Ranking every user under gated and concatenated merging…", max_entries=8)
 def users(path: str, data_path: str | None, split: str, k: int):
+    from fame_core import cohort
+
     model, data = open_checkpoint(path, data_path)
-    return user_table(model, data, split=split, k=k)
+    return from_cohort(cohort.cohort_table(model, data, split), data, k)   # shared with the Cohort page
+
+
+TABLE_ROWS = 1000   # rows of a user table sent to the browser (filters run over all of them)
 
 
 @st.cache_data(max_entries=512, show_spinner=False)

@@ -112,7 +112,8 @@ def test_user_table_filters_gated_wins(demo):
     at = run_app()
     at.toggle(key="show_user_table").set_value(True).run()
     table = at.dataframe[0].value
-    assert len(table) == 2000 and {"rank_gated", "rank_concat", "gate_entropy", "planted_facet"} <= set(table.columns)
+    assert len(table) == 1000 and {"rank_gated", "rank_concat", "gate_entropy", "planted_facet"} <= set(table.columns)
+    assert "2,000 of 2,000 users match; the first 1,000 are listed" in " ".join(c.value for c in at.caption)
     at.checkbox[0].check().run()
     wins = at.dataframe[0].value
     assert 0 < len(wins) < 2000 and (wins["rank_gated"] <= 20).all() and (wins["rank_concat"] > 20).all()

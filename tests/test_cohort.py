@@ -195,3 +195,15 @@ def test_population_figures_are_written_with_their_numbers(tiny_world, tmp_path)
     fig, _ = px.gate_distribution_figure(table)
     ax = fig.axes[0]
     assert ax.get_ylim() == (0, 1) and any(np.allclose(line.get_xdata(), 0.5) for line in ax.lines)  # uniform 1/H
+
+
+@pytest.mark.parametrize("kind", ["fame", "sasrec"])
+def test_the_user_table_read_from_the_cohort_table_equals_the_one_ranked_directly(kind, tiny_world, tmp_path):
+    """The app's case-study user table comes from the (cached) cohort table: same rows, columns, values."""
+    from fame_core.users import from_cohort, user_table
+
+    model = make_model(kind, n_items=tiny_world.n_items)
+    for split, k in (("test", 20), ("valid", 5)):
+        direct = user_table(model, tiny_world, split=split, k=k)
+        shared = from_cohort(cohort.cohort_table(model, tiny_world, split, directory=tmp_path), tiny_world, k)
+        pd.testing.assert_frame_equal(shared.reset_index(drop=True), direct.reset_index(drop=True), check_dtype=False)

@@ -90,7 +90,11 @@ if data is not None:
                 if selected:
                     session.set_url_value("user", str(users[selected[0]]))
 
-            st.caption(f"{len(shown):,} of {len(table):,} users. Click a row to open that user.")
+            matching = len(shown)
+            shown = shown.head(session.TABLE_ROWS)   # a browser table of 10^6 rows would take seconds to send
+            st.caption(f"{matching:,} of {len(table):,} users match" +
+                       (f"; the first {session.TABLE_ROWS:,} are listed (narrow the filters to see others)"
+                        if matching > session.TABLE_ROWS else "") + ". Click a row to open that user.")
             st.dataframe(shown, hide_index=True, height=260, key="user_table", selection_mode="single-row",
                          on_select=partial(pick, shown["user"].tolist()))
 
