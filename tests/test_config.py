@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 import fame_core
 from fame_core.checkpoint import dataset_record, load_checkpoint, write_checkpoint
@@ -144,3 +145,15 @@ def test_kcore_is_checked_once_for_every_command(value, capsys):
     assert f"default {KCORE})" in build_parser()._subparsers._group_actions[0].choices["train"].format_help()
     with pytest.raises(fame_core.DataError, match="kcore must be a whole number from 1 to 1000"):
         fame_core.load_dataset("synthetic", kcore_k=int(value) if value.lstrip("-").isdigit() else 0)
+
+
+def test_the_ffn_activation_is_recorded_and_old_records_read_as_relu():
+    assert config_from_dict(LEGACY_SASREC).activation == "relu"          # written before the option existed
+    cfg = SASRecConfig(n_items=10, activation="gelu", ffn_dim=64)
+    assert config_from_dict(cfg.to_dict()) == cfg
+    torch.manual_seed(0)
+    x = torch.randn(3, 16)
+    ffn = build_model(SASRecConfig(n_items=10, d=16, activation="gelu")).eval().blocks[0].ffn
+    np.testing.assert_allclose(ffn(x).detach(), ffn.W2(torch.nn.functional.gelu(ffn.W1(x))).detach())
+    with pytest.raises(ConfigError, match="activation must be one of relu, gelu"):
+        SASRecConfig(n_items=10, activation="tanh")

@@ -49,7 +49,10 @@ def direct_fame(model, seq):
             z = np.concatenate(f_n[:, i]) @ P["moe.W_exp"][h]     # (16)
             beta[h, i] = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
         f = beta[h, -1] @ f_n[:, -1]                              # (17) at the last position t
-        ffn = np.maximum(f @ P["moe.ffn.W1.weight"].T + P["moe.ffn.W1.bias"], 0) @ P["moe.ffn.W2.weight"].T + P["moe.ffn.W2.bias"]
+        pre = f @ P["moe.ffn.W1.weight"].T + P["moe.ffn.W1.bias"]
+        act = np.maximum(pre, 0) if cfg.activation == "relu" else \
+            0.5 * pre * (1 + np.vectorize(math.erf)(pre / math.sqrt(2)))     # GELU, exact (erf) form
+        ffn = act @ P["moe.ffn.W2.weight"].T + P["moe.ffn.W2.bias"]
         y = f + ffn                                               # (7), dropout off in eval
         F[h] = (y - y.mean()) / np.sqrt(y.var() + 1e-5) * P["moe.ln.weight"] + P["moe.ln.bias"]
     E = P["embed.E.weight"]
@@ -59,8 +62,9 @@ def direct_fame(model, seq):
     return alpha, beta, head_scores, g, g @ head_scores                     # (11)
 
 
-def test_inspection_equals_direct_computation_of_the_equations():
-    model = make_model("fame")
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+def test_inspection_equals_direct_computation_of_the_equations(activation):
+    model = make_model("fame", activation=activation)
     res = fame_core.inspect(model, SEQ, target=4)
     alpha, beta, head_scores, g, gated = direct_fame(model, SEQ)
     assert res.attention.shape == (2, 3, len(SEQ), len(SEQ))

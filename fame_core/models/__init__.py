@@ -54,7 +54,7 @@ def sasrec_continued(sasrec: SASRec, cfg: SASRecConfig) -> SASRec:
     """A copy of a trained SASRec to train on (with a fresh optimizer): the equal-budget control
     for FAME, which the paper builds from the same SASRec and trains for further epochs."""
     s = sasrec.config
-    for key in ("n_items", "d", "n_layers", "n_heads", "max_len", "ffn_dim"):
+    for key in ("n_items", "d", "n_layers", "n_heads", "max_len", "ffn_dim", "activation"):
         if getattr(s, key) != getattr(cfg, key):
             raise ConfigError(f"--init-from checkpoint has {key}={getattr(s, key)} but SASRec was asked for "
                               f"{key}={getattr(cfg, key)}; pass the same value")

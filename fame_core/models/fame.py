@@ -57,7 +57,7 @@ class FacetMoELayer(nn.Module):
         self.W_K = nn.Linear(d, d)                            # (13), head h = columns h*d'..(h+1)*d'
         self.W_V = nn.Linear(d, d)
         self.W_exp = nn.Parameter(torch.empty(H, N * dh, N))  # router (16)
-        self.ffn = FeedForward(dh, dh, cfg.dropout)           # FFN', shared by all heads (7)
+        self.ffn = FeedForward(dh, dh, cfg.dropout, cfg.activation)   # FFN', shared by all heads (7)
         self.ln = nn.LayerNorm(dh)
         self.attn_dropout = nn.Dropout(cfg.attn_dropout)
         self.dropout = nn.Dropout(cfg.dropout)
@@ -136,7 +136,7 @@ def fame_from_sasrec(sasrec: SASRec, cfg: FAMEConfig, warm: bool = False, seed: 
     what SASRec's last attention did, per head.
     """
     s = sasrec.config
-    for key in ("n_items", "d", "n_layers", "n_heads", "max_len"):
+    for key in ("n_items", "d", "n_layers", "n_heads", "max_len", "ffn_dim", "activation"):
         if getattr(s, key) != getattr(cfg, key):
             raise ConfigError(f"--init-from checkpoint has {key}={getattr(s, key)} but FAME was asked for "
                              f"{key}={getattr(cfg, key)}; pass the same value")

@@ -30,6 +30,8 @@ class SASRecConfig(ModelConfig):
     name: ClassVar[str] = "sasrec"
 
     ffn_dim: int = option(0, "FFN inner size; 0 = d (the paper's W1, W2 in R^{d x d})", min=0, max=65_536)
+    activation: str = option("relu", "FFN activation: relu (the paper's Eq. 5) or gelu (ICLRec's code, with "
+                             "--ffn-dim 256 its 4x wider FFN)", choices=("relu", "gelu"))
 
 
 def attention_mask(seq: torch.Tensor) -> torch.Tensor:
@@ -44,17 +46,22 @@ def masked_softmax(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
     return torch.softmax(logits.masked_fill(~allowed, torch.finfo(logits.dtype).min), dim=-1)
 
 
-class FeedForward(nn.Module):
-    """Point-wise FFN(x) = ReLU(x W1 + b1) W2 + b2 (paper Eq. 5 / Eq. 7)."""
+ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
 
-    def __init__(self, d_in: int, d_inner: int, dropout: float):
+
+class FeedForward(nn.Module):
+    """Point-wise FFN(x) = ReLU(x W1 + b1) W2 + b2 (paper Eq. 5 / Eq. 7); GELU in place of ReLU
+    with activation="gelu" (ICLRec's code)."""
+
+    def __init__(self, d_in: int, d_inner: int, dropout: float, activation: str = "relu"):
         super().__init__()
         self.W1 = nn.Linear(d_in, d_inner)
         self.W2 = nn.Linear(d_inner, d_in)
         self.dropout = nn.Dropout(dropout)
+        self.act = ACTIVATIONS[activation]
 
     def forward(self, x):
-        return self.W2(self.dropout(F.relu(self.W1(x))))
+        return self.W2(self.dropout(self.act(self.W1(x))))
 
 
 class Block(nn.Module):
@@ -68,7 +75,7 @@ class Block(nn.Module):
         self.attn_dropout = nn.Dropout(cfg.attn_dropout)
         self.dropout = nn.Dropout(cfg.dropout)
         self.ln_attn = nn.LayerNorm(d)
-        self.ffn = FeedForward(d, cfg.ffn_dim or d, cfg.dropout)
+        self.ffn = FeedForward(d, cfg.ffn_dim or d, cfg.dropout, cfg.activation)
         self.ln_ffn = nn.LayerNorm(d)
 
     def heads(self, y: torch.Tensor) -> torch.Tensor:  # (B, T, d) -> (B, H, T, d')
