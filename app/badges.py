@@ -21,6 +21,28 @@ def _colour(ok: bool) -> str:
     return "green" if ok else "orange"
 
 
+def gate_badge(model, path: str, data_path: str | None, data) -> str:
+    """One markdown badge for next to the gate: did this checkpoint's gate pass its check? Read
+    from the results on disk only (the checks run when asked for, at the bottom of the page)."""
+    if not model.config.model == "fame":
+        return ":gray-badge[no gate: this model sums its heads]"
+    if data is None:
+        return ":gray-badge[gate not checked: needs the data set]"
+    planted = data.truth is not None
+    if not planted and not data.facets:
+        return ":gray-badge[gate not checked: the data set has no item facet]"
+    facet = None if planted else next(iter(data.facets))
+    if not session.checks_cached(path, data_path, facet or "", gate_only=True):
+        return ":gray-badge[gate not checked yet: switch on the checks at the bottom of the page]"
+    checks = session.planted_checks(path, data_path) if planted else session.real_checks(path, data_path, facet)
+    verdict = "gate check passed" if checks["gate_passes"] else "gate check failed"
+    what = (f"largest gate names the planted facet {checks['gate_accuracy']:.2f} vs majority "
+            f"{checks['majority_rate']:.2f}") if planted else \
+        (f"larger-gate head ranks the target better for {checks['gate_accuracy']:.3f} of users vs "
+         f"{checks['majority_rate']:.3f} trusting one head always")
+    return f":{_colour(checks['gate_passes'])}-badge[{verdict}: {what}]"
+
+
 def facet_badges(model, path: str, data_path: str | None, facet: str) -> list[str]:
     """Markdown badges: one per head, one for the gate, one for the experts (when N > 1)."""
     from fame_core.facets import specialisation   # scikit-learn: imported when a check is asked for

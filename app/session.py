@@ -168,10 +168,12 @@ def _disk_key(path: str, data_path: str | None, name: str) -> str:
     return name if not data_path else f"{name}-{hashlib.sha256(str(data_path).encode()).hexdigest()[:8]}"
 
 
-def checks_cached(path: str, data_path: str | None, facet: str) -> bool:
-    """True when the facet checks of this checkpoint are on disk (reading them is instant)."""
+def checks_cached(path: str, data_path: str | None, facet: str, gate_only: bool = False) -> bool:
+    """True when the facet checks of this checkpoint are on disk (reading them is instant);
+    gate_only: those of gate and experts alone (planted or real-data checks)."""
     model, data = open_checkpoint(path, data_path)
-    names = ["alignment"] + (["planted_checks"] if data is not None and data.truth is not None else [f"real_checks-{facet}"])
+    names = [] if gate_only else ["alignment"]
+    names += ["planted_checks"] if data is not None and data.truth is not None else [f"real_checks-{facet}"]
     return all(cache.is_cached(path, _disk_key(path, data_path, n)) for n in names)
 
 

@@ -315,3 +315,22 @@ def test_a_target_already_in_the_history_gets_an_explanation_not_a_rank(demo):
 
 def target_marks(table) -> int:
     return sum(str(c).startswith("▶") for col in table.columns for c in table[col])
+
+
+def test_next_to_the_gate_the_page_says_whether_this_gate_passed_its_check(monkeypatch, tmp_path):
+    monkeypatch.setenv("FAME_CACHE", str(tmp_path))               # nothing measured yet
+    at = run_app(user="3")
+    gate_line = lambda: next(m.value for m in at.markdown if "gate not checked" in m.value or "gate check" in m.value)  # noqa: E731
+    assert gate_line() == ":gray-badge[gate not checked yet: switch on the checks at the bottom of the page]"
+    at.toggle(key="checks").set_value(True).run()                 # measured (planted world: gate -> planted facet)
+    model, data = fame_core.load(REPO / "checkpoints" / "demo")
+    from fame_core import facets
+
+    truth = facets.planted_checks(model, data)
+    verdict = "passed" if truth["gate_passes"] else "failed"
+    assert gate_line().startswith(f":{'green' if truth['gate_passes'] else 'orange'}-badge[gate check {verdict}: "
+                                  f"largest gate names the planted facet {truth['gate_accuracy']:.2f}")
+    again = run_app(user="3")                                     # a fresh session reads the verdict from disk
+    assert any(f"gate check {verdict}" in m.value for m in again.markdown)
+    sasrec = run_app(checkpoint="demo-sasrec")
+    assert any(m.value == ":gray-badge[no gate: this model sums its heads]" for m in sasrec.markdown)

@@ -20,7 +20,7 @@ import streamlit as st
 
 import charts
 import session
-from badges import CHECKS_HELP, facet_badges
+from badges import CHECKS_HELP, facet_badges, gate_badge
 from fame_core import lists
 from fame_core.scales import SCALES
 from fame_core.users import gated_wins
@@ -172,6 +172,7 @@ if interactive:
     g1.plotly_chart(charts.gates_chart(insp.gates), key="gates_chart")
 else:
     g1.image(figure("gates"), alt="Gate weight of each head", width=380)
+gate_slot = g1.empty()   # filled at the end of the page: the checks, when asked for, run below
 if ranks:
     g2.markdown("**Target rank under each merge mode**")
     g2.table(pd.DataFrame({"merge": MODES, "target rank": [ranks[m] if ranks[m] else "in history" for m in MODES],
@@ -251,3 +252,4 @@ if data is not None and data.facets:
     else:
         st.caption("Not measured yet for this checkpoint: switch on to run the checks (seconds on small catalogues, "
                    "about a minute on Amazon-sized ones; kept on disk afterwards).")
+gate_slot.markdown(gate_badge(model, path, data_path, data), help="Is this gate informative? " + CHECKS_HELP)
