@@ -5,7 +5,6 @@ marked, and export buttons over fame_core.population_export. Presentation glue o
 
 from __future__ import annotations
 
-import time
 from urllib.parse import urlencode
 
 import numpy as np
@@ -18,15 +17,7 @@ import session
 FORMATS = (("pdf", "application/pdf"), ("svg", "image/svg+xml"), ("png", "image/png"), ("csv", "text/csv"))
 
 
-@st.cache_data(show_spinner="Ranking every user (one batched pass; cached on disk per checkpoint and split)…",
-               max_entries=8)
-def cohort(path: str, data_path: str | None, split: str):
-    from fame_core.cohort import cohort_table
-
-    model, data = session.open_checkpoint(path, data_path)
-    start = time.perf_counter()
-    table = cohort_table(model, data, split)
-    return table, dict(table.attrs, seconds=time.perf_counter() - start)
+cohort = session.cohort_table   # one cached table for this page and the case study's user table
 
 
 @st.cache_data(show_spinner="Ranking every user under both checkpoints…", max_entries=8)

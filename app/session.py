@@ -100,12 +100,27 @@ def open_or_message(name: str, path: str, data_path: str | None):
                             f"({type(err).__name__}); choose another one or retrain it.")
 
 
-@st.cache_data(show_spinner="Ranking every user under gated and concatenated merging…", max_entries=8)
-def users(path: str, data_path: str | None, split: str, k: int):
+@st.cache_data(show_spinner="Ranking every user (one batched pass; cached on disk per checkpoint and split)…",
+               max_entries=4)
+def cohort_table(path: str, data_path: str | None, split: str):
+    """(the cohort table of `fame_core.cohort`, its attrs plus the seconds it took): one table for
+    the Cohort page and the case study's user table."""
+    import time
+
     from fame_core import cohort
 
     model, data = open_checkpoint(path, data_path)
-    return from_cohort(cohort.cohort_table(model, data, split), data, k)   # shared with the Cohort page
+    start = time.perf_counter()
+    table = cohort.cohort_table(model, data, split)
+    return table, dict(table.attrs, seconds=time.perf_counter() - start)
+
+
+@st.cache_data(show_spinner=False, max_entries=2)
+def users(path: str, data_path: str | None, split: str, k: int):
+    """The case study's user table, read from the cohort table (nobody is ranked twice)."""
+    table, attrs = cohort_table(path, data_path, split)
+    table.attrs.update(attrs)
+    return from_cohort(table, open_checkpoint(path, data_path)[1], k)
 
 
 TABLE_ROWS = 1000   # rows of a user table sent to the browser (filters run over all of them)

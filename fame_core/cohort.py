@@ -12,9 +12,10 @@ and returns one row per user:
     expert_h (argmax router choice at the last position), top_router_h (its weight),
     positions_h_e<n> (how many of the user's positions route mostly to expert n of head h).
 
-The table is cached on disk (`<data home>/cache/cohort/`, parquet) under a key made of the
-model's weights and configuration (`model_fingerprint`), the data set's content fingerprint, the
-split and this module's CACHE_VERSION, so a second call is a file read. Every summary below takes
+The table is cached on disk (`$FAME_CACHE/cohort/`, default ~/.cache/fame/cohort, parquet) under
+a key made of the model's weights and configuration (`model_fingerprint`), the data set's content
+fingerprint, the split and this module's CACHE_VERSION, so a second call is a file read. Where
+the cache cannot be written (a read-only or full disk) the table is returned uncached. Every summary below takes
 such a table (or any slice of it: `slice_users`) and computes from it alone, so each figure is
 sliceable by any column.
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -56,9 +58,9 @@ def model_fingerprint(model) -> str:
 
 
 def cache_dir() -> Path:
-    from .datahome import data_home
+    from .cache import cache_root
 
-    return data_home() / "cache" / "cohort"
+    return cache_root() / "cohort"
 
 
 def cache_path(model, dataset: SequenceDataset, split: str, directory=None) -> Path:
@@ -114,7 +116,7 @@ def position_loads(model, inputs, batch_size: int = 512) -> np.ndarray:
 def build_table(model, dataset: SequenceDataset, split: str = "test", facets=None, batch_size: int = 1024,
                 progress: bool = False) -> pd.DataFrame:
     """The per-user table (see the module docstring), computed without a cache."""
-    from .facets import facet_labels
+    from .labels import facet_labels
 
     if split not in ("test", "valid"):
         raise DataError(f"split must be 'test' or 'valid', not {split!r}")
@@ -193,18 +195,22 @@ def cohort_table(model, dataset: SequenceDataset, split: str = "test", cache: bo
         except (OSError, ValueError):
             pass  # a damaged cache file is recomputed (and rewritten under the same key)
     table = build_table(model, dataset, split, progress=progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = dict(table.attrs)
-    for target, write in ((path.with_suffix(".json"), lambda p: Path(p).write_text(json.dumps(meta))),
-                          (path, lambda p: table.to_parquet(p, index=False))):
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=target.suffix)
-        os.close(fd)
-        try:
-            write(tmp)
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for target, write in ((path.with_suffix(".json"), lambda p: Path(p).write_text(json.dumps(meta))),
+                              (path, lambda p: table.to_parquet(p, index=False))):
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=target.suffix)
+            os.close(fd)
+            try:
+                write(tmp)
+                os.replace(tmp, target)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+    except OSError as err:   # a cache that cannot be written is no reason to fail: say so once, go on
+        print(f"note: the cohort table was not cached ({path.parent}: {err.strerror or err}); "
+              "set $FAME_CACHE to a writable folder to keep it", file=sys.stderr)
     table.attrs.update(from_cache=False)
     return table
 

@@ -114,6 +114,10 @@ def test_user_table_filters_gated_wins(demo):
     table = at.dataframe[0].value
     assert len(table) == 1000 and {"rank_gated", "rank_concat", "gate_entropy", "planted_facet"} <= set(table.columns)
     assert "2,000 of 2,000 users match; the first 1,000 are listed" in " ".join(c.value for c in at.caption)
+    at.selectbox(key="user_sort").set_value("rank_gated").run()     # sorted over all 2,000, then listed
+    assert at.dataframe[0].value["rank_gated"].tolist()[:5] == sorted(
+        fame_core.users.from_cohort(fame_core.cohort.cohort_table(*demo, "test"), demo[1])["rank_gated"])[:5]
+    at.selectbox(key="user_sort").set_value("(data order)").run()
     at.checkbox[0].check().run()
     wins = at.dataframe[0].value
     assert 0 < len(wins) < 2000 and (wins["rank_gated"] <= 20).all() and (wins["rank_concat"] > 20).all()

@@ -205,5 +205,18 @@ def test_the_user_table_read_from_the_cohort_table_equals_the_one_ranked_directl
     model = make_model(kind, n_items=tiny_world.n_items)
     for split, k in (("test", 20), ("valid", 5)):
         direct = user_table(model, tiny_world, split=split, k=k)
-        shared = from_cohort(cohort.cohort_table(model, tiny_world, split, directory=tmp_path), tiny_world, k)
-        pd.testing.assert_frame_equal(shared.reset_index(drop=True), direct.reset_index(drop=True), check_dtype=False)
+        for attempt in range(2):                    # computed, then read back from the parquet cache
+            table = cohort.cohort_table(model, tiny_world, split, directory=tmp_path)
+            assert table.attrs["from_cache"] is bool(attempt)
+            shared = from_cohort(table, tiny_world, k)
+            pd.testing.assert_frame_equal(shared.reset_index(drop=True), direct.reset_index(drop=True),
+                                          check_dtype=False)
+
+
+def test_a_cache_that_cannot_be_written_gives_the_table_and_one_note(tiny_world, monkeypatch, capsys):
+    monkeypatch.setenv("FAME_CACHE", "/dev/null/not-a-folder")
+    model = make_model("fame", n_items=tiny_world.n_items)
+    table = cohort.cohort_table(model, tiny_world, "test")
+    assert len(table) == len(tiny_world.splittable_rows()) and table.attrs["from_cache"] is False
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("note: the cohort table was not cached (/dev/null/not-a-folder/cohort")

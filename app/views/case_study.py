@@ -84,6 +84,13 @@ if data is not None:
                           & table["gate_entropy"].between(*entropy)]
             if only_gated:
                 shown = gated_wins(shown, k)
+            s1, s2, _ = st.columns([1, 1, 2])
+            order = s1.selectbox("Sort by", ["(data order)", "rank_gated", "rank_concat", "gate_entropy", "gate_max",
+                                             "length"], key="user_sort",
+                                 help="Sorted over every matching user, before the first rows are listed")
+            if order != "(data order)":
+                shown = shown.sort_values(order, ascending=not s2.toggle("Descending", key="user_sort_desc"),
+                                          kind="stable")
 
             def pick(users):
                 selected = st.session_state["user_table"].selection.rows
