@@ -5,54 +5,71 @@ warms the process in an st.App lifespan hook: the heavy modules (torch, fame_cor
 plotly, matplotlib) are imported, the default checkpoint is opened into the app's resource cache
 and one case study is computed and drawn, all before the server answers. So the first visitor
 does not wait for them; a warm-up that fails is skipped (the page then reports the problem).
-`--warm NAME` (repeatable, at most 3) opens further checkpoints the same way, e.g. the one a
-lab's links point at.
+`--warm NAME` (repeatable; four checkpoints in all) opens further checkpoints the same way,
+e.g. the one a lab's links point at. Each skipped warm-up is one `warning:` line on stderr.
 """
 
 import sys
-
 from contextlib import asynccontextmanager
 
 import streamlit as st
 
 
-def warmed_names(argv) -> list[str]:
-    """The checkpoints to open before answering: the default, then each `--warm NAME` (the
-    app's resource cache keeps 4 open)."""
-    names = []
+def warmed_names(argv, default: str) -> list[str]:
+    """The checkpoints to open before answering: the sidebar's default, then each `--warm NAME`
+    (duplicates dropped; at most 4 in all, what the app's resource cache keeps open)."""
+    names = [default]
     for i, arg in enumerate(argv):
-        if arg == "--warm" and i + 1 < len(argv):
-            names.append(argv[i + 1])
+        if arg == "--warm":
+            if i + 1 >= len(argv) or argv[i + 1].startswith("--"):
+                warn("--warm needs a checkpoint name, e.g. --warm sports-fame")
+            else:
+                names.append(argv[i + 1])
         elif arg.startswith("--warm="):
             names.append(arg.split("=", 1)[1])
-    return list(dict.fromkeys(names[:3]))
+    return list(dict.fromkeys(names))[:4]
 
 
-def warm_up() -> None:
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def warm_up(argv=None) -> list[str]:
+    """Open and draw one case study of each checkpoint to warm, through the app's own cached
+    functions (the runtime exists during the lifespan hook, so the first visitor's page finds
+    them in the cache). Returns the names warmed; each failure is one warning line."""
     import charts  # noqa: F401  (plotly)
     import session
-    from fame_core import export, lists
+    from fame_core import lists
 
     found = session.available_checkpoints()
-    for name in [session.DEFAULT_CHECKPOINT] + warmed_names(sys.argv[1:]):
+    default = session.default_checkpoint(list(found))
+    warmed = []
+    for name in warmed_names(sys.argv[1:] if argv is None else argv, default) if default else []:
         if name not in found:
+            warn(f"--warm {name}: no such checkpoint (found: {', '.join(found)})")
             continue
         model, data, problem = session.open_or_message(name, found[name], None)
-        if model is None or data is None:
+        if problem or data is None:
+            warn(f"warm-up of {name} skipped: {problem or 'its data set is not on disk'}")
             continue
-        seq, target = data.example(data.user_row(lists.default_user(data)))
-        insp = session.fame_core.inspect(model, seq, target=target, top_k=lists.TOP_K)
-        for fig in (export.gates_figure(insp)[0], export.expert_attention_figure(insp, 0)[0],
-                    export.router_figure(insp, 0)[0]):
-            export.figure_bytes(fig, "svg")
+        seq, target = data.example(data.user_row(lists.default_user(data, "test")), "test")
+        sequence = tuple(int(v) for v in seq)
+        session.inspect(found[name], None, sequence, target, lists.TOP_K)       # as the page asks
+        session.figure_svg(found[name], None, sequence, target, lists.TOP_K, "gates")
+        for h in range(model.config.n_heads):
+            for figure in ("experts", "router"):
+                session.figure_svg(found[name], None, sequence, target, lists.TOP_K, figure, h, "unit")
+        warmed.append(name)
+    return warmed
 
 
 @asynccontextmanager
 async def warm(app):
     try:
         warm_up()
-    except Exception:  # noqa: BLE001 - a warm-up is an optimisation; the page reports real problems itself
-        pass
+    except Exception as err:  # noqa: BLE001 - a warm-up is an optimisation: the server starts regardless
+        warn(f"warm-up failed ({type(err).__name__}: {err}); the server starts cold")
     yield
 
 

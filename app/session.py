@@ -62,6 +62,11 @@ def context() -> PageContext:
     return st.session_state["ctx"]
 
 
+def default_checkpoint(names: list[str]) -> str | None:
+    """The checkpoint the sidebar opens without a link: demo when present, else the first."""
+    return DEFAULT_CHECKPOINT if DEFAULT_CHECKPOINT in names else (names[0] if names else None)
+
+
 def checkpoint_roots() -> list[Path]:
     """checkpoints/ of the repo, then `-- --checkpoints DIR` arguments, then $FAME_CHECKPOINTS."""
     roots = [REPO / "checkpoints"]

@@ -21,7 +21,7 @@ with st.sidebar:
                  ". Train one with `python -m fame_core train --out checkpoints/NAME`.")
         st.stop()
     session.warn_bad_param("checkpoint", names)
-    default = names.index(session.DEFAULT_CHECKPOINT) if session.DEFAULT_CHECKPOINT in names else 0
+    default = names.index(session.default_checkpoint(names))
     name = st.selectbox("Checkpoint", names, index=default, key="checkpoint", bind="query-params",
                         help="Directories under checkpoints/, `-- --checkpoints DIR` or $FAME_CHECKPOINTS")
     path = checkpoints[name]

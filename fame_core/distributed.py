@@ -100,8 +100,17 @@ class Context:
         rows = dataset.splittable_rows()
         mine = rows[self.rank::self.world]
         examples = [dataset.example(r, split) for r in mine]
-        local = rank_sequences(model, [x for x, _ in examples], [t for _, t in examples], ("gated",),
-                               True, batch_size)["ranks"]["gated"] if len(mine) else np.zeros(0, np.int64)
+        from .errors import FameError
+
+        failed = None
+        try:
+            local = rank_sequences(model, [x for x, _ in examples], [t for _, t in examples], ("gated",),
+                                   True, batch_size)["ranks"]["gated"] if len(mine) else np.zeros(0, np.int64)
+        except FameError as err:          # e.g. NaN scores: every process stops, none waits in the gather
+            local, failed = np.zeros(0, np.int64), str(err)
+        if self.any(failed is not None):
+            raise FameError(failed or f"evaluation failed on another of the {self.world} processes "
+                                      "(NaN or infinite scores); retrain with a lower --lr or use --resume")
         parts = [None] * self.world
         dist.all_gather_object(parts, np.asarray(local, dtype=np.int64))
         ranks = np.empty(len(rows), dtype=np.int64)

@@ -167,8 +167,9 @@ ROW_BLOCK = 128  # rows of users scored at once on a CPU (see rank_targets)
 def rank_targets(u: torch.Tensor, E: torch.Tensor, targets: torch.Tensor, histories, item_chunk: int | None = None):
     """0-based target ranks of rows u (B, d) over item ids 0..n (E: (n+1, d)), history items and
     padding masked. A catalogue of at most `item_chunk` ids (default `ranking.ITEM_CHUNK`) is
-    scored in one product, as always; a larger one chunk by chunk (`ranking.streaming_rank`),
-    with the same ranks and memory bounded by B x item_chunk."""
+    scored in one product per block of users (`ROW_BLOCK` rows on a CPU, the batch on a GPU); a
+    larger one chunk by chunk (`ranking.streaming_rank`), with the same ranks and memory bounded
+    by B x item_chunk."""
     from . import ranking
 
     chunk = ranking.ITEM_CHUNK if item_chunk is None else item_chunk

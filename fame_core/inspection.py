@@ -15,7 +15,7 @@ import torch
 
 from .checkpoint import load, recorded_data_path  # noqa: F401  (fame_core.inspection.load, before it moved)
 from .data import SequenceDataset
-from .errors import DataError
+from .errors import DataError, FameError
 from . import ranking
 from .evaluate import left_pad
 from .models import merge_modes
@@ -120,7 +120,8 @@ def inspect(model, sequence, target: int | None = None, top_k: int = 20, mask_hi
         for mode in modes:
             r, ids, _ = ranking.streaming_rank(ranking.embedding_scorer(model.represent(out, mode)[:, -1], E), E.shape[0],
                                                targets=None if target is None else [int(target)], k=top_k,
-                                               excluded=[np.concatenate([[0], excluded])])
+                                               excluded=[np.concatenate([[0], excluded])],
+                                               chunk=ranking.ITEM_CHUNK)
             top[mode] = ids[0].cpu().numpy()
             if target is not None:
                 ranks[mode] = int(r[0]) + 1                  # 1-based, ties against the target
@@ -128,6 +129,9 @@ def inspect(model, sequence, target: int | None = None, top_k: int = 20, mask_hi
         scores = {}
         for mode in modes:
             s = (model.represent(out, mode)[0, -1] @ E.T).float().cpu().numpy()
+            if not np.isfinite(s[1:]).all():   # as the chunked path and evaluate refuse them
+                raise FameError("the model produced NaN or infinite scores; its weights are unusable (retrain "
+                                "it, or use an earlier checkpoint)")
             s[0] = -np.inf
             scores[mode] = s
         head_scores = model.head_scores(out)[0].cpu().numpy()

@@ -338,3 +338,27 @@ def test_next_to_the_gate_the_page_says_whether_this_gate_passed_its_check(monke
     assert any(f"gate check {verdict}" in m.value for m in again.markdown)
     sasrec = run_app(checkpoint="demo-sasrec")
     assert any(m.value == ":gray-badge[no gate: this model sums its heads]" for m in sasrec.markdown)
+
+
+def test_the_servers_warm_up_fills_the_caches_the_first_page_reads(monkeypatch, capsys):
+    """app/serve.py's lifespan hook: the default checkpoint and --warm names are opened and one case
+    study drawn through the app's cached functions; a bad name is one warning, not a failure."""
+    import sys as _sys
+
+    monkeypatch.syspath_prepend(str(REPO / "app"))
+    import serve
+    import session
+
+    session.inspect.clear()
+    session.figure_svg.clear()
+    assert serve.warm_up(["--warm", "demo-sasrec", "--warm", "demo", "--warm", "nosuch", "--warm"]) == ["demo", "demo-sasrec"]
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["warning: --warm needs a checkpoint name, e.g. --warm sports-fame",
+                   next(e for e in err if e.startswith("warning: --warm nosuch: no such checkpoint (found: "))]
+    model, data = fame_core.load(REPO / "checkpoints" / "demo")
+    seq, target = data.example(data.user_row(default_user(data)), "test")
+    calls = []
+    monkeypatch.setattr(fame_core, "inspect", lambda *a, **k: calls.append(a))
+    path = session.available_checkpoints()["demo"]
+    session.inspect(path, None, tuple(int(v) for v in seq), target, 20)       # what the page asks: cached
+    assert calls == [] and _sys.modules["serve"] is serve

@@ -124,3 +124,15 @@ def test_inspection_of_a_catalogue_beyond_one_chunk_gives_the_same_lists_and_ran
             assert parts.top[mode].tolist() == whole.top[mode].tolist(), mode
         assert parts.target_rank == whole.target_rank
     assert whole.target_rank is None
+
+
+def test_inspect_refuses_nan_scores_on_both_paths(monkeypatch):
+    import fame_core
+
+    model = make_model("fame", n_items=40)
+    with torch.no_grad():
+        model.embed.E.weight[7, 0] = float("nan")
+    for chunk in (ranking.ITEM_CHUNK, 5):
+        monkeypatch.setattr(ranking, "ITEM_CHUNK", chunk)
+        with pytest.raises(Exception, match="NaN or infinite scores"):
+            fame_core.inspect(model, [1, 2, 3], target=4)
