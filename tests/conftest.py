@@ -84,3 +84,19 @@ def run_app(page: str | None = None, **params):
         at.switch_page(page).run()
     assert not at.exception, [e.value for e in at.exception]
     return at
+
+
+def deep_link(page: str, **params):
+    """The app opened straight on `page` (views/NAME.py) with the given URL parameters, as a deep
+    link does (the page switched to before the first run); asserts it raised nothing."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    st.cache_data.clear()
+    at = AppTest.from_file(APP, default_timeout=300)
+    for key, value in params.items():
+        at.query_params[key] = value
+    at.switch_page(page)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at

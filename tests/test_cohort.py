@@ -114,24 +114,9 @@ def test_sasrec_has_no_gate_but_per_head_metrics(tiny_world, tmp_path):
 
 def cohort_page(**params):
     """The app opened straight on /cohort with the given URL parameters (as a deep link does)."""
-    from streamlit.testing.v1 import AppTest
+    from tests.conftest import deep_link
 
-    from tests.conftest import APP
-
-    st_clear()
-    at = AppTest.from_file(APP, default_timeout=300)
-    for key, value in params.items():
-        at.query_params[key] = value
-    at.switch_page("views/cohort.py")
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def st_clear():
-    import streamlit as st
-
-    st.cache_data.clear()
+    return deep_link("views/cohort.py", **params)
 
 
 def test_cohort_page_shows_the_libraries_numbers_and_links_users():

@@ -58,24 +58,9 @@ def test_two_data_sets_are_refused_in_one_line(demo):
 
 def compare_page(**params):
     """The app opened straight on /compare with the given URL parameters (as a deep link does)."""
-    from streamlit.testing.v1 import AppTest
+    from tests.conftest import deep_link
 
-    from tests.conftest import APP
-
-    st_clear()
-    at = AppTest.from_file(APP, default_timeout=300)
-    for key, value in params.items():
-        at.query_params[key] = value
-    at.switch_page("views/compare.py")
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def st_clear():
-    import streamlit as st
-
-    st.cache_data.clear()
+    return deep_link("views/compare.py", **params)
 
 
 def test_compare_page_of_a_checkpoint_with_itself():

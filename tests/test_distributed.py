@@ -80,14 +80,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_processes(out, world=2, loss="full", stop_after=None, resume=False) -> dict:
+def spawn_and_wait(worker, args, world: int, hang_message: str) -> None:
+    """mp.spawn `world` processes of worker(rank, *args); fail the test if they outlive TIMEOUT_S."""
     # spawned workers re-run the parent's __main__ file; in a pytest session that ran streamlit's
     # AppTest it can be the app script, which does not import here: spawn from a bare __main__
     main = sys.modules["__main__"]
     sys.modules["__main__"] = types.ModuleType("__main__")
     try:
-        ctx = mp.spawn(_worker, args=(world, _free_port(), str(out), loss, stop_after, resume), nprocs=world,
-                       join=False)
+        ctx = mp.spawn(worker, args=args, nprocs=world, join=False)
     finally:
         sys.modules["__main__"] = main
     deadline = time.monotonic() + TIMEOUT_S
@@ -95,25 +95,20 @@ def run_processes(out, world=2, loss="full", stop_after=None, resume=False) -> d
         if time.monotonic() > deadline:
             for p in ctx.processes:
                 p.kill()
-            pytest.fail(f"{world} processes did not finish within {TIMEOUT_S} s")
+            pytest.fail(hang_message)
+
+
+def run_processes(out, world=2, loss="full", stop_after=None, resume=False) -> dict:
+    spawn_and_wait(_worker, (world, _free_port(), str(out), loss, stop_after, resume), world,
+                   f"{world} processes did not finish within {TIMEOUT_S} s")
     return json.loads((out.parent / f"result-{out.name}.json").read_text())
 
 
 def test_a_nan_loss_on_one_process_stops_every_process_at_the_same_step(tmp_path):
     """Without agreement, rank 0 fails inside the gradient all-reduce that rank 1 never joins
     (gloo: 'Connection closed by peer', a traceback; NCCL can wait until its timeout)."""
-    main = sys.modules["__main__"]
-    sys.modules["__main__"] = types.ModuleType("__main__")
-    try:
-        ctx = mp.spawn(_nan_worker, args=(2, _free_port(), str(tmp_path / "run")), nprocs=2, join=False)
-    finally:
-        sys.modules["__main__"] = main
-    deadline = time.monotonic() + TIMEOUT_S
-    while not ctx.join(timeout=5):
-        if time.monotonic() > deadline:
-            for p in ctx.processes:
-                p.kill()
-            pytest.fail("a NaN on rank 1 left the other process waiting")
+    spawn_and_wait(_nan_worker, (2, _free_port(), str(tmp_path / "run")), 2,
+                   "a NaN on rank 1 left the other process waiting")
     said = [(tmp_path / f"stopped-{r}.txt").read_text() for r in (0, 1)]
     assert said[1].startswith("loss became nan in epoch 1, step 2;")
     assert said[0].startswith("the loss of another of the 2 processes became non-finite in epoch 1, step 2;")
