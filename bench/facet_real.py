@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 from reproduce import run  # noqa: E402
 
+TOP = 20   # the gate reading restricted to users whose better head shows the target in its top 20
 METRICS = ["HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20"]
 
 
@@ -71,8 +72,9 @@ def main() -> int:
 
     from fame_core.data import load_dataset
     from fame_core.evaluate import evaluate
-    from fame_core.facets import (expert_query_similarity, experts_vs_target_facet, gate_merge_value, gate_vs_heads,
-                                  gate_vs_history_facet, head_alignment, specialisation)
+    from fame_core.facets import (better_head_predictability, expert_query_similarity, experts_vs_target_facet,
+                                  gate_merge_value, gate_vs_heads, gate_vs_history_facet, head_alignment,
+                                  specialisation)
     from fame_core.checkpoint import load
     from fame_core.models import SASRecConfig, FAMEConfig
     from fame_core.objectives import FacetObjectives
@@ -98,12 +100,20 @@ def main() -> int:
         align = head_alignment(model, d, facets=facets)
         acc = align.set_index(["facet", "representation"])["probe_accuracy"]
         gate = gate_vs_heads(model, d)
+        top = gate_vs_heads(model, d, within=TOP)
+        ceiling = better_head_predictability(model, d)                   # fitted on validation users
+        ceiling_top = better_head_predictability(model, d, within=TOP)
         hist = gate_vs_history_facet(model, d, facets[0])
         experts = experts_vs_target_facet(model, d, facets[0])
         row = {"variant": name, "options": table[name], "checkpoint": str(out), **{m: test[m] for m in METRICS},
                "specialisation": specialisation(align),
                "gate picks better head": gate["accuracy"], "better-head majority": gate["majority_rate"],
                "mean top gate": gate["mean_top_gate"],
+               **{f"{key} (better head in top {TOP})": value for key, value in
+                  (("gate picks better head", top["accuracy"]), ("better-head majority", top["majority_rate"]),
+                   ("users", top["users"]))},
+               "linear gate ceiling": ceiling["probe_accuracy"],
+               f"linear gate ceiling (better head in top {TOP})": ceiling_top["probe_accuracy"],
                "gate 0 vs history concentration (rho)": hist["spearman"][0], "(z)": hist["z"][0],
                "expert MI (mean)": float(experts["mutual_information"].mean()),
                "random router MI (mean)": float(experts["random_router_mi_mean"].mean()),

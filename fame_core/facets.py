@@ -180,22 +180,59 @@ def experts_vs_preference(model, dataset: SequenceDataset, split: str = "test", 
 
 # ---- users on real data: no planted truth, so the yardsticks are the target and the history -----------
 
-def gate_vs_heads(model, dataset: SequenceDataset, split: str = "test") -> dict:
+def _head_ranks(model, dataset: SequenceDataset, split: str) -> dict:
+    H = model.config.n_heads
+    ranked = rank_users(model, dataset, split, merges=tuple(f"head:{h}" for h in range(H)))
+    return dict(ranked, head_ranks=np.stack([ranked["ranks"][f"head:{h}"] for h in range(H)], 1))   # (U, H)
+
+
+def gate_vs_heads(model, dataset: SequenceDataset, split: str = "test", within: int | None = None) -> dict:
     """Does the head with the largest gate rank the user's target better than the other heads?
 
     Needs no planted truth, so it applies to any data set: over users whose heads rank the target
     differently, the share where the gate's argmax head is the better one, against the share of the
-    head that is most often better (what always picking one head achieves)."""
-    H = model.config.n_heads
-    ranked = rank_users(model, dataset, split, merges=tuple(f"head:{h}" for h in range(H)))
-    ranks = np.stack([ranked["ranks"][f"head:{h}"] for h in range(H)], 1)        # (U, H)
+    head that is most often better (what always picking one head achieves). within: only users whose
+    better head ranks the target in its top `within` (0-based rank < within), where the choice of
+    head changes a top-k list; over all users most comparisons are between two deep ranks (say
+    3,000 against 3,100) that no list shows."""
+    ranked = _head_ranks(model, dataset, split)
+    ranks = ranked["head_ranks"]
+    H = ranks.shape[1]
     best = ranks.argmin(1)
     differ = ranks.min(1) < np.sort(ranks, 1)[:, min(1, H - 1)]                  # a unique best head
+    if within is not None:
+        differ &= ranks.min(1) < within
     top = ranked["gates"].argmax(1)
     share = np.bincount(best[differ], minlength=H) / max(int(differ.sum()), 1)
     return {"accuracy": float((top[differ] == best[differ]).mean()) if differ.any() else None,
-            "majority_rate": float(share.max()), "users": int(differ.sum()),
+            "majority_rate": float(share.max()), "users": int(differ.sum()), "within": within,
             "mean_top_gate": float(ranked["gates"].max(1).mean())}
+
+
+def better_head_predictability(model, dataset: SequenceDataset, fit_split: str = "valid", split: str = "test",
+                               within: int | None = None, seed: int = 0) -> dict:
+    """How well *any* linear gate could do: a logistic regression from the gate's own input
+    [F^(1) | ... | F^(H)] to the head that ranks the target best, fitted on `fit_split` and scored on
+    `split` (users with a unique best head; `within` as in gate_vs_heads). When this ceiling is
+    itself near the majority rate, the heads, not the gate, are what makes the gate uninformative."""
+
+    def users(s):
+        ranked = _head_ranks(model, dataset, s)
+        ranks = ranked["head_ranks"]
+        H = ranks.shape[1]
+        keep = ranks.min(1) < np.sort(ranks, 1)[:, min(1, H - 1)]
+        if within is not None:
+            keep &= ranks.min(1) < within
+        return ranked["heads"].reshape(len(ranks), -1)[keep], ranks.argmin(1)[keep], ranked["gates"].argmax(1)[keep]
+
+    X_fit, y_fit, _ = users(fit_split)
+    X, y, gate = users(split)
+    if len(np.unique(y_fit)) < 2 or len(y) == 0:
+        return {"probe_accuracy": None, "gate_accuracy": None, "majority_rate": None, "users": int(len(y))}
+    probe = LogisticRegression(max_iter=2000, random_state=seed).fit(X_fit, y_fit)
+    return {"probe_accuracy": float(probe.score(X, y)), "gate_accuracy": float((gate == y).mean()),
+            "majority_rate": float(np.bincount(y).max() / len(y)), "users": int(len(y)), "within": within,
+            "fit_split": fit_split, "split": split}
 
 
 def gate_merge_value(model, dataset: SequenceDataset, split: str = "test", k: int = 20) -> dict:

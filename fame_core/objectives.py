@@ -252,6 +252,10 @@ GATE_ROUTER_PRESETS: dict[str, dict] = {
     "expert diversity + decisive router": {"expert_diversity": 0.1, "router_decisive": 0.1},
     "mixture gate + diverse router": {"mixture_likelihood": 5.0, "gate_decisive": 0.1, "expert_diversity": 0.1,
                                       "router_decisive": 0.1},
+    # the router terms five times stronger, to match the mixture term's weight (the router stayed
+    # flat, top weight 0.36, under "mixture gate + diverse router" on Beauty)
+    "mixture gate + decisive diverse router": {"mixture_likelihood": 5.0, "gate_decisive": 0.1, "expert_diversity": 0.1,
+                                               "router_decisive": 0.5},
     "gate competence + head dropout + expert diversity": {"gate_competence": 1.0, "head_dropout": 0.3,
                                                           "expert_diversity": 0.1, "load_balance": 0.01},
 }

@@ -192,6 +192,39 @@ def test_experts_vs_target_facet_beats_random_routers_only_when_they_follow_the_
     assert (table["mutual_information"] < 0.05).all() and table["dead_experts"].max() == 0
 
 
+def test_gate_vs_heads_within_keeps_only_users_whose_better_head_ranks_the_target_in_its_top_k(monkeypatch):
+    data = fame_core.load_dataset(WORLD)
+    n = len(data.splittable_rows())
+    ranks = np.tile([[500, 900]], (n, 1))                     # deep: head 0 better, the gate picks head 1
+    ranks[:40] = [[30, 3]]                                    # shown in a top 20: head 1 better, the gate right
+    gates = np.tile([0.3, 0.7], (n, 1))
+    monkeypatch.setattr(facets, "rank_users", fake_heads_rank(ranks, gates))
+    everyone = facets.gate_vs_heads(make_model(), data)
+    assert everyone["users"] == n and everyone["accuracy"] == pytest.approx(40 / n)
+    top = facets.gate_vs_heads(make_model(), data, within=20)
+    assert top["users"] == 40 and top["accuracy"] == 1.0 and top["majority_rate"] == 1.0 and top["within"] == 20
+
+
+def test_better_head_predictability_finds_a_better_head_written_in_the_heads_and_none_in_noise(monkeypatch):
+    data = fame_core.load_dataset(WORLD)
+    n = len(data.splittable_rows())
+    rng = np.random.default_rng(3)
+    better = rng.integers(0, 2, n)
+    ranks = np.stack([np.where(better == 0, 1, 9), np.where(better == 1, 1, 9)], 1)
+    gates = np.full((n, 2), 0.5)
+    heads = rng.standard_normal((n, 2, 8))
+
+    def rank(model, dataset, split="test", merges=(), *args, **kwargs):
+        return {"ranks": {m: ranks[:, int(m[5:])] for m in merges}, "gates": gates, "heads": heads.copy()}
+
+    monkeypatch.setattr(facets, "rank_users", rank)
+    noise = facets.better_head_predictability(make_model(), data)
+    assert noise["probe_accuracy"] < 0.65 and noise["majority_rate"] == pytest.approx(np.bincount(better).max() / n)
+    heads[:, 0, 0] = np.where(better == 0, 2.0, -2.0)          # now head 0's first coordinate says which head wins
+    written = facets.better_head_predictability(make_model(), data)
+    assert written["probe_accuracy"] > 0.95 and written["users"] == n
+
+
 def test_real_checks_pass_and_fail_on_their_thresholds(monkeypatch):
     import pandas as pd
 
