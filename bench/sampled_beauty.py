@@ -11,9 +11,12 @@ bench/results/sampled-beauty-gradients.json.
 
 Otherwise trains SASRec (the paper's settings: d 64, 2 layers, 2 heads, max_len 50, dropout 0.5, batch
 256, lr 1e-3) once with --loss full and once per --negatives with --loss sampled, each from the
-same seed, into runs/sampled-beauty/ (new folders; an existing one is refused, nothing is
-replaced), and writes bench/results/sampled-beauty-e<epochs>.json: per run the best validation
-epoch's validation and test metrics, seconds per epoch, and the difference to the full softmax.
+same seed, into runs/sampled-beauty/, and writes bench/results/sampled-beauty-<model>-e<epochs>.json:
+per run the best validation epoch's validation and test metrics, seconds per epoch, and the
+difference to the full softmax. Repeat the command after a kill: a finished run is read back, an
+interrupted one resumed (its train_state.pt), nothing is replaced. --full DIR reuses a finished
+full-softmax checkpoint of the same settings (e.g. the ablation's sasrec-s0) instead of training it
+again; its seconds per epoch were measured under another load, so only the metrics compare.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(REPO / "runs" / "sampled-beauty"))
     p.add_argument("--gradients", action="store_true", help="compare gradients instead of training")
+    p.add_argument("--full", default=None, help="a finished full-softmax checkpoint of the same settings to reuse")
     p.add_argument("--checkpoint", default=str(REPO / "checkpoints" / "beauty-sasrec"))
     p.add_argument("--batches", type=int, default=6)
     a = p.parse_args(argv)
@@ -50,7 +54,7 @@ def main(argv=None) -> int:
 
     from fame_core.data import load_dataset
     from fame_core.models import model_config
-    from fame_core.training import TrainConfig, train
+    from fame_core.training import TrainConfig
 
     data = load_dataset(a.data)
     runs = [("full", 0)] + [("sampled", int(k)) for k in a.negatives.split(",")]
@@ -61,7 +65,8 @@ def main(argv=None) -> int:
                             attn_dropout=0.5, **({} if a.model == "sasrec" else {"n_experts": 4}))
         tcfg = TrainConfig(epochs=a.epochs, patience=a.patience, seed=a.seed, device="cpu", loss=loss,
                            negatives=k or 1024)
-        r = train(data, mcfg, tcfg, Path(a.out) / f"{a.model}-e{a.epochs}-{name}", progress=False)
+        out = Path(a.full) if (a.full and loss == "full") else Path(a.out) / f"{a.model}-e{a.epochs}-{name}"
+        r = reused(out, mcfg, tcfg) if loss == "full" and a.full else run(data, mcfg, tcfg, out)
         results[name] = {k2: r[k2] for k2 in ("best_epoch", "epochs", "valid", "test", "seconds_per_epoch")}
         print(name, "valid NDCG@20 %.4f test NDCG@20 %.4f HR@10 %.4f  %.1f s/epoch" % (
             r["valid"]["NDCG@20"], r["test"]["NDCG@20"], r["test"]["HR@10"], r["seconds_per_epoch"]), flush=True)
@@ -78,6 +83,39 @@ def main(argv=None) -> int:
         "note": "short check: a fixed number of epochs for every run, same seed; not converged"}, indent=2) + "\n")
     print("wrote", out)
     return 0
+
+
+def fail(message: str):
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def run(data, mcfg, tcfg, out: Path) -> dict:
+    """Train into `out`, or read a finished run back, or resume an interrupted one."""
+    from fame_core.training import train
+
+    if (out / "config.json").exists() and not (out / "train_state.pt").exists():
+        return json.loads((out / "config.json").read_text())
+    resume = (out / "train_state.pt").exists()
+    print(f"{time.strftime('%H:%M:%S')} {'resuming' if resume else 'training'} {out}", file=sys.stderr, flush=True)
+    return train(data, mcfg, tcfg, out, resume=resume, progress=sys.stderr.isatty())
+
+
+def reused(out: Path, mcfg, tcfg) -> dict:
+    """A finished full-softmax run's record, if its model and stopping settings are these."""
+    path = out / "config.json"
+    if not path.exists() or (out / "train_state.pt").exists():
+        fail(f"--full {out} is not a finished checkpoint; pass a finished run's folder or leave --full out")
+    r = json.loads(path.read_text())
+    want = {k: v for k, v in mcfg.to_dict().items() if k in r["model"]}
+    got = {k: r["model"][k] for k in want}
+    train_keys = ("epochs", "patience", "seed", "batch_size", "lr", "weight_decay")
+    mine = {k: getattr(tcfg, k) for k in train_keys}
+    theirs = {k: r["train"].get(k) for k in train_keys}
+    if got != want or mine != theirs or r["train"].get("loss", "full") != "full":
+        fail(f"--full {out} was trained with other settings (model {got}, training {theirs}); "
+             f"pass a full-softmax run with model {want} and training {mine}")
+    return r
 
 
 def gradients(a, argv) -> int:
