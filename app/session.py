@@ -275,18 +275,19 @@ def figure_file(insp, spec, label, k: int, title: str, options: dict, fmt: str, 
 @st.cache_data(max_entries=256, show_spinner=False)
 def figure_svg(path: str, data_path: str | None, sequence: tuple, target, top_k: int, figure: str, head: int = 0,
                scale: str = "unit") -> str:
-    """One case-study figure as SVG text, drawn by fame_core.export exactly as it is exported
-    (anchored colour scale, uniform level marked, text as text). figure: gates, experts, router.
-    A static picture is drawn by the browser at once; the plotly chart takes seconds more."""
-    from fame_core import export
+    """One case-study figure as SVG text (figure: gates, experts, router): what the exported
+    figure shows (fame_core.export's Heatmap: values, ticks, anchored colour scale, uniform level),
+    written by fame_core.svg in milliseconds, so a user switch does not wait on matplotlib. A static
+    picture is drawn by the browser at once; the plotly chart takes seconds more."""
+    from fame_core import export, svg
 
     insp = inspect(path, data_path, sequence, target, top_k)
-    build = {"gates": lambda: export.gates_figure(insp),
-             "experts": lambda: export.expert_attention_figure(insp, head, scale=scale),
-             "router": lambda: export.router_figure(insp, head, scale=scale)}
+    build = {"gates": lambda: svg.gates(insp),
+             "experts": lambda: svg.heatmap(export.expert_attention_heatmap(insp, head, scale=scale)),
+             "router": lambda: svg.heatmap(export.router_heatmap(insp, head, scale=scale))}
     if figure not in build:
         raise ValueError(f"figure must be one of {sorted(build)}, not {figure!r}")
-    return export.figure_bytes(build[figure]()[0], "svg").decode()
+    return build[figure]()
 
 
 # ---- one download row for every view -----------------------------------------------------------------

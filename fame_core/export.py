@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable
@@ -163,6 +164,10 @@ def _heatmap(fig: Figure, values: np.ndarray, xlabels, ylabels, xlabel: str, yla
             else "vector rectangles", "masked": MASK_NOTE if mask is not None else None}
 
 
+def _draw(fig: Figure, hm: Heatmap) -> dict:
+    return _heatmap(fig, hm.values, hm.xlabels, hm.ylabels, hm.xlabel, hm.ylabel, hm.title, hm.cbar, hm.scale, hm.mask)
+
+
 def _heat_size(rows: int, cols: int, tick_chars: tuple[int, int], font: float) -> tuple[float, float, float]:
     """(width, height, cell) in inches: cells of 0.16 in (smaller past 7 in), room for ticks."""
     char = 0.6 * font / 72
@@ -172,19 +177,48 @@ def _heat_size(rows: int, cols: int, tick_chars: tuple[int, int], font: float) -
     return width, height, cell
 
 
+@dataclass(frozen=True)
+class Heatmap:
+    """What one heatmap shows, whoever draws it (matplotlib here, fame_core.svg on the page)."""
+
+    values: np.ndarray            # (rows, cols)
+    xlabels: list[str]
+    ylabels: list[str]
+    xlabel: str
+    ylabel: str
+    title: str
+    cbar: str
+    scale: ColourScale
+    mask: np.ndarray | None = None
+
+
+def expert_attention_heatmap(insp: Inspection, head: int, label: Label = default_label, scale: str = DEFAULT_SCALE,
+                             labels: str = "ids") -> Heatmap:
+    """Experts x history positions: each expert's attention from the last position."""
+    return Heatmap(insp.attention[head, :, -1, :], _ticks(insp, label, labels),
+                   [f"expert {n}" for n in range(insp.n_experts)], "history position · item (oldest first)", "expert",
+                   f"Head {head}: expert attention from the last position", "attention α",
+                   attention_scale(insp, head, None, scale))
+
+
+def router_heatmap(insp: Inspection, head: int, label: Label = default_label, scale: str = DEFAULT_SCALE,
+                   labels: str = "ids") -> Heatmap:
+    """Positions x experts: router weights β of head `head`."""
+    return Heatmap(insp.router[head], [f"expert {n}" for n in range(insp.n_experts)], _ticks(insp, label, labels),
+                   "expert", "position · item", f"Head {head}: router weights β", "router β",
+                   router_scale(insp, head, scale))
+
+
 def expert_attention_figure(insp: Inspection, head: int, label: Label = default_label, scale: str = DEFAULT_SCALE,
                             labels: str = "ids") -> tuple[Figure, pd.DataFrame]:
     """Experts x history positions: each expert's attention from the last position."""
-    values = insp.attention[head, :, -1, :]                     # (N, L)
-    ticks = _ticks(insp, label, labels)
-    table = pd.DataFrame(values, columns=_full_names(insp, label), index=[f"expert {n}" for n in range(insp.n_experts)])
-    cs = attention_scale(insp, head, None, scale)
+    hm = expert_attention_heatmap(insp, head, label, scale, labels)
+    table = pd.DataFrame(hm.values, columns=_full_names(insp, label), index=hm.ylabels)
     with rc_context(STYLE):
-        w, h, _ = _heat_size(insp.n_experts, len(ticks), (max(map(len, ticks)), 8), 7)
+        w, h, _ = _heat_size(insp.n_experts, len(hm.xlabels), (max(map(len, hm.xlabels)), 8), 7)
         fig = Figure(figsize=(w + 0.9, h))
         fig.fame_sidecar = {"positions": _positions(insp, label).to_dict("records")}
-        fig.fame_sidecar |= _heatmap(fig, values, ticks, table.index, "history position · item (oldest first)", "expert",
-                                    f"Head {head}: expert attention from the last position", "attention α", cs)
+        fig.fame_sidecar |= _draw(fig, hm)
     return fig, table
 
 
@@ -212,16 +246,13 @@ def attention_map_figure(insp: Inspection, head: int, expert: int, label: Label 
 def router_figure(insp: Inspection, head: int, label: Label = default_label, scale: str = DEFAULT_SCALE,
                   labels: str = "ids") -> tuple[Figure, pd.DataFrame]:
     """Positions x experts: router weights β of head `head`."""
-    values = insp.router[head]                                   # (L, N)
-    ticks = _ticks(insp, label, labels)
-    table = pd.DataFrame(values, index=_full_names(insp, label), columns=[f"expert {n}" for n in range(insp.n_experts)])
-    cs = router_scale(insp, head, scale)
+    hm = router_heatmap(insp, head, label, scale, labels)
+    table = pd.DataFrame(hm.values, index=_full_names(insp, label), columns=hm.xlabels)
     with rc_context(STYLE):
-        w, h, _ = _heat_size(len(ticks), insp.n_experts, (8, max(map(len, ticks))), 7)
+        w, h, _ = _heat_size(len(hm.ylabels), insp.n_experts, (8, max(map(len, hm.ylabels))), 7)
         fig = Figure(figsize=(w + 1.0, h))
         fig.fame_sidecar = {"positions": _positions(insp, label).to_dict("records")}
-        fig.fame_sidecar |= _heatmap(fig, values, list(table.columns), ticks, "expert", "position · item",
-                                    f"Head {head}: router weights β", "router β", cs)
+        fig.fame_sidecar |= _draw(fig, hm)
     return fig, table
 
 

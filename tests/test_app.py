@@ -84,10 +84,11 @@ def test_default_view_is_the_first_user_with_a_rankable_target_with_the_models_o
     assert all("rank_gated" not in d.value.columns for d in at.dataframe)   # the user table waits until asked
 
 
-def test_by_default_gates_attention_and_router_are_the_exported_figures_as_svg(demo):
-    """Static by default (drawn by a browser at once): the very figures `export` writes, text as
-    text, the colour scale of the chosen policy with its uniform level; no plotly chart."""
-    from fame_core import export, scales
+def test_by_default_gates_attention_and_router_are_static_svg_of_what_the_exports_show(demo):
+    """Static by default (drawn by a browser at once): fame_core.svg's drawing of the exports' own
+    Heatmap descriptions, text as text, the colour scale of the chosen policy with its uniform
+    level; no plotly chart."""
+    from fame_core import export, scales, svg
 
     model, data = demo
     user = default_user(data)
@@ -98,11 +99,11 @@ def test_by_default_gates_attention_and_router_are_the_exported_figures_as_svg(d
         svgs = page_svgs(at)
         assert [alt for alt, _ in svgs] == ["Gate weight of each head"] + [
             f"Head {h}: {what}" for h in range(2) for what in ("expert attention from the last position", "router weights")]
-        expected = [export.gates_figure(insp)[0]] + [f(insp, h, scale=policy)[0] for h in range(2)
-                                                     for f in (export.expert_attention_figure, export.router_figure)]
-        for (alt, svg), fig in zip(svgs, expected):
-            assert svg == export.figure_bytes(fig, "svg").decode(), alt          # the exported drawing itself
-            assert "<text" in svg and "Head" in svg or alt.startswith("Gate")     # text stays text
+        expected = [svg.gates(insp)] + [svg.heatmap(f(insp, h, scale=policy)) for h in range(2)
+                                        for f in (export.expert_attention_heatmap, export.router_heatmap)]
+        for (alt, shown), drawn in zip(svgs, expected):
+            assert shown == drawn, alt
+            assert "<text" in shown and "Head" in shown or alt.startswith("Gate")     # text stays text
         router = scales.router_scale(insp, 0, policy)
         assert f"{router.uniform:.3g} = 1/4 uniform" in svgs[2][1]
         assert ("1/2" in svgs[0][1]) and "uniform" in svgs[0][1]               # the gate's uniform level

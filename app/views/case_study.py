@@ -5,8 +5,9 @@ scale, interactive, checks.
 
 Order matters: lists, gates, attention and router are drawn first; the facet checks only when
 asked for (or at once when this checkpoint's results are on disk already). Gates, attention and
-router are the exported figures as SVG by default (a browser draws them at once; plotly's charts
-take seconds more on a small machine), the plotly charts with `interactive=true`.
+router are static SVG by default, showing what the exported figures show (same values, ticks and
+anchored colour scales; written by fame_core.svg in milliseconds, drawn by a browser at once;
+plotly's charts take seconds more on a small machine), the plotly charts with `interactive=true`.
 """
 
 import io
@@ -61,7 +62,7 @@ scale = top[3].segmented_control("Colour scale", list(SCALES), default="unit", k
                                       "own: 0..max of each map. The uniform level is marked on every colour bar.") or "unit"
 interactive = top[4].toggle("Interactive charts", key="interactive", bind="query-params",
                             help="On: plotly charts, hover for item labels and exact values (seconds more to draw). "
-                                 "Off: the figures exactly as exported, drawn at once.")
+                                 "Off: static figures with the exports' scales and labels, drawn at once.")
 
 seq, target, who = [], None, "hand-made sequence"
 if data is not None:
