@@ -19,6 +19,13 @@ is always in S (it is a batch target); every row's other candidates are its nega
 K >= n the uniform part covers nearly every item and the loss approaches the full softmax.
 S is drawn from a generator seeded by (seed, epoch, batch) and the global batch, so every
 process of a multi-process run, and a one-process run, use the same candidates.
+
+`--loss bce` is the original SASRec objective (Kang & McAuley, ICDM 2018, and its reference
+code; pmixer/SASRec.pytorch likewise): at each position with a target, one negative item drawn
+uniformly from the items the user's sequence does not hold, and the binary cross-entropy
+-log sigmoid(x_target . u_t) - log sigmoid(-x_negative . u_t), each term averaged over positions.
+It is here to test one explanation of the paper's Table 2 (issue 15): that its SASRec row was
+trained this way, not with the full softmax.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-LOSSES = ("full", "sampled")
+LOSSES = ("full", "sampled", "bce")
 
 
 class InBatchUniformSampler:
@@ -76,4 +83,28 @@ def sampled_softmax_loss(u: torch.Tensor, E: torch.Tensor, targets: torch.Tensor
     return F.cross_entropy(logits, column, reduction=reduction)
 
 
-__all__ = ["LOSSES", "InBatchUniformSampler", "sampled_softmax_loss"]
+def one_negative(inputs: torch.Tensor, targets: torch.Tensor, n_items: int, generator=None) -> torch.Tensor:
+    """(B, T) item ids drawn uniformly from 1..n_items, none of them in its row's inputs or targets
+    (redrawn until so; a row holding nearly every item keeps its last draw after 100 tries)."""
+    held = torch.cat([inputs, targets], 1)                                  # (B, 2T), 0 = padding
+    neg = torch.randint(1, n_items + 1, targets.shape, device=targets.device, generator=generator)
+    for _ in range(100):
+        clash = (neg[:, :, None] == held[:, None, :]).any(-1)
+        if not clash.any():
+            break
+        neg = torch.where(clash, torch.randint(1, n_items + 1, targets.shape, device=targets.device,
+                                               generator=generator), neg)
+    return neg
+
+
+def bce_loss(u: torch.Tensor, E: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
+    """The original SASRec loss: mean of -log sigmoid(x_target . u) plus mean of -log sigmoid(-x_neg . u).
+
+    u: (M, d) at positions with a target; E: (n+1, d); targets, negatives: (M,) item ids."""
+    pos = (u * E[targets]).sum(-1)
+    neg = (u * E[negatives]).sum(-1)
+    return F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos)) + \
+        F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg))
+
+
+__all__ = ["LOSSES", "InBatchUniformSampler", "bce_loss", "one_negative", "sampled_softmax_loss"]

@@ -33,7 +33,7 @@ from .models import FAMEConfig, ModelConfig, SASRec, build_model, config_from_di
 from .objectives import FacetObjectives, FacetProbes, dropped_head_weights, extra_loss
 from .options import DEVICE_PATTERN, check, option
 from . import distributed
-from .sampled import LOSSES, InBatchUniformSampler, sampled_softmax_loss
+from .sampled import LOSSES, InBatchUniformSampler, bce_loss, one_negative, sampled_softmax_loss
 
 SELECT_METRIC = "NDCG@20"
 
@@ -57,7 +57,8 @@ class TrainConfig:
     objectives: FacetObjectives = option(factory=FacetObjectives, cli=False,
                                          help="optional facet terms, off by default")
     # issue 18 (large catalogues): the full softmax over all items, or the sampled one (fame_core/sampled.py)
-    loss: str = option("full", "full softmax over all items, or sampled: in-batch + uniform negatives, logQ-corrected",
+    loss: str = option("full", "full softmax over all items; sampled: in-batch + uniform negatives, logQ-corrected; "
+                               "bce: the original SASRec's binary cross-entropy with one negative per position",
                        choices=LOSSES)
     negatives: int = option(1024, "with --loss sampled: uniform negatives per batch besides the in-batch ones",
                             min=0, max=10**7)
@@ -156,10 +157,11 @@ def epoch_batches(pairs, batch_size: int, rng: np.random.Generator):
 
 
 def loss_on_batch(model, inputs: torch.Tensor, targets: torch.Tensor, objectives: FacetObjectives | None = None,
-                  probes: FacetProbes | None = None, candidates=None) -> torch.Tensor:
+                  probes: FacetProbes | None = None, candidates=None, loss: str = "full") -> torch.Tensor:
     """Mean cross-entropy of the next item over all items, at positions with a target only (plus
     the optional facet terms of `objectives`). candidates: (S, log pi_S) for the sampled softmax
-    of fame_core/sampled.py instead of the full one."""
+    of fame_core/sampled.py instead of the full one; loss "bce": the original SASRec objective
+    (one negative per position, fame_core/sampled.py)."""
     where = targets > 0
     out = model(inputs)
     u = out.u
@@ -167,13 +169,16 @@ def loss_on_batch(model, inputs: torch.Tensor, targets: torch.Tensor, objectives
             and out.n_heads > 1:   # drop heads' shares of the score (issue 16): every head must rank alone
         u = model.combine(out.heads, dropped_head_weights(out.gates, objectives.head_dropout))
     if candidates is not None:                           # issue 18: sampled softmax
-        loss = sampled_softmax_loss(u[where], model.item_embeddings(), targets[where], *candidates)
+        value = sampled_softmax_loss(u[where], model.item_embeddings(), targets[where], *candidates)
+    elif loss == "bce":                                  # issue 15: the original SASRec objective
+        E = model.item_embeddings()
+        value = bce_loss(u[where], E, targets[where], one_negative(inputs, targets, E.shape[0] - 1)[where])
     else:
         logits = u[where] @ model.item_embeddings()[1:].T   # padding id 0 is not a class
-        loss = F.cross_entropy(logits, targets[where] - 1)
+        value = F.cross_entropy(logits, targets[where] - 1)
     if objectives is not None and objectives.active:
-        loss = loss + extra_loss(model, out, where, objectives, probes, targets)
-    return loss
+        value = value + extra_loss(model, out, where, objectives, probes, targets)
+    return value
 
 
 def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = False,
@@ -187,8 +192,8 @@ def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = 
     out = Path(out) if resume else check_checkpoint_out(out, overwrite=overwrite)
     if tcfg.loss not in LOSSES or isinstance(tcfg.negatives, bool) or not isinstance(tcfg.negatives, int) \
             or tcfg.negatives < 0:
-        raise FameError(f"loss {tcfg.loss!r} with {tcfg.negatives!r} negatives: pass loss 'full' or 'sampled' "
-                        "and a whole number of negatives from 0 up")
+        raise FameError(f"loss {tcfg.loss!r} with {tcfg.negatives!r} negatives: pass loss 'full', 'sampled' or "
+                        "'bce' and a whole number of negatives from 0 up")
     # issue 18: one process, or this rank of a torchrun group (gloo on CPU, NCCL on CUDA)
     ctx = distributed.setup(resolve_device(tcfg.device))
     device = ctx.device
@@ -277,7 +282,7 @@ def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = 
             idx, weight = ctx.shard(idx)   # this process's rows (all of them in one process)
             inputs = left_pad([pairs[i][0] for i in idx], model.config.max_len, device)
             targets = left_pad([pairs[i][1] for i in idx], model.config.max_len, device)
-            loss = loss_on_batch(train_model, inputs, targets, obj, probes, candidates)
+            loss = loss_on_batch(train_model, inputs, targets, obj, probes, candidates, tcfg.loss)
             if ctx.any(not torch.isfinite(loss)):     # every process stops here, not only the one that saw it
                 seen = f"loss became {loss.item()}" if not torch.isfinite(loss) else \
                     f"the loss of another of the {ctx.world} processes became non-finite"

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from fame_core.errors import FameError
 from fame_core.models import SASRecConfig
-from fame_core.sampled import InBatchUniformSampler, sampled_softmax_loss
+from fame_core.sampled import InBatchUniformSampler, bce_loss, one_negative, sampled_softmax_loss
 from fame_core.training import TrainConfig, train
 
 
@@ -82,5 +82,37 @@ def test_training_with_the_sampled_softmax_learns_and_is_recorded(tmp_path, tiny
     assert result["valid"]["HR@20"] > 1.2 * 20 / tiny_world.n_items    # better than a random ranking
     full = train(tiny_world, cfg, TrainConfig(epochs=4, batch_size=32, seed=1, lr=1e-2), tmp_path / "full", progress=False)
     assert abs(result["valid"]["NDCG@20"] - full["valid"]["NDCG@20"]) < 0.03   # measured: 0.1634 vs 0.1681
-    with pytest.raises(FameError, match="--loss must be one of full, sampled"):
+    with pytest.raises(FameError, match="--loss must be one of full, sampled, bce"):
         train(tiny_world, cfg, TrainConfig(epochs=1, loss="bpr"), tmp_path / "bad", progress=False)
+
+
+def test_bce_loss_is_the_original_sasrec_formula_on_a_hand_made_batch():
+    E = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    u = torch.tensor([[0.5, -1.0], [2.0, 1.0]])
+    pos, neg = torch.tensor([2, 3]), torch.tensor([1, 2])
+    s_pos = [0.5 * 0 + -1.0 * 1, 2.0 + 1.0]            # x_target . u
+    s_neg = [0.5, 1.0]                                  # x_negative . u
+    sig = lambda x: 1 / (1 + math.exp(-x))              # noqa: E731
+    want = -sum(math.log(sig(x)) for x in s_pos) / 2 - sum(math.log(1 - sig(x)) for x in s_neg) / 2
+    assert bce_loss(u, E, pos, neg).item() == pytest.approx(want, rel=1e-6)
+
+
+def test_the_negative_is_never_an_item_of_the_users_sequence():
+    torch.manual_seed(0)
+    inputs = torch.tensor([[0, 1, 2, 3], [4, 5, 6, 7]])
+    targets = torch.tensor([[0, 2, 3, 8], [5, 6, 7, 9]])
+    for _ in range(50):
+        neg = one_negative(inputs, targets, n_items=10)
+        held = [set(inputs[r].tolist()) | set(targets[r].tolist()) for r in range(2)]
+        assert all(int(v) not in held[r] and 1 <= int(v) <= 10 for r in range(2) for v in neg[r])
+    assert set(one_negative(inputs, targets, n_items=10)[0].tolist()) <= {4, 5, 6, 7, 9, 10}
+
+
+def test_training_with_the_bce_loss_learns_and_is_recorded(tmp_path, tiny_world):
+    cfg = SASRecConfig(n_items=tiny_world.n_items, d=16, n_heads=2, max_len=10, dropout=0.1, attn_dropout=0.1)
+    result = train(tiny_world, cfg, TrainConfig(epochs=12, batch_size=32, seed=1, lr=1e-2, loss="bce"),
+                   tmp_path / "run", progress=False)
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert losses[-1] < losses[0] and losses[0] < 2 * math.log(2) + 0.1     # starts near 2 log 2 (scores ~ 0)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["loss"] == "bce"
+    assert result["valid"]["HR@20"] > 1.2 * 20 / tiny_world.n_items
