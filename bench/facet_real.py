@@ -68,6 +68,7 @@ def main() -> int:
     p.add_argument("--dropout", type=float, default=0.5)
     p.add_argument("--patience", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     a = p.parse_args()
 
     from fame_core.data import load_dataset
@@ -87,13 +88,13 @@ def main() -> int:
     runs = REPO / "runs" / "facet-real" / a.name
     common = dict(n_items=data.n_items, n_heads=2, dropout=a.dropout, attn_dropout=a.dropout)
     sas = Path(a.sasrec) if a.sasrec else runs / "sasrec"
-    run(data, SASRecConfig(**common), TrainConfig(seed=a.seed, patience=a.patience), sas)
+    run(data, SASRecConfig(**common), TrainConfig(seed=a.seed, patience=a.patience, device=a.device), sas)
     rows = []
     for name in names:
         out = Path(a.baseline) if (a.baseline and name == "no facet option") else \
             runs / name.replace(" ", "-").replace("+", "and").replace("(", "").replace(")", "")
         run(data, FAMEConfig(n_experts=4, residual=True, **common),
-            TrainConfig(seed=a.seed, patience=a.patience, init_from=str(sas), warm=True,
+            TrainConfig(seed=a.seed, patience=a.patience, init_from=str(sas), warm=True, device=a.device,
                         objectives=FacetObjectives(**table[name])), out)
         model, d = load(out, data=data)
         test = evaluate(model, d, "test")["metrics"]

@@ -43,6 +43,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(REPO / "runs" / "sampled-beauty"))
     p.add_argument("--gradients", action="store_true", help="compare gradients instead of training")
+    p.add_argument("--device", default="cpu", help="cpu (default, as measured so far), cuda or auto")
     p.add_argument("--full", default=None, help="a finished full-softmax checkpoint of the same settings to reuse")
     p.add_argument("--checkpoint", default=str(REPO / "checkpoints" / "beauty-sasrec"))
     p.add_argument("--batches", type=int, default=6)
@@ -63,7 +64,7 @@ def main(argv=None) -> int:
         name = "full" if loss == "full" else f"sampled-{k}"
         mcfg = model_config(a.model, n_items=data.n_items, d=64, n_layers=2, n_heads=2, max_len=50, dropout=0.5,
                             attn_dropout=0.5, **({} if a.model == "sasrec" else {"n_experts": 4}))
-        tcfg = TrainConfig(epochs=a.epochs, patience=a.patience, seed=a.seed, device="cpu", loss=loss,
+        tcfg = TrainConfig(epochs=a.epochs, patience=a.patience, seed=a.seed, device=a.device, loss=loss,
                            negatives=k or 1024)
         out = Path(a.full) if (a.full and loss == "full") else Path(a.out) / f"{a.model}-e{a.epochs}-{name}"
         r = reused(out, mcfg, tcfg) if loss == "full" and a.full else run(data, mcfg, tcfg, out)

@@ -1,0 +1,36 @@
+"""bench/gpu_protocol.sh cannot run here (no CUDA), so check what it would run: every command names
+a bench script that exists, every ablation row and gate preset it asks for exists, and bash parses it."""
+
+import re
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from fame_core.objectives import GATE_ROUTER_PRESETS
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.fast
+
+
+def test_the_gpu_protocol_asks_only_for_scripts_rows_and_presets_that_exist():
+    script = REPO / "bench" / "gpu_protocol.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    out = subprocess.run(["bash", str(script)], env={"DRY": "1", "PATH": "/usr/bin:/bin"}, capture_output=True,
+                         text=True, check=True, cwd=REPO).stdout.splitlines()
+    assert len(out) >= 10
+    ablation = (REPO / "bench" / "ablation.py").read_text()
+    rows = set(re.findall(r'^    "([a-z0-9-]+)": \(', ablation, re.M))
+    for line in out:
+        words = shlex.split(line)
+        if words[0] == "python":
+            assert (REPO / words[1]).exists(), line
+            assert "--device" in words and words[words.index("--device") + 1] == "cuda", line
+        else:                                   # the BCE runs: a shell function of the script
+            assert words[:2] == ["bash", "-c"] and "bce " in words[2], line
+        if "--rows" in words:
+            asked = words[words.index("--rows") + 1:words.index("--device")]
+            assert set(asked) <= rows and len(asked) == len(rows), (asked, rows)
+        if "--variants" in words:
+            assert set(words[words.index("--variants") + 1].split(",")) <= set(GATE_ROUTER_PRESETS), line
