@@ -26,6 +26,12 @@ unsupervised
   specialise on the positions they explain best and the gate learns to predict which head that is.
   Computed on at most MIXTURE_POSITIONS random target positions per batch (an unbiased estimate
   that bounds the memory of the H per-head softmaxes).
+- router_clusters: each head's router is taught to send a position to the expert of the next item's
+  cluster: the items' sub-embeddings x_v^(h) of head h are split into N clusters by k-means
+  (recomputed at every epoch's start, warm-started from the last centroids so that cluster n stays
+  expert n), and the term is the cross-entropy of the router's logits against the cluster of the
+  training target. No item metadata: the clusters are the model's own item geometry, so experts
+  come to stand for groups of similar items and the argmax expert says which group comes next.
 - expert_diversity: mean squared cosine similarity between the expert queries W_Q^(h,n) of a head
   (flattened d x d' maps, over pairs of experts), so that a head's experts cannot stay near-copies.
 weakly supervised (data sets with item facets)
@@ -71,6 +77,8 @@ class FacetObjectives:
     expert_diversity: float = option(0.0, "weight: squared cosine between a head's expert queries", min=0, max=1000)
     mixture_likelihood: float = option(0.0, "weight: mixture-of-experts likelihood -log sum_h g_h P^(h)(target) "
                                        "(heads specialise, the gate follows)", min=0, max=1000)
+    router_clusters: float = option(0.0, "weight: the router predicts the k-means cluster (N per head, of the "
+                                    "head's item sub-embeddings) of the next item", min=0, max=1000)
 
     def __post_init__(self):
         if isinstance(self.facet_heads, str):  # "genre,actor", as checkpoints of code 0.1.0 record it
@@ -83,7 +91,7 @@ class FacetObjectives:
     def active(self) -> bool:
         return any((self.gate_decisive, self.router_decisive, self.load_balance, self.router_z, self.head_diversity,
                     (self.facet_weight or self.facet_exclusive) and self.facet_heads, self.gate_competence,
-                    self.head_dropout, self.expert_diversity, self.mixture_likelihood))
+                    self.head_dropout, self.expert_diversity, self.mixture_likelihood, self.router_clusters))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -138,6 +146,52 @@ class FacetProbes(nn.Module):
         return torch.stack(terms).mean() if terms else sub_embeddings.new_zeros(())
 
 
+class ItemClusters(nn.Module):
+    """N k-means clusters per head of the items' sub-embeddings x_v^(h) (the router_clusters target).
+
+    `refresh` runs Lloyd's iterations from the last centroids (k-means++ the first time, from a
+    seeded generator), so cluster n keeps its meaning from epoch to epoch and after a resume (the
+    centroids are a buffer: they travel in the resume state)."""
+
+    def __init__(self, n_heads: int, n_experts: int, d_head: int):
+        super().__init__()
+        self.register_buffer("centroids", torch.zeros(n_heads, n_experts, d_head))
+        self.register_buffer("ready", torch.zeros((), dtype=torch.bool))
+        self.labels: torch.Tensor | None = None            # (H, n+1), -1 at the padding id 0
+
+    @torch.no_grad()
+    def refresh(self, model, seed: int = 0, iterations: int = 10) -> torch.Tensor:
+        subs = model.item_sub_embeddings()[:, 1:].detach().float()         # (H, n, d')
+        H, n, _ = subs.shape
+        N = self.centroids.shape[1]
+        if not bool(self.ready):
+            g = torch.Generator(device="cpu").manual_seed(int(seed))
+            for h in range(H):                                              # k-means++ seeding
+                X = subs[h].cpu()
+                chosen = [int(torch.randint(n, (1,), generator=g))]
+                for _ in range(1, N):
+                    d2 = torch.cdist(X, X[chosen]).min(1).values.pow(2)
+                    chosen.append(int(torch.multinomial(d2 / d2.sum().clamp_min(1e-12), 1, generator=g)))
+                self.centroids[h] = X[chosen].to(self.centroids.device)
+            self.ready.fill_(True)
+        for _ in range(iterations):
+            assign = torch.cdist(subs, self.centroids).argmin(-1)            # (H, n)
+            one_hot = torch.nn.functional.one_hot(assign, N).float()         # (H, n, N)
+            count = one_hot.sum(1)                                           # (H, N)
+            mean = torch.einsum("hnk,hnd->hkd", one_hot, subs) / count.clamp_min(1)[..., None]
+            self.centroids.copy_(torch.where(count[..., None] > 0, mean, self.centroids))   # an empty cluster stays
+        assign = torch.cdist(subs, self.centroids).argmin(-1)
+        self.labels = torch.cat([assign.new_full((H, 1), -1), assign], 1)   # row = item id
+        return self.labels
+
+
+def router_cluster_loss(router_logits: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of each head's router logits (M, H, N) against the cluster labels[h, target] (M,)."""
+    M, H, N = router_logits.shape
+    want = labels[:, targets].T                                             # (M, H)
+    return F.cross_entropy(router_logits.reshape(M * H, N), want.reshape(M * H), ignore_index=-1)
+
+
 @torch.no_grad()
 def head_log_likelihoods(model, F_heads: torch.Tensor, targets: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
     """log P^(h)(target) under each head's own full softmax over items (no gradient).
@@ -182,10 +236,12 @@ def dropped_head_weights(gates: torch.Tensor, p: float, generator=None) -> torch
 
 
 def extra_loss(model, out: ModelOutput, where: torch.Tensor, obj: FacetObjectives,
-               probes: FacetProbes | None, targets: torch.Tensor | None = None) -> torch.Tensor:
+               probes: FacetProbes | None, targets: torch.Tensor | None = None,
+               clusters: ItemClusters | None = None) -> torch.Tensor:
     """The weighted sum of the active terms; `where` marks positions with a target (B, T) and
-    `targets` (B, T) holds them (gate_competence, mixture_likelihood). Gate and router terms are
-    zero for a model without a gate or router."""
+    `targets` (B, T) holds them (gate_competence, mixture_likelihood, router_clusters). Gate and
+    router terms are zero for a model without a gate or router; router_clusters needs `clusters`
+    refreshed for this epoch."""
     total = out.u.new_zeros(())
     gated = out.gates is not None and out.gates.shape[-1] > 1
     if (obj.gate_competence or obj.mixture_likelihood) and gated and targets is None:
@@ -210,6 +266,11 @@ def extra_loss(model, out: ModelOutput, where: torch.Tensor, obj: FacetObjective
     if obj.gate_decisive and out.gates is not None:
         g = out.gates[where]                                            # (M, H)
         total = total + obj.gate_decisive * (_entropy(g).mean() - _entropy(g.mean(0)))
+    if obj.router_clusters and out.router_logits is not None and out.router_logits.shape[-1] > 1:
+        if clusters is None or clusters.labels is None or targets is None:
+            raise ValueError("router_clusters needs the targets and ItemClusters refreshed for this epoch")
+        total = total + obj.router_clusters * router_cluster_loss(
+            out.router_logits.transpose(1, 2)[where], clusters.labels, targets[where])
     if (obj.load_balance or obj.router_z or obj.router_decisive) and out.router_logits is not None:
         logits = out.router_logits.transpose(1, 2)[where]               # (M, H, N)
         beta = torch.softmax(logits, -1)
@@ -256,6 +317,9 @@ GATE_ROUTER_PRESETS: dict[str, dict] = {
     # flat, top weight 0.36, under "mixture gate + diverse router" on Beauty)
     "mixture gate + decisive diverse router": {"mixture_likelihood": 5.0, "gate_decisive": 0.1, "expert_diversity": 0.1,
                                                "router_decisive": 0.5},
+    "cluster router": {"router_clusters": 1.0},
+    "mixture gate + cluster router": {"mixture_likelihood": 5.0, "gate_decisive": 0.1, "expert_diversity": 0.1,
+                                      "router_clusters": 1.0},
     "gate competence + head dropout + expert diversity": {"gate_competence": 1.0, "head_dropout": 0.3,
                                                           "expert_diversity": 0.1, "load_balance": 0.01},
 }

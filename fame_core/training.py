@@ -30,7 +30,7 @@ from .errors import CheckpointError, ConfigError, FameError
 from .safe_io import recover_dir
 from .evaluate import left_pad
 from .models import FAMEConfig, ModelConfig, SASRec, build_model, config_from_dict, fame_from_sasrec, sasrec_continued
-from .objectives import FacetObjectives, FacetProbes, dropped_head_weights, extra_loss
+from .objectives import FacetObjectives, FacetProbes, ItemClusters, dropped_head_weights, extra_loss
 from .options import DEVICE_PATTERN, check, option
 from . import distributed
 from .sampled import LOSSES, InBatchUniformSampler, bce_loss, one_negative, sampled_softmax_loss
@@ -103,7 +103,7 @@ def _differences(old: dict, new: dict, ignore=(), prefix="") -> str:
     return ", ".join(out)
 
 
-def _check_resume_state(state, path, tcfg: TrainConfig, has_probes: bool) -> None:
+def _check_resume_state(state, path, tcfg: TrainConfig, has_probes: bool, has_clusters: bool = False) -> None:
     """The resume state's structure, types and ranges, before anything is loaded from it."""
     def bad(why: str):
         raise CheckpointError(f"{path} is not a resume state of this project ({why}); start the run again "
@@ -113,6 +113,8 @@ def _check_resume_state(state, path, tcfg: TrainConfig, has_probes: bool) -> Non
     need = {"model": dict, "optimizer": dict, "epoch": int, "best": float, "best_epoch": int, "bad_epochs": int}
     if has_probes:
         need["probes"] = dict
+    if has_clusters:
+        need["clusters"] = dict
     for key, kind in need.items():
         value = state.get(key)
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
@@ -157,7 +159,8 @@ def epoch_batches(pairs, batch_size: int, rng: np.random.Generator):
 
 
 def loss_on_batch(model, inputs: torch.Tensor, targets: torch.Tensor, objectives: FacetObjectives | None = None,
-                  probes: FacetProbes | None = None, candidates=None, loss: str = "full") -> torch.Tensor:
+                  probes: FacetProbes | None = None, candidates=None, loss: str = "full",
+                  clusters: ItemClusters | None = None) -> torch.Tensor:
     """Mean cross-entropy of the next item over all items, at positions with a target only (plus
     the optional facet terms of `objectives`). candidates: (S, log pi_S) for the sampled softmax
     of fame_core/sampled.py instead of the full one; loss "bce": the original SASRec objective
@@ -177,7 +180,7 @@ def loss_on_batch(model, inputs: torch.Tensor, targets: torch.Tensor, objectives
         logits = u[where] @ model.item_embeddings()[1:].T   # padding id 0 is not a class
         value = F.cross_entropy(logits, targets[where] - 1)
     if objectives is not None and objectives.active:
-        value = value + extra_loss(model, out, where, objectives, probes, targets)
+        value = value + extra_loss(model, out, where, objectives, probes, targets, clusters)
     return value
 
 
@@ -205,6 +208,9 @@ def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = 
         raise FameError("--facet-heads probes train in one process only; launch without torchrun")
     if obj.facet_heads and (obj.facet_weight or obj.facet_exclusive):
         probes = FacetProbes(dataset, list(obj.facet_heads), model.config.d_head, model.config.n_heads).to(device)
+    clusters = None
+    if obj.router_clusters and getattr(model, "moe", None) is not None and model.config.n_experts > 1:
+        clusters = ItemClusters(model.config.n_heads, model.config.n_experts, model.config.d_head).to(device)
     params = list(model.parameters()) + (list(probes.parameters()) if probes is not None else [])
     opt = torch.optim.Adam(params, lr=tcfg.lr, betas=(0.9, 0.999), weight_decay=tcfg.weight_decay)
     metrics, start, best, best_epoch, bad = [], 0, -math.inf, -1, 0
@@ -239,11 +245,13 @@ def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = 
             state = torch.load(state_path, map_location=device, weights_only=True)
         except Exception as e:  # a corrupt file: say which, never unpickle code
             raise CheckpointError(f"{state_path} is corrupt ({e.__class__.__name__})") from None
-        _check_resume_state(state, state_path, tcfg, probes is not None)
+        _check_resume_state(state, state_path, tcfg, probes is not None, clusters is not None)
         try:
             model.load_state_dict(state["model"])
             if probes is not None:
                 probes.load_state_dict(state["probes"])
+            if clusters is not None:
+                clusters.load_state_dict(state["clusters"])
             opt.load_state_dict(state["optimizer"])
         except (RuntimeError, KeyError, ValueError, TypeError) as e:
             raise CheckpointError(f"{state_path} does not fit this run ({str(e).splitlines()[0][:120]}); "
@@ -270,6 +278,8 @@ def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = 
             break
         rng = np.random.default_rng([tcfg.seed, epoch])
         torch.manual_seed(tcfg.seed * 100_003 + epoch + 1_000_003 * ctx.rank)
+        if clusters is not None:     # every process computes the same clusters from the same weights
+            clusters.refresh(model, seed=tcfg.seed)
         model.train()
         t0, total, count = time.perf_counter(), 0.0, 0
         batches = epoch_batches(pairs, tcfg.batch_size, rng)
@@ -282,7 +292,7 @@ def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = 
             idx, weight = ctx.shard(idx)   # this process's rows (all of them in one process)
             inputs = left_pad([pairs[i][0] for i in idx], model.config.max_len, device)
             targets = left_pad([pairs[i][1] for i in idx], model.config.max_len, device)
-            loss = loss_on_batch(train_model, inputs, targets, obj, probes, candidates, tcfg.loss)
+            loss = loss_on_batch(train_model, inputs, targets, obj, probes, candidates, tcfg.loss, clusters)
             if ctx.any(not torch.isfinite(loss)):     # every process stops here, not only the one that saw it
                 seen = f"loss became {loss.item()}" if not torch.isfinite(loss) else \
                     f"the loss of another of the {ctx.world} processes became non-finite"
@@ -315,6 +325,8 @@ def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = 
                  "best_epoch": best_epoch, "bad_epochs": bad}
         if probes is not None:
             state["probes"] = probes.state_dict()
+        if clusters is not None:
+            state["clusters"] = clusters.state_dict()
         if ctx.is_main:   # rank 0 alone writes
             write_checkpoint(out, model, record, dict(config, best_epoch=best_epoch + 1), metrics,
                              train_state=state, weights=best_weights)

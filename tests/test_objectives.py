@@ -208,3 +208,39 @@ def test_mixture_likelihood_matches_direct_computation_and_trains_heads_and_gate
     model.zero_grad()
     loss.backward()
     assert model.W_g.weight.grad.abs().sum() > 0 and model.W_f.grad.abs().sum() > 0
+
+
+@pytest.mark.fast
+def test_router_cluster_term_is_the_routers_cross_entropy_against_the_next_items_cluster():
+    from fame_core.objectives import ItemClusters, router_cluster_loss
+
+    torch.manual_seed(3)
+    logits = torch.randn(6, 2, 3)                           # (M, H, N)
+    labels = torch.tensor([[-1, 0, 1, 2, 0], [-1, 2, 2, 1, 0]])   # (H, n+1): items 1..4
+    targets = torch.tensor([1, 2, 3, 4, 1, 3])
+    want = sum(-torch.log_softmax(logits[m, h], 0)[labels[h, targets[m]]] for m in range(6) for h in range(2)) / 12
+    assert router_cluster_loss(logits, labels, targets).item() == pytest.approx(want.item(), rel=1e-6)
+    model = make_model("fame", n_items=30)
+    clusters = ItemClusters(model.config.n_heads, model.config.n_experts, model.config.d_head)
+    first = clusters.refresh(model, seed=0).clone()
+    assert first.shape == (model.config.n_heads, 31) and (first[:, 0] == -1).all()
+    assert set(first[:, 1:].unique().tolist()) <= set(range(model.config.n_experts))
+    assert torch.equal(clusters.refresh(model, seed=99), first)     # warm-started: same items, same clusters
+    subs = model.item_sub_embeddings()[:, 1:].detach()             # each item in its nearest centroid's cluster
+    assert torch.equal(first[:, 1:], torch.cdist(subs, clusters.centroids).argmin(-1))
+    with pytest.raises(ValueError, match="ItemClusters refreshed"):
+        seq = torch.randint(1, 31, (2, 5))
+        extra_loss(model, model(seq), seq > 0, FacetObjectives(router_clusters=1.0), None, seq)
+
+
+@pytest.mark.fast
+def test_training_with_router_clusters_resumes_to_the_same_model(tmp_path, tiny_world):
+    obj = FacetObjectives(router_clusters=1.0)
+    cfg = FAMEConfig(n_items=tiny_world.n_items, d=16, n_heads=2, n_experts=3, max_len=10)
+    tc = TrainConfig(epochs=3, batch_size=64, objectives=obj)
+    full = train(tiny_world, cfg, tc, tmp_path / "full", progress=False)
+    train(tiny_world, cfg, tc, tmp_path / "part", progress=False, stop_after=1)
+    assert "clusters" in torch.load(tmp_path / "part" / "train_state.pt", weights_only=True)
+    resumed = train(tiny_world, cfg, tc, tmp_path / "part", resume=True, progress=False)
+    assert resumed["test"] == full["test"]
+    assert json.loads((tmp_path / "full" / "config.json").read_text())["train"]["objectives"]["router_clusters"] == 1.0
