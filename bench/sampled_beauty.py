@@ -91,31 +91,51 @@ def fail(message: str):
     raise SystemExit(2)
 
 
+def differences(record: dict, mcfg, tcfg, ignore=()) -> str:
+    """How a finished run's recorded settings differ from these ('' when they are the same); a
+    setting added to the code after the run was recorded counts as its default."""
+    from dataclasses import asdict
+
+    from fame_core.objectives import FacetObjectives
+    from fame_core.training import TrainConfig, _differences, _saved_train, train_record
+
+    model = {**{k: v for k, v in asdict(type(mcfg)()).items()}, "model": mcfg.name, **record.get("model", {})}
+    saved = _saved_train(record.get("train", {}))
+    train_saved = {**train_record(TrainConfig()), **saved,
+                   "objectives": {**asdict(FacetObjectives()), **saved.get("objectives", {})}}
+    train_saved["objectives"] = json.loads(json.dumps(train_saved["objectives"]))
+    return ", ".join(d for d in (_differences(model, {**model, **mcfg.to_dict(), "n_items": model.get("n_items")},
+                                              prefix="model."),
+                                 _differences(train_saved, train_record(tcfg), ignore=("device", "eval_batch_size",
+                                                                                       *ignore), prefix="train."))
+                     if d)
+
+
 def run(data, mcfg, tcfg, out: Path) -> dict:
-    """Train into `out`, or read a finished run back, or resume an interrupted one."""
+    """Train into `out`, or read a finished run of the same settings back, or resume an interrupted one."""
     from fame_core.training import train
 
     if (out / "config.json").exists() and not (out / "train_state.pt").exists():
-        return json.loads((out / "config.json").read_text())
+        record = json.loads((out / "config.json").read_text())
+        changed = differences(record, mcfg, tcfg)
+        if changed:
+            fail(f"{out} holds a finished run with other settings ({changed}); pass another --out")
+        return record
     resume = (out / "train_state.pt").exists()
     print(f"{time.strftime('%H:%M:%S')} {'resuming' if resume else 'training'} {out}", file=sys.stderr, flush=True)
     return train(data, mcfg, tcfg, out, resume=resume, progress=sys.stderr.isatty())
 
 
 def reused(out: Path, mcfg, tcfg) -> dict:
-    """A finished full-softmax run's record, if its model and stopping settings are these."""
+    """A finished full-softmax run's record, if it was trained with these settings (the number of
+    negatives aside, which the full softmax does not use)."""
     path = out / "config.json"
     if not path.exists() or (out / "train_state.pt").exists():
         fail(f"--full {out} is not a finished checkpoint; pass a finished run's folder or leave --full out")
     r = json.loads(path.read_text())
-    want = {k: v for k, v in mcfg.to_dict().items() if k in r["model"]}
-    got = {k: r["model"][k] for k in want}
-    train_keys = ("epochs", "patience", "seed", "batch_size", "lr", "weight_decay")
-    mine = {k: getattr(tcfg, k) for k in train_keys}
-    theirs = {k: r["train"].get(k) for k in train_keys}
-    if got != want or mine != theirs or r["train"].get("loss", "full") != "full":
-        fail(f"--full {out} was trained with other settings (model {got}, training {theirs}); "
-             f"pass a full-softmax run with model {want} and training {mine}")
+    changed = differences(r, mcfg, tcfg, ignore=("negatives",))
+    if changed:
+        fail(f"--full {out} was trained with other settings ({changed}); pass a full-softmax run of these settings")
     return r
 
 

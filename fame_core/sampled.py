@@ -22,7 +22,8 @@ process of a multi-process run, and a one-process run, use the same candidates.
 
 `--loss bce` is the original SASRec objective (Kang & McAuley, ICDM 2018, and its reference
 code; pmixer/SASRec.pytorch likewise): at each position with a target, one negative item drawn
-uniformly from the items the user's sequence does not hold, and the binary cross-entropy
+uniformly from the items the training window does not hold (inputs and targets of the row: the
+user's whole training history unless it is longer than max_len + 1), and the binary cross-entropy
 -log sigmoid(x_target . u_t) - log sigmoid(-x_negative . u_t), each term averaged over positions.
 It is here to test one explanation of the paper's Table 2 (issue 15): that its SASRec row was
 trained this way, not with the full softmax.

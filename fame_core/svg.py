@@ -54,20 +54,26 @@ def heatmap(hm: Heatmap, cell: float = 11.5) -> str:
     """One heatmap with its colour bar (ticks vmin, vmax and the uniform level, which is also
     drawn as a dashed line across the bar)."""
     rows, cols = hm.values.shape
-    cell = min(cell, 400.0 / max(cols, 1), 540.0 / max(rows, 1))
+    # about 8 cm wide at most, but never cells narrower than a tick label's line (labels would overprint)
+    cell = max(min(cell, 400.0 / max(cols, 1), 540.0 / max(rows, 1)), TICK * 1.15)
     sc = hm.scale
     ytick_w = max((text_width(s, TICK) for s in hm.ylabels), default=0.0)
     xtick_h = max((text_width(s, TICK) for s in hm.xlabels), default=0.0)
-    x0 = PAD + LABEL * 1.5 + ytick_w + TICK_LEN + 3
-    y0 = PAD + TITLE * 1.35 + TICK * 1.9                          # title line, then the colour bar's title line
     gw, gh = cols * cell, rows * cell
+    ylabel_col = PAD + LABEL * 1.5                                # the rotated y title has this column alone
+    x0 = ylabel_col + ytick_w + TICK_LEN + 3
+    x0 = max(x0, ylabel_col + text_width(hm.xlabel, LABEL) / 2 - gw / 2)    # the x title, centred, not cut
+    y0 = PAD + TITLE * 1.35 + TICK * 1.9                          # title line, then the colour bar's title line
+    ylabel_w = text_width(hm.ylabel, LABEL)
+    ylabel_y = max(y0 + gh / 2, y0 + ylabel_w / 2)                # centred on the grid, never above it
     bar_x = x0 + gw + 8
     ticks = sorted({sc.vmin, sc.vmax, sc.uniform})
     tick_text = {t: f"{t:.3g}" + (f" = {sc.uniform_label}" if t == sc.uniform else "") for t in ticks}
     bar_h = max(gh, 40.0)
     right = bar_x + BAR_W + TICK_LEN + 2 + max(text_width(s, TICK) for s in tick_text.values())
-    width = max(right, PAD + text_width(hm.title, TITLE), bar_x + text_width(hm.cbar, TICK)) + PAD
-    height = max(y0 + gh + TICK_LEN + 2 + xtick_h + LABEL * 1.6, y0 + bar_h + TICK) + PAD
+    width = max(right, PAD + text_width(hm.title, TITLE), bar_x + text_width(hm.cbar, TICK),
+                x0 + gw / 2 + text_width(hm.xlabel, LABEL) / 2) + PAD
+    height = max(y0 + gh + TICK_LEN + 2 + xtick_h + LABEL * 1.6, y0 + bar_h + TICK, ylabel_y + ylabel_w / 2) + PAD
     out = []
     if hm.mask is not None:
         out.append('<defs><pattern id="masked" width="4" height="4" patternUnits="userSpaceOnUse" '
@@ -96,7 +102,7 @@ def heatmap(hm: Heatmap, cell: float = 11.5) -> str:
                    'stroke-width="0.6"/>')
         out.append(_text(x + TICK * 0.35, yb + TICK_LEN + 1.5, s, TICK, "end", rotate=True))
     out.append(_text(x0 + gw / 2, yb + TICK_LEN + 2 + xtick_h + LABEL * 1.2, hm.xlabel, LABEL, "middle"))
-    out.append(_text(PAD + LABEL * 0.8, y0 + gh / 2, hm.ylabel, LABEL, "middle", rotate=True))
+    out.append(_text(PAD + LABEL * 0.8, ylabel_y, hm.ylabel, LABEL, "middle", rotate=True))
     # the colour bar: BAR_STEPS vector bands from vmin (bottom) to vmax (top)
     out.append(f'<g id="colourbar" shape-rendering="crispEdges">{_text(bar_x, y0 - TICK * 0.9, hm.cbar, TICK)}')
     step = bar_h / BAR_STEPS

@@ -212,17 +212,20 @@ def test_better_head_predictability_finds_a_better_head_written_in_the_heads_and
     better = rng.integers(0, 2, n)
     ranks = np.stack([np.where(better == 0, 1, 9), np.where(better == 1, 1, 9)], 1)
     gates = np.full((n, 2), 0.5)
-    heads = rng.standard_normal((n, 2, 8))
+    heads = {s: rng.standard_normal((n, 2, 8)) for s in ("valid", "test")}   # each split its own outputs
 
     def rank(model, dataset, split="test", merges=(), *args, **kwargs):
-        return {"ranks": {m: ranks[:, int(m[5:])] for m in merges}, "gates": gates, "heads": heads.copy()}
+        return {"ranks": {m: ranks[:, int(m[5:])] for m in merges}, "gates": gates, "heads": heads[split].copy()}
 
     monkeypatch.setattr(facets, "rank_users", rank)
     noise = facets.better_head_predictability(make_model(), data)
-    assert noise["probe_accuracy"] < 0.65 and noise["majority_rate"] == pytest.approx(np.bincount(better).max() / n)
-    heads[:, 0, 0] = np.where(better == 0, 2.0, -2.0)          # now head 0's first coordinate says which head wins
+    assert noise["probe_accuracy"] < 0.6 and noise["majority_rate"] == pytest.approx(np.bincount(better).max() / n)
+    for s in heads:       # now head 0's first coordinate says which head wins, in both splits
+        heads[s][:, 0, 0] = np.where(better == 0, 2.0, -2.0)
     written = facets.better_head_predictability(make_model(), data)
     assert written["probe_accuracy"] > 0.95 and written["users"] == n
+    heads["valid"][:, 0, 0] *= -1                 # fitted where the sign means the opposite: scored on test, it fails
+    assert facets.better_head_predictability(make_model(), data)["probe_accuracy"] < 0.05
 
 
 def test_real_checks_pass_and_fail_on_their_thresholds(monkeypatch):

@@ -83,6 +83,12 @@ def test_colour_bar_says_its_limits_and_marks_the_uniform_level(insp):
         mark = next(line for line in bar.iter(f"{NS}line") if line.get("class") == "uniform")
         frac = (ys[sc.vmin] - float(mark.get("y1"))) / (ys[sc.vmin] - ys[sc.vmax])
         assert frac == pytest.approx((sc.uniform - sc.vmin) / (sc.vmax - sc.vmin), abs=1e-3)
+        # vmax on top, and the bands run from the colour of vmin (bottom) to that of vmax (top)
+        bands = sorted(((float(r.get("y")), r.get("fill")) for r in bar.iter(f"{NS}rect") if r.get("fill") != "none"))
+        assert ys[sc.vmax] < ys[sc.vmin] and bands[0][0] == pytest.approx(ys[sc.vmax], abs=0.01)
+        cmap = colormaps[export.CMAP]
+        hexof = lambda c: "#%02x%02x%02x" % tuple(round(v * 255) for v in c[:3])   # noqa: E731
+        assert bands[0][1] == hexof(cmap(1 - 0.5 / svg.BAR_STEPS)) and bands[-1][1] == hexof(cmap(0.5 / svg.BAR_STEPS))
 
 
 def test_every_tick_label_is_text_whole_inside_the_picture_and_none_overprints(insp):
@@ -96,12 +102,31 @@ def test_every_tick_label_is_text_whole_inside_the_picture_and_none_overprints(i
     check_layout(svg.gates(insp))
 
 
+def test_short_and_long_histories_keep_every_title_and_label_whole(insp):
+    model, data = fame_core.load("checkpoints/demo")
+    for L in (1, 2, 3, 4):                 # a 5-interaction user has a 4-item test input; edited sequences fewer
+        short = fame_core.inspect(model, [int(v) for v in insp.sequence[:L]], top_k=5)
+        for hm in (export.expert_attention_heatmap(short, 0), export.router_heatmap(short, 1)):
+            check_layout(svg.heatmap(hm))
+    sc = ColourScale(0.0, 1.0, 1 / 200, "1/200 uniform", "unit")
+    ticks = [f"{i + 1} · {1000 + i}" for i in range(200)]
+    check_layout(svg.heatmap(export.Heatmap(np.full((4, 200), 0.005), ticks, [f"expert {n}" for n in range(4)],
+                                            "history position · item (oldest first)", "expert", "t", "α", sc)))
+
+
 def test_a_uniform_level_next_to_a_limit_moves_its_label_not_its_mark():
     sc = ColourScale(0.0, 1.0, 1 / 40, "1/40 uniform", "unit")
     hm = export.Heatmap(np.full((2, 40), 0.025), [str(i) for i in range(40)], ["a", "b"], "x", "y", "t", "c", sc)
     text = svg.heatmap(hm)
     check_layout(text)
     assert "0.025 = 1/40 uniform" in text
+    bar = parse(text).find(f".//{NS}g[@id='colourbar']")
+    ys = {float(g.get("data-value")): float(g.get("data-y")) for g in bar.iter(f"{NS}g")
+          if g.get("class") == "colourbar-tick"}
+    mark = next(line for line in bar.iter(f"{NS}line") if line.get("class") == "uniform")
+    assert float(mark.get("y1")) == pytest.approx(ys[0.0] - (ys[0.0] - ys[1.0]) / 40, abs=0.01)   # still at 1/40
+    label = next(t for t in bar.iter(f"{NS}text") if t.text.startswith("0.025"))
+    assert abs(float(label.get("y")) - float(mark.get("y1"))) > 1.0                                 # the text moved
 
 
 def test_masked_cells_are_hatched_not_coloured_as_zero():
@@ -119,8 +144,13 @@ def test_gate_bars_stand_on_a_fixed_zero_to_one_axis(insp):
     root = parse(svg.gates(insp))
     bars = [r for r in root.iter(f"{NS}rect") if r.get("class") == "gate"]
     assert [float(b.get("data-value")) for b in bars] == pytest.approx(insp.gates.tolist())
-    heights = np.array([float(b.get("height")) for b in bars])
-    np.testing.assert_allclose(heights / heights.sum(), insp.gates / insp.gates.sum(), rtol=1e-3)
+    texts = {t.text: t for t in root.iter(f"{NS}text")}
+    axis_y = {v: float(texts[v].get("y")) for v in ("0", "1")}          # tick labels sit 0.35 em below their tick
+    top, bottom = axis_y["1"], axis_y["0"]
+    for b, g in zip(bars, insp.gates):                                   # each bar from 0 up to its gate, on 0..1
+        y, h = float(b.get("y")), float(b.get("height"))
+        assert y + h == pytest.approx(bottom - svg.TICK * 0.35, abs=0.02)
+        assert h == pytest.approx(g * (bottom - top), rel=1e-3)
     labels = ["".join(t.itertext()) for t in root.iter(f"{NS}text")]
     assert {"0", "0.5", "1"} <= set(labels) and f"1/{insp.n_heads}" in labels
     assert not re.search(r"<image", svg.gates(insp))           # vector only, no embedded raster
