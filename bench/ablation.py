@@ -15,6 +15,9 @@ budget:
     fame-h2-n4-warm-res   our variant: warm-started expert queries and W_f, residual slice
     sasrec-h1 / sasrec-h1-cont / fame-h1-n1   one head, one expert: FAME without multi-head
                       prediction and without MoE, on its own H = 1 base and control
+    sasrec-bce        SASRec trained from scratch with the original SASRec loss (`--loss bce`: binary
+                      cross-entropy, one negative per position), compared with `sasrec`: is this
+                      the paper's SASRec row?
 
 `run` trains what is missing (a finished run is skipped, an interrupted one resumed), so it can
 be repeated after a kill or in the next session. `report` evaluates every finished run on the
@@ -42,18 +45,21 @@ import numpy as np  # noqa: E402
 
 METRICS = ["HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20"]
 
-# name: (model, heads, experts, warm, residual, base row or None)
+# name: (model, heads, experts, warm, residual, base row or None, loss)
 ROWS = {
-    "sasrec": ("sasrec", 2, 1, False, False, None),
-    "sasrec-cont": ("sasrec", 2, 1, False, False, "sasrec"),
-    "fame-h2-n4": ("fame", 2, 4, False, False, "sasrec"),
-    "fame-h2-n1": ("fame", 2, 1, False, False, "sasrec"),
-    "fame-h2-n4-warm-res": ("fame", 2, 4, True, True, "sasrec"),
-    "sasrec-h1": ("sasrec", 1, 1, False, False, None),
-    "fame-h1-n1": ("fame", 1, 1, False, False, "sasrec-h1"),
-    "sasrec-h1-cont": ("sasrec", 1, 1, False, False, "sasrec-h1"),
+    "sasrec": ("sasrec", 2, 1, False, False, None, "full"),
+    "sasrec-cont": ("sasrec", 2, 1, False, False, "sasrec", "full"),
+    "fame-h2-n4": ("fame", 2, 4, False, False, "sasrec", "full"),
+    "fame-h2-n1": ("fame", 2, 1, False, False, "sasrec", "full"),
+    "fame-h2-n4-warm-res": ("fame", 2, 4, True, True, "sasrec", "full"),
+    "sasrec-h1": ("sasrec", 1, 1, False, False, None, "full"),
+    "fame-h1-n1": ("fame", 1, 1, False, False, "sasrec-h1", "full"),
+    "sasrec-h1-cont": ("sasrec", 1, 1, False, False, "sasrec-h1", "full"),
+    # the original SASRec objective (BCE, one negative per position): is it the paper's SASRec row?
+    "sasrec-bce": ("sasrec", 2, 1, False, False, None, "bce"),
 }
 CONTROL = {"sasrec": "sasrec-cont", "sasrec-h1": "sasrec-h1-cont"}   # a base's equal-budget control
+COMPARE = {"sasrec-bce": "sasrec"}    # base rows compared with another base row (same tests)
 
 
 def finished(out: Path) -> bool:
@@ -64,14 +70,14 @@ def train_row(data, name: str, seed: int, runs: Path, a) -> None:
     from fame_core.models import model_config
     from fame_core.training import TrainConfig, train
 
-    model, heads, experts, warm, residual, base = ROWS[name]
+    model, heads, experts, warm, residual, base, loss = ROWS[name]
     out = runs / f"{name}-s{seed}"
     if finished(out):
         return
     resume = (out / "train_state.pt").exists()
     extra = dict(n_experts=experts, residual=residual) if model == "fame" else {}
     mcfg = model_config(model, n_items=data.n_items, n_heads=heads, dropout=a.dropout, attn_dropout=a.dropout, **extra)
-    tcfg = TrainConfig(seed=seed, patience=a.patience, epochs=a.epochs, device=a.device, warm=warm,
+    tcfg = TrainConfig(seed=seed, patience=a.patience, epochs=a.epochs, device=a.device, warm=warm, loss=loss,
                        init_from=str(runs / f"{base}-s{seed}") if base else None)
     print(f"{time.strftime('%H:%M:%S')} {'resuming' if resume else 'training'} {out}", file=sys.stderr, flush=True)
     train(data, mcfg, tcfg, out, resume=resume, progress=sys.stderr.isatty())
@@ -133,7 +139,7 @@ def cmd_report(a, data, runs: Path) -> int:
                 row[split][m] = {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else None,
                                  "values": v.tolist()}
         base = ROWS[name][5]
-        control = CONTROL.get(base) if base else None
+        control = CONTROL.get(base) if base else COMPARE.get(name)
         if control and control != name and control in table:
             common = [s for s in seeds if s in table[control]]
             mine = np.array([by_seed[s]["test"]["NDCG@20"] for s in common])

@@ -24,11 +24,8 @@ def test_the_gpu_protocol_asks_only_for_scripts_rows_and_presets_that_exist():
     rows = set(re.findall(r'^    "([a-z0-9-]+)": \(', ablation, re.M))
     for line in out:
         words = shlex.split(line)
-        if words[0] == "python":
-            assert (REPO / words[1]).exists(), line
-            assert "--device" in words and words[words.index("--device") + 1] == "cuda", line
-        else:                                   # the BCE runs: a shell function of the script
-            assert words[:2] == ["bash", "-c"] and "bce " in words[2], line
+        assert words[0] == "python" and (REPO / words[1]).exists(), line
+        assert "--device" in words and words[words.index("--device") + 1] == "cuda", line
         if "--rows" in words:
             asked = words[words.index("--rows") + 1:words.index("--device")]
             assert set(asked) <= rows and len(asked) == len(rows), (asked, rows)
