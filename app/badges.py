@@ -39,7 +39,9 @@ def gate_badge(model, path: str, data_path: str | None, data) -> str:
     what = (f"largest gate names the planted facet {checks['gate_accuracy']:.2f} vs majority "
             f"{checks['majority_rate']:.2f}") if planted else \
         (f"larger-gate head ranks the target better for {checks['gate_accuracy']:.3f} of users vs "
-         f"{checks['majority_rate']:.3f} trusting one head always")
+         f"{checks['majority_rate']:.3f} trusting one head always" +
+         (f"; where it changes a top {checks['gate_top']}: {checks['gate_accuracy_top']:.3f} vs "
+          f"{checks['majority_rate_top']:.3f}" if checks.get("gate_accuracy_top") is not None else ""))
     return f":{_colour(checks['gate_passes'])}-badge[{verdict}: {what}]"
 
 

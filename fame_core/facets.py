@@ -384,15 +384,21 @@ def planted_checks(model, dataset: SequenceDataset) -> dict | None:
     return _verdicts(model, gate["accuracy"], gate["majority_rate"], 0.2, experts_vs_preference(model, dataset))
 
 
+GATE_TOP = 20   # the real-data gate reading among users whose better head shows the target in its top 20
+
+
 def real_checks(model, dataset: SequenceDataset, facet: str) -> dict:
     """The badges' verdicts on data without planted truth: the gate passes if its largest head is the
     one that ranks the target better at least 0.05 more often than always trusting the most often
     better head; the experts pass if their MI with the next item's `facet` value beats random
-    routers by 3 standard deviations."""
+    routers by 3 standard deviations. Beside the verdict: the same gate reading over the users whose
+    better head has the target in its top GATE_TOP (`gate_accuracy_top`, `majority_rate_top`)."""
     gate = gate_vs_heads(model, dataset)
+    top = gate_vs_heads(model, dataset, within=GATE_TOP)      # shown beside the verdict, not part of it
     accuracy = gate["accuracy"] if gate["accuracy"] is not None else 0.0
     return dict(_verdicts(model, accuracy, gate["majority_rate"], 0.05, experts_vs_target_facet(model, dataset, facet)),
-                facet=facet)
+                facet=facet, gate_top=GATE_TOP, gate_accuracy_top=top.get("accuracy"),
+                majority_rate_top=top.get("majority_rate"), users_top=top.get("users"))
 
 
 def facet_report(model, dataset: SequenceDataset, n_users: int = 200, seed: int = 0) -> dict:

@@ -363,3 +363,25 @@ def test_the_servers_warm_up_fills_the_caches_the_first_page_reads(monkeypatch, 
     path = session.available_checkpoints()["demo"]
     session.inspect(path, None, tuple(int(v) for v in seq), target, 20)       # what the page asks: cached
     assert calls == [] and _sys.modules["serve"] is serve
+
+
+def test_the_gate_badge_on_real_data_gives_the_verdict_and_the_top_k_reading_beside_it(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "app"))
+    import badges
+    import session
+
+    import copy
+
+    model, data = fame_core.load(REPO / "checkpoints" / "demo")
+    data = copy.copy(data)                                                   # as a real data set: no planted truth
+    data.truth, data.facets = None, {"genre": data.facets["genre"]}
+    checks = {"gate_passes": False, "gate_accuracy": 0.523, "majority_rate": 0.505, "gate_top": 20,
+              "gate_accuracy_top": 0.581, "majority_rate_top": 0.513}
+    monkeypatch.setattr(session, "checks_cached", lambda *a, **k: True)
+    monkeypatch.setattr(session, "real_checks", lambda *a, **k: checks)
+    assert badges.gate_badge(model, "p", None, data) == (
+        ":orange-badge[gate check failed: larger-gate head ranks the target better for 0.523 of users vs 0.505 "
+        "trusting one head always; where it changes a top 20: 0.581 vs 0.513]")
+    old = {k: v for k, v in checks.items() if not k.endswith("_top")}      # a cached result from before the reading
+    monkeypatch.setattr(session, "real_checks", lambda *a, **k: old)
+    assert badges.gate_badge(model, "p", None, data).endswith("vs 0.505 trusting one head always]")
