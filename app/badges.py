@@ -13,8 +13,9 @@ CHECKS_HELP = (
     "if its largest head names the user's dominant facet 0.2 above the majority rate, and the experts if their "
     "argmax carries more information about the preferred value than random routers (by 3 standard deviations). "
     "Without planted truth, the gate passes if its largest head is the one that ranks the user's target better, "
-    "0.05 more often than always trusting one head, and the experts if their argmax tells the next item's facet "
-    "value better than random routers. See docs/facets.md.")
+    "0.05 more often than always trusting one head (beside it: the same reading over the users whose better head "
+    "shows the target in its top 20, where the choice of head changes a list), and the experts if their argmax "
+    "tells the next item's facet value better than random routers. See docs/facets.md.")
 
 
 def _colour(ok: bool) -> str:
