@@ -57,7 +57,12 @@ def main(argv=None) -> int:
     from fame_core.models import model_config
     from fame_core.training import TrainConfig
 
-    data = load_dataset(a.data)
+    from fame_core.errors import FameError
+
+    try:
+        data = load_dataset(a.data)
+    except FameError as e:
+        fail(str(e))
     runs = [("full", 0)] + [("sampled", int(k)) for k in a.negatives.split(",")]
     results, t_start, load_start = {}, time.time(), os.getloadavg()
     for loss, k in runs:
