@@ -62,6 +62,9 @@ class TrainConfig:
                        choices=LOSSES)
     negatives: int = option(1024, "with --loss sampled: uniform negatives per batch besides the in-batch ones",
                             min=0, max=10**7)
+    # issue 18 (GPU): bfloat16 autocast of the training step's forward and loss (weights, optimizer and
+    # evaluation stay float32); on CUDA, and on CPUs with bfloat16 support
+    amp: str = option("off", "mixed precision for training: off, or bf16 (torch.autocast)", choices=("off", "bf16"))
 
     def __post_init__(self):
         check(self)
@@ -292,7 +295,8 @@ def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = 
             idx, weight = ctx.shard(idx)   # this process's rows (all of them in one process)
             inputs = left_pad([pairs[i][0] for i in idx], model.config.max_len, device)
             targets = left_pad([pairs[i][1] for i in idx], model.config.max_len, device)
-            loss = loss_on_batch(train_model, inputs, targets, obj, probes, candidates, tcfg.loss, clusters)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=tcfg.amp == "bf16"):
+                loss = loss_on_batch(train_model, inputs, targets, obj, probes, candidates, tcfg.loss, clusters)
             if ctx.any(not torch.isfinite(loss)):     # every process stops here, not only the one that saw it
                 seen = f"loss became {loss.item()}" if not torch.isfinite(loss) else \
                     f"the loss of another of the {ctx.world} processes became non-finite"

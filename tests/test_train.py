@@ -114,3 +114,31 @@ def test_sasrec_continued_starts_from_the_base_weights(tmp_path, tiny_world):
     assert res["status"] == "finished"
     moved = load_checkpoint(tmp_path / "cont")
     assert not torch.equal(moved(seq).u, base(seq).u)      # it did train on
+
+
+@pytest.mark.fast
+def test_bf16_autocast_trains_under_autocast_and_is_recorded(tmp_path, monkeypatch, tiny_world):
+    """--amp bf16: the step's forward and loss run under torch.autocast (bfloat16), the run still
+    learns, and the setting is recorded; without it nothing is autocast."""
+    import fame_core.training as training
+
+    data = tiny_world
+    seen, real = [], training.loss_on_batch
+
+    def spy(*a, **k):
+        seen.append(torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+        return real(*a, **k)
+
+    monkeypatch.setattr(training, "loss_on_batch", spy)
+    cfg = fame_core.models.SASRecConfig(n_items=data.n_items, d=16, n_heads=2, max_len=10, dropout=0.1,
+                                        attn_dropout=0.1)
+    tc = dict(epochs=4, batch_size=32, seed=1, lr=1e-2, device="cpu")
+    result = training.train(data, cfg, training.TrainConfig(amp="bf16", **tc), tmp_path / "bf16", progress=False)
+    assert seen and all(seen)
+    assert json.loads((tmp_path / "bf16" / "config.json").read_text())["train"]["amp"] == "bf16"
+    seen.clear()
+    full = training.train(data, cfg, training.TrainConfig(**tc), tmp_path / "off", progress=False)
+    assert seen and not any(seen)
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "bf16" / "metrics.jsonl").read_text().splitlines()]
+    assert losses[-1] < losses[0]
+    assert abs(result["valid"]["NDCG@20"] - full["valid"]["NDCG@20"]) < 0.03     # bfloat16 rounding, same run
