@@ -180,10 +180,16 @@ def experts_vs_preference(model, dataset: SequenceDataset, split: str = "test", 
 
 # ---- users on real data: no planted truth, so the yardsticks are the target and the history -----------
 
-def _head_ranks(model, dataset: SequenceDataset, split: str) -> dict:
+def _better_head(model, dataset: SequenceDataset, split: str, within: int | None) -> tuple[dict, np.ndarray, np.ndarray]:
+    """(the ranking, each user's best head, which users count): users with a unique best head,
+    and with `within`, only those whose best head ranks the target in its top `within`."""
     H = model.config.n_heads
     ranked = rank_users(model, dataset, split, merges=tuple(f"head:{h}" for h in range(H)))
-    return dict(ranked, head_ranks=np.stack([ranked["ranks"][f"head:{h}"] for h in range(H)], 1))   # (U, H)
+    ranks = np.stack([ranked["ranks"][f"head:{h}"] for h in range(H)], 1)        # (U, H)
+    keep = ranks.min(1) < np.sort(ranks, 1)[:, min(1, H - 1)]                    # a unique best head
+    if within is not None:
+        keep &= ranks.min(1) < within
+    return ranked, ranks.argmin(1), keep
 
 
 def gate_vs_heads(model, dataset: SequenceDataset, split: str = "test", within: int | None = None) -> dict:
@@ -195,13 +201,8 @@ def gate_vs_heads(model, dataset: SequenceDataset, split: str = "test", within: 
     better head ranks the target in its top `within` (0-based rank < within), where the choice of
     head changes a top-k list; over all users most comparisons are between two deep ranks (say
     3,000 against 3,100) that no list shows."""
-    ranked = _head_ranks(model, dataset, split)
-    ranks = ranked["head_ranks"]
-    H = ranks.shape[1]
-    best = ranks.argmin(1)
-    differ = ranks.min(1) < np.sort(ranks, 1)[:, min(1, H - 1)]                  # a unique best head
-    if within is not None:
-        differ &= ranks.min(1) < within
+    ranked, best, differ = _better_head(model, dataset, split, within)
+    H = model.config.n_heads
     top = ranked["gates"].argmax(1)
     share = np.bincount(best[differ], minlength=H) / max(int(differ.sum()), 1)
     return {"accuracy": float((top[differ] == best[differ]).mean()) if differ.any() else None,
@@ -217,13 +218,8 @@ def better_head_predictability(model, dataset: SequenceDataset, fit_split: str =
     itself near the majority rate, the heads, not the gate, are what makes the gate uninformative."""
 
     def users(s):
-        ranked = _head_ranks(model, dataset, s)
-        ranks = ranked["head_ranks"]
-        H = ranks.shape[1]
-        keep = ranks.min(1) < np.sort(ranks, 1)[:, min(1, H - 1)]
-        if within is not None:
-            keep &= ranks.min(1) < within
-        return ranked["heads"].reshape(len(ranks), -1)[keep], ranks.argmin(1)[keep], ranked["gates"].argmax(1)[keep]
+        ranked, best, keep = _better_head(model, dataset, s, within)
+        return ranked["heads"].reshape(len(best), -1)[keep], best[keep], ranked["gates"].argmax(1)[keep]
 
     X_fit, y_fit, _ = users(fit_split)
     X, y, gate = users(split)

@@ -149,9 +149,9 @@ class FacetProbes(nn.Module):
 class ItemClusters(nn.Module):
     """N k-means clusters per head of the items' sub-embeddings x_v^(h) (the router_clusters target).
 
-    `refresh` runs Lloyd's iterations from the last centroids (k-means++ the first time, from a
-    seeded generator), so cluster n keeps its meaning from epoch to epoch and after a resume (the
-    centroids are a buffer: they travel in the resume state)."""
+    `refresh` runs scikit-learn's KMeans from the last centroids (k-means++ from `seed` the first
+    time), so cluster n keeps its meaning from epoch to epoch and after a resume (the centroids
+    are a buffer: they travel in the resume state)."""
 
     def __init__(self, n_heads: int, n_experts: int, d_head: int):
         super().__init__()
@@ -161,27 +161,18 @@ class ItemClusters(nn.Module):
 
     @torch.no_grad()
     def refresh(self, model, seed: int = 0, iterations: int = 10) -> torch.Tensor:
-        subs = model.item_sub_embeddings()[:, 1:].detach().float()         # (H, n, d')
-        H, n, _ = subs.shape
-        N = self.centroids.shape[1]
-        if not bool(self.ready):
-            g = torch.Generator(device="cpu").manual_seed(int(seed))
-            for h in range(H):                                              # k-means++ seeding
-                X = subs[h].cpu()
-                chosen = [int(torch.randint(n, (1,), generator=g))]
-                for _ in range(1, N):
-                    d2 = torch.cdist(X, X[chosen]).min(1).values.pow(2)
-                    chosen.append(int(torch.multinomial(d2 / d2.sum().clamp_min(1e-12), 1, generator=g)))
-                self.centroids[h] = X[chosen].to(self.centroids.device)
-            self.ready.fill_(True)
-        for _ in range(iterations):
-            assign = torch.cdist(subs, self.centroids).argmin(-1)            # (H, n)
-            one_hot = torch.nn.functional.one_hot(assign, N).float()         # (H, n, N)
-            count = one_hot.sum(1)                                           # (H, N)
-            mean = torch.einsum("hnk,hnd->hkd", one_hot, subs) / count.clamp_min(1)[..., None]
-            self.centroids.copy_(torch.where(count[..., None] > 0, mean, self.centroids))   # an empty cluster stays
-        assign = torch.cdist(subs, self.centroids).argmin(-1)
-        self.labels = torch.cat([assign.new_full((H, 1), -1), assign], 1)   # row = item id
+        from sklearn.cluster import KMeans
+
+        subs = model.item_sub_embeddings()[:, 1:].detach().float().cpu().numpy()   # (H, n, d')
+        labels = []
+        for h, X in enumerate(subs):
+            init = self.centroids[h].cpu().numpy() if bool(self.ready) else "k-means++"
+            km = KMeans(self.centroids.shape[1], init=init, n_init=1, max_iter=iterations, random_state=seed).fit(X)
+            self.centroids[h] = torch.as_tensor(km.cluster_centers_, dtype=self.centroids.dtype)
+            labels.append(torch.as_tensor(km.predict(X), dtype=torch.long))
+        self.ready.fill_(True)
+        assign = torch.stack(labels).to(self.centroids.device)
+        self.labels = torch.cat([assign.new_full((assign.shape[0], 1), -1), assign], 1)   # row = item id
         return self.labels
 
 
