@@ -104,6 +104,8 @@ def main() -> int:
         top = gate_vs_heads(model, d, within=TOP)
         ceiling = better_head_predictability(model, d)                   # fitted on validation users
         ceiling_top = better_head_predictability(model, d, within=TOP)
+        boosted = better_head_predictability(model, d, probe="boosted")    # a ceiling for non-linear gates
+        boosted_top = better_head_predictability(model, d, within=TOP, probe="boosted")
         hist = gate_vs_history_facet(model, d, facets[0])
         experts = experts_vs_target_facet(model, d, facets[0])
         row = {"variant": name, "options": table[name], "checkpoint": str(out), **{m: test[m] for m in METRICS},
@@ -115,6 +117,8 @@ def main() -> int:
                    ("users", top["users"]))},
                "linear gate ceiling": ceiling["probe_accuracy"],
                f"linear gate ceiling (better head in top {TOP})": ceiling_top["probe_accuracy"],
+               "boosted gate ceiling": boosted["probe_accuracy"],
+               f"boosted gate ceiling (better head in top {TOP})": boosted_top["probe_accuracy"],
                "gate 0 vs history concentration (rho)": hist["spearman"][0], "(z)": hist["z"][0],
                "expert MI (mean)": float(experts["mutual_information"].mean()),
                "random router MI (mean)": float(experts["random_router_mi_mean"].mean()),

@@ -210,12 +210,20 @@ def gate_vs_heads(model, dataset: SequenceDataset, split: str = "test", within: 
             "mean_top_gate": float(ranked["gates"].max(1).mean())}
 
 
+PROBES = ("linear", "boosted")
+
+
 def better_head_predictability(model, dataset: SequenceDataset, fit_split: str = "valid", split: str = "test",
-                               within: int | None = None, seed: int = 0) -> dict:
-    """How well *any* linear gate could do: a logistic regression from the gate's own input
-    [F^(1) | ... | F^(H)] to the head that ranks the target best, fitted on `fit_split` and scored on
-    `split` (users with a unique best head; `within` as in gate_vs_heads). When this ceiling is
-    itself near the majority rate, the heads, not the gate, are what makes the gate uninformative."""
+                               within: int | None = None, seed: int = 0, probe: str = "linear") -> dict:
+    """How well *any* gate could do: a classifier from the gate's own input [F^(1) | ... | F^(H)]
+    to the head that ranks the target best, fitted on `fit_split` and scored on `split` (users with
+    a unique best head; `within` as in gate_vs_heads). probe="linear" is a logistic regression (the
+    ceiling of a linear gate like Eq. 12's); probe="boosted" is scikit-learn's gradient-boosted
+    trees (HistGradientBoostingClassifier, early stopping on a held-out tenth of `fit_split`), a
+    ceiling for gates that are not linear. When these ceilings are themselves near the majority
+    rate, the heads, not the gate, are what makes the gate uninformative."""
+    if probe not in PROBES:
+        raise ValueError(f"probe must be one of {PROBES}, not {probe!r}")
 
     def users(s):
         ranked, best, keep = _better_head(model, dataset, s, within)
@@ -225,10 +233,15 @@ def better_head_predictability(model, dataset: SequenceDataset, fit_split: str =
     X, y, gate = users(split)
     if len(np.unique(y_fit)) < 2 or len(y) == 0:
         return {"probe_accuracy": None, "gate_accuracy": None, "majority_rate": None, "users": int(len(y))}
-    probe = LogisticRegression(max_iter=2000, random_state=seed).fit(X_fit, y_fit)
-    return {"probe_accuracy": float(probe.score(X, y)), "gate_accuracy": float((gate == y).mean()),
+    if probe == "linear":
+        clf = LogisticRegression(max_iter=2000, random_state=seed)
+    else:
+        from sklearn.ensemble import HistGradientBoostingClassifier
+        clf = HistGradientBoostingClassifier(early_stopping=True, validation_fraction=0.1, random_state=seed)
+    clf.fit(X_fit, y_fit)
+    return {"probe_accuracy": float(clf.score(X, y)), "gate_accuracy": float((gate == y).mean()),
             "majority_rate": float(np.bincount(y).max() / len(y)), "users": int(len(y)), "within": within,
-            "fit_split": fit_split, "split": split}
+            "probe": probe, "fit_split": fit_split, "split": split}
 
 
 def gate_merge_value(model, dataset: SequenceDataset, split: str = "test", k: int = 20) -> dict:

@@ -226,6 +226,15 @@ def test_better_head_predictability_finds_a_better_head_written_in_the_heads_and
     assert written["probe_accuracy"] > 0.95 and written["users"] == n
     heads["valid"][:, 0, 0] *= -1                 # fitted where the sign means the opposite: scored on test, it fails
     assert facets.better_head_predictability(make_model(), data)["probe_accuracy"] < 0.05
+    for s in heads:   # a rule no linear gate can follow: head 0 wins where two coordinates' signs agree (XOR)
+        heads[s] = rng.standard_normal((n, 2, 8))
+        u = heads[s][:, 0, 0]
+        heads[s][:, 1, 0] = np.abs(heads[s][:, 1, 0]) * np.sign(u) * np.where(better == 0, 1.0, -1.0)
+    linear = facets.better_head_predictability(make_model(), data)
+    boosted = facets.better_head_predictability(make_model(), data, probe="boosted")
+    assert linear["probe_accuracy"] < 0.65 and boosted["probe_accuracy"] > 0.9 and boosted["probe"] == "boosted"
+    with pytest.raises(ValueError, match="probe must be one of"):
+        facets.better_head_predictability(make_model(), data, probe="mlp")
 
 
 def test_real_checks_pass_and_fail_on_their_thresholds(monkeypatch):
