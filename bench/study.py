@@ -15,7 +15,7 @@ every later trial with the same shared settings; FAME is built from it.
 
 Search space (the paper's grids where it states one, Sec. 5.1; ICLRec's code defaults included):
 embedding size {64, 128}; heads {1, 2, 4, 8, 16} (those dividing d); experts {2, 4, 8, 16, 32}
-(FAME); feed-forward width {d, 4d}; dropout [0.1, 0.6]; learning rate [1e-4, 3e-3] (log);
+(FAME); feed-forward width {d, 4d} and activation {ReLU, GELU}; dropout [0.1, 0.6]; learning rate [1e-4, 3e-3] (log);
 max length {50, 100}; weight decay {0, 1e-5, 1e-4}; patience {10, 20, 40}; warm start and
 residual (FAME). `--report` retrains the best configuration over `--seeds` and writes
 bench/results/study-<data>-<model>.json with the budget, every trial, the best configuration and
@@ -46,6 +46,7 @@ def suggest(trial, model: str) -> dict:
         heads = 2            # keep the trial valid; recorded as the value used
         trial.set_user_attr("n_heads_used", heads)
     p = {"d": d, "n_heads": heads, "ffn_mult": trial.suggest_categorical("ffn_mult", [1, 4]),
+         "activation": trial.suggest_categorical("activation", ["relu", "gelu"]),
          "dropout": trial.suggest_float("dropout", 0.1, 0.6), "lr": trial.suggest_float("lr", 1e-4, 3e-3, log=True),
          "max_len": trial.suggest_categorical("max_len", [50, 100]),
          "weight_decay": trial.suggest_categorical("weight_decay", [0.0, 1e-5, 1e-4]),
@@ -59,7 +60,7 @@ def suggest(trial, model: str) -> dict:
 
 def key(p: dict) -> str:
     """The settings a FAME trial shares with the SASRec it is built from: names its base run."""
-    return f"d{p['d']}-h{p['n_heads']}-f{p['ffn_mult']}-l{p['max_len']}-do{p['dropout']:.3f}"
+    return f"d{p['d']}-h{p['n_heads']}-f{p['ffn_mult']}{p['activation']}-l{p['max_len']}-do{p['dropout']:.3f}"
 
 
 def train_config(data, model: str, p: dict, seed: int, out: Path, base: Path | None = None, epochs: int = 200):
@@ -71,7 +72,8 @@ def train_config(data, model: str, p: dict, seed: int, out: Path, base: Path | N
         return json.loads(config.read_text())
     extra = dict(n_experts=p["n_experts"], residual=p["residual"]) if model == "fame" else {}
     mcfg = model_config(model, n_items=data.n_items, d=p["d"], n_heads=p["n_heads"], max_len=p["max_len"],
-                        dropout=p["dropout"], attn_dropout=p["dropout"], ffn_dim=p["d"] * p["ffn_mult"], **extra)
+                        dropout=p["dropout"], attn_dropout=p["dropout"], ffn_dim=p["d"] * p["ffn_mult"],
+                        activation=p["activation"], **extra)
     tcfg = TrainConfig(seed=seed, lr=p["lr"],
                        weight_decay=p["weight_decay"], patience=p["patience"], epochs=epochs,
                        init_from=str(base) if base else None, warm=bool(p.get("warm")) and base is not None)
@@ -99,6 +101,7 @@ def main() -> int:
     ap.add_argument("--report", action="store_true", help="retrain the best over --seeds and write the JSON")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--sampler-seed", type=int, default=0)
+    ap.add_argument("--out", default=None, help="the --report JSON (default bench/results/study-<data>-<model>.json)")
     a = ap.parse_args()
 
     from fame_core.data import load_dataset
@@ -149,7 +152,7 @@ def main() -> int:
               "trials": [{"number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
                           **t.user_attrs} for t in study.trials],
               "best": {"params": best.params, "valid_NDCG@20": best.value}, "seeds": rows, "test_summary": summary}
-    out = REPO / "bench" / "results" / f"study-{data.name}-{a.model}.json"
+    out = Path(a.out) if a.out else REPO / "bench" / "results" / f"study-{data.name}-{a.model}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(summary["NDCG@20"]), f"written to {out}", file=sys.stderr)
     return 0
