@@ -168,9 +168,9 @@ def experts_vs_preference(model, dataset: SequenceDataset, split: str = "test", 
             random_router = [mutual_info_score(active[users], (F @ rng.standard_normal((F.shape[1], N))).argmax(1))
                              for _ in range(n_random)] if N > 1 else [0.0]
             rows.append({"head": h, "facet": f, "users": int(users.sum()), "mutual_information": float(mi),
-                         "random_split_mi_mean": float(np.mean(control)), "random_split_mi_std": float(np.std(control)),
+                         "random_split_mi_mean": float(np.mean(control)), "random_split_mi_std": float(np.std(control, ddof=1)),
                          "random_router_mi_mean": float(np.mean(random_router)),
-                         "random_router_mi_std": float(np.std(random_router)),
+                         "random_router_mi_std": float(np.std(random_router, ddof=1)) if len(random_router) > 1 else 0.0,
                          "argmax_load": np.round(load, 3).tolist(),
                          "mean_router_weight": np.round(router[:, h].mean(0), 3).tolist(),
                          "mean_top_weight": float(router[:, h].max(1).mean()),
@@ -323,7 +323,7 @@ def experts_vs_target_facet(model, dataset: SequenceDataset, facet: str, split: 
         rows.append({"head": h, "facet": facet, "users": int(users.sum()),
                      "mutual_information": float(mutual_info_score(target, argmax)),
                      "random_router_mi_mean": float(np.mean(random_router)),
-                     "random_router_mi_std": float(np.std(random_router)),
+                     "random_router_mi_std": float(np.std(random_router, ddof=1)) if len(random_router) > 1 else 0.0,
                      "argmax_load": np.round(load, 3).tolist(), "mean_top_weight": float(router[:, h].max(1).mean()),
                      "dead_experts": int((load < 1 / (4 * N)).sum())})
     return pd.DataFrame(rows)
