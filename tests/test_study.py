@@ -26,7 +26,7 @@ def study(tmp_path, *args):
 
 def trials(tmp_path):
     with sqlite3.connect(tmp_path / "runs" / "study.db") as db:
-        return db.execute("select state, count(*) from trials group by state").fetchall()
+        return db.execute("select state, count(*) from trials where state != 'WAITING' group by state").fetchall()
 
 
 def test_study_is_resumable_and_reports_the_best_over_seeds(tmp_path):
@@ -34,13 +34,17 @@ def test_study_is_resumable_and_reports_the_best_over_seeds(tmp_path):
     assert r.returncode == 0, r.stderr
     assert trials(tmp_path) == [("COMPLETE", 1)]
     runs = tmp_path / "runs"
-    fame = json.loads((runs / "fame-t0" / "config.json").read_text())
-    assert fame["model"]["model"] == "fame" and fame["model"]["activation"] in ("relu", "gelu")
+    fame = json.loads((runs / "fame-t0" / "config.json").read_text())   # the first trial: ICLRec's defaults
+    assert fame["model"]["model"] == "fame" and fame["model"]["activation"] == "gelu"
+    assert fame["model"]["ffn_dim"] == 4 * fame["model"]["d"] == 256 and fame["model"]["n_experts"] == 4
+    assert fame["train"]["patience"] == 40 and fame["train"]["warm"]
     assert [p.name for p in (runs / "bases").iterdir()][0].startswith("sasrec-d")   # FAME built from its own SASRec
     again = study(tmp_path, "--model", "fame", "--trials", "1")
     assert again.returncode == 0 and trials(tmp_path) == [("COMPLETE", 1)]        # nothing retrained
     more = study(tmp_path, "--model", "fame", "--trials", "2")
     assert more.returncode == 0 and trials(tmp_path) == [("COMPLETE", 2)]
+    second = json.loads((runs / "fame-t1" / "config.json").read_text())         # then the same at d = 128
+    assert second["model"]["d"] == 128 and second["model"]["ffn_dim"] == 512
     out = tmp_path / "report.json"
     rep = study(tmp_path, "--model", "fame", "--report", "--seeds", "0", "1", "--out", str(out))
     assert rep.returncode == 0, rep.stderr
