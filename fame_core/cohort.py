@@ -334,7 +334,7 @@ def cohort_summary(table: pd.DataFrame, k: int = 20) -> dict:
     gates = table[[f"gate_{h}" for h in range(H)]].to_numpy()
     load = expert_load(table)
     return {"users": int(len(table)), "heads": H, "experts": experts_of(table),
-            "gate_mean": gates.mean(0).round(4).tolist(), "gate_std": gates.std(0).round(4).tolist(),
+            "gate_mean": gates.mean(0).round(4).tolist(), "gate_std": gates.std(0, ddof=1).round(4).tolist(),
             "gate_quartiles": np.quantile(gates, [0.25, 0.5, 0.75], axis=0).round(4).tolist(),
             "gate_entropy_mean": round(float(table["gate_entropy"].mean()), 4),
             "top_gate_share": top_gate_share(table)["share"].round(4).tolist(),

@@ -205,3 +205,14 @@ def test_a_cache_that_cannot_be_written_gives_the_table_and_one_note(tiny_world,
     assert len(table) == len(tiny_world.splittable_rows()) and table.attrs["from_cache"] is False
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("note: the cohort table was not cached (/dev/null/not-a-folder/cohort")
+
+
+def test_summary_gate_numbers_are_the_table_columns_sample_statistics(tiny_world, tmp_path):
+    m = make_model(n_items=tiny_world.n_items, seed=5)
+    table = cohort.cohort_table(m, tiny_world, directory=tmp_path).head(7)    # few users: ddof shows
+    summary = cohort.cohort_summary(table)
+    for h in range(2):
+        g = table[f"gate_{h}"].to_numpy()
+        assert summary["gate_mean"][h] == pytest.approx(round(g.mean(), 4))
+        assert summary["gate_std"][h] == pytest.approx(round(g.std(ddof=1), 4), abs=1e-4)
+        assert summary["gate_std"][h] != pytest.approx(round(g.std(ddof=0), 4), abs=1e-5) or g.std() == 0
