@@ -94,6 +94,7 @@ def main() -> int:
         row["expert MI (mean)"] = float(experts["mutual_information"].mean())
         row["random router MI (mean)"] = float(experts["random_router_mi_mean"].mean())
         row["random router MI std (mean)"] = float(experts["random_router_mi_std"].mean())
+        row["control std"] = "sample (ddof=1)"   # rows without this key were written with ddof=0
         row["random split MI (mean)"] = float(experts["random_split_mi_mean"].mean())
         row["random split MI std (mean)"] = float(experts["random_split_mi_std"].mean())
         # each head's experts on the users driven by the facet the head is meant for (head 0 genre, head 1 actor)

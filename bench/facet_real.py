@@ -123,6 +123,7 @@ def main() -> int:
                "expert MI (mean)": float(experts["mutual_information"].mean()),
                "random router MI (mean)": float(experts["random_router_mi_mean"].mean()),
                "random router MI std (mean)": float(experts["random_router_mi_std"].mean()),
+               "control std": "sample (ddof=1)",   # rows without this key were written with ddof=0
                "mean top router weight": float(experts["mean_top_weight"].mean()),
                "dead experts": int(experts["dead_experts"].sum()),
                "expert query cosine": expert_query_similarity(model), "gate merge value": gate_merge_value(model, d)}
