@@ -56,6 +56,13 @@ def variants(facets: list[str]) -> dict:
     return table
 
 
+def z_score(experts) -> float:
+    """The router check's reading: mean expert MI above random routers, in their (mean) sample sd."""
+    mi, rr, sd = (float(experts[c].mean()) for c in ("mutual_information", "random_router_mi_mean",
+                                                       "random_router_mi_std"))
+    return (mi - rr) / sd if sd > 0 else float("nan")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True)
@@ -108,6 +115,7 @@ def main() -> int:
         boosted_top = better_head_predictability(model, d, within=TOP, probe="boosted")
         hist = gate_vs_history_facet(model, d, facets[0])
         experts = experts_vs_target_facet(model, d, facets[0])
+        draws = [experts_vs_target_facet(model, d, facets[0], seed=s) for s in range(1, 5)]   # the verdict's spread
         row = {"variant": name, "options": table[name], "checkpoint": str(out), **{m: test[m] for m in METRICS},
                "specialisation": specialisation(align),
                "gate picks better head": gate["accuracy"], "better-head majority": gate["majority_rate"],
@@ -124,6 +132,7 @@ def main() -> int:
                "random router MI (mean)": float(experts["random_router_mi_mean"].mean()),
                "random router MI std (mean)": float(experts["random_router_mi_std"].mean()),
                "control std": "sample (ddof=1)",   # rows without this key were written with ddof=0
+               "expert z, router draws 0-4": [round(z_score(e), 3) for e in (experts, *draws)],
                "mean top router weight": float(experts["mean_top_weight"].mean()),
                "dead experts": int(experts["dead_experts"].sum()),
                "expert query cosine": expert_query_similarity(model), "gate merge value": gate_merge_value(model, d)}

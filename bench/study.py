@@ -68,11 +68,14 @@ SEEDED = [{"d": 64, "n_heads": 2, "ffn_mult": 4, "activation": "gelu", "dropout"
           {"d": 128, "n_heads": 2, "ffn_mult": 4, "activation": "gelu", "dropout": 0.5, "lr": 1e-3, "max_len": 50,
            "weight_decay": 0.0, "patience": 40}]
 SEEDED_FAME = {"n_experts": 4, "warm": True, "residual": True}
+# parameters a trial of a study made before they were searched ran at (the model's defaults)
+EARLIER_DEFAULTS = {"activation": "relu"}
 
 
 def key(p: dict) -> str:
     """The settings a FAME trial shares with the SASRec it is built from: names its base run."""
-    return f"d{p['d']}-h{p['n_heads']}-f{p['ffn_mult']}{p['activation']}-l{p['max_len']}-do{p['dropout']:.3f}"
+    act = "" if p["activation"] == "relu" else p["activation"]     # relu: the names of runs made before GELU was searched
+    return f"d{p['d']}-h{p['n_heads']}-f{p['ffn_mult']}{act}-l{p['max_len']}-do{p['dropout']:.3f}"
 
 
 def train_config(data, model: str, p: dict, seed: int, out: Path, base: Path | None = None, epochs: int = 200):
@@ -125,13 +128,16 @@ def main() -> int:
     study = optuna.create_study(study_name=f"{data.name}-{a.model}", storage=f"sqlite:///{runs / 'study.db'}",
                                 direction="maximize", load_if_exists=True,
                                 sampler=optuna.samplers.TPESampler(seed=a.sampler_seed))
-    if not study.trials:
+    if not a.report:   # first in every study, new or not (a study made before the seeding gets them next)
         for params in SEEDED:
-            study.enqueue_trial({**params, **(SEEDED_FAME if a.model == "fame" else {})})
-    # a trial killed mid-training stays RUNNING in the database: re-enqueue its parameters so it is resumed
+            study.enqueue_trial({**params, **(SEEDED_FAME if a.model == "fame" else {})}, skip_if_exists=True)
+    # a trial killed mid-training stays RUNNING in the database: fail it and enqueue its parameters
+    # under the same run name, so its checkpoint is resumed (and it counts once in the budget)
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         study.tell(t.number, state=optuna.trial.TrialState.FAIL)
-        study.enqueue_trial(t.params, user_attrs={"resumes": f"{a.model}-t{t.number}"})
+        study.enqueue_trial({**EARLIER_DEFAULTS, **t.params},
+                            user_attrs={"resumes": t.user_attrs.get("resumes", f"{a.model}-t{t.number}"),
+                                        "replaces": t.number})
 
     def objective(trial):
         p = suggest(trial, a.model)
@@ -143,18 +149,22 @@ def main() -> int:
         trial.set_user_attr("best_epoch", conf["best_epoch"])
         return conf["valid"]["NDCG@20"]
 
+    # a failed trial whose parameters were enqueued again is counted once, by its replacement
+    # ("resumes" names the run of the trial first killed; studies made before "replaces" have only it)
+    replaced = {t.user_attrs.get("replaces") for t in study.trials} | \
+        {int(t.user_attrs["resumes"].rsplit("-t", 1)[1]) for t in study.trials if "resumes" in t.user_attrs}
+    finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE or
+                (t.state == optuna.trial.TrialState.FAIL and t.number not in replaced)]
     if not a.report:
-        resumed = {t.user_attrs.get("resumes") for t in study.trials}
-        done = len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE or
-                    (t.state == optuna.trial.TrialState.FAIL and f"{a.model}-t{t.number}" not in resumed)])
-        left = max(0, a.trials - done)
+        left = max(0, a.trials - len(finished))
         if left:
             study.optimize(objective, n_trials=left, catch=(Exception,))
-        print(f"{len(study.trials)} trials; best validation NDCG@20 {study.best_value:.4f} with {study.best_params}")
+        done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        print(f"{len(done)} trials complete; best validation NDCG@20 {study.best_value:.4f} with {study.best_params}")
         return 0
 
     best = study.best_trial
-    p = suggest(optuna.trial.FixedTrial(best.params), a.model)
+    p = suggest(optuna.trial.FixedTrial({**EARLIER_DEFAULTS, **best.params}), a.model)
     rows = []
     for seed in a.seeds:
         conf = run_trial(data, a.model, p, runs, f"best-{a.model}-s{seed}", seed=seed, epochs=a.epochs)
@@ -162,10 +172,10 @@ def main() -> int:
     summary = {m: {"mean": float(np.mean([r["test"][m] for r in rows])),
                    "std": float(np.std([r["test"][m] for r in rows], ddof=1)) if len(rows) > 1 else None}
                for m in METRICS}
-    report = {"data": data.name, "model": a.model, "budget": {"trials": len(study.trials), "epochs_cap": a.epochs},
+    report = {"data": data.name, "model": a.model, "budget": {"trials": len(finished), "epochs_cap": a.epochs},
               "objective": "validation NDCG@20 (test never used in the search)",
               "trials": [{"number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
-                          **t.user_attrs} for t in study.trials],
+                          **t.user_attrs} for t in finished],
               "best": {"params": best.params, "valid_NDCG@20": best.value}, "seeds": rows, "test_summary": summary}
     out = Path(a.out) if a.out else REPO / "bench" / "results" / f"study-{data.name}-{a.model}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")

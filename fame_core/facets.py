@@ -140,12 +140,19 @@ def gate_vs_facet(model, dataset: SequenceDataset, split: str = "test") -> dict:
             "confusion": confusion, "users": int(len(rows))}
 
 
+def _check_draws(n_random: int) -> None:
+    """The controls' standard deviation is a sample one (ddof=1): it needs two draws at least."""
+    if int(n_random) < 2:
+        raise ValueError(f"n_random must be at least 2 (the controls' sample standard deviation), not {n_random}")
+
+
 def experts_vs_preference(model, dataset: SequenceDataset, split: str = "test", n_random: int = 20,
                           seed: int = 0) -> pd.DataFrame:
     """Per head and planted facet: MI(argmax expert at the last position; the user's active value at
     the target step), against two controls: random splits of the users with the same expert loads
     (chance), and "random routers", the argmax of N random projections of the head's output F_t^(h)
     (what any split of the representation carries); plus each expert's load."""
+    _check_draws(n_random)
     truth = _require_truth(dataset)
     rows_idx = dataset.splittable_rows()
     examples = [dataset.example(r, split) for r in rows_idx]
@@ -170,7 +177,7 @@ def experts_vs_preference(model, dataset: SequenceDataset, split: str = "test", 
             rows.append({"head": h, "facet": f, "users": int(users.sum()), "mutual_information": float(mi),
                          "random_split_mi_mean": float(np.mean(control)), "random_split_mi_std": float(np.std(control, ddof=1)),
                          "random_router_mi_mean": float(np.mean(random_router)),
-                         "random_router_mi_std": float(np.std(random_router, ddof=1)) if len(random_router) > 1 else 0.0,
+                         "random_router_mi_std": float(np.std(random_router, ddof=1)) if N > 1 else 0.0,
                          "argmax_load": np.round(load, 3).tolist(),
                          "mean_router_weight": np.round(router[:, h].mean(0), 3).tolist(),
                          "mean_top_weight": float(router[:, h].max(1).mean()),
@@ -231,13 +238,17 @@ def better_head_predictability(model, dataset: SequenceDataset, fit_split: str =
 
     X_fit, y_fit, _ = users(fit_split)
     X, y, gate = users(split)
-    if len(np.unique(y_fit)) < 2 or len(y) == 0:
-        return {"probe_accuracy": None, "gate_accuracy": None, "majority_rate": None, "users": int(len(y))}
+    classes, counts = np.unique(y_fit, return_counts=True)
+    if len(classes) < 2 or len(y) == 0:
+        return {"probe_accuracy": None, "gate_accuracy": None, "majority_rate": None, "users": int(len(y)),
+                "within": within, "probe": probe, "fit_split": fit_split, "split": split}
     if probe == "linear":
         clf = LogisticRegression(max_iter=2000, random_state=seed)
     else:
         from sklearn.ensemble import HistGradientBoostingClassifier
-        clf = HistGradientBoostingClassifier(early_stopping=True, validation_fraction=0.1, random_state=seed)
+        # early stopping holds out a stratified tenth: only where every class can spare members for it
+        clf = HistGradientBoostingClassifier(early_stopping=bool(counts.min() >= 20), validation_fraction=0.1,
+                                             random_state=seed)
     clf.fit(X_fit, y_fit)
     return {"probe_accuracy": float(clf.score(X, y)), "gate_accuracy": float((gate == y).mean()),
             "majority_rate": float(np.bincount(y).max() / len(y)), "users": int(len(y)), "within": within,
@@ -306,6 +317,7 @@ def experts_vs_target_facet(model, dataset: SequenceDataset, facet: str, split: 
     next), over users whose target has a value, against random routers (the argmax of N random
     projections of the head's output F_t^(h)); plus each expert's load. The real-data stand-in for
     `experts_vs_preference`: an expert that stands for a preference should say which value comes."""
+    _check_draws(n_random)
     labels, _ = facet_labels(dataset, facet)
     ranked = rank_users(model, dataset, split)
     target = np.array([labels[dataset.example(r, split)[1]] for r in ranked["rows"]])
@@ -323,7 +335,7 @@ def experts_vs_target_facet(model, dataset: SequenceDataset, facet: str, split: 
         rows.append({"head": h, "facet": facet, "users": int(users.sum()),
                      "mutual_information": float(mutual_info_score(target, argmax)),
                      "random_router_mi_mean": float(np.mean(random_router)),
-                     "random_router_mi_std": float(np.std(random_router, ddof=1)) if len(random_router) > 1 else 0.0,
+                     "random_router_mi_std": float(np.std(random_router, ddof=1)) if N > 1 else 0.0,
                      "argmax_load": np.round(load, 3).tolist(), "mean_top_weight": float(router[:, h].max(1).mean()),
                      "dead_experts": int((load < 1 / (4 * N)).sum())})
     return pd.DataFrame(rows)

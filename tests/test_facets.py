@@ -235,6 +235,19 @@ def test_better_head_predictability_finds_a_better_head_written_in_the_heads_and
     assert linear["probe_accuracy"] < 0.65 and boosted["probe_accuracy"] > 0.9 and boosted["probe"] == "boosted"
     with pytest.raises(ValueError, match="probe must be one of"):
         facets.better_head_predictability(make_model(), data, probe="mlp")
+    better[:] = 0
+    better[0] = 1                # one user alone in its class: no stratified hold-out possible, still fitted
+    ranks[:] = np.stack([np.where(better == 0, 1, 9), np.where(better == 1, 1, 9)], 1)
+    lone = facets.better_head_predictability(make_model(), data, probe="boosted")
+    assert lone["probe_accuracy"] >= 0.99 * lone["majority_rate"] and lone["majority_rate"] == pytest.approx((n - 1) / n)
+
+
+def test_controls_need_two_draws_for_their_sample_sd():
+    data = fame_core.load_dataset(WORLD)
+    for check in (lambda: facets.experts_vs_preference(make_model(), data, n_random=1),
+                  lambda: facets.experts_vs_target_facet(make_model(), data, "genre", n_random=1)):
+        with pytest.raises(ValueError, match="n_random must be at least 2"):
+            check()
 
 
 def test_real_checks_pass_and_fail_on_their_thresholds(monkeypatch):

@@ -2,6 +2,7 @@
 validation only, a repeated command adds no trial (the study is resumable from its SQLite file),
 a larger --trials adds the missing ones, and --report retrains the best over seeds."""
 
+import importlib.util
 import json
 import os
 import sqlite3
@@ -50,7 +51,51 @@ def test_study_is_resumable_and_reports_the_best_over_seeds(tmp_path):
     assert rep.returncode == 0, rep.stderr
     report = json.loads(out.read_text())
     assert report["budget"]["trials"] == 2 and len(report["seeds"]) == 2
-    best = max(report["trials"], key=lambda t: t["value"])
-    assert report["best"]["valid_NDCG@20"] == best["value"]
+    assert all(t["state"] == "COMPLETE" for t in report["trials"])      # the waiting seeded trials are not listed
     ndcg = [s["test"]["NDCG@20"] for s in report["seeds"]]
     assert report["test_summary"]["NDCG@20"]["std"] == pytest.approx(np.std(ndcg, ddof=1))
+
+
+def load(tmp_path, model):
+    import optuna
+
+    return optuna.load_study(study_name=f"synthetic-3-{model}", storage=f"sqlite:///{tmp_path / 'runs' / 'study.db'}")
+
+
+def test_a_killed_trial_is_resumed_under_its_run_name_and_counted_once(tmp_path):
+    assert study(tmp_path, "--model", "sasrec", "--trials", "1").returncode == 0
+    st = load(tmp_path, "sasrec")
+    killed = st.ask()                       # the waiting seeded trial, left RUNNING as by a kill
+    spec = importlib.util.spec_from_file_location("study", REPO / "bench" / "study.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.suggest(killed, "sasrec")         # its parameters drawn, as the study does before training
+    r = study(tmp_path, "--model", "sasrec", "--trials", "2")
+    assert r.returncode == 0, r.stderr
+    assert trials(tmp_path) == [("COMPLETE", 2), ("FAIL", 1)]
+    redo = [t for t in load(tmp_path, "sasrec").trials if t.state.name == "COMPLETE"][-1]
+    assert redo.user_attrs["run"] == f"sasrec-t{killed.number}" and redo.user_attrs["replaces"] == killed.number
+    assert redo.params["d"] == 128                                      # the killed trial's parameters
+    assert study(tmp_path, "--model", "sasrec", "--trials", "2").returncode == 0
+    assert trials(tmp_path) == [("COMPLETE", 2), ("FAIL", 1)]           # the budget counts it once
+
+
+def test_report_reads_a_trial_made_before_the_activation_was_searched(tmp_path):
+    import optuna
+    from optuna.distributions import CategoricalDistribution as C, FloatDistribution as F
+
+    (tmp_path / "runs").mkdir()
+    st = optuna.create_study(study_name="synthetic-3-sasrec", storage=f"sqlite:///{tmp_path / 'runs' / 'study.db'}",
+                             direction="maximize")
+    params = {"d": 64, "n_heads": 2, "ffn_mult": 1, "dropout": 0.2, "lr": 1e-3, "max_len": 50,
+              "weight_decay": 0.0, "patience": 10}
+    dists = {"d": C([64, 128]), "n_heads": C([1, 2, 4, 8, 16]), "ffn_mult": C([1, 4]), "dropout": F(0.1, 0.6),
+             "lr": F(1e-4, 3e-3, log=True), "max_len": C([50, 100]), "weight_decay": C([0.0, 1e-5, 1e-4]),
+             "patience": C([10, 20, 40])}
+    st.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=0.5))
+    out = tmp_path / "report.json"
+    r = study(tmp_path, "--model", "sasrec", "--report", "--seeds", "0", "1", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    conf = json.loads((tmp_path / "runs" / "best-sasrec-s0" / "config.json").read_text())
+    assert conf["model"]["activation"] == "relu" and conf["model"]["ffn_dim"] == 64
+    assert json.loads(out.read_text())["budget"]["trials"] == 1
