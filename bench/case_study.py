@@ -3,7 +3,7 @@
     python bench/case_study.py --checkpoint checkpoints/sports-fame --user 230 [--data PATH] [--top-k 20]
 
 Prints markdown for docs (the paper's Figure 7 as a table) and writes the numbers to
-bench/results/case-study-<data>-user<U>.json.
+bench/results/case-study-<data>-user<U>.json (or --out).
 """
 
 import argparse
@@ -23,6 +23,7 @@ def main() -> int:
     p.add_argument("--user", required=True)
     p.add_argument("--data", default=None)
     p.add_argument("--top-k", type=int, default=20)
+    p.add_argument("--out", default=None, help="the JSON (default bench/results/case-study-<data>-user<U>.json)")
     a = p.parse_args()
     model, data = fame_core.load(a.checkpoint, data=a.data)
     if data is None:
@@ -49,7 +50,7 @@ def main() -> int:
     lines += ["", f"Open it in the app: `streamlit run app/serve.py` then `{link}` "
                   f"(the checkpoint directory must be under checkpoints/ or a configured root)."]
     print("\n".join(lines))
-    out = REPO / "bench" / "results" / f"case-study-{data.name}-user{a.user}.json"
+    out = Path(a.out) if a.out else REPO / "bench" / "results" / f"case-study-{data.name}-user{a.user}.json"
     out.write_text(json.dumps({"checkpoint": a.checkpoint, **r.to_dict(a.top_k), "user": a.user,
                                "labels": {int(v): data.label(v) for m in modes for v in r.top[m][:a.top_k]}},
                               indent=2) + "\n")
