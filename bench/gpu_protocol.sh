@@ -3,6 +3,7 @@
 #   - the equal-budget ablation (bench/ablation.py), Beauty seeds 0-4 and Sports seeds 0-2, one process per seed,
 #     with its row sasrec-bce (SASRec with the original BCE loss: the explanation tested for Table 2's SASRec row);
 #   - the mixture-likelihood gate variants (bench/facet_real.py), Beauty and Sports, seeds 0-2;
+#   - the Optuna studies on Beauty, SASRec and FAME with the same budget (bench/study.py);
 #   - the sampled softmax against the full one on Beauty (bench/sampled_beauty.py).
 # Same code and protocol as on the CPU. Every run is a resumable checkpoint under runs/: when the time
 # limit cuts a part, run the command again on the same machine and it continues. At the end the
@@ -34,6 +35,9 @@ for s in 0 1 2; do
     --variants "$GATED" --device cuda
   go "gated-sports-s$s" python bench/facet_real.py --data "$S" --facets attribute --name "sports-s$s" --seed "$s" \
     --variants "$GATED" --device cuda
+done
+for m in sasrec fame; do   # the Optuna studies, same trial budget for both models (SQLite: a cut part continues)
+  go "study-beauty-$m" python bench/study.py --data "$B" --model "$m" --trials 12 --runs "runs/study/Beauty-$m" --device cuda
 done
 go sampled-beauty python bench/sampled_beauty.py --data "$B" --epochs 200 --patience 10 --negatives 1024,4096 \
   --device cuda --out runs/sampled-beauty

@@ -78,7 +78,8 @@ def key(p: dict) -> str:
     return f"d{p['d']}-h{p['n_heads']}-f{p['ffn_mult']}{act}-l{p['max_len']}-do{p['dropout']:.3f}"
 
 
-def train_config(data, model: str, p: dict, seed: int, out: Path, base: Path | None = None, epochs: int = 200):
+def train_config(data, model: str, p: dict, seed: int, out: Path, base: Path | None = None, epochs: int = 200,
+                 device: str = "auto"):
     from fame_core.models import model_config
     from fame_core.training import TrainConfig, train
 
@@ -91,17 +92,19 @@ def train_config(data, model: str, p: dict, seed: int, out: Path, base: Path | N
                         activation=p["activation"], **extra)
     tcfg = TrainConfig(seed=seed, lr=p["lr"],
                        weight_decay=p["weight_decay"], patience=p["patience"], epochs=epochs,
-                       init_from=str(base) if base else None, warm=bool(p.get("warm")) and base is not None)
+                       init_from=str(base) if base else None, warm=bool(p.get("warm")) and base is not None,
+                       device=device)
     train(data, mcfg, tcfg, out, resume=(out / "train_state.pt").exists(), progress=sys.stderr.isatty())
     return json.loads(config.read_text())
 
 
-def run_trial(data, model: str, p: dict, runs: Path, name: str, seed: int = 0, epochs: int = 200) -> dict:
+def run_trial(data, model: str, p: dict, runs: Path, name: str, seed: int = 0, epochs: int = 200,
+              device: str = "auto") -> dict:
     if model == "sasrec":
-        return train_config(data, "sasrec", p, seed, runs / name, epochs=epochs)
+        return train_config(data, "sasrec", p, seed, runs / name, epochs=epochs, device=device)
     base = runs / "bases" / f"sasrec-{key(p)}-s{seed}"
-    train_config(data, "sasrec", p, seed, base, epochs=epochs)
-    return train_config(data, "fame", p, seed, runs / name, base=base, epochs=epochs)
+    train_config(data, "sasrec", p, seed, base, epochs=epochs, device=device)
+    return train_config(data, "fame", p, seed, runs / name, base=base, epochs=epochs, device=device)
 
 
 def main() -> int:
@@ -116,6 +119,7 @@ def main() -> int:
     ap.add_argument("--report", action="store_true", help="retrain the best over --seeds and write the JSON")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--sampler-seed", type=int, default=0)
+    ap.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     ap.add_argument("--out", default=None, help="the --report JSON (default bench/results/study-<data>-<model>.json)")
     a = ap.parse_args()
 
@@ -144,7 +148,7 @@ def main() -> int:
         name = trial.user_attrs.get("resumes", f"{a.model}-t{trial.number}")
         trial.set_user_attr("run", name)
         t0 = time.time()
-        conf = run_trial(data, a.model, p, runs, name, epochs=a.epochs)
+        conf = run_trial(data, a.model, p, runs, name, epochs=a.epochs, device=a.device)
         trial.set_user_attr("seconds", round(time.time() - t0, 1))
         trial.set_user_attr("best_epoch", conf["best_epoch"])
         return conf["valid"]["NDCG@20"]
@@ -167,7 +171,8 @@ def main() -> int:
     p = suggest(optuna.trial.FixedTrial({**EARLIER_DEFAULTS, **best.params}), a.model)
     rows = []
     for seed in a.seeds:
-        conf = run_trial(data, a.model, p, runs, f"best-{a.model}-s{seed}", seed=seed, epochs=a.epochs)
+        conf = run_trial(data, a.model, p, runs, f"best-{a.model}-s{seed}", seed=seed, epochs=a.epochs,
+                         device=a.device)
         rows.append({"seed": seed, "valid": conf["valid"], "test": conf["test"], "best_epoch": conf["best_epoch"]})
     summary = {m: {"mean": float(np.mean([r["test"][m] for r in rows])),
                    "std": float(np.std([r["test"][m] for r in rows], ddof=1)) if len(rows) > 1 else None}
