@@ -56,13 +56,6 @@ def variants(facets: list[str]) -> dict:
     return table
 
 
-def z_score(experts) -> float:
-    """The router check's reading: mean expert MI above random routers, in their (mean) sample sd."""
-    mi, rr, sd = (float(experts[c].mean()) for c in ("mutual_information", "random_router_mi_mean",
-                                                       "random_router_mi_std"))
-    return (mi - rr) / sd if sd > 0 else float("nan")
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True)
@@ -80,7 +73,7 @@ def main() -> int:
 
     from fame_core.data import load_dataset
     from fame_core.evaluate import evaluate
-    from fame_core.facets import (better_head_predictability, expert_query_similarity, experts_vs_target_facet,
+    from fame_core.facets import (better_head_predictability, expert_query_similarity, expert_z, experts_vs_target_facet,
                                   gate_merge_value, gate_vs_heads, gate_vs_history_facet, head_alignment,
                                   specialisation)
     from fame_core.checkpoint import load
@@ -132,7 +125,7 @@ def main() -> int:
                "random router MI (mean)": float(experts["random_router_mi_mean"].mean()),
                "random router MI std (mean)": float(experts["random_router_mi_std"].mean()),
                "control std": "sample (ddof=1)",   # rows without this key were written with ddof=0
-               "expert z, router draws 0-4": [round(z_score(e), 3) for e in (experts, *draws)],
+               "expert z, router draws 0-4": [round(expert_z(e), 3) for e in (experts, *draws)],
                "mean top router weight": float(experts["mean_top_weight"].mean()),
                "dead experts": int(experts["dead_experts"].sum()),
                "expert query cosine": expert_query_similarity(model), "gate merge value": gate_merge_value(model, d)}

@@ -384,11 +384,23 @@ def faithfulness(model, dataset: SequenceDataset, n_users: int = 200, split: str
     return summary.reset_index()
 
 
+def router_reading(experts: pd.DataFrame) -> tuple[float, float, float]:
+    """The experts check's three numbers, averaged over heads: expert MI, random routers' mean MI
+    and their sample standard deviation (an experts_vs_* table)."""
+    return tuple(float(experts[c].mean()) for c in ("mutual_information", "random_router_mi_mean",
+                                                      "random_router_mi_std"))
+
+
+def expert_z(experts: pd.DataFrame) -> float:
+    """The experts check in one number: expert MI above random routers, in their standard deviations."""
+    mi, rr, sd = router_reading(experts)
+    return (mi - rr) / sd if sd > 0 else float("nan")
+
+
 def _verdicts(model, gate_accuracy: float, majority_rate: float, margin: float, experts: pd.DataFrame) -> dict:
     """Pass/fail of gate (accuracy at least `margin` above the majority rate) and experts (mean MI
     more than 3 standard deviations above random routers), with the numbers behind them."""
-    mi, rr, sd = (float(experts[c].mean()) for c in ("mutual_information", "random_router_mi_mean",
-                                                       "random_router_mi_std"))
+    mi, rr, sd = router_reading(experts)
     return {"gate_accuracy": gate_accuracy, "majority_rate": majority_rate,
             "gate_passes": gate_accuracy >= majority_rate + margin,
             "expert_mi": mi, "random_router_mi": rr, "random_router_std": sd,

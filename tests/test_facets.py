@@ -260,6 +260,7 @@ def test_real_checks_pass_and_fail_on_their_thresholds(monkeypatch):
     monkeypatch.setattr(facets, "gate_vs_heads", lambda *a, **k: {"accuracy": 0.66, "majority_rate": 0.60})
     c = facets.real_checks(model, None, "genre")
     assert c["gate_passes"] and c["experts_pass"] and c["expert_mi"] == pytest.approx(0.25)
+    assert facets.expert_z(experts) == pytest.approx((0.25 - 0.1) / 0.02)          # the reading beside the verdict
     assert c["gate_top"] == 20 and c["gate_accuracy_top"] == 0.66 and c["majority_rate_top"] == 0.60
     monkeypatch.setattr(facets, "gate_vs_heads", lambda *a, **k: {"accuracy": 0.64, "majority_rate": 0.60})
     experts["mutual_information"] = [0.15, 0.15]               # 0.05 above random routers: 2.5 sd, not enough
