@@ -32,6 +32,14 @@ unsupervised
   expert n), and the term is the cross-entropy of the router's logits against the cluster of the
   training target. No item metadata: the clusters are the model's own item geometry, so experts
   come to stand for groups of similar items and the argmax expert says which group comes next.
+- head_clusters: each head is made the mixture component of one group of items, found without item
+  metadata: the items' full embeddings are split into H clusters by k-means weighted by how often
+  each item is a training target (recomputed every epoch from the last centroids, so cluster h
+  stays head h), and the term is the mixture likelihood with the responsibility fixed to the
+  target's cluster c, -log g_c - log P^(c)(target) (hard EM). Head c learns to rank its cluster's
+  items and the gate learns which cluster comes next, so "which head ranks the target better" is
+  something the gate's input can say (the mixture term leaves both heads ranking the whole catalogue
+  alike on real data: docs/facets.md).
 - expert_diversity: mean squared cosine similarity between the expert queries W_Q^(h,n) of a head
   (flattened d x d' maps, over pairs of experts), so that a head's experts cannot stay near-copies.
 weakly supervised (data sets with item facets)
@@ -79,6 +87,8 @@ class FacetObjectives:
                                        "(heads specialise, the gate follows)", min=0, max=1000)
     router_clusters: float = option(0.0, "weight: the router predicts the k-means cluster (N per head, of the "
                                     "head's item sub-embeddings) of the next item", min=0, max=1000)
+    head_clusters: float = option(0.0, "weight: head h models the items of k-means cluster h (H clusters of the item "
+                                  "embeddings); the gate learns the next item's cluster", min=0, max=1000)
 
     def __post_init__(self):
         if isinstance(self.facet_heads, str):  # "genre,actor", as checkpoints of code 0.1.0 record it
@@ -91,7 +101,8 @@ class FacetObjectives:
     def active(self) -> bool:
         return any((self.gate_decisive, self.router_decisive, self.load_balance, self.router_z, self.head_diversity,
                     (self.facet_weight or self.facet_exclusive) and self.facet_heads, self.gate_competence,
-                    self.head_dropout, self.expert_diversity, self.mixture_likelihood, self.router_clusters))
+                    self.head_dropout, self.expert_diversity, self.mixture_likelihood, self.router_clusters,
+                    self.head_clusters))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -147,33 +158,52 @@ class FacetProbes(nn.Module):
 
 
 class ItemClusters(nn.Module):
-    """N k-means clusters per head of the items' sub-embeddings x_v^(h) (the router_clusters target).
+    """k-means clusters of the items, the targets of router_clusters and head_clusters.
 
-    `refresh` runs scikit-learn's KMeans from the last centroids (k-means++ from `seed` the first
-    time), so cluster n keeps its meaning from epoch to epoch and after a resume (the centroids
-    are a buffer: they travel in the resume state)."""
+    routers: N clusters per head of the items' sub-embeddings x_v^(h) (`labels`, (H, n+1));
+    heads: H clusters of the full item embeddings, weighted by the items' counts as training targets
+    (`head_labels`, (n+1,)). `refresh` runs scikit-learn's KMeans from the last centroids (k-means++
+    from `seed` the first time), so cluster n keeps its meaning from epoch to epoch and after a
+    resume (the centroids are buffers: they travel in the resume state). Label -1 at padding id 0."""
 
-    def __init__(self, n_heads: int, n_experts: int, d_head: int):
+    def __init__(self, n_heads: int, n_experts: int, d_head: int, routers: bool = True, heads: bool = False,
+                 item_weights=None):
         super().__init__()
-        self.register_buffer("centroids", torch.zeros(n_heads, n_experts, d_head))
-        self.register_buffer("ready", torch.zeros((), dtype=torch.bool))
+        self.routers, self.heads = routers, heads
+        if routers:
+            self.register_buffer("centroids", torch.zeros(n_heads, n_experts, d_head))
+            self.register_buffer("ready", torch.zeros((), dtype=torch.bool))
+        if heads:
+            self.register_buffer("head_centroids", torch.zeros(n_heads, n_heads * d_head))
+            self.register_buffer("head_ready", torch.zeros((), dtype=torch.bool))
+        # counts of each item id >= 1 as a training target (None: every item counts once)
+        self.item_weights = None if item_weights is None else torch.as_tensor(item_weights, dtype=torch.float64)
         self.labels: torch.Tensor | None = None            # (H, n+1), -1 at the padding id 0
+        self.head_labels: torch.Tensor | None = None       # (n+1,), -1 at the padding id 0
 
-    @torch.no_grad()
-    def refresh(self, model, seed: int = 0, iterations: int = 10) -> torch.Tensor:
+    @staticmethod
+    def _kmeans(X, centroids: torch.Tensor, ready: torch.Tensor, seed: int, iterations: int, weights=None):
         from sklearn.cluster import KMeans
 
-        subs = model.item_sub_embeddings()[:, 1:].detach().float().cpu().numpy()   # (H, n, d')
-        labels = []
-        for h, X in enumerate(subs):
-            init = self.centroids[h].cpu().numpy() if bool(self.ready) else "k-means++"
-            km = KMeans(self.centroids.shape[1], init=init, n_init=1, max_iter=iterations, random_state=seed).fit(X)
-            self.centroids[h] = torch.as_tensor(km.cluster_centers_, dtype=self.centroids.dtype)
-            labels.append(torch.as_tensor(km.predict(X), dtype=torch.long))
-        self.ready.fill_(True)
-        assign = torch.stack(labels).to(self.centroids.device)
-        self.labels = torch.cat([assign.new_full((assign.shape[0], 1), -1), assign], 1)   # row = item id
-        return self.labels
+        init = centroids.cpu().numpy() if bool(ready) else "k-means++"
+        km = KMeans(centroids.shape[0], init=init, n_init=1, max_iter=iterations, random_state=seed)
+        km.fit(X, sample_weight=weights)
+        centroids.copy_(torch.as_tensor(km.cluster_centers_, dtype=centroids.dtype))
+        ready.fill_(True)
+        labels = torch.as_tensor(km.predict(X), dtype=torch.long, device=centroids.device)
+        return torch.cat([labels.new_full((1,), -1), labels])           # row = item id
+
+    @torch.no_grad()
+    def refresh(self, model, seed: int = 0, iterations: int = 10):
+        subs = model.item_sub_embeddings()[:, 1:].detach().float().cpu()   # (H, n, d')
+        if self.routers:
+            self.labels = torch.stack([self._kmeans(X.numpy(), self.centroids[h], self.ready, seed, iterations)
+                                       for h, X in enumerate(subs)])
+        if self.heads:
+            full = subs.permute(1, 0, 2).reshape(subs.shape[1], -1).numpy()   # (n, H d'): e_v
+            w = None if self.item_weights is None else self.item_weights[1:].numpy() + 1.0
+            self.head_labels = self._kmeans(full, self.head_centroids, self.head_ready, seed, iterations, w)
+        return self.labels if self.routers else self.head_labels
 
 
 def router_cluster_loss(router_logits: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -208,6 +238,20 @@ def mixture_nll(model, F_heads: torch.Tensor, gates: torch.Tensor, targets: torc
     t = (targets - 1)[:, None, None].expand(-1, logits.shape[1], 1)
     log_p = logits.gather(-1, t)[..., 0] - torch.logsumexp(logits, -1)  # (M, H)
     return -torch.logsumexp(torch.log(gates.clamp_min(1e-12)) + log_p, -1).mean()
+
+
+def assigned_nll(model, F_heads: torch.Tensor, gates: torch.Tensor, targets: torch.Tensor,
+                 assign: torch.Tensor) -> torch.Tensor:
+    """Mean of -log g_c - log P^(c)(target), c = assign[m] the head responsible for position m."""
+    subs = model.item_sub_embeddings()[:, 1:]                           # (H, n, d')
+    total = F_heads.new_zeros(())
+    for h in range(subs.shape[0]):          # each position scored by its assigned head only
+        m = assign == h
+        if m.any():
+            logits = F_heads[m, h] @ subs[h].T                          # (M_h, n)
+            log_p = logits.gather(-1, (targets[m] - 1)[:, None])[:, 0] - torch.logsumexp(logits, -1)
+            total = total - (torch.log(gates[m, h].clamp_min(1e-12)) + log_p).sum()
+    return total / max(len(assign), 1)
 
 
 def competence_targets(loglik: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -248,6 +292,14 @@ def extra_loss(model, out: ModelOutput, where: torch.Tensor, obj: FacetObjective
             pick = torch.randperm(len(t_m), device=t_m.device)[:MIXTURE_POSITIONS]
             F_m, g_m, t_m = F_m[pick], g_m[pick], t_m[pick]
         total = total + obj.mixture_likelihood * mixture_nll(model, F_m, g_m, t_m)
+    if obj.head_clusters and gated:
+        if clusters is None or clusters.head_labels is None or targets is None:
+            raise ValueError("head_clusters needs the targets and ItemClusters(heads=True) refreshed for this epoch")
+        F_m, g_m, t_m = out.heads[where], out.gates[where], targets[where]
+        if len(t_m) > MIXTURE_POSITIONS:
+            pick = torch.randperm(len(t_m), device=t_m.device)[:MIXTURE_POSITIONS]
+            F_m, g_m, t_m = F_m[pick], g_m[pick], t_m[pick]
+        total = total + obj.head_clusters * assigned_nll(model, F_m, g_m, t_m, clusters.head_labels[t_m])
     moe = getattr(model, "moe", None)
     if obj.expert_diversity and moe is not None and moe.N > 1:
         q = F.normalize(moe.W_Q.flatten(2), dim=-1)                     # (H, N, d*d')
@@ -309,6 +361,9 @@ GATE_ROUTER_PRESETS: dict[str, dict] = {
     "mixture gate + decisive diverse router": {"mixture_likelihood": 5.0, "gate_decisive": 0.1, "expert_diversity": 0.1,
                                                "router_decisive": 0.5},
     "cluster router": {"router_clusters": 1.0},
+    # heads for k-means clusters of the items (hard-EM mixture), with the router terms that passed
+    "cluster heads": {"head_clusters": 5.0},
+    "cluster heads + decisive diverse router": {"head_clusters": 5.0, "expert_diversity": 0.1, "router_decisive": 0.5},
     "mixture gate + cluster router": {"mixture_likelihood": 5.0, "gate_decisive": 0.1, "expert_diversity": 0.1,
                                       "router_clusters": 1.0},
     "gate competence + head dropout + expert diversity": {"gate_competence": 1.0, "head_dropout": 0.3,

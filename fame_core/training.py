@@ -212,8 +212,11 @@ def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = 
     if obj.facet_heads and (obj.facet_weight or obj.facet_exclusive):
         probes = FacetProbes(dataset, list(obj.facet_heads), model.config.d_head, model.config.n_heads).to(device)
     clusters = None
-    if obj.router_clusters and getattr(model, "moe", None) is not None and model.config.n_experts > 1:
-        clusters = ItemClusters(model.config.n_heads, model.config.n_experts, model.config.d_head).to(device)
+    routers = bool(obj.router_clusters) and getattr(model, "moe", None) is not None and model.config.n_experts > 1
+    heads = bool(obj.head_clusters) and model.config.n_heads > 1
+    if routers or heads:
+        clusters = ItemClusters(model.config.n_heads, model.config.n_experts, model.config.d_head, routers=routers,
+                                heads=heads).to(device)
     params = list(model.parameters()) + (list(probes.parameters()) if probes is not None else [])
     opt = torch.optim.Adam(params, lr=tcfg.lr, betas=(0.9, 0.999), weight_decay=tcfg.weight_decay)
     metrics, start, best, best_epoch, bad = [], 0, -math.inf, -1, 0
@@ -274,6 +277,9 @@ def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = 
         raise FameError(f"data set {dataset.name!r} has no user with a training sequence of 2+ items")
     sampler = InBatchUniformSampler.from_pairs(pairs, model.config.n_items, tcfg.negatives) \
         if tcfg.loss == "sampled" else None
+    if clusters is not None and clusters.heads:   # head clusters weigh items by their counts as targets
+        clusters.item_weights = torch.as_tensor(np.bincount(np.concatenate([t for _, t in pairs]),
+                                                            minlength=model.config.n_items + 1), dtype=torch.float64)
     train_model = ctx.wrap(model)       # DDP with more than one process, the model itself otherwise
     epochs_run = 0
     for epoch in range(start, tcfg.epochs):

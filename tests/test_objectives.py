@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import fame_core
 from fame_core.objectives import FacetObjectives, FacetProbes, extra_loss
@@ -244,3 +245,59 @@ def test_training_with_router_clusters_resumes_to_the_same_model(tmp_path, tiny_
     resumed = train(tiny_world, cfg, tc, tmp_path / "part", resume=True, progress=False)
     assert resumed["test"] == full["test"]
     assert json.loads((tmp_path / "full" / "config.json").read_text())["train"]["objectives"]["router_clusters"] == 1.0
+
+
+@pytest.mark.fast
+def test_head_cluster_term_is_the_assigned_heads_likelihood_and_gate():
+    from fame_core.objectives import assigned_nll
+
+    torch.manual_seed(4)
+    model = make_model("fame", n_items=25)
+    subs = model.item_sub_embeddings().detach()                        # (H, n+1, d')
+    M, H = 6, model.config.n_heads
+    F_heads = torch.randn(M, H, model.config.d_head, requires_grad=True)
+    gates = torch.softmax(torch.randn(M, H), -1)
+    targets, assign = torch.randint(1, 26, (M,)), torch.tensor([0, 1, 1, 0, 1, 0])
+    want = sum(-math.log(gates[m, assign[m]]) - torch.log_softmax(subs[assign[m], 1:] @ F_heads[m, assign[m]],
+               0)[targets[m] - 1].item() for m in range(M)) / M
+    value = assigned_nll(model, F_heads, gates, targets, assign)
+    assert value.item() == pytest.approx(want, rel=1e-5)
+    value.backward()            # only the assigned head of a position learns from it
+    other = F.one_hot(1 - assign, H).bool()
+    assert (F_heads.grad[other] == 0).all() and (F_heads.grad[~other].abs().sum(-1) > 0).all()
+
+
+@pytest.mark.fast
+def test_head_clusters_split_the_items_by_their_target_counts():
+    from fame_core.objectives import ItemClusters
+
+    torch.manual_seed(5)
+    model = make_model("fame", n_items=40)
+    H = model.config.n_heads
+    counts = torch.ones(41, dtype=torch.float64)
+    counts[1] = 1e6                          # one item as heavy as all others: k-means must give it a centroid
+    clusters = ItemClusters(H, model.config.n_experts, model.config.d_head, routers=False, heads=True,
+                            item_weights=counts)
+    labels = clusters.refresh(model, seed=0).clone()
+    assert labels.shape == (41,) and labels[0] == -1 and set(labels[1:].tolist()) == set(range(H))
+    full = model.item_sub_embeddings()[:, 1:].detach().permute(1, 0, 2).reshape(40, -1)
+    assert torch.equal(labels[1:], torch.cdist(full, clusters.head_centroids).argmin(-1))   # nearest centroid
+    assert torch.allclose(clusters.head_centroids[labels[1]], full[0], atol=1e-3)         # the heavy item's
+    assert "centroids" not in clusters.state_dict()      # no router clusters asked for: none in the resume state
+    with pytest.raises(ValueError, match="heads=True"):
+        seq = torch.randint(1, 41, (2, 5))
+        extra_loss(model, model(seq), seq > 0, FacetObjectives(head_clusters=1.0), None, seq)
+
+
+@pytest.mark.fast
+def test_training_with_head_clusters_resumes_to_the_same_model(tmp_path, tiny_world):
+    obj = FacetObjectives(head_clusters=1.0)
+    cfg = FAMEConfig(n_items=tiny_world.n_items, d=16, n_heads=2, n_experts=3, max_len=10)
+    tc = TrainConfig(epochs=3, batch_size=64, objectives=obj)
+    full = train(tiny_world, cfg, tc, tmp_path / "full", progress=False)
+    train(tiny_world, cfg, tc, tmp_path / "part", progress=False, stop_after=1)
+    state = torch.load(tmp_path / "part" / "train_state.pt", weights_only=True)
+    assert "head_centroids" in state["clusters"] and "centroids" not in state["clusters"]
+    resumed = train(tiny_world, cfg, tc, tmp_path / "part", resume=True, progress=False)
+    assert resumed["test"] == full["test"]
+    assert json.loads((tmp_path / "full" / "config.json").read_text())["train"]["objectives"]["head_clusters"] == 1.0
