@@ -1,0 +1,60 @@
+"""bench/head_cluster_check.py: how well the history names the next item's k-means cluster."""
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fame_core.dataset import SequenceDataset
+from tests.conftest import make_model
+
+REPO = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("head_cluster_check", REPO / "bench" / "head_cluster_check.py")
+check = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(check)
+
+
+def two_group_world(mixed_users: int):
+    """Items 1-10 and 11-20 in two far-apart groups; 20 users stay in one group, `mixed_users` end
+    (validation and test target) in the other group."""
+    rng = np.random.default_rng(0)
+    seqs = []
+    for u in range(20):
+        lo = 1 if u % 2 == 0 else 11
+        seq = list(rng.integers(lo, lo + 10, size=6))
+        if u < mixed_users:
+            other = 12 if lo == 1 else 2
+            seq[-1] = other
+        seqs.append(np.array(seq, dtype=np.int64))
+    return SequenceDataset(name="two-groups", sequences=seqs, n_items=20, user_ids=[str(u) for u in range(20)],
+                           item_ids=["<pad>"] + [str(i) for i in range(1, 21)])
+
+
+def far_apart(model):
+    with torch.no_grad():      # item embeddings: group 1 at +5, group 2 at -5 along every dimension
+        E = model.embed.E.weight
+        E[1:11] = 5 + 0.01 * torch.randn(10, E.shape[1])
+        E[11:21] = -5 + 0.01 * torch.randn(10, E.shape[1])
+    return model
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("mixed", [0, 4])
+def test_the_history_names_the_cluster_of_targets_that_stay_in_it(mixed):
+    data = two_group_world(mixed)
+    model = far_apart(make_model("fame", n_items=20))
+    row = check.cluster_predictability(model, data, k=2)
+    assert row["users"] == 20 and sum(row["target share"]) == pytest.approx(1.0)
+    assert row["largest cluster"] == pytest.approx(0.5)          # ten users' targets in each group
+    assert row["history majority"] == pytest.approx(1 - mixed / 20)   # wrong exactly for the users who leave
+    assert row["last item"] == pytest.approx(1 - mixed / 20)
+
+
+def test_a_missing_checkpoint_is_one_error_line():
+    r = subprocess.run([sys.executable, str(REPO / "bench" / "head_cluster_check.py"), "no-such-run"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.startswith("error: ") and len(r.stderr.strip().splitlines()) == 1
