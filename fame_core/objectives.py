@@ -364,6 +364,10 @@ GATE_ROUTER_PRESETS: dict[str, dict] = {
     # heads for k-means clusters of the items (hard-EM mixture), with the router terms that passed
     "cluster heads": {"head_clusters": 5.0},
     "cluster heads + decisive diverse router": {"head_clusters": 5.0, "expert_diversity": 0.1, "router_decisive": 0.5},
+    # lighter cluster heads beside the mixture term: keep the gate's reading, give the accuracy back?
+    "light cluster heads + mixture gate + decisive diverse router": {"head_clusters": 1.0, "mixture_likelihood": 5.0,
+                                                                     "gate_decisive": 0.1, "expert_diversity": 0.1,
+                                                                     "router_decisive": 0.5},
     "mixture gate + cluster router": {"mixture_likelihood": 5.0, "gate_decisive": 0.1, "expert_diversity": 0.1,
                                       "router_clusters": 1.0},
     "gate competence + head dropout + expert diversity": {"gate_competence": 1.0, "head_dropout": 0.3,
