@@ -33,13 +33,14 @@ unsupervised
   training target. No item metadata: the clusters are the model's own item geometry, so experts
   come to stand for groups of similar items and the argmax expert says which group comes next.
 - head_clusters: each head is made the mixture component of one group of items, found without item
-  metadata: the items' full embeddings are split into H clusters by k-means weighted by how often
-  each item is a training target (recomputed every epoch from the last centroids, so cluster h
-  stays head h), and the term is the mixture likelihood with the responsibility fixed to the
-  target's cluster c, -log g_c - log P^(c)(target) (hard EM). Head c learns to rank its cluster's
-  items and the gate learns which cluster comes next, so "which head ranks the target better" is
-  something the gate's input can say (the mixture term leaves both heads ranking the whole catalogue
-  alike on real data: docs/facets.md).
+  metadata: the items' embeddings in the space the heads score in (x_v W_f^(h) of all heads side
+  by side) are split into H clusters by k-means, each item weighted by 1 + its count as a training
+  target (recomputed every epoch from the last centroids, so cluster h stays head h), and the term
+  is the mixture likelihood with the responsibility fixed to the target's cluster c,
+  -log g_c - log P^(c)(target) (hard EM). Head c learns to rank its cluster's items and the gate
+  learns which cluster comes next, so "which head ranks the target better" is something the gate's
+  input can say (the mixture term leaves both heads ranking the whole catalogue alike on real
+  data: docs/facets.md).
 - expert_diversity: mean squared cosine similarity between the expert queries W_Q^(h,n) of a head
   (flattened d x d' maps, over pairs of experts), so that a head's experts cannot stay near-copies.
 weakly supervised (data sets with item facets)
@@ -87,8 +88,8 @@ class FacetObjectives:
                                        "(heads specialise, the gate follows)", min=0, max=1000)
     router_clusters: float = option(0.0, "weight: the router predicts the k-means cluster (N per head, of the "
                                     "head's item sub-embeddings) of the next item", min=0, max=1000)
-    head_clusters: float = option(0.0, "weight: head h models the items of k-means cluster h (H clusters of the item "
-                                  "embeddings); the gate learns the next item's cluster", min=0, max=1000)
+    head_clusters: float = option(0.0, "weight: head h models the items of k-means cluster h (H clusters of the items' "
+                                  "sub-embeddings side by side); the gate learns the next item's cluster", min=0, max=1000)
 
     def __post_init__(self):
         if isinstance(self.facet_heads, str):  # "genre,actor", as checkpoints of code 0.1.0 record it
@@ -161,7 +162,8 @@ class ItemClusters(nn.Module):
     """k-means clusters of the items, the targets of router_clusters and head_clusters.
 
     routers: N clusters per head of the items' sub-embeddings x_v^(h) (`labels`, (H, n+1));
-    heads: H clusters of the full item embeddings, weighted by the items' counts as training targets
+    heads: H clusters of the items in the heads' scoring space (x_v W_f^(h) of all heads side by side),
+    each item weighted by 1 + its count as a training target
     (`head_labels`, (n+1,)). `refresh` runs scikit-learn's KMeans from the last centroids (k-means++
     from `seed` the first time), so cluster n keeps its meaning from epoch to epoch and after a
     resume (the centroids are buffers: they travel in the resume state). Label -1 at padding id 0."""
@@ -182,14 +184,13 @@ class ItemClusters(nn.Module):
         self.head_labels: torch.Tensor | None = None       # (n+1,), -1 at the padding id 0
 
     @staticmethod
-    def _kmeans(X, centroids: torch.Tensor, ready: torch.Tensor, seed: int, iterations: int, weights=None):
+    def _kmeans(X, centroids: torch.Tensor, first: bool, seed: int, iterations: int, weights=None):
         from sklearn.cluster import KMeans
 
-        init = centroids.cpu().numpy() if bool(ready) else "k-means++"
+        init = "k-means++" if first else centroids.cpu().numpy()
         km = KMeans(centroids.shape[0], init=init, n_init=1, max_iter=iterations, random_state=seed)
         km.fit(X, sample_weight=weights)
         centroids.copy_(torch.as_tensor(km.cluster_centers_, dtype=centroids.dtype))
-        ready.fill_(True)
         labels = torch.as_tensor(km.predict(X), dtype=torch.long, device=centroids.device)
         return torch.cat([labels.new_full((1,), -1), labels])           # row = item id
 
@@ -197,12 +198,16 @@ class ItemClusters(nn.Module):
     def refresh(self, model, seed: int = 0, iterations: int = 10):
         subs = model.item_sub_embeddings()[:, 1:].detach().float().cpu()   # (H, n, d')
         if self.routers:
-            self.labels = torch.stack([self._kmeans(X.numpy(), self.centroids[h], self.ready, seed, iterations)
+            first = not bool(self.ready)      # read once: every head starts from k-means++ the first time
+            self.labels = torch.stack([self._kmeans(X.numpy(), self.centroids[h], first, seed, iterations)
                                        for h, X in enumerate(subs)])
+            self.ready.fill_(True)
         if self.heads:
-            full = subs.permute(1, 0, 2).reshape(subs.shape[1], -1).numpy()   # (n, H d'): e_v
-            w = None if self.item_weights is None else self.item_weights[1:].numpy() + 1.0
-            self.head_labels = self._kmeans(full, self.head_centroids, self.head_ready, seed, iterations, w)
+            # the space the heads score in: x_v W_f^(h) of every head side by side (x_v itself for SASRec)
+            full = subs.permute(1, 0, 2).reshape(subs.shape[1], -1).numpy()
+            w = None if self.item_weights is None else self.item_weights[1:].numpy() + 1.0   # count + 1
+            self.head_labels = self._kmeans(full, self.head_centroids, not bool(self.head_ready), seed, iterations, w)
+            self.head_ready.fill_(True)
         return self.labels if self.routers else self.head_labels
 
 
@@ -274,9 +279,9 @@ def extra_loss(model, out: ModelOutput, where: torch.Tensor, obj: FacetObjective
                probes: FacetProbes | None, targets: torch.Tensor | None = None,
                clusters: ItemClusters | None = None) -> torch.Tensor:
     """The weighted sum of the active terms; `where` marks positions with a target (B, T) and
-    `targets` (B, T) holds them (gate_competence, mixture_likelihood, router_clusters). Gate and
-    router terms are zero for a model without a gate or router; router_clusters needs `clusters`
-    refreshed for this epoch."""
+    `targets` (B, T) holds them (gate_competence, mixture_likelihood, router_clusters, head_clusters).
+    Gate and router terms are zero for a model without a gate or router; router_clusters and
+    head_clusters need `clusters` refreshed for this epoch."""
     total = out.u.new_zeros(())
     gated = out.gates is not None and out.gates.shape[-1] > 1
     if (obj.gate_competence or obj.mixture_likelihood) and gated and targets is None:

@@ -213,7 +213,7 @@ def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = 
         probes = FacetProbes(dataset, list(obj.facet_heads), model.config.d_head, model.config.n_heads).to(device)
     clusters = None
     routers = bool(obj.router_clusters) and getattr(model, "moe", None) is not None and model.config.n_experts > 1
-    heads = bool(obj.head_clusters) and model.config.n_heads > 1
+    heads = bool(obj.head_clusters) and model.config.name == "fame" and model.config.n_heads > 1   # a gate to teach
     if routers or heads:
         clusters = ItemClusters(model.config.n_heads, model.config.n_experts, model.config.d_head, routers=routers,
                                 heads=heads).to(device)

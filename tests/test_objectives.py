@@ -226,6 +226,10 @@ def test_router_cluster_term_is_the_routers_cross_entropy_against_the_next_items
     first = clusters.refresh(model, seed=0).clone()
     assert first.shape == (model.config.n_heads, 31) and (first[:, 0] == -1).all()
     assert set(first[:, 1:].unique().tolist()) <= set(range(model.config.n_experts))
+    from sklearn.cluster import KMeans       # the first refresh: every head from its own k-means++ start
+    for h, X in enumerate(model.item_sub_embeddings()[:, 1:].detach().numpy()):
+        direct = KMeans(model.config.n_experts, init="k-means++", n_init=1, max_iter=10, random_state=0).fit(X)
+        assert (first[h, 1:].numpy() == direct.predict(X)).all()
     assert torch.equal(clusters.refresh(model, seed=99), first)     # warm-started: same items, same clusters
     subs = model.item_sub_embeddings()[:, 1:].detach()             # each item in its nearest centroid's cluster
     assert torch.equal(first[:, 1:], torch.cdist(subs, clusters.centroids).argmin(-1))
