@@ -2,8 +2,8 @@
 
     python bench/head_cluster_check.py runs/reproduce/Beauty/fame-h2-n4-warm-res-s0 --clusters 2 4
 
-`--head-clusters` gives head c the items of k-means cluster c (of the item embeddings, weighted
-by each item's count as a training target) and teaches the gate the next item's cluster; the
+`--head-clusters` gives head c the items of k-means cluster c (of the items in the heads' scoring
+space, weighted by 1 + each item's count as a training target) and teaches the gate the next item's cluster; the
 larger-gate head can only beat "always trust one head" if that cluster is predictable from the
 history. Before training, this measures it on a trained checkpoint with two simple readers:
 the cluster most of the user's history falls in, and the cluster of the last item, against always
@@ -30,12 +30,14 @@ def cluster_predictability(model, dataset, k: int, seed: int = 0) -> dict:
     from sklearn.cluster import KMeans
 
     subs = model.item_sub_embeddings()[:, 1:].detach().float().cpu()             # (H, n, d')
-    full = subs.permute(1, 0, 2).reshape(subs.shape[1], -1).numpy()              # e_v, as training splits them
+    full = subs.permute(1, 0, 2).reshape(subs.shape[1], -1).numpy()              # the heads' scoring space
     counts = np.zeros(dataset.n_items + 1)
-    for row in range(dataset.n_users):
+    max_len = model.config.max_len
+    for row in dataset.splittable_rows():      # the training targets, as training counts them
         seq, _ = dataset.example(row, "train")
         if len(seq) >= 2:
-            np.add.at(counts, seq[1:], 1)                                        # counts as training targets
+            np.add.at(counts, seq[1:][-max_len:], 1)
+    # k-means++ with 3 restarts to convergence (training warm-starts 10 iterations a epoch: close, not equal)
     labels = np.concatenate([[-1], KMeans(k, n_init=3, random_state=seed).fit(
         full, sample_weight=counts[1:] + 1).labels_])
     hist, target = [], []

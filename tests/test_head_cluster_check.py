@@ -18,17 +18,21 @@ check = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(check)
 
 
-def two_group_world(mixed_users: int):
-    """Items 1-10 and 11-20 in two far-apart groups; 20 users stay in one group, `mixed_users` end
-    (validation and test target) in the other group."""
+def two_group_world(mixed_users: int, detour_users: int = 0):
+    """Items 1-10 and 11-20 in two far-apart groups; 20 users stay in one group. The first
+    `mixed_users` end (test target) in the other group; the next `detour_users` visit the other
+    group with the last history item only (their target is back in their own group), so the
+    last-item reader is wrong for them and the history-majority reader right."""
     rng = np.random.default_rng(0)
     seqs = []
     for u in range(20):
         lo = 1 if u % 2 == 0 else 11
         seq = list(rng.integers(lo, lo + 10, size=6))
+        other = 12 if lo == 1 else 2
         if u < mixed_users:
-            other = 12 if lo == 1 else 2
             seq[-1] = other
+        elif u < mixed_users + detour_users:
+            seq[-2] = other
         seqs.append(np.array(seq, dtype=np.int64))
     return SequenceDataset(name="two-groups", sequences=seqs, n_items=20, user_ids=[str(u) for u in range(20)],
                            item_ids=["<pad>"] + [str(i) for i in range(1, 21)])
@@ -40,6 +44,15 @@ def far_apart(model):
         E[1:11] = 5 + 0.01 * torch.randn(10, E.shape[1])
         E[11:21] = -5 + 0.01 * torch.randn(10, E.shape[1])
     return model
+
+
+@pytest.mark.fast
+def test_the_two_readers_differ_where_only_the_last_item_strays():
+    data = two_group_world(mixed_users=4, detour_users=6)
+    model = far_apart(make_model("fame", n_items=20))
+    row = check.cluster_predictability(model, data, k=2)
+    assert row["history majority"] == pytest.approx(16 / 20)     # wrong for the 4 who leave
+    assert row["last item"] == pytest.approx(10 / 20)            # wrong for those 4 and the 6 detours
 
 
 @pytest.mark.fast
