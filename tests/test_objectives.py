@@ -239,19 +239,6 @@ def test_router_cluster_term_is_the_routers_cross_entropy_against_the_next_items
 
 
 @pytest.mark.fast
-def test_training_with_router_clusters_resumes_to_the_same_model(tmp_path, tiny_world):
-    obj = FacetObjectives(router_clusters=1.0)
-    cfg = FAMEConfig(n_items=tiny_world.n_items, d=16, n_heads=2, n_experts=3, max_len=10)
-    tc = TrainConfig(epochs=3, batch_size=64, objectives=obj)
-    full = train(tiny_world, cfg, tc, tmp_path / "full", progress=False)
-    train(tiny_world, cfg, tc, tmp_path / "part", progress=False, stop_after=1)
-    assert "clusters" in torch.load(tmp_path / "part" / "train_state.pt", weights_only=True)
-    resumed = train(tiny_world, cfg, tc, tmp_path / "part", resume=True, progress=False)
-    assert resumed["test"] == full["test"]
-    assert json.loads((tmp_path / "full" / "config.json").read_text())["train"]["objectives"]["router_clusters"] == 1.0
-
-
-@pytest.mark.fast
 def test_head_cluster_term_is_the_assigned_heads_likelihood_and_gate():
     from fame_core.objectives import assigned_nll
 
@@ -294,14 +281,16 @@ def test_head_clusters_split_the_items_by_their_target_counts():
 
 
 @pytest.mark.fast
-def test_training_with_head_clusters_resumes_to_the_same_model(tmp_path, tiny_world):
-    obj = FacetObjectives(head_clusters=1.0)
+@pytest.mark.parametrize("option, saved, absent", [("router_clusters", "centroids", "head_centroids"),
+                                                   ("head_clusters", "head_centroids", "centroids")])
+def test_training_with_clusters_resumes_to_the_same_model(tmp_path, tiny_world, option, saved, absent):
+    obj = FacetObjectives(**{option: 1.0})
     cfg = FAMEConfig(n_items=tiny_world.n_items, d=16, n_heads=2, n_experts=3, max_len=10)
     tc = TrainConfig(epochs=3, batch_size=64, objectives=obj)
     full = train(tiny_world, cfg, tc, tmp_path / "full", progress=False)
     train(tiny_world, cfg, tc, tmp_path / "part", progress=False, stop_after=1)
     state = torch.load(tmp_path / "part" / "train_state.pt", weights_only=True)
-    assert "head_centroids" in state["clusters"] and "centroids" not in state["clusters"]
+    assert saved in state["clusters"] and absent not in state["clusters"]   # only the clusters asked for
     resumed = train(tiny_world, cfg, tc, tmp_path / "part", resume=True, progress=False)
     assert resumed["test"] == full["test"]
-    assert json.loads((tmp_path / "full" / "config.json").read_text())["train"]["objectives"]["head_clusters"] == 1.0
+    assert json.loads((tmp_path / "full" / "config.json").read_text())["train"]["objectives"][option] == 1.0
