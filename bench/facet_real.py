@@ -69,6 +69,10 @@ def main() -> int:
     p.add_argument("--patience", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    p.add_argument("--valid-only", action="store_true", help="only add the validation readings that "
+                   "bench/facet_choose.py reads to rows already written (finished runs; no training, no test checks)")
+    p.add_argument("--checkpoint", default=None, help="with --valid-only and one --variants name: read that row "
+                   "from this checkpoint (e.g. its bundled float16 copy) instead of the run recorded in the row")
     a = p.parse_args()
 
     from fame_core.data import load_dataset
@@ -88,11 +92,44 @@ def main() -> int:
     runs = REPO / "runs" / "facet-real" / a.name
     common = dict(n_items=data.n_items, n_heads=2, dropout=a.dropout, attn_dropout=a.dropout)
     sas = Path(a.sasrec) if a.sasrec else runs / "sasrec"
-    run(data, SASRecConfig(**common), TrainConfig(seed=a.seed, patience=a.patience, device=a.device), sas)
+    path = REPO / "bench" / "results" / f"facet-real-{a.name}.json"
+    written = {r["variant"]: r for r in json.loads(path.read_text())["rows"]} if path.exists() else {}
+    if a.valid_only:
+        missing = [n for n in names if n not in written]
+        if missing:
+            print(f"error: no row for {', '.join(missing)} in {path.relative_to(REPO)}; run them without "
+                  "--valid-only first", file=sys.stderr)
+            return 2
+        if a.checkpoint and len(names) != 1:
+            print("error: --checkpoint reads one row; pass exactly one name with --variants", file=sys.stderr)
+            return 2
+        if a.checkpoint and not (Path(a.checkpoint) / "config.json").exists():
+            print(f"error: {a.checkpoint} is not a checkpoint (no config.json); pass a checkpoint folder", file=sys.stderr)
+            return 2
+    else:
+        run(data, SASRecConfig(**common), TrainConfig(seed=a.seed, patience=a.patience, device=a.device), sas)
+
+    def valid_reading(model, d) -> dict:
+        """What selection may read (never test): validation NDCG@20, the gate and the experts checks."""
+        gate = gate_vs_heads(model, d, split="valid")
+        return {"NDCG@20": evaluate(model, d, "valid")["metrics"]["NDCG@20"], "gate picks better head": gate["accuracy"],
+                "better-head majority": gate["majority_rate"],
+                "expert z": round(expert_z(experts_vs_target_facet(model, d, facets[0], split="valid")), 3)}
+
     rows = []
     for name in names:
         out = Path(a.baseline) if (a.baseline and name == "no facet option") else \
             runs / name.replace(" ", "-").replace("+", "and").replace("(", "").replace(")", "")
+        if a.valid_only:
+            source = Path(a.checkpoint or written[name]["checkpoint"])
+            if not (source / "config.json").exists():   # a run folder deleted since: keep the row as it is
+                print(f"warning: {name}: its checkpoint {source} is gone; row left without a validation reading "
+                      "(pass --checkpoint with a copy of it)", file=sys.stderr)
+                continue
+            model, d = load(source, data=data)
+            rows.append({**written[name], "valid": {**valid_reading(model, d), "read from": str(source)}})
+            print(json.dumps({"variant": name, "valid": rows[-1]["valid"]}), flush=True)
+            continue
         run(data, FAMEConfig(n_experts=4, residual=True, **common),
             TrainConfig(seed=a.seed, patience=a.patience, init_from=str(sas), warm=True, device=a.device,
                         objectives=FacetObjectives(**table[name])), out)
@@ -111,6 +148,7 @@ def main() -> int:
         draws = [experts_vs_target_facet(model, d, facets[0], seed=s) for s in range(1, 5)]   # the verdict's spread
         row = {"variant": name, "options": table[name], "checkpoint": str(out), **{m: test[m] for m in METRICS},
                "specialisation": specialisation(align),
+               "valid": valid_reading(model, d),
                "gate picks better head": gate["accuracy"], "better-head majority": gate["majority_rate"],
                "mean top gate": gate["mean_top_gate"],
                **{f"{key} (better head in top {TOP})": value for key, value in
@@ -136,12 +174,14 @@ def main() -> int:
             row[f"head gap {f}"] = float(acc[f, f"head {h}"] - acc[f, f"head {1 - h}"])
         rows.append(row)
         print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
-    path = REPO / "bench" / "results" / f"facet-real-{a.name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists():  # keep the rows of variants not run this time
-        done = {r["variant"] for r in rows}
-        rows = [r for r in json.loads(path.read_text())["rows"] if r["variant"] not in done] + rows
-    path.write_text(json.dumps({"data": data.name, "facets": facets, "settings": vars(a), "rows": rows}, indent=2) + "\n")
+    if path.exists():   # read again: another run may have written rows since this one started
+        written = {r["variant"]: r for r in json.loads(path.read_text())["rows"]}
+    rows = list({**written, **{r["variant"]: r for r in rows}}.values())   # rows not run this time kept, order kept
+    settings = vars(a) if not a.valid_only or not path.exists() else json.loads(path.read_text())["settings"]
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"data": data.name, "facets": facets, "settings": settings, "rows": rows}, indent=2) + "\n")
+    tmp.replace(path)   # a kill mid-write leaves the previous results
     print(f"written to {path.relative_to(REPO)}", file=sys.stderr)
     return 0
 

@@ -434,6 +434,51 @@ def real_checks(model, dataset: SequenceDataset, facet: str) -> dict:
                 majority_rate_top=top.get("majority_rate"), users_top=top.get("users"))
 
 
+def choose_on_validation(rows: list[dict], reference: float, tolerance: float = 0.01, margin: float = 0.05,
+                         z: float = 3.0) -> dict:
+    """Issue 16's choice of a gate/router setting, reading validation users only (never test).
+
+    rows: one dict per setting with a "variant" name and a "valid" dict holding "NDCG@20",
+    "gate picks better head", "better-head majority" and "expert z" (what bench/facet_real.py
+    writes). reference: the validation NDCG@20 to stay within `tolerance` of (the ablation's best
+    row at the same seed). Among the settings within it, the one passing most of the two checks on
+    validation (gate at least `margin` above always trusting one head; experts `z` sd above random
+    routers), then the largest gate margin, then the best NDCG@20; where none is within tolerance,
+    the best validation NDCG@20 (accuracy first, as the ablation chooses). Rows without a "valid"
+    reading are listed under "unread", and rows whose "options" supervise a head with item metadata
+    (facet_heads) under "metadata": issue 16 asks for gates and routers without that supervision,
+    so neither is chosen."""
+    if not reference > 0:
+        raise ValueError(f"reference must be a validation NDCG@20 above 0, not {reference!r}")
+    table, unread, metadata = [], [], []
+    for r in rows:
+        if (r.get("options") or {}).get("facet_heads"):
+            metadata.append(r["variant"])
+            continue
+        v = r.get("valid")
+        if not v or v.get("NDCG@20") is None:
+            unread.append(r["variant"])
+            continue
+        gate = (v["gate picks better head"] or 0.0) - v["better-head majority"]
+        table.append({"variant": r["variant"], "NDCG@20": v["NDCG@20"], "relative": v["NDCG@20"] / reference - 1,
+                      "gate margin": gate, "gate passes": gate >= margin,
+                      "experts pass": bool(v["expert z"] >= z), "expert z": v["expert z"]})
+    for t in table:
+        t["within tolerance"] = t["relative"] >= -tolerance
+    close = [t for t in table if t["within tolerance"]]
+    if close:
+        best = max(close, key=lambda t: (t["gate passes"] + t["experts pass"], t["gate margin"], t["NDCG@20"]))
+        rule = f"within {tolerance:.0%} of the reference on validation NDCG@20; most checks passed, then gate margin"
+    elif table:
+        best = max(table, key=lambda t: t["NDCG@20"])
+        rule = f"none within {tolerance:.0%} of the reference: the best validation NDCG@20"
+    else:
+        best, rule = None, "no row has a validation reading"
+    return {"chosen": best["variant"] if best else None, "rule": rule, "reference": reference,
+            "tolerance": tolerance, "margin": margin, "z": z, "table": table, "unread": unread,
+            "metadata": metadata}
+
+
 def facet_report(model, dataset: SequenceDataset, n_users: int = 200, seed: int = 0) -> dict:
     """All four measures as plain data (JSON-ready); gate and expert measures on planted worlds only."""
     alignment = head_alignment(model, dataset, seed=seed) if dataset.facets else pd.DataFrame()

@@ -296,3 +296,32 @@ def test_expert_query_similarity_is_one_for_copies():
         model.moe.W_Q[:] = model.moe.W_Q[:, :1] * 2.0
     assert facets.expert_query_similarity(model) == pytest.approx([1.0] * model.config.n_heads, abs=1e-5)
     assert facets.expert_query_similarity(make_model("sasrec")) == []
+
+
+def _valid_row(name, ndcg, gate, majority, z):
+    return {"variant": name, "valid": {"NDCG@20": ndcg, "gate picks better head": gate,
+                                       "better-head majority": majority, "expert z": z}}
+
+
+def test_choose_on_validation_prefers_passing_checks_within_tolerance_and_never_reads_test():
+    rows = [_valid_row("accurate, flat gate", 0.0720, 0.51, 0.50, 4.0),
+            _valid_row("gate and router pass, -0.8 %", 0.0714, 0.60, 0.50, 3.5),
+            _valid_row("gate passes, router fails", 0.0715, 0.70, 0.50, 1.0),
+            _valid_row("best gate but -2 %", 0.0706, 0.90, 0.50, 5.0),
+            {"variant": "old row", "NDCG@20": 0.09},           # a test reading only: never chosen
+            {**_valid_row("facet probe", 0.0730, 0.95, 0.50, 9.0), "options": {"facet_heads": "attribute"}}]
+    out = facets.choose_on_validation(rows, reference=0.0720)
+    assert out["chosen"] == "gate and router pass, -0.8 %"
+    assert out["unread"] == ["old row"] and out["metadata"] == ["facet probe"]   # item metadata: never chosen
+    verdict = {t["variant"]: t for t in out["table"]}
+    assert not verdict["best gate but -2 %"]["within tolerance"]
+    assert verdict["gate passes, router fails"]["gate passes"] and not verdict["gate passes, router fails"]["experts pass"]
+    # a looser tolerance lets the best gate in; with no setting within it, accuracy decides
+    assert facets.choose_on_validation(rows, reference=0.0720, tolerance=0.03)["chosen"] == "best gate but -2 %"
+    far = facets.choose_on_validation(rows, reference=0.0800)
+    assert far["chosen"] == "accurate, flat gate" and far["rule"].startswith("none within")
+    # among equals on the checks, the larger gate margin wins
+    tie = [_valid_row("a", 0.0720, 0.52, 0.50, 0.0), _valid_row("b", 0.0719, 0.53, 0.50, 0.0)]
+    assert facets.choose_on_validation(tie, reference=0.0720)["chosen"] == "b"
+    with pytest.raises(ValueError, match="reference"):
+        facets.choose_on_validation(rows, reference=0.0)

@@ -1,0 +1,61 @@
+"""bench/facet_choose.py: issue 16's choice of a gate/router setting, read from validation only."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "bench" / "facet_choose.py"
+
+
+def _write(tmp_path: Path):
+    def row(name, ndcg, gate, z, test_ndcg):
+        return {"variant": name, "NDCG@20": test_ndcg,
+                "valid": {"NDCG@20": ndcg, "gate picks better head": gate, "better-head majority": 0.5, "expert z": z}}
+    # the test column favours "mixture" by far: the choice must not follow it
+    results = {"rows": [row("mixture", 0.0721, 0.52, 3.1, 0.0600), row("clusters", 0.0716, 0.58, 3.2, 0.0500),
+                        row("strong clusters", 0.0690, 0.70, 1.0, 0.0450), {"variant": "old", "NDCG@20": 0.07}]}
+    ablation = {"rows": {"warm-res": {"seeds": [0, 1], "valid": {"NDCG@20": {"values": [0.0723, 0.0719]}}},
+                         "sasrec": {"seeds": [0, 1], "valid": {"NDCG@20": {"values": [0.0694, 0.0689]}}}}}
+    r, a = tmp_path / "facet-real-x.json", tmp_path / "ablation-x.json"
+    r.write_text(json.dumps(results))
+    a.write_text(json.dumps(ablation))
+    return r, a
+
+
+def test_choice_reads_validation_against_the_best_ablation_row_of_the_seed(tmp_path):
+    r, a = _write(tmp_path)
+    out = tmp_path / "choice.json"
+    run = subprocess.run([sys.executable, str(SCRIPT), "--results", str(r), "--ablation", str(a), "--seed", "0",
+                          "--out", str(out)], capture_output=True, text=True, check=True)
+    choice = json.loads(out.read_text())
+    assert choice["reference row"] == "warm-res" and abs(choice["reference"] - 0.0723) < 1e-12
+    # 0.0716 is -0.97 % of 0.0723: within 1 %, and its gate passes (+0.08); 0.0690 is -4.6 %
+    assert choice["chosen"] == "clusters", run.stdout
+    assert choice["unread"] == ["old"] and "not read" in run.stdout
+    # seed 1's reference is 0.0719: "mixture" (+0.3 %) and "clusters" (-0.4 %) are both within it
+    run1 = subprocess.run([sys.executable, str(SCRIPT), "--results", str(r), "--ablation", str(a), "--seed", "1",
+                           "--out", str(out)], capture_output=True, text=True, check=True)
+    assert json.loads(out.read_text())["chosen"] == "clusters", run1.stdout
+
+
+def test_bad_input_is_one_error_line_and_exit_2(tmp_path):
+    r, a = _write(tmp_path)
+    for args, needle in ((["--results", str(tmp_path / "none.json"), "--ablation", str(a)], "cannot read"),
+                         (["--results", str(r), "--ablation", str(a), "--seed", "7"], "no ablation row has seed 7")):
+        run = subprocess.run([sys.executable, str(SCRIPT), *args, "--out", str(tmp_path / "c.json")],
+                             capture_output=True, text=True)
+        assert run.returncode == 2 and run.stderr.count("\n") == 1 and run.stderr.startswith("error: ")
+        assert needle in run.stderr
+
+
+def test_facet_real_valid_only_refuses_rows_it_has_not_written():
+    """--valid-only adds readings to rows already there: with no such row it says so and trains nothing."""
+    script = REPO / "bench" / "facet_real.py"
+    name = "no-such-results-for-a-test"
+    assert not (REPO / "bench" / "results" / f"facet-real-{name}.json").exists()
+    run = subprocess.run([sys.executable, str(script), "--data", "synthetic", "--facets", "genre", "--name", name,
+                          "--valid-only", "--variants", "no facet option"], capture_output=True, text=True, cwd=REPO)
+    assert run.returncode == 2 and run.stderr.startswith("error: no row for no facet option"), run.stderr
+    assert not (REPO / "runs" / "facet-real" / name).exists()   # nothing trained
