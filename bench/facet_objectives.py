@@ -116,7 +116,9 @@ def main() -> int:
     if out.exists():  # keep the rows of variants not run this time
         done = {r["variant"] for r in rows}
         rows = [r for r in json.loads(out.read_text())["rows"] if r["variant"] not in done] + rows
-    out.write_text(json.dumps({"world": a.world, "data": data.name, "rows": rows}, indent=2) + "\n")
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"world": a.world, "data": data.name, "rows": rows}, indent=2) + "\n")
+    tmp.replace(out)   # a kill mid-write leaves the previous results
     return 0
 
 

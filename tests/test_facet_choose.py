@@ -40,6 +40,22 @@ def test_choice_reads_validation_against_the_best_ablation_row_of_the_seed(tmp_p
     assert json.loads(out.read_text())["chosen"] == "clusters", run1.stdout
 
 
+def test_a_reproduction_json_serves_as_reference_where_there_is_no_ablation(tmp_path):
+    r, _ = _write(tmp_path)
+    reproduce = {"runs": {"sasrec": [{"seed": 0, "valid": {"NDCG@20": 0.0690}}, {"seed": 1, "valid": {"NDCG@20": 0.0680}}],
+                          "fame-h2-n4-warm-res": [{"seed": 0, "valid": {"NDCG@20": 0.0730}},
+                                                  {"seed": 1, "valid": {"NDCG@20": 0.0700}}]}}
+    a = tmp_path / "reproduce-x.json"
+    a.write_text(json.dumps(reproduce))
+    out = tmp_path / "choice.json"
+    subprocess.run([sys.executable, str(SCRIPT), "--results", str(r), "--ablation", str(a), "--seed", "0",
+                    "--out", str(out)], capture_output=True, text=True, check=True)
+    choice = json.loads(out.read_text())
+    # reference 0.0730: "clusters" (0.0716) is -1.9 %, "mixture" (0.0721) -1.2 %: none within 1 %, accuracy decides
+    assert choice["reference row"] == "fame-h2-n4-warm-res" and choice["chosen"] == "mixture"
+    assert choice["rule"].startswith("none within")
+
+
 def test_bad_input_is_one_error_line_and_exit_2(tmp_path):
     r, a = _write(tmp_path)
     for args, needle in ((["--results", str(tmp_path / "none.json"), "--ablation", str(a)], "cannot read"),
