@@ -40,7 +40,10 @@ unsupervised
   -log g_c - log P^(c)(target) (hard EM). Head c learns to rank its cluster's items and the gate
   learns which cluster comes next, so "which head ranks the target better" is something the gate's
   input can say (the mixture term leaves both heads ranking the whole catalogue alike on real
-  data: docs/facets.md).
+  data: docs/facets.md). head_clusters_epochs > 0 applies it in the first epochs only: the hard
+  assignment breaks the symmetry of the two heads, and the soft mixture term (whose fixed points
+  include specialised heads) may keep them apart afterwards while the accuracy the hard
+  assignment costs comes back.
 - expert_diversity: mean squared cosine similarity between the expert queries W_Q^(h,n) of a head
   (flattened d x d' maps, over pairs of experts), so that a head's experts cannot stay near-copies.
 weakly supervised (data sets with item facets)
@@ -90,6 +93,9 @@ class FacetObjectives:
                                     "head's item sub-embeddings) of the next item", min=0, max=1000)
     head_clusters: float = option(0.0, "weight: head h models the items of k-means cluster h (H clusters of the items' "
                                   "sub-embeddings side by side); the gate learns the next item's cluster", min=0, max=1000)
+    head_clusters_epochs: int = option(0, "apply --head-clusters in the first this many epochs only (0: in every "
+                                       "epoch): it splits the heads, then the other terms alone keep them apart",
+                                       min=0, max=100_000)
 
     def __post_init__(self):
         if isinstance(self.facet_heads, str):  # "genre,actor", as checkpoints of code 0.1.0 record it
@@ -378,6 +384,11 @@ GATE_ROUTER_PRESETS: dict[str, dict] = {
     "medium cluster heads + mixture gate + decisive diverse router": {"head_clusters": 2.0, "mixture_likelihood": 5.0,
                                                                       "gate_decisive": 0.1, "expert_diversity": 0.1,
                                                                       "router_decisive": 0.5},
+    # the hard assignment only to split the heads (5 epochs at weight 5, the weight whose gate
+    # passed on Beauty), then the mixture term alone: the split kept, the accuracy given back?
+    "early cluster heads + mixture gate + decisive diverse router": {"head_clusters": 5.0, "head_clusters_epochs": 5,
+                                                                     "mixture_likelihood": 5.0, "gate_decisive": 0.1,
+                                                                     "expert_diversity": 0.1, "router_decisive": 0.5},
     "mixture gate + cluster router": {"mixture_likelihood": 5.0, "gate_decisive": 0.1, "expert_diversity": 0.1,
                                       "router_clusters": 1.0},
     "gate competence + head dropout + expert diversity": {"gate_competence": 1.0, "head_dropout": 0.3,

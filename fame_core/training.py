@@ -12,6 +12,7 @@ an uninterrupted run would have made.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import time
@@ -287,8 +288,11 @@ def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = 
             break
         rng = np.random.default_rng([tcfg.seed, epoch])
         torch.manual_seed(tcfg.seed * 100_003 + epoch + 1_000_003 * ctx.rank)
-        if clusters is not None:     # every process computes the same clusters from the same weights
-            clusters.refresh(model, seed=tcfg.seed)
+        epoch_obj = obj   # head clusters for the first head_clusters_epochs only, where that is set
+        if obj.head_clusters and obj.head_clusters_epochs and epoch >= obj.head_clusters_epochs:
+            epoch_obj = dataclasses.replace(obj, head_clusters=0.0)
+        if clusters is not None and (epoch_obj.head_clusters or epoch_obj.router_clusters):
+            clusters.refresh(model, seed=tcfg.seed)   # every process computes the same clusters from the same weights
         model.train()
         t0, total, count = time.perf_counter(), 0.0, 0
         batches = epoch_batches(pairs, tcfg.batch_size, rng)
@@ -302,7 +306,7 @@ def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = 
             inputs = left_pad([pairs[i][0] for i in idx], model.config.max_len, device)
             targets = left_pad([pairs[i][1] for i in idx], model.config.max_len, device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=tcfg.amp == "bf16"):
-                loss = loss_on_batch(train_model, inputs, targets, obj, probes, candidates, tcfg.loss, clusters)
+                loss = loss_on_batch(train_model, inputs, targets, epoch_obj, probes, candidates, tcfg.loss, clusters)
             if ctx.any(not torch.isfinite(loss)):     # every process stops here, not only the one that saw it
                 seen = f"loss became {loss.item()}" if not torch.isfinite(loss) else \
                     f"the loss of another of the {ctx.world} processes became non-finite"

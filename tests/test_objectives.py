@@ -294,3 +294,34 @@ def test_training_with_clusters_resumes_to_the_same_model(tmp_path, tiny_world, 
     resumed = train(tiny_world, cfg, tc, tmp_path / "part", resume=True, progress=False)
     assert resumed["test"] == full["test"]
     assert json.loads((tmp_path / "full" / "config.json").read_text())["train"]["objectives"][option] == 1.0
+
+
+@pytest.mark.fast
+def test_head_clusters_epochs_apply_the_hard_assignment_in_the_first_epochs_only(tmp_path, tiny_world, monkeypatch):
+    import fame_core.objectives as objectives
+
+    calls = {"loss": 0, "refresh": 0}
+    nll, refresh = objectives.assigned_nll, objectives.ItemClusters.refresh
+
+    def counting_nll(*args, **kwargs):
+        calls["loss"] += 1
+        return nll(*args, **kwargs)
+
+    def counting_refresh(self, *args, **kwargs):
+        calls["refresh"] += 1
+        return refresh(self, *args, **kwargs)
+
+    monkeypatch.setattr(objectives, "assigned_nll", counting_nll)
+    monkeypatch.setattr(objectives.ItemClusters, "refresh", counting_refresh)
+    cfg = FAMEConfig(n_items=tiny_world.n_items, d=16, n_heads=2, n_experts=3, max_len=10)
+    seen = {}
+    for phase in (0, 1):
+        calls.update(loss=0, refresh=0)
+        obj = FacetObjectives(head_clusters=1.0, head_clusters_epochs=phase, mixture_likelihood=1.0)
+        train(tiny_world, cfg, TrainConfig(epochs=3, patience=10, batch_size=64, objectives=obj),
+              tmp_path / f"phase{phase}", progress=False)
+        seen[phase] = dict(calls)
+    assert seen[0]["loss"] > 0 and seen[0]["loss"] == 3 * seen[1]["loss"]   # every epoch, or the first only
+    assert (seen[0]["refresh"], seen[1]["refresh"]) == (3, 1)               # no k-means once it is off
+    recorded = json.loads((tmp_path / "phase1" / "config.json").read_text())["train"]["objectives"]
+    assert recorded["head_clusters_epochs"] == 1 and recorded["head_clusters"] == 1.0
