@@ -5,6 +5,8 @@
 #   - the mixture-likelihood gate variants (bench/facet_real.py), Beauty and Sports, seeds 0-2;
 #   - the Optuna studies on Beauty, SASRec and FAME with the same budget (bench/study.py);
 #   - the sampled softmax against the full one on Beauty (bench/sampled_beauty.py).
+# A task drawn for the device gets 15 minutes of it in all (start included): the default of 8 minutes a part
+# leaves time to copy the results back; parts run side by side, so the most needed go first.
 # Same code and protocol as on the CPU. Every run is a resumable checkpoint under runs/: when the time
 # limit cuts a part, run the command again on the same machine and it continues. At the end the
 # ablation reports are written; bench/results/*.json are copied to $OUT when it is set.
@@ -29,7 +31,9 @@ go() {   # go NAME COMMAND...: one part in the background, cut after $MIN minute
 ROWS="sasrec sasrec-cont fame-h2-n4-warm-res sasrec-bce fame-h2-n4 fame-h2-n1 sasrec-h1 sasrec-h1-cont fame-h1-n1"  # most needed first
 for s in 0 1 2; do go "ablation-sports-s$s" python bench/ablation.py run --data "$S" --seeds "$s" --rows $ROWS --device cuda; done
 for s in 0 1 2 3 4; do go "ablation-beauty-s$s" python bench/ablation.py run --data "$B" --seeds "$s" --rows $ROWS --device cuda; done
-GATED="mixture gate + diverse router,mixture gate + decisive diverse router,mixture gate + cluster router"
+# issue 16's candidates, most needed first: the cluster-heads weights that passed the test-user checks on one
+# Beauty seed (validation decides), then the mixture setting of the bundled models (its seeds 1-2 lack validation readings)
+GATED="medium cluster heads + mixture gate + decisive diverse router,early cluster heads + mixture gate + decisive diverse router,mixture gate + decisive diverse router,light cluster heads + mixture gate + decisive diverse router"
 for s in 0 1 2; do
   go "gated-beauty-s$s" python bench/facet_real.py --data "$B" --facets attribute --name "beauty-s$s" --seed "$s" \
     --variants "$GATED" --device cuda
