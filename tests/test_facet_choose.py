@@ -5,6 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "bench" / "facet_choose.py"
 
@@ -75,3 +78,43 @@ def test_facet_real_valid_only_refuses_rows_it_has_not_written():
                           "--valid-only", "--variants", "no facet option"], capture_output=True, text=True, cwd=REPO)
     assert run.returncode == 2 and run.stderr.startswith("error: no row for no facet option"), run.stderr
     assert not (REPO / "runs" / "facet-real" / name).exists()   # nothing trained
+
+
+def test_several_seeds_are_chosen_on_their_means(tmp_path):
+    """One file per seed (its settings name the seed): a setting is judged on its means over the seeds."""
+    def row(name, ndcg, gate, z):
+        return {"variant": name, "valid": {"NDCG@20": ndcg, "gate picks better head": gate,
+                                           "better-head majority": 0.5, "expert z": z}}
+    refs = [0.0720, 0.0700, 0.0710]
+    per_seed = {  # "lucky" is within 1 % at seed 0 only (-0.3 %, -3 %, -3 %): its mean (-2.1 %) is not
+        0: [row("lucky", 0.07178, 0.60, 4.0), row("steady", 0.0716, 0.52, 3.5), row("seed-0 only", 0.0720, 0.5, 1.0)],
+        1: [row("lucky", 0.0679, 0.60, 4.0), row("steady", 0.0697, 0.51, 3.4)],
+        2: [row("lucky", 0.06887, 0.60, 4.0), row("steady", 0.0706, 0.50, 2.3)]}
+    paths = []
+    for seed, rows in per_seed.items():
+        path = tmp_path / f"facet-real-x{'-s%d' % seed if seed else ''}.json"
+        path.write_text(json.dumps({"settings": {"seed": seed}, "rows": rows}))
+        paths.append(str(path))
+    ablation = tmp_path / "ablation-x.json"
+    ablation.write_text(json.dumps({"rows": {"best": {"seeds": [0, 1, 2], "valid": {"NDCG@20": {"values": refs}}}}}))
+    out = tmp_path / "choice.json"
+    run = subprocess.run([sys.executable, str(SCRIPT), "--results", *paths, "--ablation", str(ablation), "--out", str(out)],
+                         capture_output=True, text=True, check=True)
+    choice = json.loads(out.read_text())
+    assert choice["chosen"] == "steady", run.stdout
+    table = {t["variant"]: t for t in choice["table"]}
+    assert table["lucky"]["relative"] == pytest.approx(np.mean([0.07178 / 0.072, 0.0679 / 0.07, 0.06887 / 0.071]) - 1)
+    assert not table["lucky"]["within tolerance"] and table["steady"]["within tolerance"]
+    assert table["steady"]["expert z"] == pytest.approx((3.5 + 3.4 + 2.3) / 3) and table["steady"]["experts pass"]
+    assert choice["incomplete"] == {"seed-0 only": [0]} and "seed-0 only (seeds 0)" in run.stdout
+    # the same first file alone, at its seed: "lucky" is within 1 % there and passes both checks
+    one = subprocess.run([sys.executable, str(SCRIPT), "--results", paths[0], "--ablation", str(ablation),
+                          "--out", str(out)], capture_output=True, text=True, check=True)
+    assert json.loads(out.read_text())["chosen"] == "lucky", one.stdout
+    twin = tmp_path / "facet-real-twin.json"
+    twin.write_text(Path(paths[0]).read_text())
+    for args, needle in ((["--results", paths[0], str(twin)], "same seed"),
+                         (["--results", *paths, "--seed", "1"], "--seed is for one")):
+        bad = subprocess.run([sys.executable, str(SCRIPT), *args, "--ablation", str(ablation), "--out", str(out)],
+                             capture_output=True, text=True)
+        assert bad.returncode == 2 and bad.stderr.startswith("error: ") and needle in bad.stderr, bad.stderr
