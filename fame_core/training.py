@@ -242,8 +242,11 @@ def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = 
         if saved_model != model.config:
             changed = _differences(saved_model.to_dict(), model.config.to_dict())
             raise FameError(f"{out} was started with other model settings ({changed}); resume with the same ones")
-        # settings added after the run was recorded take their defaults
-        saved_train = {**train_record(TrainConfig()), **_saved_train(saved_config.get("train", {}))}
+        # settings added after the run was recorded take their defaults (objectives too: one level down)
+        defaults = train_record(TrainConfig())
+        saved_train = {**defaults, **_saved_train(saved_config.get("train", {}))}
+        if isinstance(saved_train.get("objectives"), dict):
+            saved_train["objectives"] = {**defaults["objectives"], **saved_train["objectives"]}
         changed = _differences(saved_train, train_record(tcfg), ignore=RESUME_MAY_CHANGE)
         if changed and not allow_changes:
             raise FameError(f"{out} was started with other training settings ({changed}); resume with the "

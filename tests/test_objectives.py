@@ -325,3 +325,35 @@ def test_head_clusters_epochs_apply_the_hard_assignment_in_the_first_epochs_only
     assert (seen[0]["refresh"], seen[1]["refresh"]) == (3, 1)               # no k-means once it is off
     recorded = json.loads((tmp_path / "phase1" / "config.json").read_text())["train"]["objectives"]
     assert recorded["head_clusters_epochs"] == 1 and recorded["head_clusters"] == 1.0
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("stop_after", [1, 2])
+def test_head_clusters_epochs_resume_across_the_cutoff_to_the_same_model(tmp_path, tiny_world, stop_after):
+    obj = FacetObjectives(head_clusters=1.0, head_clusters_epochs=1, mixture_likelihood=1.0)
+    cfg = FAMEConfig(n_items=tiny_world.n_items, d=16, n_heads=2, n_experts=3, max_len=10)
+    tc = TrainConfig(epochs=3, batch_size=64, patience=10, objectives=obj)
+    full = train(tiny_world, cfg, tc, tmp_path / "full", progress=False)
+    train(tiny_world, cfg, tc, tmp_path / "part", progress=False, stop_after=stop_after)
+    assert train(tiny_world, cfg, tc, tmp_path / "part", resume=True, progress=False)["test"] == full["test"]
+
+
+@pytest.mark.fast
+def test_a_run_recorded_before_an_objective_existed_resumes_with_its_default(tmp_path, tiny_world):
+    """An objectives field added to the code after a run was recorded takes its default on resume
+    (as top-level training settings do), instead of reading as a changed setting."""
+    obj = FacetObjectives(head_clusters=1.0, mixture_likelihood=1.0)
+    cfg = FAMEConfig(n_items=tiny_world.n_items, d=16, n_heads=2, n_experts=3, max_len=10)
+    tc = TrainConfig(epochs=2, batch_size=64, patience=10, objectives=obj)
+    train(tiny_world, cfg, tc, tmp_path / "run", progress=False, stop_after=1)
+    path = tmp_path / "run" / "config.json"
+    config = json.loads(path.read_text())
+    del config["train"]["objectives"]["head_clusters_epochs"]      # as code before the option recorded it
+    path.write_text(json.dumps(config))
+    train(tiny_world, cfg, tc, tmp_path / "run", resume=True, progress=False)
+    assert json.loads(path.read_text())["status"] == "finished"
+    changed = TrainConfig(epochs=2, batch_size=64, patience=10,
+                          objectives=FacetObjectives(head_clusters=2.0, mixture_likelihood=1.0))
+    train(tiny_world, cfg, tc, tmp_path / "run2", progress=False, stop_after=1)
+    with pytest.raises(fame_core.FameError, match="head_clusters 1.0 -> 2.0"):   # a real change is still refused
+        train(tiny_world, cfg, changed, tmp_path / "run2", resume=True, progress=False)
