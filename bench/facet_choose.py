@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -70,42 +71,56 @@ def main() -> int:
     a = p.parse_args()
     if len(a.results) > 1 and a.seed is not None:
         return fail("--seed is for one results file; with several, each file's settings name its seed")
+    if len(set(map(str, map(Path.resolve, map(Path, a.results))))) != len(a.results):
+        return fail("the same results file was passed twice; pass one file per seed")
     try:
         files = {path: json.loads(Path(path).read_text()) for path in a.results}
         ablation = json.loads(Path(a.ablation).read_text())
-        seeds = {}
-        for path, results in files.items():
-            recorded = (results.get("settings") or {}).get("seed")
-            if len(files) > 1 and recorded is None:
-                return fail(f"{path} records no seed in its settings; pass the files bench/facet_real.py writes")
-            seeds[path] = a.seed if a.seed is not None else (recorded if recorded is not None else 0)
-        if len(set(seeds.values())) != len(seeds):
-            return fail(f"two results files have the same seed ({seeds}); pass one file per seed")
+    except (OSError, ValueError) as e:
+        return fail(f"cannot read {' '.join(a.results)} or {a.ablation} ({e}); pass the JSON files that "
+                    "bench/facet_real.py and bench/ablation.py report write")
+    seeds = {}
+    for path, results in files.items():
+        recorded = (results.get("settings") or {}).get("seed") if isinstance(results, dict) else None
+        if recorded is not None and not isinstance(recorded, int):
+            return fail(f"{path} records seed {recorded!r}, not a whole number; pass a file bench/facet_real.py wrote")
+        if len(files) > 1 and recorded is None:
+            return fail(f"{path} records no seed in its settings; pass the files bench/facet_real.py writes")
+        if a.seed is not None and recorded is not None and a.seed != recorded:
+            return fail(f"{path} records seed {recorded}, not --seed {a.seed}; drop --seed or pass that file's seed")
+        seeds[path] = a.seed if a.seed is not None else (recorded if recorded is not None else 0)
+    if len(set(seeds.values())) != len(seeds):
+        return fail(f"two results files record the same seed ({', '.join(f'{p}: {s}' for p, s in seeds.items())}); "
+                    "pass one file per seed")
+    try:
         references = {}
         for path, seed in seeds.items():
             at_seed = reference_rows(ablation, seed)
             if not at_seed:
-                return fail(f"no ablation row has seed {seed}; pass a --seed the ablation ran")
-            references[seed] = max(at_seed, key=at_seed.get), at_seed[max(at_seed, key=at_seed.get)]
+                where = "pass a --seed the ablation ran" if len(files) == 1 else "pass results of seeds the ablation ran"
+                return fail(f"no row of {a.ablation} has seed {seed} ({path}); {where}")
+            best = max(at_seed, key=at_seed.get)
+            references[seed] = best, at_seed[best]
         rows = {seeds[path]: results["rows"] for path, results in files.items()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-        return fail(f"cannot read {' '.join(a.results)} or {a.ablation} ({e}); pass the JSON files that "
-                    "bench/facet_real.py and bench/ablation.py report write")
-    name = Path(a.results[0]).stem.removeprefix("facet-real-")
-    if len(rows) == 1:
-        (seed, seed_rows), = rows.items()
-        reference_row, reference = references[seed]
-        out = choose_on_validation(seed_rows, reference, tolerance=a.tolerance)
-        out = {"results": a.results[0], "reference from": a.ablation, "seed": seed, "reference row": reference_row, **out}
-        print_table(out)
-        print(f"chosen: {out['chosen']} ({out['rule']}; reference {reference_row} {out['reference']:.4f})")
-    else:
-        out = choose_over_seeds(rows, {s: r for s, (_, r) in references.items()}, tolerance=a.tolerance)
-        out = {"results": a.results, "reference from": a.ablation,
-               "reference rows": {str(s): row for s, (row, _) in references.items()}, **out}
-        print_table(out)
-        print(f"chosen: {out['chosen']} ({out['rule']})")
-        name = f"{name.split('-s')[0]}-seeds-{'-'.join(map(str, sorted(rows)))}"
+        name = Path(a.results[0]).stem.removeprefix("facet-real-")
+        if len(rows) == 1:
+            (seed, seed_rows), = rows.items()
+            reference_row, reference = references[seed]
+            out = choose_on_validation(seed_rows, reference, tolerance=a.tolerance)
+            out = {"results": a.results[0], "reference from": a.ablation, "seed": seed, "reference row": reference_row,
+                   **out}
+            summary = f"chosen: {out['chosen']} ({out['rule']}; reference {reference_row} {out['reference']:.4f})"
+        else:
+            out = choose_over_seeds(rows, {s: r for s, (_, r) in references.items()}, tolerance=a.tolerance)
+            out = {"results": a.results, "reference from": a.ablation,
+                   "reference rows": {str(s): row for s, (row, _) in references.items()}, **out}
+            summary = f"chosen: {out['chosen']} ({out['rule']})"
+            name = f"{re.sub(r'-s[0-9]+$', '', name)}-seeds-{'-'.join(map(str, sorted(rows)))}"
+    except (ValueError, KeyError, TypeError, AttributeError, ZeroDivisionError) as e:
+        return fail(f"{' '.join(a.results)} or {a.ablation} lacks what the choice reads ({e.__class__.__name__}: {e}); "
+                    "pass the JSON files that bench/facet_real.py and bench/ablation.py report write")
+    print_table(out)
+    print(summary)
     path = Path(a.out) if a.out else REPO / "bench" / "results" / f"facet-choice-{name}.json"
     path.write_text(json.dumps(out, indent=2) + "\n")
     print(f"written to {path}", file=sys.stderr)

@@ -499,7 +499,7 @@ def choose_over_seeds(rows_by_seed: dict[int, list[dict]], reference_by_seed: di
                       tolerance: float = 0.01, margin: float = 0.05, z: float = 3.0) -> dict:
     """choose_on_validation over several seeds: each setting's validation readings averaged over
     the seeds (NDCG@20 relative to that seed's reference, the gate margin, the experts' z), the
-    checks and the tolerance applied to those means. One seed's 1 % window is about 1.3 standard
+    checks and the tolerance applied to those means. One seed's 1 % window is 1.25-1.4 standard
     errors of a paired NDCG@20 difference on Beauty (bench/split_noise.py); the mean over seeds
     narrows it. Only settings read at every seed compete; the others are listed as "incomplete"
     with the seeds they were read at."""

@@ -62,7 +62,7 @@ def test_a_reproduction_json_serves_as_reference_where_there_is_no_ablation(tmp_
 def test_bad_input_is_one_error_line_and_exit_2(tmp_path):
     r, a = _write(tmp_path)
     for args, needle in ((["--results", str(tmp_path / "none.json"), "--ablation", str(a)], "cannot read"),
-                         (["--results", str(r), "--ablation", str(a), "--seed", "7"], "no ablation row has seed 7")):
+                         (["--results", str(r), "--ablation", str(a), "--seed", "7"], "has seed 7")):
         run = subprocess.run([sys.executable, str(SCRIPT), *args, "--out", str(tmp_path / "c.json")],
                              capture_output=True, text=True)
         assert run.returncode == 2 and run.stderr.count("\n") == 1 and run.stderr.startswith("error: ")
@@ -113,8 +113,17 @@ def test_several_seeds_are_chosen_on_their_means(tmp_path):
     assert json.loads(out.read_text())["chosen"] == "lucky", one.stdout
     twin = tmp_path / "facet-real-twin.json"
     twin.write_text(Path(paths[0]).read_text())
+    broken = tmp_path / "facet-real-broken.json"
+    broken.write_text(json.dumps({"settings": {"seed": 3}, "rows": [{"variant": "v", "valid": {"NDCG@20": 0.07}}]}))
+    ablation3 = tmp_path / "ablation-3.json"
+    ablation3.write_text(json.dumps({"rows": {"best": {"seeds": [3], "valid": {"NDCG@20": {"values": [0.07]}}}}}))
     for args, needle in ((["--results", paths[0], str(twin)], "same seed"),
-                         (["--results", *paths, "--seed", "1"], "--seed is for one")):
-        bad = subprocess.run([sys.executable, str(SCRIPT), *args, "--ablation", str(ablation), "--out", str(out)],
-                             capture_output=True, text=True)
+                         (["--results", paths[0], paths[0]], "passed twice"),
+                         (["--results", *paths, "--seed", "1"], "--seed is for one"),
+                         (["--results", paths[1], "--seed", "2"], "records seed 1, not --seed 2"),
+                         (["--results", str(broken), "--ablation", str(ablation3)], "lacks what the choice reads")):
+        if "--ablation" not in args:
+            args = [*args, "--ablation", str(ablation)]
+        bad = subprocess.run([sys.executable, str(SCRIPT), *args, "--out", str(out)], capture_output=True, text=True)
         assert bad.returncode == 2 and bad.stderr.startswith("error: ") and needle in bad.stderr, bad.stderr
+        assert bad.stderr.count("\n") == 1, bad.stderr
