@@ -71,7 +71,7 @@ def main() -> int:
     a = p.parse_args()
     if len(a.results) > 1 and a.seed is not None:
         return fail("--seed is for one results file; with several, each file's settings name its seed")
-    if len(set(map(str, map(Path.resolve, map(Path, a.results))))) != len(a.results):
+    if len({Path(r).resolve() for r in a.results}) != len(a.results):
         return fail("the same results file was passed twice; pass one file per seed")
     try:
         files = {path: json.loads(Path(path).read_text()) for path in a.results}
