@@ -20,9 +20,16 @@ budget:
                       the paper's SASRec row?
 
 `run` trains what is missing (a finished run is skipped, an interrupted one resumed), so it can
-be repeated after a kill or in the next session. `report` evaluates every finished run on the
-test users once (history masked, as in training's selection), and writes
-bench/results/ablation-<data>.json: per row mean and sample std (ddof = 1) over seeds; for each
+be repeated after a kill or in the next session. Each finished run leaves a record in the
+repository, `bench/results/ablation-runs/<data>/<row>-s<seed>.json` (its validation and test
+metrics, epochs) beside `.npz` (its per-user test ranks, clipped at 255: exact for every cutoff the
+report uses), so a row survives the loss of its run folder (machines here are not kept between
+sessions): `run` skips a recorded row and remakes only a base that an unrecorded row still needs
+(a remade base keeps its first record; a differing remake is reported on the terminal). `report`
+evaluates every finished run without a record on the test users once (history masked, as in
+training's selection), then reads the records, and writes bench/results/ablation-<data>.json. It
+refuses to write a report that would hold fewer (row, seed) pairs than the one already there (pass
+the seeds whose records exist, or --allow-fewer): per row mean and sample std (ddof = 1) over seeds; for each
 FAME row against `sasrec-cont` of the same seed, a paired t-test over seeds (scipy.stats.ttest_rel)
 and a per-user paired test over the test users (Wilcoxon signed-rank on per-user NDCG@20, users
 pooled over seeds by taking each user's mean over seeds; scipy.stats.wilcoxon, two-sided, zero
@@ -62,8 +69,58 @@ CONTROL = {"sasrec": "sasrec-cont", "sasrec-h1": "sasrec-h1-cont"}   # a base's 
 COMPARE = {"sasrec-bce": "sasrec"}    # base rows compared with another base row (same tests)
 
 
+RANK_CLIP = 255   # ranks are stored as uint8: exact for every cutoff below 255 (the report uses 5, 10, 20)
+
+
 def finished(out: Path) -> bool:
     return (out / "config.json").exists() and not (out / "train_state.pt").exists()
+
+
+def record_paths(records: Path, name: str, seed: int) -> tuple[Path, Path]:
+    return records / f"{name}-s{seed}.json", records / f"{name}-s{seed}.npz"
+
+
+def read_record(records: Path, name: str, seed: int) -> dict | None:
+    """A finished row's durable record (metrics and per-user test ranks), or None."""
+    meta, arrays = record_paths(records, name, seed)
+    if not (meta.exists() and arrays.exists()):
+        return None
+    rec = json.loads(meta.read_text())
+    with np.load(arrays, allow_pickle=False) as z:   # never unpickle
+        rec["ranks"] = z["ranks"].astype(np.int64)
+    return rec
+
+
+def write_record(data, runs: Path, records: Path, name: str, seed: int) -> dict:
+    """Evaluate a finished run on the test users once and keep what the report needs in the
+    repository. The .npz is written first and the .json last (each atomically), so a kill leaves
+    either no record or a whole one. An existing record is kept: a remade run that differs from it
+    is reported, not written over."""
+    from fame_core.checkpoint import load_checkpoint
+    from fame_core.evaluate import evaluate
+
+    out = runs / f"{name}-s{seed}"
+    conf = json.loads((out / "config.json").read_text())
+    old = read_record(records, name, seed)
+    if old is not None:
+        if old["test"] != conf["test"] or old["valid"] != conf["valid"]:
+            print(f"note: {out} was remade and differs from its record (test NDCG@20 {conf['test']['NDCG@20']:.6f} "
+                  f"vs recorded {old['test']['NDCG@20']:.6f}); the record is kept", file=sys.stderr)
+        return old
+    ranks = np.asarray(evaluate(load_checkpoint(out), data, "test", return_ranks=True)["ranks"])
+    rec = {"row": name, "seed": seed, "data": data.name, "test": conf["test"], "valid": conf["valid"],
+           "best_epoch": conf["best_epoch"], "epochs": conf["epochs"], "users": int(len(ranks)),
+           "ranks": f"{name}-s{seed}.npz: per-user test ranks (0 = top), clipped at {RANK_CLIP}"}
+    meta, arrays = record_paths(records, name, seed)
+    records.mkdir(parents=True, exist_ok=True)
+    tmp = arrays.with_name(arrays.stem + ".tmp.npz")
+    np.savez_compressed(tmp, ranks=np.minimum(ranks, RANK_CLIP).astype(np.uint8))
+    tmp.replace(arrays)
+    tmp = meta.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(rec, indent=2) + "\n")
+    tmp.replace(meta)
+    print(f"recorded {meta.relative_to(REPO) if meta.is_relative_to(REPO) else meta}", file=sys.stderr, flush=True)
+    return {**rec, "ranks": np.minimum(ranks, RANK_CLIP)}
 
 
 def train_row(data, name: str, seed: int, runs: Path, a) -> None:
@@ -83,14 +140,19 @@ def train_row(data, name: str, seed: int, runs: Path, a) -> None:
     train(data, mcfg, tcfg, out, resume=resume, progress=sys.stderr.isatty())
 
 
-def cmd_run(a, data, runs: Path) -> int:
+def cmd_run(a, data, runs: Path, records: Path) -> int:
     rows = a.rows or list(ROWS)
     for seed in a.seeds:
         for name in rows:
+            out = runs / f"{name}-s{seed}"
+            if read_record(records, name, seed) is not None and not (out / "train_state.pt").exists():
+                continue   # recorded: done, even where its run folder is gone
             base = ROWS[name][5]
             if base and not finished(runs / f"{base}-s{seed}"):
-                train_row(data, base, seed, runs, a)
+                train_row(data, base, seed, runs, a)   # remade where only its record survived
+                write_record(data, runs, records, base, seed)
             train_row(data, name, seed, runs, a)
+            write_record(data, runs, records, name, seed)
     return 0
 
 
@@ -99,30 +161,26 @@ def per_user_ndcg(ranks: np.ndarray, k: int = 20) -> np.ndarray:
     return np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)
 
 
-def cmd_report(a, data, runs: Path) -> int:
+def cmd_report(a, data, runs: Path, records: Path) -> int:
     from scipy import stats
 
-    from fame_core.checkpoint import load_checkpoint
-    from fame_core.evaluate import evaluate
-
-    cache = runs / "ablation-ranks"   # per-user test ranks of each finished run (ours: safe to rewrite)
-    cache.mkdir(exist_ok=True)
     table: dict[str, dict] = {}
     for name in ROWS:
         for seed in a.seeds:
-            out = runs / f"{name}-s{seed}"
-            if not finished(out):
-                continue
-            conf = json.loads((out / "config.json").read_text())
-            rank_file = cache / f"{name}-s{seed}.npy"
-            if rank_file.exists() and rank_file.stat().st_mtime >= (out / "config.json").stat().st_mtime:
-                ranks = np.load(rank_file)
-            else:
-                ranks = evaluate(load_checkpoint(out), data, "test", return_ranks=True)["ranks"]
-                np.save(rank_file, ranks)
-            table.setdefault(name, {})[seed] = {"test": conf["test"], "valid": conf["valid"],
-                                                "best_epoch": conf["best_epoch"], "epochs": conf["epochs"],
-                                                "ranks": ranks}
+            rec = read_record(records, name, seed)
+            if rec is None and finished(runs / f"{name}-s{seed}"):
+                rec = write_record(data, runs, records, name, seed)
+            if rec is not None:
+                table.setdefault(name, {})[seed] = rec
+    out = Path(a.results) / f"ablation-{data.name}.json"
+    if out.exists() and not a.allow_fewer:
+        held = {(n, s) for n, r in json.loads(out.read_text())["rows"].items() for s in r["seeds"]}
+        lost = sorted(held - {(n, s) for n, by_seed in table.items() for s in by_seed})
+        if lost:
+            print(f"error: {out} holds {len(lost)} (row, seed) pairs that neither a record in {records} nor a "
+                  f"finished run provides (e.g. {lost[0][0]} seed {lost[0][1]}); pass --seeds whose runs or records "
+                  "exist, or --allow-fewer to replace it", file=sys.stderr)
+            return 2
     report = {"data": data.name, "seeds": a.seeds, "protocol": "leave-one-out, full ranking, history masked; "
               "every run selected on validation NDCG@20; test metrics of the selected epoch",
               "statistics": "mean and sample std (ddof=1) over seeds; paired t-test by seed (scipy.stats.ttest_rel); "
@@ -158,8 +216,9 @@ def cmd_report(a, data, runs: Path) -> int:
                 cmp["user_wilcoxon_p"] = float(stats.wilcoxon(u_mine, u_theirs).pvalue) if (d != 0).any() else 1.0
             row["against_control"] = cmp
         report["rows"][name] = row
-    out = REPO / "bench" / "results" / f"ablation-{data.name}.json"
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(report, indent=2) + "\n")
+    tmp.replace(out)   # a kill mid-write leaves the previous report
     print(f"{'row':>22} {'seeds':>5} " + " ".join(f"{m:>15}" for m in METRICS) + "   vs control (p seed / p user)")
     for name, row in report["rows"].items():
         cells = " ".join(f"{row['test'][m]['mean']:.4f}±{(row['test'][m]['std'] or 0):.4f}".rjust(15) for m in METRICS)
@@ -167,7 +226,7 @@ def cmd_report(a, data, runs: Path) -> int:
         tail = (f"   {c['relative_gain']:+.1%} (p={c.get('seed_ttest_p', float('nan')):.3f} / "
                 f"{c.get('user_wilcoxon_p', float('nan')):.2g})") if c else ""
         print(f"{name:>22} {len(row['seeds']):>5} {cells}{tail}")
-    print(f"written to {out.relative_to(REPO)}", file=sys.stderr)
+    print(f"written to {out}", file=sys.stderr)
     return 0
 
 
@@ -182,6 +241,10 @@ def main() -> int:
     p.add_argument("--patience", type=int, default=10)
     p.add_argument("--epochs", type=int, default=200)
     p.add_argument("--device", default="auto")
+    p.add_argument("--results", default=str(REPO / "bench" / "results"),
+                   help="where the report and the runs' records (ablation-runs/<data>/) go (default bench/results)")
+    p.add_argument("--allow-fewer", action="store_true",
+                   help="report: replace an existing report even if it held (row, seed) pairs this one lacks")
     a = p.parse_args()
 
     from fame_core.data import load_dataset
@@ -189,7 +252,8 @@ def main() -> int:
     data = load_dataset(a.data)
     runs = Path(a.runs or REPO / "runs" / "reproduce" / data.name)
     runs.mkdir(parents=True, exist_ok=True)
-    return cmd_run(a, data, runs) if a.command == "run" else cmd_report(a, data, runs)
+    records = Path(a.results) / "ablation-runs" / data.name
+    return cmd_run(a, data, runs, records) if a.command == "run" else cmd_report(a, data, runs, records)
 
 
 if __name__ == "__main__":
