@@ -122,7 +122,9 @@ def main() -> int:
     print_table(out)
     print(summary)
     path = Path(a.out) if a.out else REPO / "bench" / "results" / f"facet-choice-{name}.json"
-    path.write_text(json.dumps(out, indent=2) + "\n")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(out, indent=2) + "\n")
+    tmp.replace(path)   # a kill mid-write leaves the previous choice
     print(f"written to {path}", file=sys.stderr)
     return 0
 
