@@ -56,7 +56,7 @@ cat runs/logs/status 2>/dev/null || true
 if [ -n "${OUT:-}" ]; then
   mkdir -p "$OUT/results" "$OUT/logs"
   cp bench/results/*.json "$OUT/results/"
-  [ -d bench/results/ablation-runs ] && cp -r bench/results/ablation-runs "$OUT/results/"   # each finished run's record
+  if [ -d bench/results/ablation-runs ]; then cp -r bench/results/ablation-runs "$OUT/results/"; fi   # the runs' records
   cp runs/logs/* "$OUT/logs/"
   for c in runs/reproduce/*/*/config.json; do   # every run's recorded metrics, without its weights
     d="$OUT/runs/$(dirname "${c#runs/reproduce/}")"; mkdir -p "$d"; cp "$c" "$d/"
