@@ -22,14 +22,20 @@ budget:
 `run` trains what is missing (a finished run is skipped, an interrupted one resumed), so it can
 be repeated after a kill or in the next session. Each finished run leaves a record in the
 repository, `bench/results/ablation-runs/<data>/<row>-s<seed>.json` (its validation and test
-metrics, epochs) beside `.npz` (its per-user test ranks, clipped at 255: exact for every cutoff the
-report uses), so a row survives the loss of its run folder (machines here are not kept between
-sessions): `run` skips a recorded row and remakes only a base that an unrecorded row still needs
-(a remade base keeps its first record; a differing remake is reported on the terminal). `report`
-evaluates every finished run without a record on the test users once (history masked, as in
-training's selection), then reads the records, and writes bench/results/ablation-<data>.json. It
-refuses to write a report that would hold fewer (row, seed) pairs than the one already there (pass
-the seeds whose records exist, or --allow-fewer): per row mean and sample std (ddof = 1) over seeds; for each
+metrics, epochs, settings, the sha256 of its weights and of its base's) beside `.npz` (its per-user
+test ranks, clipped at 255: exact for every cutoff the report uses), so a row survives the loss of
+its run folder (machines here are not kept between sessions). `run` skips a recorded row and
+remakes only a base that an unrecorded row still needs; when the remade base's weights differ
+from its record, it stops (`--allow-remade-base` goes on, and the report then marks the pairs built
+on different remakes). A run folder is trained by one process at a time (a lock file `.<row>-s<seed>.lock` beside it).
+
+`report` records every finished run that has no record yet (evaluated once on the test users,
+history masked, as in training's selection; its ranks must give the run's recorded test NDCG@20),
+then reads the records and writes bench/results/ablation-<data>.json. It refuses to replace a
+report that holds a (row, seed) pair it cannot provide (run those seeds first, or pass
+--allow-fewer).
+
+The report gives per row mean and sample std (ddof = 1) over seeds; for each
 FAME row against `sasrec-cont` of the same seed, a paired t-test over seeds (scipy.stats.ttest_rel)
 and a per-user paired test over the test users (Wilcoxon signed-rank on per-user NDCG@20, users
 pooled over seeds by taking each user's mean over seeds; scipy.stats.wilcoxon, two-sided, zero
@@ -39,6 +45,8 @@ differences dropped, zero_method="wilcox").
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
 import json
 import os
 import sys
@@ -72,53 +80,88 @@ COMPARE = {"sasrec-bce": "sasrec"}    # base rows compared with another base row
 RANK_CLIP = 255   # ranks are stored as uint8: exact for every cutoff below 255 (the report uses 5, 10, 20)
 
 
+class RecordError(Exception):
+    """A record or report that cannot be read as one: the message says which file and what to do."""
+
+
 def finished(out: Path) -> bool:
     return (out / "config.json").exists() and not (out / "train_state.pt").exists()
+
+
+def fingerprint(out: Path) -> str:
+    """sha256 of a run's weights: which base a row was built from, so a pair built on different
+    remakes of a base is seen."""
+    return hashlib.sha256((out / "weights.safetensors").read_bytes()).hexdigest()
 
 
 def record_paths(records: Path, name: str, seed: int) -> tuple[Path, Path]:
     return records / f"{name}-s{seed}.json", records / f"{name}-s{seed}.npz"
 
 
-def read_record(records: Path, name: str, seed: int) -> dict | None:
-    """A finished row's durable record (metrics and per-user test ranks), or None."""
+def read_record(records: Path, name: str, seed: int, data=None) -> dict | None:
+    """A finished row's durable record (metrics, settings and per-user test ranks), or None."""
     meta, arrays = record_paths(records, name, seed)
-    if not (meta.exists() and arrays.exists()):
+    if not meta.exists() and not arrays.exists():
         return None
-    rec = json.loads(meta.read_text())
-    with np.load(arrays, allow_pickle=False) as z:   # never unpickle
-        rec["ranks"] = z["ranks"].astype(np.int64)
+    if not (meta.exists() and arrays.exists()):
+        have, lack = (meta, arrays) if meta.exists() else (arrays, meta)
+        raise RecordError(f"{have} has no {lack.name} beside it; restore it from git (git checkout -- {lack}) or move "
+                          f"{have.name} aside to retrain the row")
+    try:
+        rec = json.loads(meta.read_text())
+        with np.load(arrays, allow_pickle=False) as z:   # never unpickle
+            ranks = z["ranks"]
+        ok = (rec["row"], rec["seed"]) == (name, seed) and ranks.ndim == 1 and len(ranks) == rec["users"]
+        ok = ok and (data is None or rec["data_fingerprint"] == data.fingerprint())
+    except (ValueError, KeyError, TypeError, OSError) as e:   # bad JSON or zip, a missing field
+        raise RecordError(f"{meta} or {arrays.name} is not an ablation record ({e.__class__.__name__}: {e}); restore it "
+                          "from git or move both aside to retrain the row") from None
+    if not ok:
+        raise RecordError(f"{meta} is not the record of {name} seed {seed} on this data set "
+                          f"(another data version, or {len(ranks)} ranks for {rec.get('users')} users); "
+                          "restore it from git or move it aside")
+    rec["ranks"] = ranks.astype(np.int64)
     return rec
 
 
-def write_record(data, runs: Path, records: Path, name: str, seed: int) -> dict:
+def _write_atomic(path: Path, write) -> None:
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")   # unique per process; *.tmp-* is git-ignored
+    write(tmp)
+    tmp.replace(path)
+
+
+def write_record(data, runs: Path, records: Path, name: str, seed: int, device: str = "cpu") -> dict:
     """Evaluate a finished run on the test users once and keep what the report needs in the
     repository. The .npz is written first and the .json last (each atomically), so a kill leaves
-    either no record or a whole one. An existing record is kept: a remade run that differs from it
-    is reported, not written over."""
+    either no record or a whole one. The ranks must give the run's recorded test NDCG@20 (a
+    config.json beside weights of another run is refused). An existing record is kept."""
     from fame_core.checkpoint import load_checkpoint
     from fame_core.evaluate import evaluate
+    from fame_core.training import resolve_device
 
     out = runs / f"{name}-s{seed}"
-    conf = json.loads((out / "config.json").read_text())
-    old = read_record(records, name, seed)
+    old = read_record(records, name, seed, data)
     if old is not None:
-        if old["test"] != conf["test"] or old["valid"] != conf["valid"]:
-            print(f"note: {out} was remade and differs from its record (test NDCG@20 {conf['test']['NDCG@20']:.6f} "
-                  f"vs recorded {old['test']['NDCG@20']:.6f}); the record is kept", file=sys.stderr)
         return old
-    ranks = np.asarray(evaluate(load_checkpoint(out), data, "test", return_ranks=True)["ranks"])
-    rec = {"row": name, "seed": seed, "data": data.name, "test": conf["test"], "valid": conf["valid"],
+    conf = json.loads((out / "config.json").read_text())
+    device = resolve_device(device)
+    ranks = np.asarray(evaluate(load_checkpoint(out, device=device), data, "test",
+                                return_ranks=True)["ranks"])
+    if abs(per_user_ndcg(ranks).mean() - conf["test"]["NDCG@20"]) > 1e-5:
+        raise RecordError(f"{out}: its weights give test NDCG@20 {per_user_ndcg(ranks).mean():.6f}, its config.json "
+                          f"says {conf['test']['NDCG@20']:.6f}; the folder mixes two runs: move it aside and run again")
+    base = ROWS[name][5]
+    rec = {"row": name, "seed": seed, "data": data.name, "data_fingerprint": data.fingerprint(),
+           "test": conf["test"], "valid": conf["valid"],
            "best_epoch": conf["best_epoch"], "epochs": conf["epochs"], "users": int(len(ranks)),
+           "model": conf.get("model"), "train": conf.get("train"), "weights_sha256": fingerprint(out),
+           "base_sha256": fingerprint(runs / f"{base}-s{seed}") if base else None,
            "ranks": f"{name}-s{seed}.npz: per-user test ranks (0 = top), clipped at {RANK_CLIP}"}
     meta, arrays = record_paths(records, name, seed)
     records.mkdir(parents=True, exist_ok=True)
-    tmp = arrays.with_name(arrays.stem + ".tmp.npz")
-    np.savez_compressed(tmp, ranks=np.minimum(ranks, RANK_CLIP).astype(np.uint8))
-    tmp.replace(arrays)
-    tmp = meta.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(rec, indent=2) + "\n")
-    tmp.replace(meta)
+    _write_atomic(arrays, lambda f: np.savez_compressed(
+        open(f, "wb"), ranks=np.minimum(ranks, RANK_CLIP).astype(np.uint8)))
+    _write_atomic(meta, lambda f: f.write_text(json.dumps(rec, indent=2) + "\n"))
     print(f"recorded {meta.relative_to(REPO) if meta.is_relative_to(REPO) else meta}", file=sys.stderr, flush=True)
     return {**rec, "ranks": np.minimum(ranks, RANK_CLIP)}
 
@@ -137,22 +180,52 @@ def train_row(data, name: str, seed: int, runs: Path, a) -> None:
     tcfg = TrainConfig(seed=seed, patience=a.patience, epochs=a.epochs, device=a.device, warm=warm, loss=loss,
                        init_from=str(runs / f"{base}-s{seed}") if base else None)
     print(f"{time.strftime('%H:%M:%S')} {'resuming' if resume else 'training'} {out}", file=sys.stderr, flush=True)
-    train(data, mcfg, tcfg, out, resume=resume, progress=sys.stderr.isatty())
+    with run_lock(out):
+        train(data, mcfg, tcfg, out, resume=resume, progress=sys.stderr.isatty())
+
+
+@contextlib.contextmanager
+def run_lock(out: Path):
+    """One process trains a run folder at a time: two `run`s whose rows share a base would
+    otherwise both train it into the same folder."""
+    lock = out.with_name(f".{out.name}.lock")   # beside the folder: train() refuses a new folder holding anything
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        pid = lock.read_text().strip()
+        if pid.isdigit() and Path(f"/proc/{pid}").exists():
+            raise RecordError(f"{out} is being trained by process {pid}; run this row after it ends, or pass "
+                              "--rows that do not need it") from None
+        lock.unlink()   # ours, left by a killed run
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
 
 
 def cmd_run(a, data, runs: Path, records: Path) -> int:
     rows = a.rows or list(ROWS)
     for seed in a.seeds:
         for name in rows:
-            out = runs / f"{name}-s{seed}"
-            if read_record(records, name, seed) is not None and not (out / "train_state.pt").exists():
+            if read_record(records, name, seed, data) is not None:
                 continue   # recorded: done, even where its run folder is gone
             base = ROWS[name][5]
             if base and not finished(runs / f"{base}-s{seed}"):
                 train_row(data, base, seed, runs, a)   # remade where only its record survived
-                write_record(data, runs, records, base, seed)
+                kept = read_record(records, base, seed, data)
+                if kept is not None and kept.get("weights_sha256") != fingerprint(runs / f"{base}-s{seed}") \
+                        and not a.allow_remade_base:
+                    remade = json.loads((runs / f"{base}-s{seed}" / "config.json").read_text())["test"]["NDCG@20"]
+                    raise RecordError(f"{base} seed {seed} was remade and its weights differ from the recorded run's "
+                                      f"(test NDCG@20 {remade:.6f} vs {kept['test']['NDCG@20']:.6f}); rows built on "
+                                      "it would be compared with rows built on the original: pass --allow-remade-base "
+                                      "to go on (the report marks such pairs)")
+                write_record(data, runs, records, base, seed, a.device)
             train_row(data, name, seed, runs, a)
-            write_record(data, runs, records, name, seed)
+            write_record(data, runs, records, name, seed, a.device)
     return 0
 
 
@@ -167,20 +240,24 @@ def cmd_report(a, data, runs: Path, records: Path) -> int:
     table: dict[str, dict] = {}
     for name in ROWS:
         for seed in a.seeds:
-            rec = read_record(records, name, seed)
+            rec = read_record(records, name, seed, data)
             if rec is None and finished(runs / f"{name}-s{seed}"):
-                rec = write_record(data, runs, records, name, seed)
+                rec = write_record(data, runs, records, name, seed, a.device)
             if rec is not None:
                 table.setdefault(name, {})[seed] = rec
     out = Path(a.results) / f"ablation-{data.name}.json"
     if out.exists() and not a.allow_fewer:
-        held = {(n, s) for n, r in json.loads(out.read_text())["rows"].items() for s in r["seeds"]}
+        try:
+            held = {(n, s) for n, r in json.loads(out.read_text())["rows"].items() for s in r["seeds"]}
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise RecordError(f"{out} is not an ablation report ({e.__class__.__name__}: {e}); move it aside or pass "
+                              "--allow-fewer to replace it") from None
         lost = sorted(held - {(n, s) for n, by_seed in table.items() for s in by_seed})
         if lost:
-            print(f"error: {out} holds {len(lost)} (row, seed) pairs that neither a record in {records} nor a "
-                  f"finished run provides (e.g. {lost[0][0]} seed {lost[0][1]}); pass --seeds whose runs or records "
-                  "exist, or --allow-fewer to replace it", file=sys.stderr)
-            return 2
+            seeds = sorted({s for _, s in lost})
+            raise RecordError(f"{out} holds {len(lost)} (row, seed) pairs that neither a record in {records} nor a "
+                              f"finished run provides (e.g. {lost[0][0]} seed {lost[0][1]}); rerun seeds "
+                              f"{' '.join(map(str, seeds))} with `run` first, or pass --allow-fewer to replace it")
     report = {"data": data.name, "seeds": a.seeds, "protocol": "leave-one-out, full ranking, history masked; "
               "every run selected on validation NDCG@20; test metrics of the selected epoch",
               "statistics": "mean and sample std (ddof=1) over seeds; paired t-test by seed (scipy.stats.ttest_rel); "
@@ -206,6 +283,11 @@ def cmd_report(a, data, runs: Path, records: Path) -> int:
                    "relative_gain": float(mine.mean() / theirs.mean() - 1) if common else None}
             if len(common) >= 2:
                 cmp["seed_ttest_p"] = float(stats.ttest_rel(mine, theirs).pvalue)
+            bases = [s for s in common if by_seed[s].get("base_sha256") != table[control][s].get("base_sha256")]
+            if bases:   # built on different remakes of the base: the pair is not on equal terms
+                cmp["different_base_seeds"] = bases
+                print(f"note: {name} and {control} were built on different remakes of {base} at seeds {bases}",
+                      file=sys.stderr)
             if common:
                 u_mine = np.mean([per_user_ndcg(by_seed[s]["ranks"]) for s in common], axis=0)
                 u_theirs = np.mean([per_user_ndcg(table[control][s]["ranks"]) for s in common], axis=0)
@@ -216,9 +298,8 @@ def cmd_report(a, data, runs: Path, records: Path) -> int:
                 cmp["user_wilcoxon_p"] = float(stats.wilcoxon(u_mine, u_theirs).pvalue) if (d != 0).any() else 1.0
             row["against_control"] = cmp
         report["rows"][name] = row
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    tmp.replace(out)   # a kill mid-write leaves the previous report
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(out, lambda f: f.write_text(json.dumps(report, indent=2) + "\n"))   # a kill leaves the previous one
     print(f"{'row':>22} {'seeds':>5} " + " ".join(f"{m:>15}" for m in METRICS) + "   vs control (p seed / p user)")
     for name, row in report["rows"].items():
         cells = " ".join(f"{row['test'][m]['mean']:.4f}±{(row['test'][m]['std'] or 0):.4f}".rjust(15) for m in METRICS)
@@ -245,6 +326,9 @@ def main() -> int:
                    help="where the report and the runs' records (ablation-runs/<data>/) go (default bench/results)")
     p.add_argument("--allow-fewer", action="store_true",
                    help="report: replace an existing report even if it held (row, seed) pairs this one lacks")
+    p.add_argument("--allow-remade-base", action="store_true",
+                   help="run: go on when a base remade for an unrecorded row differs from its record (the report "
+                   "marks the pairs built on different remakes)")
     a = p.parse_args()
 
     from fame_core.data import load_dataset
@@ -253,7 +337,11 @@ def main() -> int:
     runs = Path(a.runs or REPO / "runs" / "reproduce" / data.name)
     runs.mkdir(parents=True, exist_ok=True)
     records = Path(a.results) / "ablation-runs" / data.name
-    return cmd_run(a, data, runs, records) if a.command == "run" else cmd_report(a, data, runs, records)
+    try:
+        return cmd_run(a, data, runs, records) if a.command == "run" else cmd_report(a, data, runs, records)
+    except RecordError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

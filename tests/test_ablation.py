@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from scipy import stats
 
 from fame_core.checkpoint import load_checkpoint
@@ -49,22 +50,32 @@ def test_records_make_the_report_survive_lost_runs_and_a_shrinking_report_is_ref
     tests = {(n, s): json.loads((runs / f"{n}-s{s}" / "config.json").read_text())["test"]["NDCG@20"]
              for n in ROWS for s in (0, 1)}
 
+    # a kill between training and recording: report records the finished run itself
+    for f in records.glob("fame-h2-n1-s1.*"):
+        f.unlink()
     r = ablation(tmp_path, "report", "--seeds", "0", "1")
     assert r.returncode == 0, r.stderr
+    assert (records / "fame-h2-n1-s1.npz").exists() and (records / "fame-h2-n1-s1.json").exists()
+    rec = json.loads((records / "fame-h2-n1-s1.json").read_text())
+    assert rec["base_sha256"] == json.loads((records / "sasrec-s1.json").read_text())["weights_sha256"]
     path = tmp_path / "results" / f"ablation-{data.name}.json"
     report = json.loads(path.read_text())
     row = report["rows"]["fame-h2-n1"]
     mine = np.array([tests["fame-h2-n1", s] for s in (0, 1)])
     theirs = np.array([tests["sasrec-cont", s] for s in (0, 1)])
-    assert row["test"]["NDCG@20"]["std"] == np.std(mine, ddof=1)
+    assert row["test"]["NDCG@20"]["mean"] == mine.mean() and row["test"]["NDCG@20"]["std"] == np.std(mine, ddof=1)
     c = row["against_control"]
-    assert c["against"] == "sasrec-cont"
-    assert np.isclose(c["seed_ttest_p"], stats.ttest_rel(mine, theirs).pvalue, equal_nan=True)
+    assert c["against"] == "sasrec-cont" and "different_base_seeds" not in c
+    assert np.isclose(c["mean_difference"], (mine - theirs).mean())
+    assert np.isclose(c["relative_gain"], mine.mean() / theirs.mean() - 1)
+    assert not np.isnan(stats.ttest_rel(mine, theirs).pvalue), "the two rows scored alike: the check would be void"
+    assert np.isclose(c["seed_ttest_p"], stats.ttest_rel(mine, theirs).pvalue)
     u_mine = np.mean([ndcg20(direct["fame-h2-n1", s]) for s in (0, 1)], axis=0)
     u_theirs = np.mean([ndcg20(direct["sasrec-cont", s]) for s in (0, 1)], axis=0)
+    assert np.isclose(u_mine.mean(), mine.mean())   # the stored ranks are the runs' own
     assert c["users_better"] == int((u_mine > u_theirs).sum()) and c["users_worse"] == int((u_mine < u_theirs).sum())
-    if (u_mine != u_theirs).any():
-        assert np.isclose(c["user_wilcoxon_p"], stats.wilcoxon(u_mine, u_theirs).pvalue)
+    assert (u_mine != u_theirs).any()
+    assert np.isclose(c["user_wilcoxon_p"], stats.wilcoxon(u_mine, u_theirs).pvalue)
 
     # the machine is lost: the records alone give the same report, and run trains nothing
     shutil.rmtree(runs)
@@ -75,6 +86,27 @@ def test_records_make_the_report_survive_lost_runs_and_a_shrinking_report_is_ref
     assert r.returncode == 0, r.stderr
     assert not any(runs.iterdir()), "a recorded row was trained again"
 
+    # a row that lost its record needs its base again: a remake that differs from the base's record stops
+    for f in records.glob("sasrec-cont-s0.*"):
+        f.unlink()
+    base_rec = records / "sasrec-s0.json"
+    kept = json.loads(base_rec.read_text())
+    base_rec.write_text(json.dumps({**kept, "weights_sha256": "0" * 64}))
+    before = base_rec.read_bytes()
+    r = ablation(tmp_path, "run", "--seeds", "0", "--rows", "sasrec-cont")
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error: ") and "--allow-remade-base" in r.stderr
+    assert base_rec.read_bytes() == before and not (records / "sasrec-cont-s0.json").exists()
+    base_rec.write_text(json.dumps(kept))
+    r = ablation(tmp_path, "run", "--seeds", "0", "--rows", "sasrec-cont")   # the remake equals the record: goes on
+    assert r.returncode == 0, r.stderr
+    assert json.loads((records / "sasrec-cont-s0.json").read_text())["test"]["NDCG@20"] == tests["sasrec-cont", 0]
+    # a pair built on different remakes of its base is marked in the report
+    row_rec = records / "fame-h2-n1-s0.json"
+    row_rec.write_text(json.dumps({**json.loads(row_rec.read_text()), "base_sha256": "1" * 64}))
+    r = ablation(tmp_path, "report", "--seeds", "0", "1")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(path.read_text())["rows"]["fame-h2-n1"]["against_control"]["different_base_seeds"] == [0]
+
     # a report over fewer seeds would drop seed 1's rows: refused, the old report kept
     before = path.read_bytes()
     r = ablation(tmp_path, "report", "--seeds", "0")
@@ -84,3 +116,40 @@ def test_records_make_the_report_survive_lost_runs_and_a_shrinking_report_is_ref
     r = ablation(tmp_path, "report", "--seeds", "0", "--allow-fewer")
     assert r.returncode == 0, r.stderr
     assert json.loads(path.read_text())["rows"]["fame-h2-n1"]["seeds"] == [0]
+
+
+def test_a_record_round_trips_ranks_past_the_clip_and_a_half_record_is_an_error(tmp_path):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("ablation", REPO / "bench" / "ablation.py")
+    ablation_mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ablation_mod)
+    data = load_dataset(TINY_WORLD)
+    records = tmp_path / "rec"
+    records.mkdir()
+    ranks = np.array([0, 19, 20, 254, 255, 256, 300, 59_999])
+    meta, arrays = ablation_mod.record_paths(records, "sasrec", 0)
+    np.savez_compressed(arrays, ranks=np.minimum(ranks, ablation_mod.RANK_CLIP).astype(np.uint8))
+    meta.write_text(json.dumps({"row": "sasrec", "seed": 0, "data": data.name, "data_fingerprint": data.fingerprint(),
+                                "users": len(ranks)}))
+    back = ablation_mod.read_record(records, "sasrec", 0, data)["ranks"]
+    assert back.tolist() == [0, 19, 20, 254, 255, 255, 255, 255]   # no uint8 wrap-around (256 -> 0)
+    assert (ablation_mod.per_user_ndcg(back) == ablation_mod.per_user_ndcg(ranks)).all()
+    # the record of another data version is refused, not misaligned
+    other = load_dataset("synthetic:seed=4,n_users=150,n_items=60")
+    with pytest.raises(ablation_mod.RecordError, match="another data version"):
+        ablation_mod.read_record(records, "sasrec", 0, other)
+    arrays.unlink()
+    with pytest.raises(ablation_mod.RecordError, match="has no sasrec-s0.npz"):
+        ablation_mod.read_record(records, "sasrec", 0, data)
+    # one process trains a run folder at a time; a lock left by a killed process is taken over
+    out = tmp_path / "runs" / "sasrec-s0"
+    lock = out.with_name(".sasrec-s0.lock")
+    lock.parent.mkdir()
+    lock.write_text(str(os.getpid()))
+    with pytest.raises(ablation_mod.RecordError, match="is being trained by process"):
+        with ablation_mod.run_lock(out):
+            pass
+    lock.write_text("999999999")
+    with ablation_mod.run_lock(out):
+        assert lock.read_text() == str(os.getpid())
+    assert not lock.exists() and not out.exists()
