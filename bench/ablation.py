@@ -223,7 +223,8 @@ def cmd_run(a, data, runs: Path, records: Path) -> int:
                                       f"(test NDCG@20 {remade:.6f} vs {kept['test']['NDCG@20']:.6f}); rows built on "
                                       "it would be compared with rows built on the original: pass --allow-remade-base "
                                       "to go on (the report marks such pairs)")
-                write_record(data, runs, records, base, seed, a.device)
+            if base:
+                write_record(data, runs, records, base, seed, a.device)   # kept if recorded; else recorded now
             train_row(data, name, seed, runs, a)
             write_record(data, runs, records, name, seed, a.device)
     return 0
