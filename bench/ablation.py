@@ -303,7 +303,8 @@ def cmd_report(a, data, runs: Path, records: Path) -> int:
     _write_atomic(out, lambda f: f.write_text(json.dumps(report, indent=2) + "\n"))   # a kill leaves the previous one
     print(f"{'row':>22} {'seeds':>5} " + " ".join(f"{m:>15}" for m in METRICS) + "   vs control (p seed / p user)")
     for name, row in report["rows"].items():
-        cells = " ".join(f"{row['test'][m]['mean']:.4f}±{(row['test'][m]['std'] or 0):.4f}".rjust(15) for m in METRICS)
+        cells = " ".join((f"{row['test'][m]['mean']:.4f}" + (f"±{row['test'][m]['std']:.4f}" if row['test'][m]['std']
+                          is not None else " (1 seed)")).rjust(15) for m in METRICS)   # no sd from one seed
         c = row.get("against_control")
         tail = (f"   {c['relative_gain']:+.1%} (p={c.get('seed_ttest_p', float('nan')):.3f} / "
                 f"{c.get('user_wilcoxon_p', float('nan')):.2g})") if c else ""
