@@ -18,6 +18,9 @@ budget:
     sasrec-bce        SASRec trained from scratch with the original SASRec loss (`--loss bce`: binary
                       cross-entropy, one negative per position), compared with `sasrec`: is this
                       the paper's SASRec row?
+    sasrec-restart / sasrec-h1-restart   the restart controls: the base trained on with its last
+                      block drawn afresh except W_K and W_V (`--reinit-last`), as FAME's build draws
+                      its last layer afresh: every FAME row is also compared with it ("against_restart")
 
 `run` trains what is missing (a finished run is skipped, an interrupted one resumed), so it can
 be repeated after a kill or in the next session. Each finished run leaves a record in the
@@ -72,8 +75,14 @@ ROWS = {
     "sasrec-h1-cont": ("sasrec", 1, 1, False, False, "sasrec-h1", "full"),
     # the original SASRec objective (BCE, one negative per position): is it the paper's SASRec row?
     "sasrec-bce": ("sasrec", 2, 1, False, False, None, "bce"),
+    # the restart controls: the base trained on with its last block drawn afresh except W_K and W_V,
+    # as FAME's build does (--reinit-last): how much of a FAME row's gain a restart alone gives
+    "sasrec-restart": ("sasrec", 2, 1, False, False, "sasrec", "full"),
+    "sasrec-h1-restart": ("sasrec", 1, 1, False, False, "sasrec-h1", "full"),
 }
+RESTART = {"sasrec-restart", "sasrec-h1-restart"}
 CONTROL = {"sasrec": "sasrec-cont", "sasrec-h1": "sasrec-h1-cont"}   # a base's equal-budget control
+RESTART_CONTROL = {"sasrec": "sasrec-restart", "sasrec-h1": "sasrec-h1-restart"}   # FAME rows: the second control
 COMPARE = {"sasrec-bce": "sasrec"}    # base rows compared with another base row (same tests)
 
 
@@ -178,7 +187,7 @@ def train_row(data, name: str, seed: int, runs: Path, a) -> None:
     extra = dict(n_experts=experts, residual=residual) if model == "fame" else {}
     mcfg = model_config(model, n_items=data.n_items, n_heads=heads, dropout=a.dropout, attn_dropout=a.dropout, **extra)
     tcfg = TrainConfig(seed=seed, patience=a.patience, epochs=a.epochs, device=a.device, warm=warm, loss=loss,
-                       init_from=str(runs / f"{base}-s{seed}") if base else None)
+                       init_from=str(runs / f"{base}-s{seed}") if base else None, reinit_last=name in RESTART)
     print(f"{time.strftime('%H:%M:%S')} {'resuming' if resume else 'training'} {out}", file=sys.stderr, flush=True)
     with run_lock(out):
         train(data, mcfg, tcfg, out, resume=resume, progress=sys.stderr.isatty())
@@ -235,9 +244,35 @@ def per_user_ndcg(ranks: np.ndarray, k: int = 20) -> np.ndarray:
     return np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)
 
 
-def cmd_report(a, data, runs: Path, records: Path) -> int:
+def compare(table: dict, name: str, control: str, base: str | None) -> dict:
+    """Row `name` against row `control` on their common seeds: the test NDCG@20 difference, a paired
+    t-test by seed, and the per-user Wilcoxon signed-rank test (each user's mean over the seeds)."""
     from scipy import stats
 
+    by_seed = table[name]
+    common = [s for s in sorted(by_seed) if s in table[control]]
+    mine = np.array([by_seed[s]["test"]["NDCG@20"] for s in common])
+    theirs = np.array([table[control][s]["test"]["NDCG@20"] for s in common])
+    cmp = {"against": control, "seeds": common, "mean_difference": float((mine - theirs).mean()) if common else None,
+           "relative_gain": float(mine.mean() / theirs.mean() - 1) if common else None}
+    if len(common) >= 2:
+        cmp["seed_ttest_p"] = float(stats.ttest_rel(mine, theirs).pvalue)
+    bases = [s for s in common if by_seed[s].get("base_sha256") != table[control][s].get("base_sha256")]
+    if bases:   # built on different remakes of the base: the pair is not on equal terms
+        cmp["different_base_seeds"] = bases
+        print(f"note: {name} and {control} were built on different remakes of {base} at seeds {bases}", file=sys.stderr)
+    if common:
+        u_mine = np.mean([per_user_ndcg(by_seed[s]["ranks"]) for s in common], axis=0)
+        u_theirs = np.mean([per_user_ndcg(table[control][s]["ranks"]) for s in common], axis=0)
+        d = u_mine - u_theirs
+        cmp["users"] = int(len(d))
+        cmp["users_better"] = int((d > 0).sum())
+        cmp["users_worse"] = int((d < 0).sum())
+        cmp["user_wilcoxon_p"] = float(stats.wilcoxon(u_mine, u_theirs).pvalue) if (d != 0).any() else 1.0
+    return cmp
+
+
+def cmd_report(a, data, runs: Path, records: Path) -> int:
     table: dict[str, dict] = {}
     for name in ROWS:
         for seed in a.seeds:
@@ -277,27 +312,10 @@ def cmd_report(a, data, runs: Path, records: Path) -> int:
         base = ROWS[name][5]
         control = CONTROL.get(base) if base else COMPARE.get(name)
         if control and control != name and control in table:
-            common = [s for s in seeds if s in table[control]]
-            mine = np.array([by_seed[s]["test"]["NDCG@20"] for s in common])
-            theirs = np.array([table[control][s]["test"]["NDCG@20"] for s in common])
-            cmp = {"against": control, "seeds": common, "mean_difference": float((mine - theirs).mean()) if common else None,
-                   "relative_gain": float(mine.mean() / theirs.mean() - 1) if common else None}
-            if len(common) >= 2:
-                cmp["seed_ttest_p"] = float(stats.ttest_rel(mine, theirs).pvalue)
-            bases = [s for s in common if by_seed[s].get("base_sha256") != table[control][s].get("base_sha256")]
-            if bases:   # built on different remakes of the base: the pair is not on equal terms
-                cmp["different_base_seeds"] = bases
-                print(f"note: {name} and {control} were built on different remakes of {base} at seeds {bases}",
-                      file=sys.stderr)
-            if common:
-                u_mine = np.mean([per_user_ndcg(by_seed[s]["ranks"]) for s in common], axis=0)
-                u_theirs = np.mean([per_user_ndcg(table[control][s]["ranks"]) for s in common], axis=0)
-                d = u_mine - u_theirs
-                cmp["users"] = int(len(d))
-                cmp["users_better"] = int((d > 0).sum())
-                cmp["users_worse"] = int((d < 0).sum())
-                cmp["user_wilcoxon_p"] = float(stats.wilcoxon(u_mine, u_theirs).pvalue) if (d != 0).any() else 1.0
-            row["against_control"] = cmp
+            row["against_control"] = compare(table, name, control, base)
+        restart = RESTART_CONTROL.get(base) if ROWS[name][0] == "fame" else None
+        if restart and restart in table:
+            row["against_restart"] = compare(table, name, restart, base)
         report["rows"][name] = row
     out.parent.mkdir(parents=True, exist_ok=True)
     _write_atomic(out, lambda f: f.write_text(json.dumps(report, indent=2) + "\n"))   # a kill leaves the previous one
@@ -308,6 +326,9 @@ def cmd_report(a, data, runs: Path, records: Path) -> int:
         c = row.get("against_control")
         tail = (f"   {c['relative_gain']:+.1%} (p={c.get('seed_ttest_p', float('nan')):.3f} / "
                 f"{c.get('user_wilcoxon_p', float('nan')):.2g})") if c else ""
+        r = row.get("against_restart")
+        tail += (f"; vs restart {r['relative_gain']:+.1%} (p={r.get('seed_ttest_p', float('nan')):.3f} / "
+                 f"{r.get('user_wilcoxon_p', float('nan')):.2g})") if r else ""
         print(f"{name:>22} {len(row['seeds']):>5} {cells}{tail}")
     print(f"written to {out}", file=sys.stderr)
     return 0

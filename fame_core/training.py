@@ -55,6 +55,8 @@ class TrainConfig:
     init_from: str | None = option(None, "a SASRec checkpoint: FAME is built from it (the paper's pipeline), or "
                                    "with --model sasrec it is trained on with a fresh optimizer (the equal-budget control)")
     warm: bool = option(False, "with --init-from: warm-start expert queries and W_f (see fame_from_sasrec)")
+    reinit_last: bool = option(False, "with --model sasrec --init-from: draw the last block afresh except W_K and W_V, "
+                               "as FAME's build does (the restart control: is FAME's gain a restart of the last block?)")
     objectives: FacetObjectives = option(factory=FacetObjectives, cli=False,
                                          help="optional facet terms, off by default")
     # issue 18 (large catalogues): the full softmax over all items, or the sampled one (fame_core/sampled.py)
@@ -382,6 +384,9 @@ def train(dataset: SequenceDataset, model_cfg: ModelConfig, tcfg: TrainConfig, o
     if model_cfg.n_items != dataset.n_items:
         raise FameError(f"model has {model_cfg.n_items} items but data set {dataset.name!r} has {dataset.n_items}")
     extra = {"seed": tcfg.seed, "data": dataset.source.get("spec"), "merge": "gated"}  # merge used to train and select
+    if tcfg.reinit_last and (not tcfg.init_from or isinstance(model_cfg, FAMEConfig)):
+        raise FameError("--reinit-last restarts the last block of a SASRec trained on: pass it with --model sasrec "
+                        "and --init-from SASREC (FAME's build already draws its last layer afresh)")
     if tcfg.init_from and not resume:
         base = load_checkpoint(tcfg.init_from)
         check_dataset(base.provenance.dataset, dataset, where=f"--init-from {tcfg.init_from}")
@@ -391,7 +396,7 @@ def train(dataset: SequenceDataset, model_cfg: ModelConfig, tcfg: TrainConfig, o
         if isinstance(model_cfg, FAMEConfig):
             model = fame_from_sasrec(base, model_cfg, warm=tcfg.warm, seed=tcfg.seed)
         else:  # the equal-budget control: the same SASRec trained on with a fresh optimizer
-            model = sasrec_continued(base, model_cfg)
+            model = sasrec_continued(base, model_cfg, reinit_last=tcfg.reinit_last, seed=tcfg.seed)
     else:
         model = build_model(model_cfg)
     return fit(model, dataset, out, tcfg, resume=resume, progress=progress, stop_after=stop_after, extra_config=extra,

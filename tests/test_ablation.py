@@ -20,7 +20,7 @@ from fame_core.evaluate import evaluate
 from tests.conftest import TINY_WORLD
 
 REPO = Path(__file__).resolve().parents[1]
-ROWS = ["sasrec-cont", "fame-h2-n1"]
+ROWS = ["sasrec-cont", "fame-h2-n1", "sasrec-restart"]
 
 
 def ablation(tmp_path, *args):
@@ -76,6 +76,13 @@ def test_records_make_the_report_survive_lost_runs_and_a_shrinking_report_is_ref
     assert c["users_better"] == int((u_mine > u_theirs).sum()) and c["users_worse"] == int((u_mine < u_theirs).sum())
     assert (u_mine != u_theirs).any()
     assert np.isclose(c["user_wilcoxon_p"], stats.wilcoxon(u_mine, u_theirs).pvalue)
+    # the second control of a FAME row: the same base with its last block restarted (--reinit-last)
+    restart = np.array([tests["sasrec-restart", s] for s in (0, 1)])
+    assert json.loads((records / "sasrec-restart-s0.json").read_text())["train"]["reinit_last"] is True
+    assert report["rows"]["sasrec-restart"]["against_control"]["against"] == "sasrec-cont"
+    r = row["against_restart"]
+    assert r["against"] == "sasrec-restart" and np.isclose(r["relative_gain"], mine.mean() / restart.mean() - 1)
+    assert "against_restart" not in report["rows"]["sasrec-cont"]
 
     # the machine is lost: the records alone give the same report, and run trains nothing
     shutil.rmtree(runs)

@@ -115,6 +115,24 @@ def test_sasrec_continued_starts_from_the_base_weights(tmp_path, tiny_world):
     moved = load_checkpoint(tmp_path / "cont")
     assert not torch.equal(moved(seq).u, base(seq).u)      # it did train on
 
+    # the restart control: the last block drawn afresh except W_K and W_V; everything else is the base's
+    restarted = sasrec_continued(base, cfg("sasrec", n_items=tiny_world.n_items), reinit_last=True, seed=3)
+    mine, theirs = restarted.state_dict(), base.state_dict()
+    last = f"blocks.{len(base.blocks) - 1}."
+    kept = [k for k in theirs if not k.startswith(last) or k.startswith((last + "W_K.", last + "W_V."))]
+    drawn = [k for k in theirs if k not in kept]
+    assert all(torch.equal(mine[k], theirs[k]) for k in kept)
+    assert {k.split(".")[2] for k in drawn} == {"W_Q", "W_O", "ffn", "ln_attn", "ln_ffn"}
+    assert all(not torch.equal(mine[k], theirs[k]) for k in drawn if not k.startswith(last + "ln_"))
+    again = sasrec_continued(base, cfg("sasrec", n_items=tiny_world.n_items), reinit_last=True, seed=3)
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in mine.items())   # the seed fixes the draw
+    res = train(tiny_world, cfg("sasrec"), TrainConfig(epochs=1, batch_size=64, init_from=str(tmp_path / "sas"),
+                                                       reinit_last=True), tmp_path / "restart", progress=False)
+    assert json.loads((tmp_path / "restart" / "config.json").read_text())["train"]["reinit_last"] is True
+    with pytest.raises(FameError, match="--reinit-last restarts the last block"):
+        train(tiny_world, cfg(), TrainConfig(epochs=1, init_from=str(tmp_path / "sas"), reinit_last=True),
+              tmp_path / "y", progress=False)
+
 
 @pytest.mark.fast
 def test_bf16_autocast_trains_under_autocast_and_is_recorded(tmp_path, monkeypatch, tiny_world):

@@ -50,9 +50,14 @@ def config_from_dict(record, where: str = "model configuration") -> ModelConfig:
 
 
 @torch.no_grad()
-def sasrec_continued(sasrec: SASRec, cfg: SASRecConfig) -> SASRec:
+def sasrec_continued(sasrec: SASRec, cfg: SASRecConfig, reinit_last: bool = False, seed: int = 0) -> SASRec:
     """A copy of a trained SASRec to train on (with a fresh optimizer): the equal-budget control
-    for FAME, which the paper builds from the same SASRec and trains for further epochs."""
+    for FAME, which the paper builds from the same SASRec and trains for further epochs.
+
+    reinit_last: the last block is drawn afresh (SASRec's own initialisation, from `seed`) except
+    W_K and W_V, which are kept, as fame_from_sasrec keeps them and draws everything else of the
+    last layer anew. A control for the part of FAME's gain that a restart of the last block alone
+    would give."""
     s = sasrec.config
     for key in ("n_items", "d", "n_layers", "n_heads", "max_len", "ffn_dim", "activation"):
         if getattr(s, key) != getattr(cfg, key):
@@ -60,6 +65,13 @@ def sasrec_continued(sasrec: SASRec, cfg: SASRecConfig) -> SASRec:
                               f"{key}={getattr(cfg, key)}; pass the same value")
     model = SASRec(cfg)
     model.load_state_dict(sasrec.state_dict())
+    if reinit_last:
+        torch.manual_seed(seed)
+        fresh = SASRec(cfg).blocks[-1]
+        last = model.blocks[-1]
+        with torch.no_grad():
+            for name in ("W_Q", "W_O", "ffn", "ln_attn", "ln_ffn"):
+                getattr(last, name).load_state_dict(getattr(fresh, name).state_dict())
     return model
 
 
