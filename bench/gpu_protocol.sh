@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The long runs of issues 15, 16 and 18 on a machine with a CUDA GPU (the device tool), all at once:
-#   - the equal-budget ablation (bench/ablation.py), Beauty seeds 0-4 and Sports seeds 0-2, one process per seed,
+#   - the equal-budget ablation (bench/ablation.py, with its restart controls), Beauty seeds 0-4 and Sports seeds 0-2, one process per seed,
 #     with its row sasrec-bce (SASRec with the original BCE loss: the explanation tested for Table 2's SASRec row);
 #   - the mixture-likelihood gate variants (bench/facet_real.py), Beauty and Sports, seeds 0-2;
 #   - the Optuna studies on Beauty, SASRec and FAME with the same budget (bench/study.py);
@@ -29,7 +29,7 @@ go() {   # go NAME COMMAND...: one part in the background, cut after $MIN minute
   (timeout "${MIN}m" "$@" > "runs/logs/$name.log" 2>&1 || echo "$name: stopped ($?)" >> runs/logs/status) &
 }
 
-ROWS="sasrec sasrec-cont fame-h2-n4-warm-res sasrec-bce fame-h2-n4 fame-h2-n1 sasrec-h1 sasrec-h1-cont fame-h1-n1"  # most needed first
+ROWS="sasrec sasrec-cont fame-h2-n4-warm-res sasrec-bce fame-h2-n4 fame-h2-n1 sasrec-h1 sasrec-h1-cont fame-h1-n1 sasrec-restart sasrec-h1-restart"  # most needed first
 for s in 0 1 2; do go "ablation-sports-s$s" python bench/ablation.py run --data "$S" --seeds "$s" --rows $ROWS --device cuda; done
 for s in 0 1 2 3 4; do go "ablation-beauty-s$s" python bench/ablation.py run --data "$B" --seeds "$s" --rows $ROWS --device cuda; done
 # issue 16's candidates, most needed first: medium cluster heads (Beauty seeds 0-2 done on the CPU; never run on
