@@ -18,7 +18,15 @@ embedding size {64, 128}; heads {1, 2, 4, 8, 16} (those dividing d); experts {2,
 (FAME); feed-forward width {d, 4d} and activation {ReLU, GELU}; dropout [0.1, 0.6]; learning rate [1e-4, 3e-3] (log);
 max length {50, 100}; weight decay {0, 1e-5, 1e-4}; patience {10, 20, 40}; warm start and
 residual (FAME). The first two trials of each study are the SEEDED settings (ICLRec's code
-defaults at d = 64 and d = 128), then Optuna's TPE sampler. `--report` retrains the best configuration over `--seeds` and writes
+defaults at d = 64 and d = 128), then Optuna's TPE sampler.
+
+Pruning (`--pruner median`, the default): a trial reports its validation NDCG@20 after every
+epoch and Optuna's MedianPruner stops it once, past `--prune-warmup` epochs, its best so far is
+below the median of the earlier trials at the same epoch (the seeded trials always run to the
+end). It makes a study affordable on a CPU; its known bias is against settings that start slowly
+(low learning rates), so both studies use the same pruner and the report counts pruned trials and
+epochs trained. FAME trials are pruned on FAME's epochs; the shared base SASRec is never pruned.
+`--pruner none` runs every trial to its early stop. `--report` retrains the best configuration over `--seeds` and writes
 bench/results/study-<data>-<model>.json with the budget, every trial, the best configuration and
 its test numbers (mean and sample std over seeds).
 """
@@ -78,8 +86,22 @@ def key(p: dict) -> str:
     return f"d{p['d']}-h{p['n_heads']}-f{p['ffn_mult']}{act}-l{p['max_len']}-do{p['dropout']:.3f}"
 
 
+def report_epochs(trial, out: Path) -> None:
+    """Tell the trial its validation NDCG@20 of every epoch it has not been told yet (a resumed
+    trial is told the epochs of the run it resumes first)."""
+    from fame_core.checkpoint import read_metrics
+
+    told = trial.user_attrs.get("epochs_told", 0)
+    lines = read_metrics(out)
+    for line in lines[told:]:
+        trial.report(line["valid"]["NDCG@20"], line["epoch"])
+    trial.set_user_attr("epochs_told", len(lines))
+
+
 def train_config(data, model: str, p: dict, seed: int, out: Path, base: Path | None = None, epochs: int = 200,
-                 device: str = "auto"):
+                 device: str = "auto", trial=None):
+    """Train (or resume, or read back) one run. With a trial, one epoch at a time, its validation
+    NDCG@20 reported after each, and optuna.TrialPruned raised where the study's pruner says so."""
     from fame_core.models import model_config
     from fame_core.training import TrainConfig, train
 
@@ -94,17 +116,38 @@ def train_config(data, model: str, p: dict, seed: int, out: Path, base: Path | N
                        weight_decay=p["weight_decay"], patience=p["patience"], epochs=epochs,
                        init_from=str(base) if base else None, warm=bool(p.get("warm")) and base is not None,
                        device=device)
-    train(data, mcfg, tcfg, out, resume=(out / "train_state.pt").exists(), progress=sys.stderr.isatty())
+    while True:
+        r = train(data, mcfg, tcfg, out, resume=(out / "train_state.pt").exists(), progress=sys.stderr.isatty(),
+                  stop_after=None if trial is None else 1)
+        if trial is None:
+            break
+        report_epochs(trial, out)
+        if r["status"] == "finished":
+            break
+        if trial.should_prune():
+            import optuna
+
+            raise optuna.TrialPruned()
     return json.loads(config.read_text())
 
 
 def run_trial(data, model: str, p: dict, runs: Path, name: str, seed: int = 0, epochs: int = 200,
-              device: str = "auto") -> dict:
+              device: str = "auto", trial=None) -> dict:
+    """One trial's training; with `trial`, its epochs are reported and it may be pruned (never the
+    shared base SASRec of a FAME trial)."""
     if model == "sasrec":
-        return train_config(data, "sasrec", p, seed, runs / name, epochs=epochs, device=device)
+        return train_config(data, "sasrec", p, seed, runs / name, epochs=epochs, device=device, trial=trial)
     base = runs / "bases" / f"sasrec-{key(p)}-s{seed}"
     train_config(data, "sasrec", p, seed, base, epochs=epochs, device=device)
-    return train_config(data, "fame", p, seed, runs / name, base=base, epochs=epochs, device=device)
+    return train_config(data, "fame", p, seed, runs / name, base=base, epochs=epochs, device=device, trial=trial)
+
+
+def epochs_trained(runs: Path, t) -> int:
+    """Epochs a trial's own run trained (FAME: not counting its shared base)."""
+    from fame_core.checkpoint import read_metrics
+
+    run = runs / t.user_attrs.get("run", "")
+    return len(read_metrics(run)) if (run / "metrics.jsonl").exists() else 0
 
 
 def main() -> int:
@@ -120,18 +163,40 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--sampler-seed", type=int, default=0)
     ap.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    ap.add_argument("--pruner", choices=["median", "none"], default="median",
+                    help="median: stop a trial whose best validation NDCG@20 so far is below the median of earlier "
+                         "trials at the same epoch (default); none: every trial runs to its early stop")
+    ap.add_argument("--prune-warmup", type=int, default=8, help="epochs a trial always trains before it may be "
+                    "pruned (default 8)")
     ap.add_argument("--out", default=None, help="the --report JSON (default bench/results/study-<data>-<model>.json)")
     a = ap.parse_args()
 
     from fame_core.data import load_dataset
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if a.prune_warmup < 1:
+        print(f"error: --prune-warmup must be 1 or more epochs, not {a.prune_warmup}", file=sys.stderr)
+        return 2
+    # the seeded trials (ICLRec's defaults) run to the end and are the first yardstick
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=len(SEEDED), n_warmup_steps=a.prune_warmup) \
+        if a.pruner == "median" else optuna.pruners.NopPruner()
     data = load_dataset(a.data)
     runs = Path(a.runs or REPO / "runs" / "study" / data.name)
     runs.mkdir(parents=True, exist_ok=True)
     study = optuna.create_study(study_name=f"{data.name}-{a.model}", storage=f"sqlite:///{runs / 'study.db'}",
                                 direction="maximize", load_if_exists=True,
-                                sampler=optuna.samplers.TPESampler(seed=a.sampler_seed))
+                                sampler=optuna.samplers.TPESampler(seed=a.sampler_seed), pruner=pruner)
+    # one pruner per study, so that every trial of it was judged alike
+    pruner_name = f"median, warmup {a.prune_warmup} epochs" if a.pruner == "median" else "none"
+    if not a.report:
+        recorded = study.user_attrs.get("pruner")
+        if recorded is None and study.trials:
+            recorded = "none"     # a study begun before pruning existed ran every trial to its end
+        if recorded is not None and recorded != pruner_name:
+            print(f"error: the study {study.study_name!r} was run with the pruner {recorded!r}, not {pruner_name!r}; "
+                  f"pass the same --pruner/--prune-warmup, or a new --runs", file=sys.stderr)
+            return 2
+        study.set_user_attr("pruner", pruner_name)
     if not a.report:   # first in every study, new or not (a study made before the seeding gets them next)
         for params in SEEDED:
             study.enqueue_trial({**params, **(SEEDED_FAME if a.model == "fame" else {})}, skip_if_exists=True)
@@ -148,8 +213,10 @@ def main() -> int:
         name = trial.user_attrs.get("resumes", f"{a.model}-t{trial.number}")
         trial.set_user_attr("run", name)
         t0 = time.time()
-        conf = run_trial(data, a.model, p, runs, name, epochs=a.epochs, device=a.device)
-        trial.set_user_attr("seconds", round(time.time() - t0, 1))
+        try:
+            conf = run_trial(data, a.model, p, runs, name, epochs=a.epochs, device=a.device, trial=trial)
+        finally:
+            trial.set_user_attr("seconds", round(time.time() - t0, 1))
         trial.set_user_attr("best_epoch", conf["best_epoch"])
         return conf["valid"]["NDCG@20"]
 
@@ -157,14 +224,17 @@ def main() -> int:
     # ("resumes" names the run of the trial first killed; studies made before "replaces" have only it)
     replaced = {t.user_attrs.get("replaces") for t in study.trials} | \
         {int(t.user_attrs["resumes"].rsplit("-t", 1)[1]) for t in study.trials if "resumes" in t.user_attrs}
-    finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE or
+    ended = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    finished = [t for t in study.trials if t.state in ended or
                 (t.state == optuna.trial.TrialState.FAIL and t.number not in replaced)]
     if not a.report:
         left = max(0, a.trials - len(finished))
         if left:
             study.optimize(objective, n_trials=left, catch=(Exception,))
         done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-        print(f"{len(done)} trials complete; best validation NDCG@20 {study.best_value:.4f} with {study.best_params}")
+        pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
+        print(f"{len(done)} trials complete, {pruned} pruned; best validation NDCG@20 {study.best_value:.4f} "
+              f"with {study.best_params}")
         return 0
 
     best = study.best_trial
@@ -177,9 +247,14 @@ def main() -> int:
     summary = {m: {"mean": float(np.mean([r["test"][m] for r in rows])),
                    "std": float(np.std([r["test"][m] for r in rows], ddof=1)) if len(rows) > 1 else None}
                for m in METRICS}
-    report = {"data": data.name, "model": a.model, "budget": {"trials": len(finished), "epochs_cap": a.epochs},
+    budget = {"trials": len(finished), "epochs_cap": a.epochs,
+              "pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in finished),
+              "epochs_trained": sum(epochs_trained(runs, t) for t in finished),
+              "pruner": study.user_attrs.get("pruner", "not recorded")}
+    report = {"data": data.name, "model": a.model, "budget": budget,
               "objective": "validation NDCG@20 (test never used in the search)",
               "trials": [{"number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
+                          "best_valid_reported": max(t.intermediate_values.values(), default=None),
                           **t.user_attrs} for t in finished],
               "best": {"params": best.params, "valid_NDCG@20": best.value}, "seeds": rows, "test_summary": summary}
     out = Path(a.out) if a.out else REPO / "bench" / "results" / f"study-{data.name}-{a.model}.json"

@@ -99,3 +99,50 @@ def test_report_reads_a_trial_made_before_the_activation_was_searched(tmp_path):
     conf = json.loads((tmp_path / "runs" / "best-sasrec-s0" / "config.json").read_text())
     assert conf["model"]["activation"] == "relu" and conf["model"]["ffn_dim"] == 64
     assert json.loads(out.read_text())["budget"]["trials"] == 1
+
+
+def load_module():
+    spec = importlib.util.spec_from_file_location("study", REPO / "bench" / "study.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_trial_reports_every_epoch_and_a_pruned_run_stays_resumable(tmp_path):
+    import optuna
+
+    from fame_core.checkpoint import read_metrics
+    from fame_core.data import load_dataset
+
+    class PruneAtEpoch2(optuna.pruners.BasePruner):     # a pruner that says "stop" at epoch 2, whatever the value
+        def prune(self, study, trial):
+            return max(trial.intermediate_values, default=0) >= 2
+
+    module, data = load_module(), load_dataset(TINY_WORLD)
+    st = optuna.create_study(direction="maximize", pruner=PruneAtEpoch2())
+    p = {**module.SEEDED[0], "patience": 40}
+    st.optimize(lambda t: module.run_trial(data, "sasrec", p, tmp_path, "run", epochs=5, trial=t)["valid"]["NDCG@20"],
+                n_trials=1)
+    t = st.trials[0]
+    assert t.state == optuna.trial.TrialState.PRUNED
+    lines = read_metrics(tmp_path / "run")
+    assert len(lines) == 2 and (tmp_path / "run" / "train_state.pt").exists()     # stopped as if killed
+    assert t.intermediate_values == {ln["epoch"]: ln["valid"]["NDCG@20"] for ln in lines}
+    # a run that is not pruned reports all its epochs and ends finished, with the value of its best epoch
+    st2 = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
+    st2.optimize(lambda t: module.run_trial(data, "sasrec", p, tmp_path, "full", epochs=3, trial=t)["valid"]["NDCG@20"],
+                 n_trials=1)
+    done = st2.trials[0]
+    full = read_metrics(tmp_path / "full")
+    assert done.state == optuna.trial.TrialState.COMPLETE and sorted(done.intermediate_values) == [1, 2, 3]
+    assert done.value == pytest.approx(max(ln["valid"]["NDCG@20"] for ln in full))
+    assert not (tmp_path / "full" / "train_state.pt").exists()
+
+
+def test_a_study_keeps_its_pruner(tmp_path):
+    assert study(tmp_path, "--model", "sasrec", "--trials", "1", "--pruner", "none").returncode == 0
+    r = study(tmp_path, "--model", "sasrec", "--trials", "2")
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error: ") and "'none'" in r.stderr
+    assert trials(tmp_path) == [("COMPLETE", 1)]
+    bad = study(tmp_path, "--model", "sasrec", "--trials", "1", "--pruner", "none", "--prune-warmup", "0")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: ")
