@@ -244,9 +244,23 @@ def per_user_ndcg(ranks: np.ndarray, k: int = 20) -> np.ndarray:
     return np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)
 
 
-def compare(table: dict, name: str, control: str, base: str | None) -> dict:
+def length_groups(lengths: np.ndarray, n: int = 4) -> tuple[np.ndarray, list[str]]:
+    """Test users in (about) equal-count groups by the length of their test history: group 0 is
+    lengths <= the first quartile, group k lengths in (edge k, edge k+1]. Tied quartiles merge."""
+    lengths = np.asarray(lengths)
+    edges = np.unique(np.quantile(lengths, np.linspace(0, 1, n + 1)).astype(int))
+    inner = edges[1:-1]
+    groups = np.searchsorted(inner, lengths, side="left")
+    lows = [int(lengths.min()), *(int(e) + 1 for e in inner)]
+    highs = [*(int(e) for e in inner), int(lengths.max())]
+    return groups, [f"{lo}-{hi}" if lo != hi else f"{lo}" for lo, hi in zip(lows, highs)]
+
+
+def compare(table: dict, name: str, control: str, base: str | None, lengths: np.ndarray | None = None) -> dict:
     """Row `name` against row `control` on their common seeds: the test NDCG@20 difference, a paired
-    t-test by seed, and the per-user Wilcoxon signed-rank test (each user's mean over the seeds)."""
+    t-test by seed, and the per-user Wilcoxon signed-rank test (each user's mean over the seeds);
+    with `lengths` (each test user's history length), the same per-user reading within quartiles
+    of history length: where the gain lands."""
     from scipy import stats
 
     by_seed = table[name]
@@ -269,6 +283,18 @@ def compare(table: dict, name: str, control: str, base: str | None) -> dict:
         cmp["users_better"] = int((d > 0).sum())
         cmp["users_worse"] = int((d < 0).sum())
         cmp["user_wilcoxon_p"] = float(stats.wilcoxon(u_mine, u_theirs).pvalue) if (d != 0).any() else 1.0
+        if lengths is not None and len(lengths) == len(d):
+            groups, labels = length_groups(lengths)
+            cmp["by_history_length"] = []
+            for g, label in enumerate(labels):
+                sel = groups == g
+                m, t, dg = u_mine[sel], u_theirs[sel], d[sel]
+                cmp["by_history_length"].append({
+                    "history_length": label, "users": int(sel.sum()), "ndcg20": float(m.mean()),
+                    "control_ndcg20": float(t.mean()),
+                    "relative_gain": float(m.mean() / t.mean() - 1) if t.mean() > 0 else None,
+                    "users_better": int((dg > 0).sum()), "users_worse": int((dg < 0).sum()),
+                    "user_wilcoxon_p": float(stats.wilcoxon(m, t).pvalue) if (dg != 0).any() else 1.0})
     return cmp
 
 
@@ -294,11 +320,14 @@ def cmd_report(a, data, runs: Path, records: Path) -> int:
             raise RecordError(f"{out} holds {len(lost)} (row, seed) pairs that neither a record in {records} nor a "
                               f"finished run provides (e.g. {lost[0][0]} seed {lost[0][1]}); rerun seeds "
                               f"{' '.join(map(str, seeds))} with `run` first, or pass --allow-fewer to replace it")
+    # each test user's history length, in the order of the records' ranks (evaluate's row order)
+    lengths = np.array([len(data.sequences[r]) - 1 for r in data.splittable_rows()])
     report = {"data": data.name, "seeds": a.seeds, "protocol": "leave-one-out, full ranking, history masked; "
               "every run selected on validation NDCG@20; test metrics of the selected epoch",
               "statistics": "mean and sample std (ddof=1) over seeds; paired t-test by seed (scipy.stats.ttest_rel); "
               "per-user Wilcoxon signed-rank test on NDCG@20 (each user's mean over the common seeds; "
-              "scipy.stats.wilcoxon, two-sided, zero differences dropped)",
+              "scipy.stats.wilcoxon, two-sided, zero differences dropped); by_history_length: the same per-user "
+              "reading within quartiles of the test users' history length (no correction for the four tests)",
               "rows": {}}
     for name, by_seed in table.items():
         seeds = sorted(by_seed)
@@ -312,10 +341,10 @@ def cmd_report(a, data, runs: Path, records: Path) -> int:
         base = ROWS[name][5]
         control = CONTROL.get(base) if base else COMPARE.get(name)
         if control and control != name and control in table:
-            row["against_control"] = compare(table, name, control, base)
+            row["against_control"] = compare(table, name, control, base, lengths)
         restart = RESTART_CONTROL.get(base) if ROWS[name][0] == "fame" else None
         if restart and restart in table:
-            row["against_restart"] = compare(table, name, restart, base)
+            row["against_restart"] = compare(table, name, restart, base, lengths)
         report["rows"][name] = row
     out.parent.mkdir(parents=True, exist_ok=True)
     _write_atomic(out, lambda f: f.write_text(json.dumps(report, indent=2) + "\n"))   # a kill leaves the previous one

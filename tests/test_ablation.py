@@ -76,6 +76,16 @@ def test_records_make_the_report_survive_lost_runs_and_a_shrinking_report_is_ref
     assert c["users_better"] == int((u_mine > u_theirs).sum()) and c["users_worse"] == int((u_mine < u_theirs).sum())
     assert (u_mine != u_theirs).any()
     assert np.isclose(c["user_wilcoxon_p"], stats.wilcoxon(u_mine, u_theirs).pvalue)
+    # where the gain lands: quartiles of history length, each read directly from the users' lengths
+    lengths = np.array([len(data.sequences[i]) - 1 for i in data.splittable_rows()])
+    groups = c["by_history_length"]
+    assert len(groups) >= 2 and sum(g["users"] for g in groups) == len(u_mine)
+    lo, hi = (int(x) for x in groups[0]["history_length"].split("-"))
+    sel = (lengths >= lo) & (lengths <= hi)
+    assert lo == lengths.min() and groups[0]["users"] == sel.sum()
+    assert np.isclose(groups[0]["ndcg20"], u_mine[sel].mean()) and np.isclose(groups[0]["control_ndcg20"], u_theirs[sel].mean())
+    assert np.isclose(sum(g["ndcg20"] * g["users"] for g in groups) / len(u_mine), u_mine.mean())
+    assert int(groups[-1]["history_length"].split("-")[-1]) == lengths.max()
     # the second control of a FAME row: the same base with its last block restarted (--reinit-last)
     restart = np.array([tests["sasrec-restart", s] for s in (0, 1)])
     assert json.loads((records / "sasrec-restart-s0.json").read_text())["train"]["reinit_last"] is True
