@@ -363,9 +363,90 @@ def cmd_report(a, data, runs: Path, records: Path) -> int:
     return 0
 
 
+# the figure's rows, top to bottom: each family's controls, then its FAME rows (sasrec-bce, far
+# below, would squash the axis: it is in the report and the docs, not here)
+FIGURE_ROWS = ["sasrec", "sasrec-cont", "sasrec-restart", "fame-h2-n1", "fame-h2-n4", "fame-h2-n4-warm-res",
+               "sasrec-h1", "sasrec-h1-cont", "sasrec-h1-restart", "fame-h1-n1"]
+
+
+def ablation_figure(report: dict):
+    """Test NDCG@20 of every row: each seed a dot, the mean a tick with +-1 sample sd, the
+    equal-budget control's mean a dashed line per family; beside each row, in a table, its seeds and
+    its gain over the equal-budget and the restart controls with both tests. Returns (figure,
+    table of the plotted numbers)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    from matplotlib import rc_context
+
+    from fame_core.export import SHARED_COLOUR, STYLE, TARGET_COLOUR, WIDTHS
+
+    names = [n for n in FIGURE_ROWS if n in report["rows"]]
+    if not names:
+        raise RecordError("the report holds none of the figure's rows; run `report` after some rows finished")
+
+    def gain(c: dict | None, row: dict) -> str:
+        if not c:
+            return "–"
+        seed = f"{c['seed_ttest_p']:.2g} / " if "seed_ttest_p" in c else ""
+        fewer = f" [seed {', '.join(map(str, c['seeds']))}]" if len(c["seeds"]) < len(row["seeds"]) else ""
+        return f"{c['relative_gain']:+.1%} (p {seed}{c['user_wilcoxon_p']:.1g}){fewer}"
+
+    table = []
+    with rc_context(STYLE):
+        fig, (ax, tx) = plt.subplots(1, 2, figsize=(WIDTHS["double"], 0.24 * len(names) + 1.0), sharey=True,
+                                     gridspec_kw={"width_ratios": [1.0, 1.25]}, constrained_layout=True)
+        for y, name in enumerate(names):
+            row = report["rows"][name]
+            v = row["test"]["NDCG@20"]
+            colour = TARGET_COLOUR if ROWS[name][0] == "fame" else SHARED_COLOUR
+            ax.scatter(v["values"], [y] * len(v["values"]), s=10, color=colour, alpha=0.5, lw=0, zorder=2)
+            ax.errorbar(v["mean"], y, xerr=v["std"], fmt="|", ms=9, color=colour, capsize=2, lw=1, zorder=3)
+            for x, text in ((0.0, str(len(v["values"]))), (0.12, gain(row.get("against_control"), row)),
+                            (0.58, gain(row.get("against_restart"), row))):
+                tx.text(x, y, text, va="center", fontsize=6.5, transform=tx.get_yaxis_transform())
+            table.append({"row": name, "seeds": len(v["values"]), "mean": v["mean"], "sample_std": v["std"],
+                          **{f"seed {s}": x for s, x in zip(row["seeds"], v["values"])},
+                          **{f"{k} gain": row[k]["relative_gain"] for k in ("against_control", "against_restart")
+                             if k in row}})
+        for control in ("sasrec-cont", "sasrec-h1-cont"):
+            if control in names:
+                base = ROWS[control][5]
+                ys = [i for i, n in enumerate(names) if n == base or ROWS[n][5] == base]
+                ax.vlines(report["rows"][control]["test"]["NDCG@20"]["mean"], min(ys) - 0.4, max(ys) + 0.4,
+                          colors="0.45", linestyles="--", lw=0.7, zorder=1)
+        ax.set_yticks(range(len(names)), names)
+        ax.set_ylim(len(names) - 0.5, -1.2)
+        ax.set_xlabel("test NDCG@20\ndots: seeds; tick: mean \u00b1 1 sample sd; dashed: equal-budget control")
+        for x, head in ((0.0, "seeds"), (0.12, "vs equal-budget control"), (0.58, "vs restart control")):
+            tx.text(x, -1.0, head, va="center", fontsize=6.5, fontweight="bold", transform=tx.get_yaxis_transform())
+        tx.axis("off")
+        tx.set_title("gain in mean test NDCG@20 (p: t by seed / Wilcoxon over users)", fontsize=7, loc="left")
+        seeds = sorted({s for n in names for s in report["rows"][n]["seeds"]})
+        ax.set_title(f"{report['data']}, seeds {', '.join(map(str, seeds))}", fontsize=8, loc="left")
+    return fig, pd.DataFrame(table).set_index("row")
+
+
+def cmd_figure(a, data) -> int:
+    from fame_core.export import save_figure
+
+    path = Path(a.results) / f"ablation-{data.name}.json"
+    if not path.exists():
+        raise RecordError(f"{path} does not exist; run `report` first")
+    report = json.loads(path.read_text())
+    fig, table = ablation_figure(report)
+    stem = Path(a.figure) if a.figure else REPO / "docs" / f"ablation-{data.name}"
+    written = save_figure(fig, table, stem, {"figure": "equal-budget ablation", "source": str(path.name),
+                                             "statistics": report.get("statistics")})
+    print("written " + ", ".join(str(w) for w in written), file=sys.stderr)
+    return 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("command", choices=["run", "report"])
+    p.add_argument("command", choices=["run", "report", "figure"])
+    p.add_argument("--figure", default=None, help="figure: the files' stem (default docs/ablation-<data>)")
     p.add_argument("--data", required=True)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--rows", nargs="+", choices=list(ROWS), default=None, help="default: all rows")
@@ -390,6 +471,8 @@ def main() -> int:
     runs.mkdir(parents=True, exist_ok=True)
     records = Path(a.results) / "ablation-runs" / data.name
     try:
+        if a.command == "figure":
+            return cmd_figure(a, data)
         return cmd_run(a, data, runs, records) if a.command == "run" else cmd_report(a, data, runs, records)
     except RecordError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -170,3 +170,27 @@ def test_a_record_round_trips_ranks_past_the_clip_and_a_half_record_is_an_error(
     with ablation_mod.run_lock(out):
         assert lock.read_text() == str(os.getpid())
     assert not lock.exists() and not out.exists()
+
+
+def test_the_figure_is_drawn_from_the_report_with_its_numbers_and_editable_text(tmp_path):
+    data = load_dataset(TINY_WORLD)
+    r = ablation(tmp_path, "figure")
+    assert r.returncode == 2 and r.stderr.startswith("error: ") and "report" in r.stderr   # no report yet
+    ndcg = {"sasrec-cont": [0.0300, 0.0304], "fame-h2-n4": [0.0306, 0.0310]}
+    rows = {n: {"seeds": [0, 1], "test": {"NDCG@20": {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)),
+                                                        "values": v}}} for n, v in ndcg.items()}
+    rows["fame-h2-n4"]["against_control"] = {"against": "sasrec-cont", "seeds": [0, 1], "relative_gain": 0.0203,
+                                             "seed_ttest_p": 0.004, "user_wilcoxon_p": 3e-5}
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / f"ablation-{data.name}.json").write_text(json.dumps({"data": data.name, "rows": rows}))
+    stem = tmp_path / "fig" / "ablation"
+    r = ablation(tmp_path, "figure", "--figure", str(stem))
+    assert r.returncode == 0, r.stderr
+    import pandas as pd
+    table = pd.read_csv(stem.with_suffix(".csv"), index_col="row")
+    assert list(table.index) == ["sasrec-cont", "fame-h2-n4"]            # the figure's order, top to bottom
+    assert np.isclose(table.loc["fame-h2-n4", "mean"], 0.0308) and np.isclose(table.loc["fame-h2-n4", "sample_std"],
+                                                                              np.std([0.0306, 0.0310], ddof=1))
+    svg = stem.with_suffix(".svg").read_text()
+    assert "fame-h2-n4" in svg and "+2.0% (p 0.004 / 3e-05)" in svg and "sample sd" in svg   # text, not paths
+    assert stem.with_suffix(".pdf").stat().st_size > 0 and stem.with_suffix(".png").stat().st_size > 0
