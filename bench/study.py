@@ -98,6 +98,15 @@ def report_epochs(trial, out: Path) -> None:
     trial.set_user_attr("epochs_told", len(lines))
 
 
+def run_is_over(out: Path, tcfg) -> bool:
+    """True when the run's next call would train nothing: the epoch cap is reached or patience ran out."""
+    from fame_core.checkpoint import read_metrics
+
+    lines = read_metrics(out)
+    since_best = next((i for i, line in enumerate(reversed(lines)) if line.get("best")), len(lines))
+    return len(lines) >= tcfg.epochs or since_best >= tcfg.patience
+
+
 def train_config(data, model: str, p: dict, seed: int, out: Path, base: Path | None = None, epochs: int = 200,
                  device: str = "auto", trial=None):
     """Train (or resume, or read back) one run. With a trial, one epoch at a time, its validation
@@ -124,6 +133,8 @@ def train_config(data, model: str, p: dict, seed: int, out: Path, base: Path | N
         report_epochs(trial, out)
         if r["status"] == "finished":
             break
+        if run_is_over(out, tcfg):   # its last epoch: one more call lets train finish it (never pruned there)
+            continue
         if trial.should_prune():
             import optuna
 

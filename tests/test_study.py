@@ -137,6 +137,12 @@ def test_a_trial_reports_every_epoch_and_a_pruned_run_stays_resumable(tmp_path):
     assert done.state == optuna.trial.TrialState.COMPLETE and sorted(done.intermediate_values) == [1, 2, 3]
     assert done.value == pytest.approx(max(ln["valid"]["NDCG@20"] for ln in full))
     assert not (tmp_path / "full" / "train_state.pt").exists()
+    # a run at its natural end (here the epoch cap, 2) is finished, not pruned, whatever the pruner says
+    st3 = optuna.create_study(direction="maximize", pruner=PruneAtEpoch2())
+    st3.optimize(lambda t: module.run_trial(data, "sasrec", p, tmp_path, "capped", epochs=2, trial=t)["valid"]["NDCG@20"],
+                 n_trials=1)
+    assert st3.trials[0].state == optuna.trial.TrialState.COMPLETE
+    assert not (tmp_path / "capped" / "train_state.pt").exists()
 
 
 def test_a_study_keeps_its_pruner(tmp_path):
