@@ -327,7 +327,7 @@ def cmd_report(a, data, runs: Path, records: Path) -> int:
               "statistics": "mean and sample std (ddof=1) over seeds; paired t-test by seed (scipy.stats.ttest_rel); "
               "per-user Wilcoxon signed-rank test on NDCG@20 (each user's mean over the common seeds; "
               "scipy.stats.wilcoxon, two-sided, zero differences dropped); by_history_length: the same per-user "
-              "reading within quartiles of the test users' history length (no correction for the four tests)",
+              "reading within quartiles of the test users' history length (no correction for the several groups' tests)",
               "rows": {}}
     for name, by_seed in table.items():
         seeds = sorted(by_seed)
@@ -387,7 +387,7 @@ def ablation_figure(report: dict):
         raise RecordError("the report holds none of the figure's rows; run `report` after some rows finished")
 
     def gain(c: dict | None, row: dict) -> str:
-        if not c:
+        if not c or c.get("relative_gain") is None:   # no control, or no seed in common with it
             return "–"
         seed = f"{c['seed_ttest_p']:.2g} / " if "seed_ttest_p" in c else ""
         fewer = f" [seed {', '.join(map(str, c['seeds']))}]" if len(c["seeds"]) < len(row["seeds"]) else ""

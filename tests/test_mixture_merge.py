@@ -2,7 +2,6 @@
 model's own ranking, as the evaluator gives it) and by the probability mixture sum_h g_h softmax_h,
 the latter checked against a direct computation for every user."""
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -12,17 +11,14 @@ import pytest
 import torch
 
 from fame_core.evaluate import evaluate
-from tests.conftest import make_model
+from tests.conftest import bench_module, make_model
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "bench" / "mixture_merge.py"
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("mixture_merge", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return bench_module("mixture_merge")
 
 
 @pytest.mark.fast

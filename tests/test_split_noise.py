@@ -1,6 +1,5 @@
 """bench/split_noise.py: the standard error of a one-seed relative NDCG@20 difference."""
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -9,15 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import bench_module
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "bench" / "split_noise.py"
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("split_noise", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return bench_module("split_noise")
 
 
 @pytest.mark.fast
