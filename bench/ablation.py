@@ -246,10 +246,14 @@ def per_user_ndcg(ranks: np.ndarray, k: int = 20) -> np.ndarray:
 
 def length_groups(lengths: np.ndarray, n: int = 4) -> tuple[np.ndarray, list[str]]:
     """Test users in (about) equal-count groups by the length of their test history: group 0 is
-    lengths <= the first quartile, group k lengths in (edge k, edge k+1]. Tied quartiles merge."""
+    lengths <= the first edge, group k lengths in (edge k, edge k+1]. The edges are lengths that
+    occur (numpy's `inverted_cdf` quantiles), so no group is empty; tied quantiles merge (a value
+    held by more than a quarter of the users may fill several quartiles), but two values never share
+    a group when each is held by a quarter of the users or more."""
     lengths = np.asarray(lengths)
-    edges = np.unique(np.quantile(lengths, np.linspace(0, 1, n + 1)).astype(int))
-    inner = edges[1:-1]
+    edges = np.quantile(lengths, np.linspace(0, 1, n + 1)[1:-1], method="inverted_cdf")
+    inner = np.unique(edges)
+    inner = inner[inner < lengths.max()].astype(int)   # an edge at the maximum would leave the top group empty
     groups = np.searchsorted(inner, lengths, side="left")
     lows = [int(lengths.min()), *(int(e) + 1 for e in inner)]
     highs = [*(int(e) for e in inner), int(lengths.max())]

@@ -17,7 +17,10 @@ from scipy import stats
 from fame_core.checkpoint import load_checkpoint
 from fame_core.data import load_dataset
 from fame_core.evaluate import evaluate
-from tests.conftest import TINY_WORLD
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import TINY_WORLD, bench_module
 
 REPO = Path(__file__).resolve().parents[1]
 ROWS = ["sasrec-cont", "fame-h2-n1", "sasrec-restart"]
@@ -194,3 +197,30 @@ def test_the_figure_is_drawn_from_the_report_with_its_numbers_and_editable_text(
     svg = stem.with_suffix(".svg").read_text()
     assert "fame-h2-n4" in svg and "+2.0% (p 0.004 / 3e-05)" in svg and "sample sd" in svg   # text, not paths
     assert stem.with_suffix(".pdf").stat().st_size > 0 and stem.with_suffix(".png").stat().st_size > 0
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("lengths, labels", [
+    ([4] * 50 + [5] * 50, ["4", "5"]),                        # two values: two groups (the old flooring merged them)
+    ([4] * 30 + [6] * 40 + [9] * 30, ["4", "5-6", "7-9"]),   # gaps between values: no empty group
+    (list(range(1, 9)), ["1-2", "3-4", "5-6", "7-8"]),        # distinct values: quartiles
+    ([7] * 10, ["7"]),
+])
+def test_length_groups_are_never_empty_and_keep_distinct_values_apart(lengths, labels):
+    groups, got = bench_module("ablation").length_groups(np.array(lengths))
+    assert got == labels
+    assert sorted(set(groups.tolist())) == list(range(len(labels)))   # every group holds users
+
+
+@pytest.mark.fast
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(1, 60), min_size=1, max_size=300))
+def test_length_groups_labels_hold_their_users(lengths):
+    lengths = np.array(lengths)
+    groups, labels = bench_module("ablation").length_groups(lengths)
+    assert 1 <= len(labels) <= 4 and np.all(np.diff(groups[np.argsort(lengths, kind="stable")]) >= 0)
+    for g, label in enumerate(labels):
+        lo, hi = (int(x) for x in (label.split("-") * 2)[:2])
+        sel = groups == g
+        assert sel.any() and lengths[sel].min() >= lo and lengths[sel].max() <= hi
+        assert ((lengths >= lo) & (lengths <= hi) == sel).all()
