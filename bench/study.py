@@ -7,10 +7,15 @@
 One study per (data set, model) in runs/study/<data>/study.db, so SASRec and FAME are tuned with
 the same trial budget and neither more than the other; a killed study continues where it
 stopped (`--trials` is the total wanted, finished and failed trials count; an interrupted trial
-is resumed from its checkpoint). Each trial is one full training with early stopping on
-validation NDCG@20; the objective is that validation NDCG@20 — test is never looked at while
-searching. FAME trials follow the paper's pipeline: a SASRec with the trial's shared settings
-(embedding size, heads, layers, max length, dropout, feed-forward) is trained first and reused by
+is resumed from its checkpoint). After every trial the database is copied (SQLite's backup, then
+an atomic rename) to `--keep` (default bench/results/study-<data>.db, committed), and a machine
+that has no runs/study/<data>/study.db starts from that copy: the finished trials survive the
+loss of runs/, as the ablation's records do (a trial cut by the loss is trained again from its
+start). A copy holding more trials than the runs' database is never replaced (error, exit 2).
+Each trial is one full training with early stopping on validation NDCG@20; the objective is
+that validation NDCG@20 — test is never looked at while searching. FAME trials follow the
+paper's pipeline: a SASRec with the trial's shared settings (embedding size, heads, layers, max
+length, dropout, feed-forward) is trained first and reused by
 every later trial with the same shared settings; FAME is built from it.
 
 Search space (the paper's grids where it states one, Sec. 5.1; ICLRec's code defaults included):
@@ -34,6 +39,7 @@ its test numbers (mean and sample std over seeds).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -161,6 +167,43 @@ def epochs_trained(runs: Path, t) -> int:
     return len(read_metrics(run)) if (run / "metrics.jsonl").exists() else 0
 
 
+def trial_count(db: Path) -> int:
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
+        try:
+            return con.execute("select count(*) from trials").fetchone()[0]
+        except sqlite3.DatabaseError:   # no such table (an empty file) or not a database
+            return -1
+
+
+def restore(keep: Path, db: Path) -> None:
+    """Start this machine's study from the kept copy (only where it has none: link() refuses to
+    replace, so two studies starting together restore once)."""
+    import shutil
+
+    tmp = db.with_name(f"{db.name}.tmp-{os.getpid()}")
+    shutil.copyfile(keep, tmp)
+    try:
+        os.link(tmp, db)
+        print(f"study: started from the kept copy {keep}", file=sys.stderr)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+
+
+def keep_copy(db: Path, keep: Path) -> None:
+    """Copy the study database to `keep` as one consistent snapshot (SQLite's backup API, which
+    other writers may use meanwhile) and rename it into place: a kill leaves the previous copy."""
+    import sqlite3
+
+    tmp = keep.with_name(f"{keep.name}.tmp-{os.getpid()}")
+    with contextlib.closing(sqlite3.connect(db)) as src, contextlib.closing(sqlite3.connect(tmp)) as dst:
+        src.backup(dst)
+    tmp.replace(keep)
+
+
 def main() -> int:
     import optuna
 
@@ -179,6 +222,9 @@ def main() -> int:
                          "trials at the same epoch (default); none: every trial runs to its early stop")
     ap.add_argument("--prune-warmup", type=int, default=8, help="epochs a trial always trains before it may be "
                     "pruned (default 8)")
+    ap.add_argument("--keep", default=None, help="the study database's durable copy, updated after every trial "
+                    "(default bench/results/study-<data>.db); a machine without runs/study/<data>/study.db starts "
+                    "from it")
     ap.add_argument("--out", default=None, help="the --report JSON (default bench/results/study-<data>-<model>.json)")
     a = ap.parse_args()
 
@@ -194,7 +240,17 @@ def main() -> int:
     data = load_dataset(a.data)
     runs = Path(a.runs or REPO / "runs" / "study" / data.name)
     runs.mkdir(parents=True, exist_ok=True)
-    study = optuna.create_study(study_name=f"{data.name}-{a.model}", storage=f"sqlite:///{runs / 'study.db'}",
+    db = runs / "study.db"
+    keep = Path(a.keep) if a.keep else REPO / "bench" / "results" / f"study-{data.name}.db"
+    if keep.exists() and not db.exists():
+        restore(keep, db)
+    if keep.exists() and trial_count(keep) > trial_count(db):
+        print(f"error: the kept study {keep} holds {trial_count(keep)} trials, {db} only {trial_count(db)}: it would "
+              f"be replaced by the smaller one; move {db} aside to start from the kept copy, or pass another --keep",
+              file=sys.stderr)
+        return 2
+    keep.parent.mkdir(parents=True, exist_ok=True)
+    study = optuna.create_study(study_name=f"{data.name}-{a.model}", storage=f"sqlite:///{db}",
                                 direction="maximize", load_if_exists=True,
                                 sampler=optuna.samplers.TPESampler(seed=a.sampler_seed), pruner=pruner)
     # one pruner per study, so that every trial of it was judged alike
@@ -241,7 +297,9 @@ def main() -> int:
     if not a.report:
         left = max(0, a.trials - len(finished))
         if left:
-            study.optimize(objective, n_trials=left, catch=(Exception,))
+            study.optimize(objective, n_trials=left, catch=(Exception,),
+                           callbacks=[lambda st, t: keep_copy(db, keep)])
+        keep_copy(db, keep)
         done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
         pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
         print(f"{len(done)} trials complete, {pruned} pruned; best validation NDCG@20 {study.best_value:.4f} "

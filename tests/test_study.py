@@ -21,7 +21,7 @@ pytest.importorskip("optuna")
 
 def study(tmp_path, *args):
     cmd = [sys.executable, str(REPO / "bench" / "study.py"), "--data", TINY_WORLD, "--epochs", "1",
-           "--runs", str(tmp_path / "runs"), *args]
+           "--runs", str(tmp_path / "runs"), "--keep", str(tmp_path / "kept.db"), *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
@@ -152,3 +152,24 @@ def test_a_study_keeps_its_pruner(tmp_path):
     assert trials(tmp_path) == [("COMPLETE", 1)]
     bad = study(tmp_path, "--model", "sasrec", "--trials", "1", "--pruner", "none", "--prune-warmup", "0")
     assert bad.returncode == 2 and bad.stderr.startswith("error: ")
+
+
+def test_the_kept_copy_brings_a_study_back_after_the_runs_are_lost(tmp_path):
+    import shutil
+
+    assert study(tmp_path, "--model", "sasrec", "--trials", "1").returncode == 0
+    kept = tmp_path / "kept.db"
+    with sqlite3.connect(kept) as db:    # the copy is a whole database with the finished trial
+        assert db.execute("select state from trials where state != 'WAITING'").fetchall() == [("COMPLETE",)]
+    shutil.rmtree(tmp_path / "runs")     # the machine is lost
+    r = study(tmp_path, "--model", "sasrec", "--trials", "1")
+    assert r.returncode == 0, r.stderr
+    assert "kept copy" in r.stderr and trials(tmp_path) == [("COMPLETE", 1)]
+    assert not (tmp_path / "runs" / "sasrec-t1").exists(), "a finished trial was trained again"
+    # a runs database with fewer trials than the copy never replaces it
+    before = kept.read_bytes()
+    with sqlite3.connect(tmp_path / "runs" / "study.db") as db:
+        db.execute("delete from trials where state = 'COMPLETE'")
+    r = study(tmp_path, "--model", "sasrec", "--trials", "2")
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error: ") and "move" in r.stderr
+    assert kept.read_bytes() == before
