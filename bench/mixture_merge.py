@@ -5,9 +5,10 @@
 FAME ranks by the gate-weighted sum of the heads' scores (logits). A model trained with the
 mixture-of-experts likelihood (`--mixture-likelihood`, cluster heads) is, for that term, a mixture
 of the heads' softmaxes, so its natural ranking would be sum_h g_h softmax_h(v). This script ranks
-the test users both ways (and with equal weights) under the evaluation protocol (history masked,
-full ranking) and compares the two per user (Wilcoxon signed-rank on NDCG@20). Writes JSON to
---out (default bench/results/mixture-merge-<data>.json).
+the test (or, with --split valid, the validation) users' targets both ways (and with equal
+weights) under the evaluation protocol (history masked, full ranking) and compares the two per
+user (Wilcoxon signed-rank on NDCG@20). Writes JSON to --out (default
+bench/results/mixture-merge-<data>[-valid].json).
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ def merge_ranks(model, data, split: str = "test", batch: int = 256) -> dict[str,
         out = model(left_pad(histories, model.config.max_len), last_only=True)
         heads = model.head_scores(out)                                  # (B, H, n+1)
         heads[..., 0] = -torch.inf                                      # padding is no item
-        mixture = torch.log((out.gates[:, -1, :, None] * torch.softmax(heads, -1)).sum(1).clamp_min(1e-30))
+        # log sum_h g_h softmax_h(v), in log space: no underflow to ties far down the list
+        mixture = torch.logsumexp(torch.log(out.gates[:, -1, :, None]) + torch.log_softmax(heads, -1), dim=1)
         for name, scores in (("gated", model.scores(out, "gated")), ("concat", model.scores(out, "concat")),
                              ("mixture", mixture)):
             mask_items(scores, histories)
@@ -61,7 +63,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("checkpoints", nargs="+", help="FAME checkpoints (with a gate) trained on --data")
     ap.add_argument("--data", required=True)
-    ap.add_argument("--out", default=None)
+    ap.add_argument("--split", choices=["valid", "test"], default="test",
+                    help="whose targets to rank: validation users (to choose a ranking) or test users (default)")
+    ap.add_argument("--out", default=None, help="default bench/results/mixture-merge-<data>[-valid].json")
     a = ap.parse_args()
     torch.set_grad_enabled(False)
     try:
@@ -71,7 +75,7 @@ def main() -> int:
             model = load_checkpoint(path).eval()
             if getattr(model.config, "n_heads", 1) < 2 or model.config.model != "fame":
                 raise FameError(f"{path} is not a FAME with 2+ heads; pass FAME checkpoints")
-            ranks = merge_ranks(model, data)
+            ranks = merge_ranks(model, data, a.split)
             row = {"checkpoint": path}
             for name, r in ranks.items():
                 row[name] = {"HR@10": float((r < 10).mean()), "NDCG@10": float(ndcg(r, 10).mean()),
@@ -87,8 +91,10 @@ def main() -> int:
     except FameError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    out = Path(a.out) if a.out else REPO / "bench" / "results" / f"mixture-merge-{data.name}.json"
-    out.write_text(json.dumps({"data": data.name, "protocol": "test users, history masked, full ranking",
+    suffix = "" if a.split == "test" else f"-{a.split}"
+    out = Path(a.out) if a.out else REPO / "bench" / "results" / f"mixture-merge-{data.name}{suffix}.json"
+    out.write_text(json.dumps({"data": data.name, "split": a.split,
+                               "protocol": f"{a.split} users, history masked, full ranking",
                                "test": "Wilcoxon signed-rank over users on NDCG@20 (scipy, two-sided)",
                                "rows": rows}, indent=2) + "\n")
     print(f"written to {out}", file=sys.stderr)

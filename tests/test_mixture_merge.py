@@ -36,12 +36,14 @@ def test_gated_ranks_are_the_evaluators_and_mixture_ranks_are_the_mixture_of_hea
             F, g = out.heads[0, -1].numpy(), out.gates[0, -1].numpy()   # (H, d'), (H,)
             logits = np.einsum("hve,he->hv", x, F)[:, 1:]               # padding is no item
             p = np.exp(logits - logits.max(1, keepdims=True))
-            score = np.log((g[:, None] * p / p.sum(1, keepdims=True)).sum(0))
+            score = np.log((g[:, None] * p / p.sum(1, keepdims=True)).sum(0).astype(np.float64))
             score = np.concatenate([[-np.inf], score])                  # id 0, padding: masked like the history
             score[np.asarray(hist)] = -np.inf                           # (a repeated target is a certain miss)
             mixture.append(int((score >= score[target]).sum()) - 1)     # ties count against the target
     assert np.array_equal(ranks["mixture"], mixture)
     assert not np.array_equal(ranks["mixture"], ranks["gated"]), "the two merges agreed: the check would be void"
+    valid = _module().merge_ranks(model, tiny_world, "valid")             # validation targets, to choose on
+    assert np.array_equal(valid["gated"], evaluate(model, tiny_world, "valid", return_ranks=True)["ranks"])
 
 
 @pytest.mark.fast
