@@ -83,10 +83,14 @@ def test_records_make_the_report_survive_lost_runs_and_a_shrinking_report_is_ref
     lengths = np.array([len(data.sequences[i]) - 1 for i in data.splittable_rows()])
     groups = c["by_history_length"]
     assert len(groups) >= 2 and sum(g["users"] for g in groups) == len(u_mine)
-    lo, hi = (int(x) for x in groups[0]["history_length"].split("-"))
-    sel = (lengths >= lo) & (lengths <= hi)
-    assert lo == lengths.min() and groups[0]["users"] == sel.sum()
-    assert np.isclose(groups[0]["ndcg20"], u_mine[sel].mean()) and np.isclose(groups[0]["control_ndcg20"], u_theirs[sel].mean())
+    for g in groups:   # every group, read straight from its label's range of lengths
+        lo, hi = (int(x) for x in (g["history_length"].split("-") * 2)[:2])
+        sel = (lengths >= lo) & (lengths <= hi)
+        assert g["users"] == sel.sum() > 0
+        assert np.isclose(g["ndcg20"], u_mine[sel].mean()) and np.isclose(g["control_ndcg20"], u_theirs[sel].mean())
+        d = u_mine[sel] - u_theirs[sel]
+        assert (g["users_better"], g["users_worse"]) == (int((d > 0).sum()), int((d < 0).sum()))
+    assert int(groups[0]["history_length"].split("-")[0]) == lengths.min()
     assert np.isclose(sum(g["ndcg20"] * g["users"] for g in groups) / len(u_mine), u_mine.mean())
     assert int(groups[-1]["history_length"].split("-")[-1]) == lengths.max()
     # the second control of a FAME row: the same base with its last block restarted (--reinit-last)
