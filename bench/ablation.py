@@ -395,7 +395,8 @@ def ablation_figure(report: dict):
             return "–"
         seed = f"{c['seed_ttest_p']:.2g} / " if "seed_ttest_p" in c else ""
         fewer = f" [seed {', '.join(map(str, c['seeds']))}]" if len(c["seeds"]) < len(row["seeds"]) else ""
-        return f"{c['relative_gain']:+.1%} (p {seed}{c['user_wilcoxon_p']:.1g}){fewer}"
+        remade = " \u2020" if c.get("different_base_seeds") else ""   # the pair's bases differ at some seed
+        return f"{c['relative_gain']:+.1%} (p {seed}{c['user_wilcoxon_p']:.1g}){fewer}{remade}"
 
     table = []
     with rc_context(STYLE):
@@ -427,6 +428,11 @@ def ablation_figure(report: dict):
             tx.text(x, -1.0, head, va="center", fontsize=6.5, fontweight="bold", transform=tx.get_yaxis_transform())
         tx.axis("off")
         tx.set_title("gain in mean test NDCG@20 (p: t by seed / Wilcoxon over users)", fontsize=7, loc="left")
+        remade = sorted({s for n in names for k in ("against_control", "against_restart")
+                         for s in (report["rows"][n].get(k) or {}).get("different_base_seeds", [])})
+        if remade:
+            tx.text(0.0, len(names) - 0.1, f"\u2020 at seed {', '.join(map(str, remade))} the row and its control were "
+                    "built on two remakes of their base SASRec", va="top", fontsize=6, transform=tx.get_yaxis_transform())
         seeds = sorted({s for n in names for s in report["rows"][n]["seeds"]})
         ax.set_title(f"{report['data']}, seeds {', '.join(map(str, seeds))}", fontsize=8, loc="left")
     return fig, pd.DataFrame(table).set_index("row")

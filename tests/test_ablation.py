@@ -187,7 +187,8 @@ def test_the_figure_is_drawn_from_the_report_with_its_numbers_and_editable_text(
     rows = {n: {"seeds": [0, 1], "test": {"NDCG@20": {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)),
                                                         "values": v}}} for n, v in ndcg.items()}
     rows["fame-h2-n4"]["against_control"] = {"against": "sasrec-cont", "seeds": [0, 1], "relative_gain": 0.0203,
-                                             "seed_ttest_p": 0.004, "user_wilcoxon_p": 3e-5}
+                                             "seed_ttest_p": 0.004, "user_wilcoxon_p": 3e-5,
+                                             "different_base_seeds": [1]}
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / f"ablation-{data.name}.json").write_text(json.dumps({"data": data.name, "rows": rows}))
     stem = tmp_path / "fig" / "ablation"
@@ -199,7 +200,8 @@ def test_the_figure_is_drawn_from_the_report_with_its_numbers_and_editable_text(
     assert np.isclose(table.loc["fame-h2-n4", "mean"], 0.0308) and np.isclose(table.loc["fame-h2-n4", "sample_std"],
                                                                               np.std([0.0306, 0.0310], ddof=1))
     svg = stem.with_suffix(".svg").read_text()
-    assert "fame-h2-n4" in svg and "+2.0% (p 0.004 / 3e-05)" in svg and "sample sd" in svg   # text, not paths
+    assert "fame-h2-n4" in svg and "+2.0% (p 0.004 / 3e-05) \u2020" in svg and "sample sd" in svg   # text, not paths
+    assert "at seed 1 the row and its control were built on two remakes" in svg
     assert stem.with_suffix(".pdf").stat().st_size > 0 and stem.with_suffix(".png").stat().st_size > 0
 
 
