@@ -21,6 +21,7 @@ choice reads; the test readings are in docs/facets.md. Writes docs/facet-tradeof
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -52,11 +53,16 @@ def read_panel(paths: list[str]) -> tuple[str, str, list[dict], list[str]]:
         ablation = json.loads(Path(paths[0]).read_text())
         for path in paths[1:]:
             results = json.loads(Path(path).read_text())
-            seed = int((results.get("settings") or {}).get("seed") or 0)
+            seed = (results.get("settings") or {}).get("seed")
+            if not isinstance(seed, int):
+                raise ChoiceError(f"{path} records no seed in its settings; pass the files bench/facet_real.py writes")
             at_seed = reference_rows(ablation, seed)
             if not at_seed:
                 raise ChoiceError(f"{paths[0]} has no row at seed {seed} ({path}); pass results of seeds it ran")
             best = max(at_seed, key=at_seed.get)
+            if not at_seed[best] > 0:
+                raise ChoiceError(f"{paths[0]}: the best validation NDCG@20 at seed {seed} is {at_seed[best]}; pass an "
+                                  "ablation report of trained rows")
             read, unread, metadata = _split_rows(results["rows"])
             left_out |= {f"{v} (seed {seed}: {why})" for vs, why in ((unread, "no validation reading"),
                                                                      (metadata, "metadata-supervised heads"))
@@ -86,8 +92,8 @@ def tradeoff_figure(panels: list[tuple[str, str, list[dict]]], tolerance: float 
     from fame_core.export import STYLE, WIDTHS
 
     settings = sorted({p["setting"] for _, _, pts, _ in panels for p in pts})
-    colours = dict(zip(settings, plt.get_cmap("tab10").colors))
-    markers = dict(zip(settings, "osD^vP*Xh<>"))
+    colours = dict(zip(settings, itertools.cycle(plt.get_cmap("tab10").colors)))   # beyond ten: the marker tells
+    markers = dict(zip(settings, itertools.cycle("osD^vP*Xh<>")))
     rows = []
     with rc_context(STYLE):
         fig, axes = plt.subplots(1, len(panels), figsize=(WIDTHS["double"], 3.3), squeeze=False,

@@ -8,10 +8,11 @@ One study per (data set, model) in runs/study/<data>/study.db, so SASRec and FAM
 the same trial budget and neither more than the other; a killed study continues where it
 stopped (`--trials` is the total wanted, finished and failed trials count; an interrupted trial
 is resumed from its checkpoint). After every trial the database is copied (SQLite's backup, then
-an atomic rename) to `--keep` (default bench/results/study-<data>.db, committed), and a machine
-that has no runs/study/<data>/study.db starts from that copy: the finished trials survive the
-loss of runs/, as the ablation's records do (a trial cut by the loss is trained again from its
-start). A copy holding more trials than the runs' database is never replaced (error, exit 2).
+an atomic rename) to `--keep` (with the default --runs: bench/results/study-<data>.db, committed),
+and a machine that has no runs/study/<data>/study.db starts from that copy: the finished trials
+survive the loss of runs/, as the ablation's records do (a trial cut by the loss is trained again
+from its start). A copy holding a finished trial the database lacks, or that is not a study
+database, is never replaced (checked at the start and before every copy; error, exit 2).
 Each trial is one full training with early stopping on validation NDCG@20; the objective is
 that validation NDCG@20 — test is never looked at while searching. FAME trials follow the
 paper's pipeline: a SASRec with the trial's shared settings (embedding size, heads, layers, max
@@ -167,14 +168,43 @@ def epochs_trained(runs: Path, t) -> int:
     return len(read_metrics(run)) if (run / "metrics.jsonl").exists() else 0
 
 
-def trial_count(db: Path) -> int:
+class KeepError(Exception):
+    """The kept copy cannot be used or would lose trials: the message says what to do."""
+
+
+def ended_trials(db: Path) -> dict | None:
+    """{(study, trial number): (state, value)} of a study database's finished (COMPLETE or PRUNED)
+    trials; None where the file is not a study database."""
     import sqlite3
 
-    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
-        try:
-            return con.execute("select count(*) from trials").fetchone()[0]
-        except sqlite3.DatabaseError:   # no such table (an empty file) or not a database
-            return -1
+    try:
+        with contextlib.closing(sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)) as con:
+            rows = con.execute(
+                "select s.study_name, t.number, t.state, v.value from trials t join studies s using (study_id) "
+                "left join trial_values v on v.trial_id = t.trial_id and v.objective = 0 "
+                "where t.state in ('COMPLETE', 'PRUNED')").fetchall()
+    except sqlite3.DatabaseError:   # not a database, or one without Optuna's tables
+        return None
+    return {(study, number): (state, value) for study, number, state, value in rows}
+
+
+def check_keep(keep: Path, db: Path) -> None:
+    """Refuse a kept copy that is the database itself, is not a study database, or holds a finished
+    trial the database lacks (or holds otherwise): copying the database over it would lose that."""
+    if keep.resolve() == db.resolve():
+        raise KeepError(f"--keep {keep} is the study database itself; pass another path")
+    kept = ended_trials(keep)
+    if kept is None:
+        raise KeepError(f"the kept copy {keep} is not a study database; restore it from git (git checkout -- {keep}) "
+                        "or pass another --keep")
+    have = ended_trials(db) if db.exists() else {}
+    if have is None:
+        raise KeepError(f"{db} is not a study database; move it aside to start from the kept copy {keep}")
+    lost = sorted(k for k, v in kept.items() if have.get(k) != v)
+    if lost:
+        raise KeepError(f"the kept copy {keep} holds {len(lost)} finished trial(s) that {db} lacks or holds otherwise "
+                        f"(first: {lost[0][0]} trial {lost[0][1]}); it would be replaced by this study's database: move "
+                        f"{db} aside to start from the kept copy, or pass another --keep")
 
 
 def restore(keep: Path, db: Path) -> None:
@@ -195,9 +225,13 @@ def restore(keep: Path, db: Path) -> None:
 
 def keep_copy(db: Path, keep: Path) -> None:
     """Copy the study database to `keep` as one consistent snapshot (SQLite's backup API, which
-    other writers may use meanwhile) and rename it into place: a kill leaves the previous copy."""
+    other writers may use meanwhile) and rename it into place: a kill leaves the previous copy.
+    Checked first, every time: a copy holding finished trials this database lacks is never replaced
+    (another study line writing to the same --keep)."""
     import sqlite3
 
+    if keep.exists():
+        check_keep(keep, db)
     tmp = keep.with_name(f"{keep.name}.tmp-{os.getpid()}")
     with contextlib.closing(sqlite3.connect(db)) as src, contextlib.closing(sqlite3.connect(tmp)) as dst:
         src.backup(dst)
@@ -223,8 +257,8 @@ def main() -> int:
     ap.add_argument("--prune-warmup", type=int, default=8, help="epochs a trial always trains before it may be "
                     "pruned (default 8)")
     ap.add_argument("--keep", default=None, help="the study database's durable copy, updated after every trial "
-                    "(default bench/results/study-<data>.db); a machine without runs/study/<data>/study.db starts "
-                    "from it")
+                    "(default with the default --runs: bench/results/study-<data>.db; with another --runs, none); a "
+                    "runs folder without study.db starts from it")
     ap.add_argument("--out", default=None, help="the --report JSON (default bench/results/study-<data>-<model>.json)")
     a = ap.parse_args()
 
@@ -241,15 +275,22 @@ def main() -> int:
     runs = Path(a.runs or REPO / "runs" / "study" / data.name)
     runs.mkdir(parents=True, exist_ok=True)
     db = runs / "study.db"
-    keep = Path(a.keep) if a.keep else REPO / "bench" / "results" / f"study-{data.name}.db"
-    if keep.exists() and not db.exists():
-        restore(keep, db)
-    if keep.exists() and trial_count(keep) > trial_count(db):
-        print(f"error: the kept study {keep} holds {trial_count(keep)} trials, {db} only {trial_count(db)}: it would "
-              f"be replaced by the smaller one; move {db} aside to start from the kept copy, or pass another --keep",
-              file=sys.stderr)
+    # the durable copy: the committed default goes with the default runs folder only (a trial study
+    # in a scratch folder must not write into the repository's copy)
+    keep = Path(a.keep) if a.keep else None if a.runs else REPO / "bench" / "results" / f"study-{data.name}.db"
+    try:
+        if keep is not None and keep.exists():
+            if not db.exists():
+                if ended_trials(keep) is None:   # never copy a bad file in: every later start would fail
+                    raise KeepError(f"the kept copy {keep} is not a study database; restore it from git (git "
+                                    f"checkout -- {keep}) or pass another --keep")
+                restore(keep, db)
+            check_keep(keep, db)
+    except KeepError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
-    keep.parent.mkdir(parents=True, exist_ok=True)
+    if keep is not None:
+        keep.parent.mkdir(parents=True, exist_ok=True)
     study = optuna.create_study(study_name=f"{data.name}-{a.model}", storage=f"sqlite:///{db}",
                                 direction="maximize", load_if_exists=True,
                                 sampler=optuna.samplers.TPESampler(seed=a.sampler_seed), pruner=pruner)
@@ -297,9 +338,14 @@ def main() -> int:
     if not a.report:
         left = max(0, a.trials - len(finished))
         if left:
-            study.optimize(objective, n_trials=left, catch=(Exception,),
-                           callbacks=[lambda st, t: keep_copy(db, keep)])
-        keep_copy(db, keep)
+            try:
+                study.optimize(objective, n_trials=left, catch=(Exception,),
+                               callbacks=[lambda st, t: keep_copy(db, keep)] if keep is not None else [])
+                if keep is not None:
+                    keep_copy(db, keep)
+            except KeepError as e:
+                print(f"error: {e}", file=sys.stderr)
+                return 2
         done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
         pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
         print(f"{len(done)} trials complete, {pruned} pruned; best validation NDCG@20 {study.best_value:.4f} "

@@ -77,8 +77,10 @@ def test_the_drawing_puts_each_point_and_the_criteria_where_the_numbers_say(tmp_
 
 def test_bad_panels_are_one_error_line(tmp_path):
     paths = write_inputs(tmp_path)
+    unseeded = tmp_path / "unseeded.json"
+    unseeded.write_text(json.dumps({"data": "toy", "rows": []}))
     for args in (["--panel", paths[0]], ["--panel", paths[1], paths[2]], ["--panel", *paths, paths[1]],
-                 ["--panel", paths[0], str(tmp_path / "missing.json")]):
+                 ["--panel", paths[0], str(tmp_path / "missing.json")], ["--panel", paths[0], str(unseeded)]):
         r = run(*args, "--out", str(tmp_path / "x"))
         assert r.returncode == 2 and r.stderr.startswith("error: ") and len(r.stderr.strip().splitlines()) == 1, args
     assert not list(tmp_path.glob("x.*"))

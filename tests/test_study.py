@@ -165,11 +165,51 @@ def test_the_kept_copy_brings_a_study_back_after_the_runs_are_lost(tmp_path):
     r = study(tmp_path, "--model", "sasrec", "--trials", "1")
     assert r.returncode == 0, r.stderr
     assert "kept copy" in r.stderr and trials(tmp_path) == [("COMPLETE", 1)]
-    assert not (tmp_path / "runs" / "sasrec-t1").exists(), "a finished trial was trained again"
-    # a runs database with fewer trials than the copy never replaces it
+    assert not (tmp_path / "runs" / "sasrec-t0").exists(), "the finished trial was trained again"
+    # a runs database lacking a finished trial of the copy never replaces it
     before = kept.read_bytes()
     with sqlite3.connect(tmp_path / "runs" / "study.db") as db:
         db.execute("delete from trials where state = 'COMPLETE'")
     r = study(tmp_path, "--model", "sasrec", "--trials", "2")
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error: ") and "move" in r.stderr
     assert kept.read_bytes() == before
+
+
+def test_a_bad_kept_copy_is_one_error_line_and_is_not_copied_in(tmp_path):
+    kept = tmp_path / "kept.db"
+    kept.write_text("version https://git-lfs.github.com/spec/v1\n")     # e.g. a pointer, not the database
+    r = study(tmp_path, "--model", "sasrec", "--trials", "1")
+    assert r.returncode == 2 and r.stderr.startswith("error: ") and "not a study database" in r.stderr
+    assert not (tmp_path / "runs" / "study.db").exists()
+    (tmp_path / "runs").mkdir(exist_ok=True)
+    r = study(tmp_path, "--model", "sasrec", "--trials", "1", "--keep", str(tmp_path / "runs" / "study.db"))
+    assert r.returncode == 2 and r.stderr.startswith("error: ") and "itself" in r.stderr
+
+
+def test_the_copy_is_made_after_every_trial_and_never_over_another_lines_trials(tmp_path, monkeypatch):
+    import optuna
+
+    module = load_module()
+    seen = []
+
+    def fake_trial(data, model, p, runs, name, seed=0, epochs=200, device="auto", trial=None):
+        with sqlite3.connect(tmp_path / "kept.db") if (tmp_path / "kept.db").exists() else sqlite3.connect(":memory:") \
+                as db:
+            has = db.execute("select name from sqlite_master where name = 'trials'").fetchall()
+            seen.append(db.execute("select count(*) from trials where state = 'COMPLETE'").fetchone()[0] if has else 0)
+        return {"valid": {"NDCG@20": 0.01 * len(seen)}, "best_epoch": 1}
+
+    monkeypatch.setattr(module, "run_trial", fake_trial)
+    argv = ["study.py", "--data", TINY_WORLD, "--model", "sasrec", "--runs", str(tmp_path / "runs"),
+            "--keep", str(tmp_path / "kept.db")]
+    monkeypatch.setattr(sys, "argv", [*argv, "--trials", "3"])
+    assert module.main() == 0
+    assert seen == [0, 1, 2]     # each trial found the trials before it already in the copy
+    # another line of runs with its own database must not write over this copy's trials
+    monkeypatch.setattr(sys, "argv", ["study.py", "--data", TINY_WORLD, "--model", "sasrec", "--runs",
+                                      str(tmp_path / "other"), "--keep", str(tmp_path / "kept.db"), "--trials", "1"])
+    (tmp_path / "other").mkdir()
+    optuna.create_study(study_name="x", storage=f"sqlite:///{tmp_path / 'other' / 'study.db'}")
+    before = (tmp_path / "kept.db").read_bytes()
+    assert module.main() == 2
+    assert (tmp_path / "kept.db").read_bytes() == before
