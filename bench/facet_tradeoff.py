@@ -82,7 +82,8 @@ def read_panel(paths: list[str]) -> tuple[str, str, list[dict], list[str]]:
     return data or Path(paths[1]).stem, paths[0], list(points.values()), sorted(left_out)
 
 
-def tradeoff_figure(panels: list[tuple[str, str, list[dict]]], tolerance: float = 0.01, margin: float = 0.05):
+def tradeoff_figure(panels: list[tuple[str, str, list[dict], list[str]]], tolerance: float = 0.01, margin: float = 0.05):
+    """One panel per read_panel() result; returns (figure, table of the plotted points)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -188,15 +188,21 @@ def ended_trials(db: Path) -> dict | None:
     return {(study, number): (state, value) for study, number, state, value in rows}
 
 
+def sound_copy(keep: Path) -> dict:
+    """The kept copy's finished trials, or KeepError where it is not a study database."""
+    kept = ended_trials(keep)
+    if kept is None:
+        raise KeepError(f"the kept copy {keep} is not a study database; restore it from git (git checkout -- {keep}) "
+                        "or pass another --keep")
+    return kept
+
+
 def check_keep(keep: Path, db: Path) -> None:
     """Refuse a kept copy that is the database itself, is not a study database, or holds a finished
     trial the database lacks (or holds otherwise): copying the database over it would lose that."""
     if keep.resolve() == db.resolve():
         raise KeepError(f"--keep {keep} is the study database itself; pass another path")
-    kept = ended_trials(keep)
-    if kept is None:
-        raise KeepError(f"the kept copy {keep} is not a study database; restore it from git (git checkout -- {keep}) "
-                        "or pass another --keep")
+    kept = sound_copy(keep)
     have = ended_trials(db) if db.exists() else {}
     if have is None:
         raise KeepError(f"{db} is not a study database; move it aside to start from the kept copy {keep}")
@@ -281,9 +287,7 @@ def main() -> int:
     try:
         if keep is not None and keep.exists():
             if not db.exists():
-                if ended_trials(keep) is None:   # never copy a bad file in: every later start would fail
-                    raise KeepError(f"the kept copy {keep} is not a study database; restore it from git (git "
-                                    f"checkout -- {keep}) or pass another --keep")
+                sound_copy(keep)   # never copy a bad file in: every later start would fail
                 restore(keep, db)
             check_keep(keep, db)
     except KeepError as e:
