@@ -114,16 +114,11 @@ def run_is_over(out: Path, tcfg) -> bool:
     return len(lines) >= tcfg.epochs or since_best >= tcfg.patience
 
 
-def train_config(data, model: str, p: dict, seed: int, out: Path, base: Path | None = None, epochs: int = 200,
-                 device: str = "auto", trial=None):
-    """Train (or resume, or read back) one run. With a trial, one epoch at a time, its validation
-    NDCG@20 reported after each, and optuna.TrialPruned raised where the study's pruner says so."""
+def configs(data, model: str, p: dict, seed: int, base: Path | None, epochs: int, device: str):
+    """The model and training configurations of one run of a trial's parameters."""
     from fame_core.models import model_config
-    from fame_core.training import TrainConfig, train
+    from fame_core.training import TrainConfig
 
-    config = out / "config.json"
-    if config.exists() and not (out / "train_state.pt").exists():
-        return json.loads(config.read_text())
     extra = dict(n_experts=p["n_experts"], residual=p["residual"]) if model == "fame" else {}
     mcfg = model_config(model, n_items=data.n_items, d=p["d"], n_heads=p["n_heads"], max_len=p["max_len"],
                         dropout=p["dropout"], attn_dropout=p["dropout"], ffn_dim=p["d"] * p["ffn_mult"],
@@ -132,6 +127,19 @@ def train_config(data, model: str, p: dict, seed: int, out: Path, base: Path | N
                        weight_decay=p["weight_decay"], patience=p["patience"], epochs=epochs,
                        init_from=str(base) if base else None, warm=bool(p.get("warm")) and base is not None,
                        device=device)
+    return mcfg, tcfg
+
+
+def train_config(data, model: str, p: dict, seed: int, out: Path, base: Path | None = None, epochs: int = 200,
+                 device: str = "auto", trial=None):
+    """Train (or resume, or read back) one run. With a trial, one epoch at a time, its validation
+    NDCG@20 reported after each, and optuna.TrialPruned raised where the study's pruner says so."""
+    from fame_core.training import train
+
+    config = out / "config.json"
+    if config.exists() and not (out / "train_state.pt").exists():
+        return json.loads(config.read_text())
+    mcfg, tcfg = configs(data, model, p, seed, base, epochs, device)
     while True:
         r = train(data, mcfg, tcfg, out, resume=(out / "train_state.pt").exists(), progress=sys.stderr.isatty(),
                   stop_after=None if trial is None else 1)
@@ -149,13 +157,54 @@ def train_config(data, model: str, p: dict, seed: int, out: Path, base: Path | N
     return json.loads(config.read_text())
 
 
+def twin_run(data, p: dict, seed: int, runs: Path, epochs: int = 200) -> Path | None:
+    """A finished SASRec run of this study folder (a SASRec trial, a --report run) trained with
+    exactly the settings a FAME trial's base would be trained with: the same model record, the same
+    training record (device and evaluation batch aside: they do not change what is computed), the
+    same data. None where there is none."""
+    from fame_core.training import RESUME_MAY_CHANGE, train_record
+
+    mcfg, tcfg = configs(data, "sasrec", p, seed, None, epochs, "auto")
+    want_model = mcfg.to_dict()
+    want_train = {k: v for k, v in train_record(tcfg).items() if k not in RESUME_MAY_CHANGE}
+    for config in sorted(runs.glob("*sasrec-*/config.json")):
+        run = config.parent
+        if run.name.startswith(".") or (run / "train_state.pt").exists() or not (run / "weights.safetensors").exists():
+            continue   # unfinished, or not a checkpoint
+        c = json.loads(config.read_text())
+        if c.get("status") == "finished" and c.get("model") == want_model and c.get("data") == \
+                data.source.get("spec") and {k: v for k, v in c.get("train", {}).items()
+                                             if k not in RESUME_MAY_CHANGE} == want_train:
+            return run
+    return None
+
+
+def copy_run(src: Path, dst: Path) -> None:
+    """Copy a finished run's checkpoint and metrics into a new folder, atomically (a kill leaves no
+    half folder; an existing folder is never replaced)."""
+    import shutil
+
+    from fame_core.checkpoint import FILES
+
+    tmp = dst.with_name(f".{dst.name}.copy-{os.getpid()}")
+    tmp.mkdir(parents=True)
+    for f in (*FILES, "metrics.jsonl"):
+        shutil.copy2(src / f, tmp / f)
+    tmp.rename(dst)   # refuses a non-empty dst: a base trained meanwhile is kept
+
+
 def run_trial(data, model: str, p: dict, runs: Path, name: str, seed: int = 0, epochs: int = 200,
               device: str = "auto", trial=None) -> dict:
     """One trial's training; with `trial`, its epochs are reported and it may be pruned (never the
-    shared base SASRec of a FAME trial)."""
+    shared base SASRec of a FAME trial). A FAME trial's base that a SASRec trial has already trained
+    (the same settings and seed: the seeded trials are) is copied from it, not trained again."""
     if model == "sasrec":
         return train_config(data, "sasrec", p, seed, runs / name, epochs=epochs, device=device, trial=trial)
     base = runs / "bases" / f"sasrec-{key(p)}-s{seed}"
+    if not base.exists() and (twin := twin_run(data, p, seed, runs, epochs)) is not None:
+        copy_run(twin, base)
+        print(f"study: the base {base.name} is a copy of the finished run {twin.name} (same settings and seed)",
+              file=sys.stderr)
     train_config(data, "sasrec", p, seed, base, epochs=epochs, device=device)
     return train_config(data, "fame", p, seed, runs / name, base=base, epochs=epochs, device=device, trial=trial)
 

@@ -213,3 +213,33 @@ def test_the_copy_is_made_after_every_trial_and_never_over_another_lines_trials(
     before = (tmp_path / "kept.db").read_bytes()
     assert module.main() == 2
     assert (tmp_path / "kept.db").read_bytes() == before
+
+
+def test_a_fame_base_already_trained_as_a_sasrec_trial_is_copied_not_retrained(tmp_path):
+    assert study(tmp_path, "--model", "sasrec", "--trials", "1").returncode == 0
+    r = study(tmp_path, "--model", "fame", "--trials", "1")
+    assert r.returncode == 0, r.stderr
+    runs = tmp_path / "runs"
+    (base,) = (runs / "bases").iterdir()
+    assert "is a copy of the finished run sasrec-t0" in r.stderr
+    for f in ("weights.safetensors", "config.json", "metrics.jsonl"):
+        assert (base / f).read_bytes() == (runs / "sasrec-t0" / f).read_bytes()
+    assert not (base / "train_state.pt").exists() and not list((runs / "bases").glob(".*"))
+    assert json.loads((runs / "fame-t0" / "config.json").read_text())["train"]["init_from"] == str(base)
+
+
+def test_a_base_differing_in_any_setting_is_not_taken_from_a_sasrec_run(tmp_path):
+    from fame_core.data import load_dataset
+
+    module = load_module()
+    data = load_dataset(TINY_WORLD)
+    assert study(tmp_path, "--model", "sasrec", "--trials", "1").returncode == 0
+    runs = tmp_path / "runs"
+    p = {**module.SEEDED[0], **module.SEEDED_FAME}
+    assert module.twin_run(data, p, 0, runs, epochs=1) == runs / "sasrec-t0"
+    assert module.twin_run(data, p, 1, runs, epochs=1) is None                        # another seed
+    assert module.twin_run(data, {**p, "lr": p["lr"] * 2}, 0, runs, epochs=1) is None  # another training
+    assert module.twin_run(data, {**p, "dropout": 0.3}, 0, runs, epochs=1) is None     # another model
+    assert module.twin_run(data, p, 0, runs, epochs=2) is None                         # another epoch cap
+    (runs / "sasrec-t0" / "train_state.pt").write_bytes(b"")                           # as if unfinished
+    assert module.twin_run(data, p, 0, runs, epochs=1) is None
