@@ -16,8 +16,9 @@ database, is never replaced (checked at the start and before every copy; error, 
 Each trial is one full training with early stopping on validation NDCG@20; the objective is
 that validation NDCG@20 — test is never looked at while searching. FAME trials follow the
 paper's pipeline: a SASRec with the trial's shared settings (embedding size, heads, layers, max
-length, dropout, feed-forward) is trained first and reused by
-every later trial with the same shared settings; FAME is built from it.
+length, dropout, feed-forward) is trained first (or copied from a finished SASRec trial of
+the same folder trained with exactly its settings and seed) and reused by every later trial with
+the same shared settings; FAME is built from it.
 
 Search space (the paper's grids where it states one, Sec. 5.1; ICLRec's code defaults included):
 embedding size {64, 128}; heads {1, 2, 4, 8, 16} (those dividing d); experts {2, 4, 8, 16, 32}
