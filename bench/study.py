@@ -294,6 +294,15 @@ def keep_copy(db: Path, keep: Path) -> None:
     tmp.replace(keep)
 
 
+def repeats_an_ended_trial(study, trial) -> bool:
+    """Whether `trial` drew exactly the parameters of a completed or pruned trial: one configuration
+    trained twice is one trial of the budget, and is not trained a third time."""
+    import optuna
+
+    ended = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    return any(t.number != trial.number and t.state in ended and t.params == trial.params for t in study.trials)
+
+
 def main() -> int:
     import optuna
 
@@ -348,6 +357,10 @@ def main() -> int:
     study = optuna.create_study(study_name=f"{data.name}-{a.model}", storage=f"sqlite:///{db}",
                                 direction="maximize", load_if_exists=True,
                                 sampler=optuna.samplers.TPESampler(seed=a.sampler_seed), pruner=pruner)
+    # the sampler's seed moves on with the trials already in the study: with a fixed seed every
+    # restart replays the same random draws, so the first trial sampled after a restart repeated
+    # the first trial sampled before it (Beauty's SASRec trial 4 = trial 2/3, found in stop 33)
+    study.sampler = optuna.samplers.TPESampler(seed=a.sampler_seed + len(study.trials))
     # one pruner per study, so that every trial of it was judged alike
     pruner_name = f"median, warmup {a.prune_warmup} epochs" if a.pruner == "median" else "none"
     if not a.report:
@@ -364,8 +377,11 @@ def main() -> int:
             study.enqueue_trial({**params, **(SEEDED_FAME if a.model == "fame" else {})}, skip_if_exists=True)
     # a trial killed mid-training stays RUNNING in the database: fail it and enqueue its parameters
     # under the same run name, so its checkpoint is resumed (and it counts once in the budget)
+    ended = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+        if repeats_an_ended_trial(study, t):   # a replayed draw: its configuration is already judged
+            continue
         study.enqueue_trial({**EARLIER_DEFAULTS, **t.params},
                             user_attrs={"resumes": t.user_attrs.get("resumes", f"{a.model}-t{t.number}"),
                                         "replaces": t.number})
@@ -386,9 +402,9 @@ def main() -> int:
     # ("resumes" names the run of the trial first killed; studies made before "replaces" have only it)
     replaced = {t.user_attrs.get("replaces") for t in study.trials} | \
         {int(t.user_attrs["resumes"].rsplit("-t", 1)[1]) for t in study.trials if "resumes" in t.user_attrs}
-    ended = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     finished = [t for t in study.trials if t.state in ended or
-                (t.state == optuna.trial.TrialState.FAIL and t.number not in replaced)]
+                (t.state == optuna.trial.TrialState.FAIL and t.number not in replaced
+                 and not repeats_an_ended_trial(study, t))]
     if not a.report:
         left = max(0, a.trials - len(finished))
         if left:

@@ -243,3 +243,30 @@ def test_a_base_differing_in_any_setting_is_not_taken_from_a_sasrec_run(tmp_path
     assert module.twin_run(data, p, 0, runs, epochs=2) is None                         # another epoch cap
     (runs / "sasrec-t0" / "train_state.pt").write_bytes(b"")                           # as if unfinished
     assert module.twin_run(data, p, 0, runs, epochs=1) is None
+
+
+def test_a_restart_draws_new_parameters_and_a_repeated_draw_is_not_trained_again(tmp_path):
+    # with the sampler seeded alike at every start, the first trial sampled after a restart repeated
+    # the first one sampled before it (a whole training spent on a configuration already judged)
+    assert study(tmp_path, "--model", "sasrec", "--trials", "3").returncode == 0
+    assert study(tmp_path, "--model", "sasrec", "--trials", "4").returncode == 0
+    sampled = [t for t in load(tmp_path, "sasrec").trials if t.number >= 2]
+    assert [t.state.name for t in sampled] == ["COMPLETE", "COMPLETE"]
+    assert sampled[0].params != sampled[1].params
+    # a trial left RUNNING with an ended trial's exact parameters (as such a replay, killed) is failed,
+    # not enqueued again, and not counted: the next start trains one new configuration, not it
+    st = load(tmp_path, "sasrec")
+    st.enqueue_trial(sampled[1].params)
+    replay = st.ask()
+    spec = importlib.util.spec_from_file_location("study", REPO / "bench" / "study.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.suggest(replay, "sasrec")
+    assert replay.params == sampled[1].params
+    r = study(tmp_path, "--model", "sasrec", "--trials", "5")
+    assert r.returncode == 0, r.stderr
+    after = load(tmp_path, "sasrec").trials
+    assert after[replay.number].state.name == "FAIL"
+    assert [t.state.name for t in after[replay.number + 1:]] == ["COMPLETE"]   # one new trial, not the replay
+    assert after[-1].params not in [t.params for t in after[:replay.number + 1]]
+    assert trials(tmp_path) == [("COMPLETE", 5), ("FAIL", 1)]
