@@ -94,6 +94,16 @@ def _saved_train(record) -> dict:
     return record
 
 
+def _same_file(a, b) -> bool:
+    """Whether two recorded paths name one existing file or folder (links followed)."""
+    if not isinstance(a, str) or not isinstance(b, str):
+        return False
+    try:
+        return Path(a).exists() and Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
+
+
 def _differences(old: dict, new: dict, ignore=(), prefix="") -> str:
     """'lr 0.001 -> 0.01, seed 0 -> 1': the settings that differ between two records."""
     out = []
@@ -249,6 +259,10 @@ def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = 
         saved_train = {**defaults, **_saved_train(saved_config.get("train", {}))}
         if isinstance(saved_train.get("objectives"), dict):
             saved_train["objectives"] = {**defaults["objectives"], **saved_train["objectives"]}
+        if _same_file(saved_train.get("init_from"), tcfg.init_from):
+            # the base named by another path to the same file (a runs folder reached through a new
+            # link, a moved work tree) is not a change: the weights it held are in the resume state
+            saved_train["init_from"] = tcfg.init_from
         changed = _differences(saved_train, train_record(tcfg), ignore=RESUME_MAY_CHANGE)
         if changed and not allow_changes:
             raise FameError(f"{out} was started with other training settings ({changed}); resume with the "

@@ -217,6 +217,29 @@ def test_resume_with_other_settings_names_them_or_records_them(tmp_path):
     assert config["resumed_with_changes"] == [{"epoch": 2, "changes": "lr 0.001 -> 0.01, seed 0 -> 5"}]
 
 
+def test_resume_takes_the_same_base_reached_by_another_path_but_not_another_base(tmp_path):
+    from fame_core.data import load_dataset
+    from fame_core.models import FAMEConfig, SASRecConfig
+
+    data = load_dataset(TINY_WORLD)
+    shared = dict(d=16, n_heads=2, max_len=10, dropout=0.1, attn_dropout=0.1)
+    train(data, SASRecConfig(**shared), TrainConfig(epochs=1, batch_size=64), tmp_path / "real" / "base", progress=False)
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    cfg = FAMEConfig(**shared, n_experts=2)
+    train(data, cfg, TrainConfig(epochs=3, batch_size=64, init_from=str(tmp_path / "real" / "base")),
+          tmp_path / "run", progress=False, stop_after=1)
+    # the same base through a link (a runs folder reached from a new work tree): resumed, no change recorded
+    train(data, cfg, TrainConfig(epochs=3, batch_size=64, init_from=str(tmp_path / "link" / "base")),
+          tmp_path / "run", resume=True, progress=False, stop_after=2)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["train"]["init_from"] == str(tmp_path / "link" / "base") and "resumed_with_changes" not in config
+    # a copy of it elsewhere is another file: named as a change
+    shutil.copytree(tmp_path / "real" / "base", tmp_path / "copy")
+    with pytest.raises(FameError, match=r"other training settings \(init_from .*link/base' -> .*copy'\)"):
+        train(data, cfg, TrainConfig(epochs=3, batch_size=64, init_from=str(tmp_path / "copy")), tmp_path / "run",
+              resume=True, progress=False)
+
+
 def corrupt_copy(tmp_path, name="bad") -> Path:
     dst = tmp_path / name
     shutil.copytree(DEMO, dst)
