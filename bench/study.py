@@ -35,7 +35,9 @@ end). It makes a study affordable on a CPU; its known bias is against settings t
 epochs trained. FAME trials are pruned on FAME's epochs; the shared base SASRec is never pruned.
 `--pruner none` runs every trial to its early stop. `--report` retrains the best configuration over `--seeds` and writes
 bench/results/study-<data>-<model>.json with the budget, every trial, the best configuration and
-its test numbers (mean and sample std over seeds).
+its test numbers (mean and sample std over seeds). `--list` trains nothing: it prints the trials so
+far and writes them with the budget to bench/results/study-<data>-<model>-trials.json (safe beside a
+running study).
 """
 
 from __future__ import annotations
@@ -303,6 +305,13 @@ def repeats_an_ended_trial(study, trial) -> bool:
     return any(t.number != trial.number and t.state in ended and t.params == trial.params for t in study.trials)
 
 
+def trial_rows(trials) -> list[dict]:
+    """The JSON rows of a study's trials: state, validation NDCG@20, parameters and what the trial recorded."""
+    return [{"number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
+             "best_valid_reported": max(t.intermediate_values.values(), default=None), **t.user_attrs}
+            for t in trials]
+
+
 def main() -> int:
     import optuna
 
@@ -313,6 +322,8 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=200, help="at most this many epochs per training")
     ap.add_argument("--runs", default=None, help="default runs/study/<data name>")
     ap.add_argument("--report", action="store_true", help="retrain the best over --seeds and write the JSON")
+    ap.add_argument("--list", action="store_true", help="train nothing: print the study's trials so far and write "
+                    "them as JSON (default bench/results/study-<data>-<model>-trials.json)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--sampler-seed", type=int, default=0)
     ap.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
@@ -324,7 +335,8 @@ def main() -> int:
     ap.add_argument("--keep", default=None, help="the study database's durable copy, updated after every trial "
                     "(default with the default --runs: bench/results/study-<data>.db; with another --runs, none); a "
                     "runs folder without study.db starts from it")
-    ap.add_argument("--out", default=None, help="the --report JSON (default bench/results/study-<data>-<model>.json)")
+    ap.add_argument("--out", default=None,
+                    help="the --report JSON (default bench/results/study-<data>-<model>.json) or the --list JSON")
     a = ap.parse_args()
 
     from fame_core.data import load_dataset
@@ -363,7 +375,10 @@ def main() -> int:
     study.sampler = optuna.samplers.TPESampler(seed=a.sampler_seed + len(study.trials))
     # one pruner per study, so that every trial of it was judged alike
     pruner_name = f"median, warmup {a.prune_warmup} epochs" if a.pruner == "median" else "none"
-    if not a.report:
+    if a.report and a.list:
+        print("error: --report and --list do different things; pass one of them", file=sys.stderr)
+        return 2
+    if not a.report and not a.list:
         recorded = study.user_attrs.get("pruner")
         if recorded is None and study.trials:
             recorded = "none"     # a study begun before pruning existed ran every trial to its end
@@ -372,13 +387,14 @@ def main() -> int:
                   f"pass the same --pruner/--prune-warmup, or a new --runs", file=sys.stderr)
             return 2
         study.set_user_attr("pruner", pruner_name)
-    if not a.report:   # first in every study, new or not (a study made before the seeding gets them next)
+    if not a.report and not a.list:   # first in every study, new or not (a study made before the seeding gets them next)
         for params in SEEDED:
             study.enqueue_trial({**params, **(SEEDED_FAME if a.model == "fame" else {})}, skip_if_exists=True)
     # a trial killed mid-training stays RUNNING in the database: fail it and enqueue its parameters
     # under the same run name, so its checkpoint is resumed (and it counts once in the budget)
     ended = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+    # (--list only reads: a RUNNING trial may be training in another process right now)
+    for t in [] if a.list else study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         study.tell(t.number, state=optuna.trial.TrialState.FAIL)
         if repeats_an_ended_trial(study, t):   # a replayed draw: its configuration is already judged
             continue
@@ -405,6 +421,21 @@ def main() -> int:
     finished = [t for t in study.trials if t.state in ended or
                 (t.state == optuna.trial.TrialState.FAIL and t.number not in replaced
                  and not repeats_an_ended_trial(study, t))]
+    if a.list:
+        budget = {"trials": len(finished), "epochs_cap": a.epochs, "pruner": study.user_attrs.get("pruner", "none yet"),
+                  "pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in finished),
+                  "epochs_trained": sum(epochs_trained(runs, t) for t in finished)}
+        running = [t.number for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
+        listing = {"data": data.name, "model": a.model, "budget": budget, "running": running,
+                   "objective": "validation NDCG@20 (test never used in the search)",
+                   "trials": trial_rows(finished)}
+        for row in listing["trials"]:
+            value = "-" if row["value"] is None else f"{row['value']:.4f}"
+            print(f"{row['number']:>3} {row['state']:<8} {value:>7}  {row['params']}")
+        print(f"{len(finished)} trials counted ({budget['pruned']} pruned), running now: {running or 'none'}")
+        out = Path(a.out) if a.out else REPO / "bench" / "results" / f"study-{data.name}-{a.model}-trials.json"
+        out.write_text(json.dumps(listing, indent=2) + "\n")
+        return 0
     if not a.report:
         left = max(0, a.trials - len(finished))
         if left:
@@ -438,9 +469,7 @@ def main() -> int:
               "pruner": study.user_attrs.get("pruner", "not recorded")}
     report = {"data": data.name, "model": a.model, "budget": budget,
               "objective": "validation NDCG@20 (test never used in the search)",
-              "trials": [{"number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
-                          "best_valid_reported": max(t.intermediate_values.values(), default=None),
-                          **t.user_attrs} for t in finished],
+              "trials": trial_rows(finished),
               "best": {"params": best.params, "valid_NDCG@20": best.value}, "seeds": rows, "test_summary": summary}
     out = Path(a.out) if a.out else REPO / "bench" / "results" / f"study-{data.name}-{a.model}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")

@@ -270,3 +270,9 @@ def test_a_restart_draws_new_parameters_and_a_repeated_draw_is_not_trained_again
     assert [t.state.name for t in after[replay.number + 1:]] == ["COMPLETE"]   # one new trial, not the replay
     assert after[-1].params not in [t.params for t in after[:replay.number + 1]]
     assert trials(tmp_path) == [("COMPLETE", 5), ("FAIL", 1)]
+    listed = study(tmp_path, "--model", "sasrec", "--list", "--out", str(tmp_path / "list.json"))
+    assert listed.returncode == 0, listed.stderr
+    listing = json.loads((tmp_path / "list.json").read_text())
+    assert listing["budget"]["trials"] == 5 and listing["running"] == []
+    assert [r["number"] for r in listing["trials"]] == [0, 1, 2, 3, replay.number + 1]   # the replay is not counted
+    assert trials(tmp_path) == [("COMPLETE", 5), ("FAIL", 1)]                               # and nothing was trained
