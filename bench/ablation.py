@@ -32,6 +32,10 @@ remakes only a base that an unrecorded row still needs; when the remade base's w
 from its record, it stops (`--allow-remade-base` goes on, and the report then marks the pairs built
 on different remakes). A run folder is trained by one process at a time (a lock file `.<row>-s<seed>.lock` beside it).
 
+`by-seed --control ROW` pairs the report's rows by seed with a row known only from its records
+(Beauty's restart controls, run after the rows' run folders were lost): mean, gain and a paired
+t-test by seed, written to bench/results/ablation-<data>-by-seed-<ROW>.json.
+
 `report` records every finished run that has no record yet (evaluated once on the test users,
 history masked, as in training's selection; its ranks must give the run's recorded test NDCG@20),
 then reads the records and writes bench/results/ablation-<data>.json. It refuses to replace a
@@ -438,6 +442,53 @@ def ablation_figure(report: dict):
     return fig, pd.DataFrame(table).set_index("row")
 
 
+def cmd_by_seed(a, data, records: Path) -> int:
+    """The report's rows against a control that has records but is not in the report (Beauty: the
+    rows predate the records, the restart controls came later on remade bases), paired by seed:
+    mean test NDCG@20, relative gain and a paired t-test by seed (scipy.stats.ttest_rel). Per user
+    it cannot pair: the rows' per-user ranks were never recorded."""
+    from scipy import stats
+
+    if a.control is None:
+        raise RecordError("by-seed needs --control ROW, the recorded row to pair with (e.g. sasrec-h1-restart)")
+    src = Path(a.results) / f"ablation-{data.name}.json"
+    try:
+        rows = json.loads(src.read_text())["rows"]
+    except (OSError, ValueError, KeyError) as e:
+        raise RecordError(f"{src} is not an ablation report ({e.__class__.__name__}); run `report` first") from None
+    control = {s: read_record(records, a.control, s, data) for s in a.seeds}
+    missing = [s for s, r in control.items() if r is None]
+    if missing:
+        raise RecordError(f"{a.control} has no record for seed(s) {' '.join(map(str, missing))} in {records}; "
+                          f"run `run --rows {a.control} --seeds {' '.join(map(str, missing))}` first")
+    theirs = np.array([control[s]["test"]["NDCG@20"] for s in a.seeds])
+    out = {"data": data.name, "control": a.control, "seeds": a.seeds, "metric": "test NDCG@20",
+           "statistics": "mean and sample std (ddof=1) over seeds; paired t-test by seed (scipy.stats.ttest_rel); "
+                         "rows from the report, the control from its records",
+           "control_values": theirs.tolist(), "control_mean": float(theirs.mean()),
+           "control_std": float(theirs.std(ddof=1)) if len(theirs) > 1 else None,
+           "control_best_epochs": [control[s]["best_epoch"] for s in a.seeds],
+           "control_valid_mean": float(np.mean([control[s]["valid"]["NDCG@20"] for s in a.seeds])), "rows": {}}
+    print(f"| {data.name}, seeds {', '.join(map(str, a.seeds))} | test NDCG@20 (mean) | against {a.control} (p by seed) |")
+    print("|---|---|---|")
+    print(f"| {a.control} | {theirs.mean():.4f} ± {out['control_std'] or 0:.4f} | – |")
+    for name, row in rows.items():
+        by_seed = dict(zip(row["seeds"], row["test"]["NDCG@20"]["values"]))
+        if name == a.control or not all(s in by_seed for s in a.seeds):
+            continue
+        mine = np.array([by_seed[s] for s in a.seeds])
+        p = float(stats.ttest_rel(mine, theirs).pvalue) if len(a.seeds) > 1 else None
+        gain = float(mine.mean() / theirs.mean() - 1)
+        out["rows"][name] = {"values": mine.tolist(), "mean": float(mine.mean()), "relative_gain": gain,
+                             "seed_ttest_p": p}
+        print(f"| {name} | {mine.mean():.4f} | {gain:+.1%} ({p:.2g}) |" if p is not None else
+              f"| {name} | {mine.mean():.4f} | {gain:+.1%} |")
+    dst = Path(a.results) / f"ablation-{data.name}-by-seed-{a.control}.json"
+    dst.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"written to {dst}", file=sys.stderr)
+    return 0
+
+
 def cmd_figure(a, data) -> int:
     from fame_core.export import save_figure
 
@@ -455,7 +506,8 @@ def cmd_figure(a, data) -> int:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("command", choices=["run", "report", "figure"])
+    p.add_argument("command", choices=["run", "report", "figure", "by-seed"])
+    p.add_argument("--control", default=None, help="by-seed: the recorded row the report's rows are paired with")
     p.add_argument("--figure", default=None, help="figure: the files' stem (default docs/ablation-<data>)")
     p.add_argument("--data", required=True)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -483,6 +535,8 @@ def main() -> int:
     try:
         if a.command == "figure":
             return cmd_figure(a, data)
+        if a.command == "by-seed":
+            return cmd_by_seed(a, data, records)
         return cmd_run(a, data, runs, records) if a.command == "run" else cmd_report(a, data, runs, records)
     except RecordError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -101,6 +101,19 @@ def test_records_make_the_report_survive_lost_runs_and_a_shrinking_report_is_ref
     assert r["against"] == "sasrec-restart" and np.isclose(r["relative_gain"], mine.mean() / restart.mean() - 1)
     assert "against_restart" not in report["rows"]["sasrec-cont"]
 
+    # by-seed: the report's rows paired by seed with a control read from its records alone
+    r = ablation(tmp_path, "by-seed", "--seeds", "0", "1", "--control", "sasrec-restart")
+    assert r.returncode == 0, r.stderr
+    paired = json.loads((tmp_path / "results" / f"ablation-{data.name}-by-seed-sasrec-restart.json").read_text())
+    assert paired["control_values"] == restart.tolist() and "sasrec-restart" not in paired["rows"]
+    got = paired["rows"]["fame-h2-n1"]
+    assert got["values"] == mine.tolist() and np.isclose(got["relative_gain"], mine.mean() / restart.mean() - 1)
+    assert np.isclose(got["seed_ttest_p"], stats.ttest_rel(mine, restart).pvalue)
+    assert np.isclose(got["seed_ttest_p"], report["rows"]["fame-h2-n1"]["against_restart"]["seed_ttest_p"])
+    r = ablation(tmp_path, "by-seed", "--seeds", "0", "1", "--control", "sasrec-h1-restart")
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [r.stderr.strip()]
+    assert r.stderr.startswith("error: sasrec-h1-restart has no record for seed(s) 0 1") and "run --rows" in r.stderr
+
     # the machine is lost: the records alone give the same report, and run trains nothing
     shutil.rmtree(runs)
     r = ablation(tmp_path, "report", "--seeds", "0", "1")
