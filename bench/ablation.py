@@ -167,7 +167,8 @@ def write_record(data, runs: Path, records: Path, name: str, seed: int, device: 
     rec = {"row": name, "seed": seed, "data": data.name, "data_fingerprint": data.fingerprint(),
            "test": conf["test"], "valid": conf["valid"],
            "best_epoch": conf["best_epoch"], "epochs": conf["epochs"], "users": int(len(ranks)),
-           "model": conf.get("model"), "train": conf.get("train"), "weights_sha256": fingerprint(out),
+           "model": conf.get("model"), "train": conf.get("train"), "environment": conf.get("environment"),
+           "weights_sha256": fingerprint(out),
            "base_sha256": fingerprint(runs / f"{base}-s{seed}") if base else None,
            "ranks": f"{name}-s{seed}.npz: per-user test ranks (0 = top), clipped at {RANK_CLIP}"}
     meta, arrays = record_paths(records, name, seed)

@@ -200,6 +200,14 @@ def loss_on_batch(model, inputs: torch.Tensor, targets: torch.Tensor, objectives
     return value
 
 
+def numerics_environment(device, ctx) -> dict:
+    """What, beside the seed and the settings, decides a run's floating-point results: the same seed
+    with another number of CPU threads gives other weights (reductions are summed in another
+    order), so a remake that differs from its record can be told apart from a changed setting."""
+    return {"torch": torch.__version__, "device": torch.device(device).type, "threads": torch.get_num_threads(),
+            "processes": ctx.world}
+
+
 def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = False,
         progress: bool = True, stop_after: int | None = None, extra_config: dict | None = None,
         overwrite: bool = False, allow_changes: bool = False) -> dict:
@@ -234,7 +242,8 @@ def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = 
     opt = torch.optim.Adam(params, lr=tcfg.lr, betas=(0.9, 0.999), weight_decay=tcfg.weight_decay)
     metrics, start, best, best_epoch, bad = [], 0, -math.inf, -1, 0
     best_weights = copy.deepcopy(model.state_dict())
-    config = {"train": train_record(tcfg), "status": "running", **(extra_config or {})}
+    config = {"train": train_record(tcfg), "status": "running", "environment": numerics_environment(device, ctx),
+              **(extra_config or {})}
 
     if resume:
         if ctx.is_main:
@@ -286,6 +295,10 @@ def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = 
         best_weights = load_checkpoint(out).state_dict()
         metrics = read_metrics(out)[:start]
         config = dict(saved_config, status="running", train=train_record(tcfg), seed=tcfg.seed)
+        now = numerics_environment(device, ctx)
+        if saved_config.get("environment", now) != now:   # a remake that differs can then say why
+            config["resumed_in_environment"] = config.get("resumed_in_environment", []) + [
+                {"epoch": start + 1, "environment": now}]
         if changed:
             config["resumed_with_changes"] = config.get("resumed_with_changes", []) + [
                 {"epoch": start + 1, "changes": changed}]

@@ -240,6 +240,29 @@ def test_resume_takes_the_same_base_reached_by_another_path_but_not_another_base
               resume=True, progress=False)
 
 
+def test_a_run_records_its_numerics_environment_and_a_resume_in_another_one(tmp_path):
+    # the same seed with another number of threads gives other weights: a remake that differs from its
+    # record must be able to say whether this is why
+    from fame_core.data import load_dataset
+    from fame_core.models import SASRecConfig
+
+    data = load_dataset(TINY_WORLD)
+    cfg = SASRecConfig(d=16, n_heads=2, max_len=10, dropout=0.1, attn_dropout=0.1)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        train(data, cfg, TrainConfig(epochs=3, batch_size=64), tmp_path / "run", progress=False, stop_after=1)
+        config = json.loads((tmp_path / "run" / "config.json").read_text())
+        assert config["environment"] == {"torch": torch.__version__, "device": "cpu", "threads": 1, "processes": 1}
+        torch.set_num_threads(2)
+        train(data, cfg, TrainConfig(epochs=3, batch_size=64), tmp_path / "run", resume=True, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["environment"]["threads"] == 1            # where it started
+    assert config["resumed_in_environment"] == [{"epoch": 2, "environment": {**config["environment"], "threads": 2}}]
+
+
 def corrupt_copy(tmp_path, name="bad") -> Path:
     dst = tmp_path / name
     shutil.copytree(DEMO, dst)
