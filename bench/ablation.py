@@ -168,6 +168,7 @@ def write_record(data, runs: Path, records: Path, name: str, seed: int, device: 
            "test": conf["test"], "valid": conf["valid"],
            "best_epoch": conf["best_epoch"], "epochs": conf["epochs"], "users": int(len(ranks)),
            "model": conf.get("model"), "train": conf.get("train"), "environment": conf.get("environment"),
+           "resumed_in_environment": conf.get("resumed_in_environment"),
            "weights_sha256": fingerprint(out),
            "base_sha256": fingerprint(runs / f"{base}-s{seed}") if base else None,
            "ranks": f"{name}-s{seed}.npz: per-user test ranks (0 = top), clipped at {RANK_CLIP}"}
@@ -457,28 +458,34 @@ def cmd_by_seed(a, data, records: Path) -> int:
         rows = json.loads(src.read_text())["rows"]
     except (OSError, ValueError, KeyError) as e:
         raise RecordError(f"{src} is not an ablation report ({e.__class__.__name__}); run `report` first") from None
-    control = {s: read_record(records, a.control, s, data) for s in a.seeds}
+    seeds = a.seeds if a.seeds_given else json.loads(src.read_text()).get("seeds", a.seeds)   # default: the report's
+    control = {s: read_record(records, a.control, s, data) for s in seeds}
     missing = [s for s, r in control.items() if r is None]
     if missing:
         raise RecordError(f"{a.control} has no record for seed(s) {' '.join(map(str, missing))} in {records}; "
                           f"run `run --rows {a.control} --seeds {' '.join(map(str, missing))}` first")
-    theirs = np.array([control[s]["test"]["NDCG@20"] for s in a.seeds])
-    out = {"data": data.name, "control": a.control, "seeds": a.seeds, "metric": "test NDCG@20",
+    theirs = np.array([control[s]["test"]["NDCG@20"] for s in seeds])
+    out = {"data": data.name, "control": a.control, "seeds": seeds, "metric": "test NDCG@20",
            "statistics": "mean and sample std (ddof=1) over seeds; paired t-test by seed (scipy.stats.ttest_rel); "
                          "rows from the report, the control from its records",
            "control_values": theirs.tolist(), "control_mean": float(theirs.mean()),
            "control_std": float(theirs.std(ddof=1)) if len(theirs) > 1 else None,
-           "control_best_epochs": [control[s]["best_epoch"] for s in a.seeds],
-           "control_valid_mean": float(np.mean([control[s]["valid"]["NDCG@20"] for s in a.seeds])), "rows": {}}
-    print(f"| {data.name}, seeds {', '.join(map(str, a.seeds))} | test NDCG@20 (mean) | against {a.control} (p by seed) |")
+           "control_best_epochs": [control[s]["best_epoch"] for s in seeds],
+           "control_valid_mean": float(np.mean([control[s]["valid"]["NDCG@20"] for s in seeds])), "rows": {}}
+    print(f"| {data.name}, seeds {', '.join(map(str, seeds))} | test NDCG@20 (mean) | against {a.control} (p by seed) |")
     print("|---|---|---|")
     print(f"| {a.control} | {theirs.mean():.4f} ± {out['control_std'] or 0:.4f} | – |")
     for name, row in rows.items():
         by_seed = dict(zip(row["seeds"], row["test"]["NDCG@20"]["values"]))
-        if name == a.control or not all(s in by_seed for s in a.seeds):
+        if name == a.control:
             continue
-        mine = np.array([by_seed[s] for s in a.seeds])
-        p = float(stats.ttest_rel(mine, theirs).pvalue) if len(a.seeds) > 1 else None
+        if not all(s in by_seed for s in seeds):   # said, not dropped silently
+            out.setdefault("rows_left_out", {})[name] = f"no value for seed(s) {sorted(set(seeds) - set(by_seed))}"
+            print(f"{name}: left out, no value for seed(s) {sorted(set(seeds) - set(by_seed))}", file=sys.stderr)
+            continue
+        mine = np.array([by_seed[s] for s in seeds])
+        p = float(stats.ttest_rel(mine, theirs).pvalue) if len(seeds) > 1 else None
+        p = p if p is not None and np.isfinite(p) else None    # identical values: no test (JSON null, not NaN)
         gain = float(mine.mean() / theirs.mean() - 1)
         out["rows"][name] = {"values": mine.tolist(), "mean": float(mine.mean()), "relative_gain": gain,
                              "seed_ttest_p": p}
@@ -511,7 +518,8 @@ def main() -> int:
     p.add_argument("--control", default=None, help="by-seed: the recorded row the report's rows are paired with")
     p.add_argument("--figure", default=None, help="figure: the files' stem (default docs/ablation-<data>)")
     p.add_argument("--data", required=True)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="default 0 1 2 (by-seed: the report's seeds)")
     p.add_argument("--rows", nargs="+", choices=list(ROWS), default=None, help="default: all rows")
     p.add_argument("--runs", default=None, help="default runs/reproduce/<data name> (shared with bench/reproduce.py)")
     p.add_argument("--dropout", type=float, default=0.5)
@@ -526,6 +534,8 @@ def main() -> int:
                    help="run: go on when a base remade for an unrecorded row differs from its record (the report "
                    "marks the pairs built on different remakes)")
     a = p.parse_args()
+    a.seeds_given = a.seeds is not None
+    a.seeds = a.seeds if a.seeds_given else [0, 1, 2]
 
     from fame_core.data import load_dataset
 

@@ -6,7 +6,8 @@
 
 One study per (data set, model) in runs/study/<data>/study.db, so SASRec and FAME are tuned with
 the same trial budget and neither more than the other; a killed study continues where it
-stopped (`--trials` is the total wanted, finished and failed trials count; an interrupted trial
+stopped (`--trials` is the total wanted, finished and failed trials count, except a failed trial
+that another resumed and one that repeated an ended trial's exact parameters; an interrupted trial
 is resumed from its checkpoint). After every trial the database is copied (SQLite's backup, then
 an atomic rename) to `--keep` (with the default --runs: bench/results/study-<data>.db, committed),
 and a machine that has no runs/study/<data>/study.db starts from that copy: the finished trials
@@ -36,8 +37,8 @@ epochs trained. FAME trials are pruned on FAME's epochs; the shared base SASRec 
 `--pruner none` runs every trial to its early stop. `--report` retrains the best configuration over `--seeds` and writes
 bench/results/study-<data>-<model>.json with the budget, every trial, the best configuration and
 its test numbers (mean and sample std over seeds). `--list` trains nothing: it prints the trials so
-far and writes them with the budget to bench/results/study-<data>-<model>-trials.json (safe beside a
-running study).
+far and writes them with the budget to bench/results/study-<data>-<model>-trials.json (with another
+--runs: <runs>/trials-<model>.json); it only reads the database (safe beside a running study).
 """
 
 from __future__ import annotations
@@ -128,7 +129,8 @@ def configs(data, model: str, p: dict, seed: int, base: Path | None, epochs: int
                         activation=p["activation"], **extra)
     tcfg = TrainConfig(seed=seed, lr=p["lr"],
                        weight_decay=p["weight_decay"], patience=p["patience"], epochs=epochs,
-                       init_from=str(base) if base else None, warm=bool(p.get("warm")) and base is not None,
+                       # resolved: a later start from another work tree (runs/ reached by a link) names it alike
+                       init_from=str(Path(base).resolve()) if base else None, warm=bool(p.get("warm")) and base is not None,
                        device=device)
     return mcfg, tcfg
 
@@ -218,6 +220,10 @@ def epochs_trained(runs: Path, t) -> int:
 
     run = runs / t.user_attrs.get("run", "")
     return len(read_metrics(run)) if (run / "metrics.jsonl").exists() else 0
+
+
+class RepeatedDraw(Exception):
+    """A trial whose parameters an ended trial already had: one configuration is judged once."""
 
 
 class KeepError(Exception):
@@ -312,6 +318,57 @@ def trial_rows(trials) -> list[dict]:
             for t in trials]
 
 
+def counted_trials(study) -> list:
+    """The trials the budget counts: completed and pruned ones, and failed ones that were neither
+    replaced by a trial resuming them nor a repeat of an ended trial's exact parameters."""
+    import optuna
+
+    # "resumes" names the run of the trial first killed; studies made before "replaces" have only it
+    replaced = {t.user_attrs.get("replaces") for t in study.trials} | \
+        {int(t.user_attrs["resumes"].rsplit("-t", 1)[1]) for t in study.trials if "resumes" in t.user_attrs}
+    ended = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    return [t for t in study.trials if t.state in ended or
+            (t.state == optuna.trial.TrialState.FAIL and t.number not in replaced
+             and not repeats_an_ended_trial(study, t))]
+
+
+def list_trials(a, data, runs: Path, db: Path, keep: Path | None) -> int:
+    """--list: the trials so far, printed and as JSON, read without writing the database (no study
+    is created, nothing restored from the kept copy, no RUNNING trial touched: it may be training
+    in another process). With no database yet, the kept copy is read."""
+    import optuna
+
+    src = db if db.exists() else keep if keep is not None and keep.exists() else None
+    name = f"{data.name}-{a.model}"
+    if src is None:
+        print(f"error: no study database in {runs} (nor a kept copy); start the study first", file=sys.stderr)
+        return 2
+    try:
+        study = optuna.load_study(study_name=name, storage=f"sqlite:///{src}")
+    except KeyError:
+        print(f"error: {src} holds no study {name!r}; start it with --model {a.model} first", file=sys.stderr)
+        return 2
+    finished = counted_trials(study)
+    budget = {"trials": len(finished), "epochs_cap": a.epochs, "pruner": study.user_attrs.get("pruner", "none yet"),
+              "pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in finished),
+              "epochs_trained": sum(epochs_trained(runs, t) for t in finished)}
+    # RUNNING in the database: training now, or killed (the next start fails and resumes it)
+    left_running = [t.number for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
+    listing = {"data": data.name, "model": a.model, "source": str(src), "budget": budget,
+               "left_running": left_running, "objective": "validation NDCG@20 (test never used in the search)",
+               "trials": trial_rows(finished)}
+    for row in listing["trials"]:
+        value = "-" if row["value"] is None else f"{row['value']:.4f}"
+        print(f"{row['number']:>3} {row['state']:<8} {value:>7}  {row['params']}")
+    print(f"{len(finished)} trials counted ({budget['pruned']} pruned); left RUNNING (training now or killed): "
+          f"{left_running or 'none'}")
+    # the committed listing goes with the default runs folder only, as the kept copy does
+    out = Path(a.out) if a.out else runs / f"trials-{a.model}.json" if a.runs else \
+        REPO / "bench" / "results" / f"study-{data.name}-{a.model}-trials.json"
+    out.write_text(json.dumps(listing, indent=2) + "\n")
+    return 0
+
+
 def main() -> int:
     import optuna
 
@@ -348,13 +405,18 @@ def main() -> int:
     # the seeded trials (ICLRec's defaults) run to the end and are the first yardstick
     pruner = optuna.pruners.MedianPruner(n_startup_trials=len(SEEDED), n_warmup_steps=a.prune_warmup) \
         if a.pruner == "median" else optuna.pruners.NopPruner()
+    if a.report and a.list:
+        print("error: --report and --list do different things; pass one of them", file=sys.stderr)
+        return 2
     data = load_dataset(a.data)
     runs = Path(a.runs or REPO / "runs" / "study" / data.name)
-    runs.mkdir(parents=True, exist_ok=True)
     db = runs / "study.db"
     # the durable copy: the committed default goes with the default runs folder only (a trial study
     # in a scratch folder must not write into the repository's copy)
     keep = Path(a.keep) if a.keep else None if a.runs else REPO / "bench" / "results" / f"study-{data.name}.db"
+    if a.list:
+        return list_trials(a, data, runs, db, keep)
+    runs.mkdir(parents=True, exist_ok=True)
     try:
         if keep is not None and keep.exists():
             if not db.exists():
@@ -375,10 +437,7 @@ def main() -> int:
     study.sampler = optuna.samplers.TPESampler(seed=a.sampler_seed + len(study.trials))
     # one pruner per study, so that every trial of it was judged alike
     pruner_name = f"median, warmup {a.prune_warmup} epochs" if a.pruner == "median" else "none"
-    if a.report and a.list:
-        print("error: --report and --list do different things; pass one of them", file=sys.stderr)
-        return 2
-    if not a.report and not a.list:
+    if not a.report:
         recorded = study.user_attrs.get("pruner")
         if recorded is None and study.trials:
             recorded = "none"     # a study begun before pruning existed ran every trial to its end
@@ -387,14 +446,12 @@ def main() -> int:
                   f"pass the same --pruner/--prune-warmup, or a new --runs", file=sys.stderr)
             return 2
         study.set_user_attr("pruner", pruner_name)
-    if not a.report and not a.list:   # first in every study, new or not (a study made before the seeding gets them next)
+    if not a.report:   # first in every study, new or not (a study made before the seeding gets them next)
         for params in SEEDED:
             study.enqueue_trial({**params, **(SEEDED_FAME if a.model == "fame" else {})}, skip_if_exists=True)
     # a trial killed mid-training stays RUNNING in the database: fail it and enqueue its parameters
     # under the same run name, so its checkpoint is resumed (and it counts once in the budget)
-    ended = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    # (--list only reads: a RUNNING trial may be training in another process right now)
-    for t in [] if a.list else study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         study.tell(t.number, state=optuna.trial.TrialState.FAIL)
         if repeats_an_ended_trial(study, t):   # a replayed draw: its configuration is already judged
             continue
@@ -404,6 +461,8 @@ def main() -> int:
 
     def objective(trial):
         p = suggest(trial, a.model)
+        if repeats_an_ended_trial(study, trial):   # fails at once: not trained, not counted
+            raise RepeatedDraw(f"trial {trial.number} drew exactly the parameters of an ended trial")
         name = trial.user_attrs.get("resumes", f"{a.model}-t{trial.number}")
         trial.set_user_attr("run", name)
         t0 = time.time()
@@ -414,28 +473,7 @@ def main() -> int:
         trial.set_user_attr("best_epoch", conf["best_epoch"])
         return conf["valid"]["NDCG@20"]
 
-    # a failed trial whose parameters were enqueued again is counted once, by its replacement
-    # ("resumes" names the run of the trial first killed; studies made before "replaces" have only it)
-    replaced = {t.user_attrs.get("replaces") for t in study.trials} | \
-        {int(t.user_attrs["resumes"].rsplit("-t", 1)[1]) for t in study.trials if "resumes" in t.user_attrs}
-    finished = [t for t in study.trials if t.state in ended or
-                (t.state == optuna.trial.TrialState.FAIL and t.number not in replaced
-                 and not repeats_an_ended_trial(study, t))]
-    if a.list:
-        budget = {"trials": len(finished), "epochs_cap": a.epochs, "pruner": study.user_attrs.get("pruner", "none yet"),
-                  "pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in finished),
-                  "epochs_trained": sum(epochs_trained(runs, t) for t in finished)}
-        running = [t.number for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
-        listing = {"data": data.name, "model": a.model, "budget": budget, "running": running,
-                   "objective": "validation NDCG@20 (test never used in the search)",
-                   "trials": trial_rows(finished)}
-        for row in listing["trials"]:
-            value = "-" if row["value"] is None else f"{row['value']:.4f}"
-            print(f"{row['number']:>3} {row['state']:<8} {value:>7}  {row['params']}")
-        print(f"{len(finished)} trials counted ({budget['pruned']} pruned), running now: {running or 'none'}")
-        out = Path(a.out) if a.out else REPO / "bench" / "results" / f"study-{data.name}-{a.model}-trials.json"
-        out.write_text(json.dumps(listing, indent=2) + "\n")
-        return 0
+    finished = counted_trials(study)
     if not a.report:
         left = max(0, a.trials - len(finished))
         if left:

@@ -270,7 +270,8 @@ def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = 
             saved_train["objectives"] = {**defaults["objectives"], **saved_train["objectives"]}
         if _same_file(saved_train.get("init_from"), tcfg.init_from):
             # the base named by another path to the same file (a runs folder reached through a new
-            # link, a moved work tree) is not a change: the weights it held are in the resume state
+            # link) is not a change: the weights it held are in the resume state. A recorded path that
+            # no longer exists cannot be compared and counts as changed (the study records resolved paths)
             saved_train["init_from"] = tcfg.init_from
         changed = _differences(saved_train, train_record(tcfg), ignore=RESUME_MAY_CHANGE)
         if changed and not allow_changes:
@@ -296,7 +297,10 @@ def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = 
         metrics = read_metrics(out)[:start]
         config = dict(saved_config, status="running", train=train_record(tcfg), seed=tcfg.seed)
         now = numerics_environment(device, ctx)
-        if saved_config.get("environment", now) != now:   # a remake that differs can then say why
+        # against the environment the run last trained in (a study resumes every epoch: one entry
+        # per change, not per epoch); a run begun before environments were recorded gets its first
+        last = (config.get("resumed_in_environment") or [{"environment": saved_config.get("environment")}])[-1]
+        if last["environment"] != now:   # a remake that differs can then say why
             config["resumed_in_environment"] = config.get("resumed_in_environment", []) + [
                 {"epoch": start + 1, "environment": now}]
         if changed:

@@ -102,10 +102,11 @@ def test_records_make_the_report_survive_lost_runs_and_a_shrinking_report_is_ref
     assert "against_restart" not in report["rows"]["sasrec-cont"]
 
     # by-seed: the report's rows paired by seed with a control read from its records alone
-    r = ablation(tmp_path, "by-seed", "--seeds", "0", "1", "--control", "sasrec-restart")
+    r = ablation(tmp_path, "by-seed", "--control", "sasrec-restart")     # the report's seeds, 0 and 1
     assert r.returncode == 0, r.stderr
     paired = json.loads((tmp_path / "results" / f"ablation-{data.name}-by-seed-sasrec-restart.json").read_text())
-    assert paired["control_values"] == restart.tolist() and "sasrec-restart" not in paired["rows"]
+    assert paired["seeds"] == [0, 1] and paired["control_values"] == restart.tolist()
+    assert "sasrec-restart" not in paired["rows"] and "rows_left_out" not in paired
     got = paired["rows"]["fame-h2-n1"]
     assert got["values"] == mine.tolist() and np.isclose(got["relative_gain"], mine.mean() / restart.mean() - 1)
     assert np.isclose(got["seed_ttest_p"], stats.ttest_rel(mine, restart).pvalue)

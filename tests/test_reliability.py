@@ -255,6 +255,9 @@ def test_a_run_records_its_numerics_environment_and_a_resume_in_another_one(tmp_
         config = json.loads((tmp_path / "run" / "config.json").read_text())
         assert config["environment"] == {"torch": torch.__version__, "device": "cpu", "threads": 1, "processes": 1}
         torch.set_num_threads(2)
+        train(data, cfg, TrainConfig(epochs=3, batch_size=64), tmp_path / "run", resume=True, progress=False,
+              stop_after=1)
+        # resumed again in the same new environment (a study resumes every epoch): no second entry
         train(data, cfg, TrainConfig(epochs=3, batch_size=64), tmp_path / "run", resume=True, progress=False)
     finally:
         torch.set_num_threads(threads)

@@ -225,7 +225,7 @@ def test_a_fame_base_already_trained_as_a_sasrec_trial_is_copied_not_retrained(t
     for f in ("weights.safetensors", "config.json", "metrics.jsonl"):
         assert (base / f).read_bytes() == (runs / "sasrec-t0" / f).read_bytes()
     assert not (base / "train_state.pt").exists() and not list((runs / "bases").glob(".*"))
-    assert json.loads((runs / "fame-t0" / "config.json").read_text())["train"]["init_from"] == str(base)
+    assert json.loads((runs / "fame-t0" / "config.json").read_text())["train"]["init_from"] == str(base.resolve())
 
 
 def test_a_base_differing_in_any_setting_is_not_taken_from_a_sasrec_run(tmp_path):
@@ -270,9 +270,22 @@ def test_a_restart_draws_new_parameters_and_a_repeated_draw_is_not_trained_again
     assert [t.state.name for t in after[replay.number + 1:]] == ["COMPLETE"]   # one new trial, not the replay
     assert after[-1].params not in [t.params for t in after[:replay.number + 1]]
     assert trials(tmp_path) == [("COMPLETE", 5), ("FAIL", 1)]
+    # --list beside a trial training in another process: it reads, and leaves that trial RUNNING
+    busy = load(tmp_path, "sasrec").ask()
+    module.suggest(busy, "sasrec")
+    before = (tmp_path / "runs" / "study.db").read_bytes()
     listed = study(tmp_path, "--model", "sasrec", "--list", "--out", str(tmp_path / "list.json"))
     assert listed.returncode == 0, listed.stderr
     listing = json.loads((tmp_path / "list.json").read_text())
-    assert listing["budget"]["trials"] == 5 and listing["running"] == []
+    assert listing["budget"]["trials"] == 5 and listing["left_running"] == [busy.number]
     assert [r["number"] for r in listing["trials"]] == [0, 1, 2, 3, replay.number + 1]   # the replay is not counted
-    assert trials(tmp_path) == [("COMPLETE", 5), ("FAIL", 1)]                               # and nothing was trained
+    assert (tmp_path / "runs" / "study.db").read_bytes() == before                     # nothing written
+    assert trials(tmp_path) == [("COMPLETE", 5), ("FAIL", 1), ("RUNNING", 1)]
+    # a study not begun: one error line, and no database or study made for it
+    r = study(tmp_path, "--model", "fame", "--list", "--out", str(tmp_path / "none.json"))
+    assert r.returncode == 2 and r.stderr.startswith("error: ") and len(r.stderr.strip().splitlines()) == 1
+    assert (tmp_path / "runs" / "study.db").read_bytes() == before and not (tmp_path / "none.json").exists()
+    empty = tmp_path / "empty"
+    r = subprocess.run([sys.executable, str(REPO / "bench" / "study.py"), "--data", TINY_WORLD, "--model", "sasrec",
+                        "--list", "--runs", str(empty)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 2 and "start the study first" in r.stderr and not empty.exists()
