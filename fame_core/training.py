@@ -223,6 +223,17 @@ def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = 
                         "'bce' and a whole number of negatives from 0 up")
     # issue 18: one process, or this rank of a torchrun group (gloo on CPU, NCCL on CUDA)
     ctx = distributed.setup(resolve_device(tcfg.device))
+    try:
+        return _fit(ctx, model, dataset, out, tcfg, resume, progress, stop_after, extra_config, allow_changes)
+    except BaseException:
+        # a rank that stops on an error (a NaN every rank agreed on, a kill) tears its group down
+        # before it exits: a gloo group left alive can abort the process at interpreter exit
+        # ("terminate called without an active exception", SIGABRT) instead of the error
+        ctx.close()
+        raise
+
+
+def _fit(ctx, model, dataset, out, tcfg, resume, progress, stop_after, extra_config, allow_changes) -> dict:
     device = ctx.device
     model.to(device)
     record = dataset_record(dataset)
