@@ -143,16 +143,19 @@ def _write_atomic(path: Path, write) -> None:
     tmp.replace(path)
 
 
-def write_record(data, runs: Path, records: Path, name: str, seed: int, device: str = "cpu") -> dict:
+def write_record(data, runs: Path, records: Path, name: str, seed: int, device: str = "cpu",
+                 out: Path | None = None, base_out: Path | None = None) -> dict:
     """Evaluate a finished run on the test users once and keep what the report needs in the
     repository. The .npz is written first and the .json last (each atomically), so a kill leaves
     either no record or a whole one. The ranks must give the run's recorded test NDCG@20 (a
-    config.json beside weights of another run is refused). An existing record is kept."""
+    config.json beside weights of another run is refused). An existing record is kept.
+    out / base_out: the run and its base where they are not this script's (bench/study.py's
+    retrained best configurations, recorded as rows `study-<model>`)."""
     from fame_core.checkpoint import load_checkpoint
     from fame_core.evaluate import evaluate
     from fame_core.training import resolve_device
 
-    out = runs / f"{name}-s{seed}"
+    out = out or runs / f"{name}-s{seed}"
     old = read_record(records, name, seed, data)
     if old is not None:
         return old
@@ -163,14 +166,15 @@ def write_record(data, runs: Path, records: Path, name: str, seed: int, device: 
     if abs(per_user_ndcg(ranks).mean() - conf["test"]["NDCG@20"]) > 1e-5:
         raise RecordError(f"{out}: its weights give test NDCG@20 {per_user_ndcg(ranks).mean():.6f}, its config.json "
                           f"says {conf['test']['NDCG@20']:.6f}; the folder mixes two runs: move it aside and run again")
-    base = ROWS[name][5]
+    base = ROWS[name][5] if name in ROWS else None
+    base_out = base_out or (runs / f"{base}-s{seed}" if base else None)
     rec = {"row": name, "seed": seed, "data": data.name, "data_fingerprint": data.fingerprint(),
            "test": conf["test"], "valid": conf["valid"],
            "best_epoch": conf["best_epoch"], "epochs": conf["epochs"], "users": int(len(ranks)),
            "model": conf.get("model"), "train": conf.get("train"), "environment": conf.get("environment"),
            "resumed_in_environment": conf.get("resumed_in_environment"),
            "weights_sha256": fingerprint(out),
-           "base_sha256": fingerprint(runs / f"{base}-s{seed}") if base else None,
+           "base_sha256": fingerprint(base_out) if base_out else None,
            "ranks": f"{name}-s{seed}.npz: per-user test ranks (0 = top), clipped at {RANK_CLIP}"}
     meta, arrays = record_paths(records, name, seed)
     records.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
     python bench/study.py --data ../shared/data/amazon/Beauty.txt --model sasrec --trials 20
     python bench/study.py --data ../shared/data/amazon/Beauty.txt --model fame   --trials 20
     python bench/study.py --data ../shared/data/amazon/Beauty.txt --model fame --report   # best, then test
+    python bench/study.py --data ../shared/data/amazon/Beauty.txt --compare   # FAME's best vs SASRec's
 
 One study per (data set, model) in runs/study/<data>/study.db, so SASRec and FAME are tuned with
 the same trial budget and neither more than the other; a killed study continues where it
@@ -36,7 +37,11 @@ end). It makes a study affordable on a CPU; its known bias is against settings t
 epochs trained. FAME trials are pruned on FAME's epochs; the shared base SASRec is never pruned.
 `--pruner none` runs every trial to its early stop. `--report` retrains the best configuration over `--seeds` and writes
 bench/results/study-<data>-<model>.json with the budget, every trial, the best configuration and
-its test numbers (mean and sample std over seeds). `--list` trains nothing: it prints the trials so
+its test numbers (mean and sample std over seeds), and keeps each seed's per-user test ranks as an
+ablation record `study-<model>-s<seed>` (bench/results/ablation-runs/<data>/, as bench/ablation.py's
+rows). `--compare` trains nothing: it pairs FAME's best with SASRec's (each tuned with the same
+budget) on their common seeds, by seed (paired t-test) and by user (Wilcoxon), and writes
+bench/results/study-<data>-compare.json. `--list` trains nothing: it prints the trials so
 far and writes them with the budget to bench/results/study-<data>-<model>-trials.json (with another
 --runs: <runs>/trials-<model>.json); it only reads the database (safe beside a running study).
 """
@@ -369,16 +374,68 @@ def list_trials(a, data, runs: Path, db: Path, keep: Path | None) -> int:
     return 0
 
 
+def bench_script(name: str):
+    """Another bench/ script as a module (bench/ is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().with_name(f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def compare_bests(a, data, records: Path, out: Path, ablation) -> int:
+    """The two studies' bests on the same seeds: FAME's against SASRec's (each tuned with the same
+    trial budget on validation), the ablation's statistics (paired t-test by seed, Wilcoxon over the
+    test users on each user's mean NDCG@20 over the seeds)."""
+    table = {}
+    for model in ("sasrec", "fame"):
+        name = f"study-{model}"
+        recs = {s: ablation.read_record(records, name, s, data) for s in a.seeds}
+        missing = [s for s, r in recs.items() if r is None]
+        if missing:
+            raise ablation.RecordError(f"no {name} record for seed(s) {' '.join(map(str, missing))} in {records}; run "
+                                       f"--model {model} --report --seeds {' '.join(map(str, a.seeds))} first")
+        # built on different bases by design (FAME on a SASRec with its own shared settings): not a remade pair
+        table[name] = {s: {**r, "base_sha256": None} for s, r in recs.items()}
+    lengths = np.array([len(data.sequences[r]) - 1 for r in data.splittable_rows()])
+    cmp = ablation.compare(table, "study-fame", "study-sasrec", None, lengths)
+    summary = {name: {split: {m: {"mean": float(np.mean([r[split][m] for r in by.values()])),
+                                  "std": float(np.std([r[split][m] for r in by.values()], ddof=1))
+                                  if len(by) > 1 else None} for m in METRICS} for split in ("valid", "test")}
+               for name, by in table.items()}
+    result = {"data": data.name, "seeds": a.seeds, "rows": {n: {"params": by[a.seeds[0]].get("model"),
+                                                                 "best_epoch": [by[s]["best_epoch"] for s in a.seeds],
+                                                                 **summary[n]} for n, by in table.items()},
+              "study-fame_against_study-sasrec": cmp,
+              "statistics": "mean and sample std (ddof=1) over seeds; paired t-test by seed (scipy.stats.ttest_rel); "
+                            "per-user Wilcoxon signed-rank test on NDCG@20 (each user's mean over the seeds; "
+                            "scipy.stats.wilcoxon, two-sided, zero differences dropped)"}
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    f, s = summary["study-fame"]["test"]["NDCG@20"], summary["study-sasrec"]["test"]["NDCG@20"]
+    print(f"test NDCG@20: study-fame {f['mean']:.4f} ± {f['std'] or 0:.4f}, study-sasrec {s['mean']:.4f} ± "
+          f"{s['std'] or 0:.4f}: {cmp['relative_gain']:+.1%} (p {cmp.get('seed_ttest_p', float('nan')):.2g} by seed, "
+          f"{cmp['user_wilcoxon_p']:.2g} over {cmp['users']} users)")
+    print(f"written to {out}", file=sys.stderr)
+    return 0
+
+
 def main() -> int:
     import optuna
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", required=True)
-    ap.add_argument("--model", choices=["sasrec", "fame"], required=True)
+    ap.add_argument("--model", choices=["sasrec", "fame"], default=None, help="the study: sasrec or fame (not with "
+                    "--compare, which reads both)")
     ap.add_argument("--trials", type=int, default=20, help="total trials wanted in the study (default 20)")
     ap.add_argument("--epochs", type=int, default=200, help="at most this many epochs per training")
     ap.add_argument("--runs", default=None, help="default runs/study/<data name>")
     ap.add_argument("--report", action="store_true", help="retrain the best over --seeds and write the JSON")
+    ap.add_argument("--compare", action="store_true", help="train nothing: pair the two studies' --report records "
+                    "(FAME's best against SASRec's) by seed and by user; writes bench/results/study-<data>-compare.json "
+                    "(with another --runs: <runs>/compare.json)")
+    ap.add_argument("--records", default=None, help="where --report keeps each seed's per-user test ranks (default "
+                    "bench/results/ablation-runs/<data>, beside the ablation's; with another --runs: <runs>/records)")
     ap.add_argument("--list", action="store_true", help="train nothing: print the study's trials so far and write "
                     "them as JSON (default bench/results/study-<data>-<model>-trials.json)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -405,12 +462,26 @@ def main() -> int:
     # the seeded trials (ICLRec's defaults) run to the end and are the first yardstick
     pruner = optuna.pruners.MedianPruner(n_startup_trials=len(SEEDED), n_warmup_steps=a.prune_warmup) \
         if a.pruner == "median" else optuna.pruners.NopPruner()
-    if a.report and a.list:
-        print("error: --report and --list do different things; pass one of them", file=sys.stderr)
+    if a.report + a.list + a.compare > 1:
+        print("error: --report, --list and --compare do different things; pass one of them", file=sys.stderr)
+        return 2
+    if a.model is None and not a.compare:
+        print("error: --model is needed (sasrec or fame); only --compare reads both studies", file=sys.stderr)
         return 2
     data = load_dataset(a.data)
     runs = Path(a.runs or REPO / "runs" / "study" / data.name)
     db = runs / "study.db"
+    records = Path(a.records) if a.records else runs / "records" if a.runs else \
+        REPO / "bench" / "results" / "ablation-runs" / data.name
+    if a.compare:
+        out = Path(a.out) if a.out else runs / "compare.json" if a.runs else \
+            REPO / "bench" / "results" / f"study-{data.name}-compare.json"
+        ablation = bench_script("ablation")
+        try:
+            return compare_bests(a, data, records, out, ablation)
+        except ablation.RecordError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     # the durable copy: the committed default goes with the default runs folder only (a trial study
     # in a scratch folder must not write into the repository's copy)
     keep = Path(a.keep) if a.keep else None if a.runs else REPO / "bench" / "results" / f"study-{data.name}.db"
@@ -494,10 +565,20 @@ def main() -> int:
     best = study.best_trial
     p = suggest(optuna.trial.FixedTrial({**EARLIER_DEFAULTS, **best.params}), a.model)
     rows = []
+    ablation = bench_script("ablation")
     for seed in a.seeds:
-        conf = run_trial(data, a.model, p, runs, f"best-{a.model}-s{seed}", seed=seed, epochs=a.epochs,
-                         device=a.device)
-        rows.append({"seed": seed, "valid": conf["valid"], "test": conf["test"], "best_epoch": conf["best_epoch"]})
+        run = runs / f"best-{a.model}-s{seed}"
+        conf = run_trial(data, a.model, p, runs, run.name, seed=seed, epochs=a.epochs, device=a.device)
+        # per-user test ranks kept as an ablation record (row study-<model>): --compare pairs the two
+        # studies' bests by user as well as by seed, after the run folders are gone
+        base = runs / "bases" / f"sasrec-{key(p)}-s{seed}" if a.model == "fame" else None
+        try:
+            ablation.write_record(data, runs, records, f"study-{a.model}", seed, a.device, out=run, base_out=base)
+        except ablation.RecordError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        rows.append({"seed": seed, "valid": conf["valid"], "test": conf["test"], "best_epoch": conf["best_epoch"],
+                     "epochs": conf["epochs"], "record": f"study-{a.model}-s{seed}"})
     summary = {m: {"mean": float(np.mean([r["test"][m] for r in rows])),
                    "std": float(np.std([r["test"][m] for r in rows], ddof=1)) if len(rows) > 1 else None}
                for m in METRICS}

@@ -289,3 +289,43 @@ def test_a_restart_draws_new_parameters_and_a_repeated_draw_is_not_trained_again
     r = subprocess.run([sys.executable, str(REPO / "bench" / "study.py"), "--data", TINY_WORLD, "--model", "sasrec",
                         "--list", "--runs", str(empty)], capture_output=True, text=True, timeout=600)
     assert r.returncode == 2 and "start the study first" in r.stderr and not empty.exists()
+
+
+def test_compare_pairs_the_two_bests_by_seed_and_by_user_from_their_records(tmp_path):
+    from scipy import stats
+
+    from fame_core.checkpoint import load_checkpoint
+    from fame_core.data import load_dataset
+    from fame_core.evaluate import evaluate
+
+    early = study(tmp_path, "--compare", "--seeds", "0", "1")
+    assert early.returncode == 2 and early.stderr.count("\n") == 1 and "run --model sasrec --report" in early.stderr
+    for model in ("sasrec", "fame"):
+        assert study(tmp_path, "--model", model, "--trials", "1").returncode == 0
+        r = study(tmp_path, "--model", model, "--report", "--seeds", "0", "1", "--out", str(tmp_path / f"{model}.json"))
+        assert r.returncode == 0, r.stderr
+        assert {p.name for p in (tmp_path / "runs" / "records").glob(f"study-{model}-s*")} == \
+            {f"study-{model}-s{s}.{x}" for s in (0, 1) for x in ("json", "npz")}
+    r = study(tmp_path, "--compare", "--seeds", "0", "1")
+    assert r.returncode == 0, r.stderr
+    got = json.loads((tmp_path / "runs" / "compare.json").read_text())
+    cmp = got["study-fame_against_study-sasrec"]
+    # the same statistics computed directly from the retrained checkpoints
+    data = load_dataset(TINY_WORLD)
+    runs = tmp_path / "runs"
+
+    def user_ndcg(run):
+        ranks = np.asarray(evaluate(load_checkpoint(runs / run), data, "test", return_ranks=True)["ranks"])
+        return np.where(ranks < 20, 1.0 / np.log2(ranks + 2.0), 0.0)
+
+    fame = [user_ndcg(f"best-fame-s{s}") for s in (0, 1)]
+    sasrec = [user_ndcg(f"best-sasrec-s{s}") for s in (0, 1)]
+    mf, ms = np.mean(fame, axis=0), np.mean(sasrec, axis=0)
+    assert cmp["seeds"] == [0, 1] and cmp["users"] == len(mf)
+    assert cmp["relative_gain"] == pytest.approx(mf.mean() / ms.mean() - 1, abs=1e-9)
+    assert cmp["seed_ttest_p"] == pytest.approx(stats.ttest_rel([f.mean() for f in fame],
+                                                                [s.mean() for s in sasrec]).pvalue, nan_ok=True)
+    if (mf != ms).any():
+        assert cmp["user_wilcoxon_p"] == pytest.approx(stats.wilcoxon(mf, ms).pvalue)
+    assert "different_base_seeds" not in cmp    # FAME's own base is not a remade one of SASRec's
+    assert got["rows"]["study-fame"]["test"]["NDCG@20"]["std"] == pytest.approx(np.std([f.mean() for f in fame], ddof=1))
