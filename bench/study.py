@@ -167,24 +167,29 @@ def train_config(data, model: str, p: dict, seed: int, out: Path, base: Path | N
     return json.loads(config.read_text())
 
 
-def twin_run(data, p: dict, seed: int, runs: Path, epochs: int = 200) -> Path | None:
-    """A finished SASRec run of this study folder (a SASRec trial, a --report run) trained with
-    exactly the settings a FAME trial's base would be trained with: the same model record, the same
-    training record (device and evaluation batch aside: they do not change what is computed), the
-    same data. None where there is none."""
-    from fame_core.training import RESUME_MAY_CHANGE, train_record
+def twin_run(data, p: dict, seed: int, runs: Path, epochs: int = 200, model: str = "sasrec",
+             base: Path | None = None) -> Path | None:
+    """A finished run of this study folder (a trial, a --report run) trained with exactly the
+    settings `model` with parameters `p` and `seed` would be trained with: the same model record,
+    the same training record (device and evaluation batch aside: they do not change what is
+    computed; a FAME's base compared as the folder it names, through links), the same data. None
+    where there is none. A FAME trial's base, and a --report's seed that a trial already trained,
+    are copied from it rather than trained again."""
+    from fame_core.training import RESUME_MAY_CHANGE, _same_file, train_record
 
-    mcfg, tcfg = configs(data, "sasrec", p, seed, None, epochs, "auto")
+    mcfg, tcfg = configs(data, model, p, seed, base, epochs, "auto")
     want_model = mcfg.to_dict()
     want_train = {k: v for k, v in train_record(tcfg).items() if k not in RESUME_MAY_CHANGE}
-    for config in sorted(runs.glob("*sasrec-*/config.json")):
+    for config in sorted(runs.glob(f"*{model}-*/config.json")):
         run = config.parent
         if run.name.startswith(".") or (run / "train_state.pt").exists() or not (run / "weights.safetensors").exists():
             continue   # unfinished, or not a checkpoint
         c = json.loads(config.read_text())
+        train = {k: v for k, v in c.get("train", {}).items() if k not in RESUME_MAY_CHANGE}
+        if want_train.get("init_from") and _same_file(train.get("init_from"), want_train["init_from"]):
+            train["init_from"] = want_train["init_from"]   # the same base reached by another path
         if c.get("status") == "finished" and c.get("model") == want_model and c.get("data") == \
-                data.source.get("spec") and {k: v for k, v in c.get("train", {}).items()
-                                             if k not in RESUME_MAY_CHANGE} == want_train:
+                data.source.get("spec") and train == want_train:
             return run
     return None
 
@@ -568,10 +573,15 @@ def main() -> int:
     ablation = bench_script("ablation")
     for seed in a.seeds:
         run = runs / f"best-{a.model}-s{seed}"
+        base = runs / "bases" / f"sasrec-{key(p)}-s{seed}" if a.model == "fame" else None
+        if not run.exists() and (base is None or base.exists()) and \
+                (twin := twin_run(data, p, seed, runs, a.epochs, a.model, base)) is not None:
+            copy_run(twin, run)   # the best trial itself (seed 0) is not trained a second time
+            print(f"study: {run.name} is a copy of the finished run {twin.name} (same settings and seed)",
+                  file=sys.stderr)
         conf = run_trial(data, a.model, p, runs, run.name, seed=seed, epochs=a.epochs, device=a.device)
         # per-user test ranks kept as an ablation record (row study-<model>): --compare pairs the two
         # studies' bests by user as well as by seed, after the run folders are gone
-        base = runs / "bases" / f"sasrec-{key(p)}-s{seed}" if a.model == "fame" else None
         try:
             ablation.write_record(data, runs, records, f"study-{a.model}", seed, a.device, out=run, base_out=base)
         except ablation.RecordError as e:

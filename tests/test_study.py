@@ -304,6 +304,12 @@ def test_compare_pairs_the_two_bests_by_seed_and_by_user_from_their_records(tmp_
         assert study(tmp_path, "--model", model, "--trials", "1").returncode == 0
         r = study(tmp_path, "--model", model, "--report", "--seeds", "0", "1", "--out", str(tmp_path / f"{model}.json"))
         assert r.returncode == 0, r.stderr
+        # seed 0 is the best trial itself (the study trains at seed 0): copied, not trained again
+        assert f"best-{model}-s0 is a copy of the finished run {model}-t0" in r.stderr
+        assert f"best-{model}-s1 is a copy" not in r.stderr
+        runs = tmp_path / "runs"
+        assert (runs / f"best-{model}-s0" / "weights.safetensors").read_bytes() == \
+            (runs / f"{model}-t0" / "weights.safetensors").read_bytes()
         assert {p.name for p in (tmp_path / "runs" / "records").glob(f"study-{model}-s*")} == \
             {f"study-{model}-s{s}.{x}" for s in (0, 1) for x in ("json", "npz")}
     r = study(tmp_path, "--compare", "--seeds", "0", "1")
