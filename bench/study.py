@@ -4,6 +4,8 @@
     python bench/study.py --data ../shared/data/amazon/Beauty.txt --model fame   --trials 20
     python bench/study.py --data ../shared/data/amazon/Beauty.txt --model fame --report   # best, then test
     python bench/study.py --data ../shared/data/amazon/Beauty.txt --compare   # FAME's best vs SASRec's
+    python bench/study.py --data ../shared/data/amazon/Sports_and_Outdoors.txt --model fame --report \
+        --best-from bench/results/study-Beauty.db            # Beauty's best, retrained on Sports
 
 One study per (data set, model) in runs/study/<data>/study.db, so SASRec and FAME are tuned with
 the same trial budget and neither more than the other; a killed study continues where it
@@ -41,7 +43,10 @@ its test numbers (mean and sample std over seeds), and keeps each seed's per-use
 ablation record `study-<model>-s<seed>` (bench/results/ablation-runs/<data>/, as bench/ablation.py's
 rows). `--compare` trains nothing: it pairs FAME's best with SASRec's (each tuned with the same
 budget) on their common seeds, by seed (paired t-test) and by user (Wilcoxon), and writes
-bench/results/study-<data>-compare.json. `--list` trains nothing: it prints the trials so
+bench/results/study-<data>-compare.json. `--report --best-from DB` retrains the best of another
+data set's study (its database, read from a private copy) on --data, with no search there: both
+models' bests transferred alike (on this CPU, Sports is reported this way; its report says so under
+"best_from"). `--list` trains nothing: it prints the trials so
 far and writes them with the budget to bench/results/study-<data>-<model>-trials.json (with another
 --runs: <runs>/trials-<model>.json); it only reads the database (safe beside a running study).
 """
@@ -425,6 +430,76 @@ def compare_bests(a, data, records: Path, out: Path, ablation) -> int:
     return 0
 
 
+def transferred_study(db: Path, model: str):
+    """The study of `model` in another data set's study database, read from a private copy (this
+    command never writes to that file): (study, where it came from) or KeepError."""
+    import shutil
+    import tempfile
+
+    import optuna
+
+    if not db.exists() or ended_trials(db) is None:
+        raise KeepError(f"--best-from {db} is not a study database; pass one such as bench/results/study-Beauty.db")
+    tmp = Path(tempfile.mkdtemp(prefix="best-from-")) / "study.db"
+    shutil.copyfile(db, tmp)
+    names = [s.study_name for s in optuna.get_all_study_summaries(f"sqlite:///{tmp}")
+             if s.study_name.endswith(f"-{model}")]
+    if len(names) != 1:
+        raise KeepError(f"--best-from {db} holds {len(names)} studies of {model} ({', '.join(names) or 'none'}); "
+                        "pass a database with one")
+    study = optuna.load_study(study_name=names[0], storage=f"sqlite:///{tmp}")
+    if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
+        raise KeepError(f"the study {names[0]} in {db} has no completed trial yet; run it first")
+    best = study.best_trial
+    return study, {"database": str(db), "study": names[0], "data": names[0][:-len(f"-{model}")],
+                   "trial": best.number, "valid_NDCG@20_there": best.value}
+
+
+def report_best(a, data, runs: Path, records: Path, study, finished, source: dict | None = None) -> int:
+    """Retrain the study's best over --seeds, keep each seed's record, write the report JSON.
+    source: where the study came from when it was run on another data set (--best-from)."""
+    import optuna
+
+    best = study.best_trial
+    p = suggest(optuna.trial.FixedTrial({**EARLIER_DEFAULTS, **best.params}), a.model)
+    rows = []
+    ablation = bench_script("ablation")
+    for seed in a.seeds:
+        run = runs / f"best-{a.model}-s{seed}"
+        base = runs / "bases" / f"sasrec-{key(p)}-s{seed}" if a.model == "fame" else None
+        if not run.exists() and (base is None or base.exists()) and \
+                (twin := twin_run(data, p, seed, runs, a.epochs, a.model, base)) is not None:
+            copy_run(twin, run)   # the best trial itself (seed 0) is not trained a second time
+            print(f"study: {run.name} is a copy of the finished run {twin.name} (same settings and seed)",
+                  file=sys.stderr)
+        conf = run_trial(data, a.model, p, runs, run.name, seed=seed, epochs=a.epochs, device=a.device)
+        # per-user test ranks kept as an ablation record (row study-<model>): --compare pairs the two
+        # studies' bests by user as well as by seed, after the run folders are gone
+        try:
+            ablation.write_record(data, runs, records, f"study-{a.model}", seed, a.device, out=run, base_out=base)
+        except ablation.RecordError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        rows.append({"seed": seed, "valid": conf["valid"], "test": conf["test"], "best_epoch": conf["best_epoch"],
+                     "epochs": conf["epochs"], "record": f"study-{a.model}-s{seed}"})
+    summary = {m: {"mean": float(np.mean([r["test"][m] for r in rows])),
+                   "std": float(np.std([r["test"][m] for r in rows], ddof=1)) if len(rows) > 1 else None}
+               for m in METRICS}
+    budget = {"trials": len(finished), "epochs_cap": a.epochs,
+              "pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in finished),
+              # a transferred best's trials ran on another data set, in runs not here
+              "epochs_trained": None if source else sum(epochs_trained(runs, t) for t in finished),
+              "pruner": study.user_attrs.get("pruner", "not recorded")}
+    report = {"data": data.name, "model": a.model, "budget": budget, **({"best_from": source} if source else {}),
+              "objective": "validation NDCG@20 (test never used in the search)",
+              "trials": trial_rows(finished),
+              "best": {"params": best.params, "valid_NDCG@20": best.value}, "seeds": rows, "test_summary": summary}
+    out = Path(a.out) if a.out else REPO / "bench" / "results" / f"study-{data.name}-{a.model}.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(summary["NDCG@20"]), f"written to {out}", file=sys.stderr)
+    return 0
+
+
 def main() -> int:
     import optuna
 
@@ -439,6 +514,9 @@ def main() -> int:
     ap.add_argument("--compare", action="store_true", help="train nothing: pair the two studies' --report records "
                     "(FAME's best against SASRec's) by seed and by user; writes bench/results/study-<data>-compare.json "
                     "(with another --runs: <runs>/compare.json)")
+    ap.add_argument("--best-from", default=None, metavar="DB", help="with --report: retrain the best of the study "
+                    "of --model in another data set's study database (e.g. bench/results/study-Beauty.db) on --data, "
+                    "instead of this data set's study (its best configuration transferred; no search here)")
     ap.add_argument("--records", default=None, help="where --report keeps each seed's per-user test ranks (default "
                     "bench/results/ablation-runs/<data>, beside the ablation's; with another --runs: <runs>/records)")
     ap.add_argument("--list", action="store_true", help="train nothing: print the study's trials so far and write "
@@ -473,11 +551,26 @@ def main() -> int:
     if a.model is None and not a.compare:
         print("error: --model is needed (sasrec or fame); only --compare reads both studies", file=sys.stderr)
         return 2
+    if a.best_from and not a.report:
+        print("error: --best-from goes with --report (it retrains another data set's best here); add --report",
+              file=sys.stderr)
+        return 2
     data = load_dataset(a.data)
     runs = Path(a.runs or REPO / "runs" / "study" / data.name)
     db = runs / "study.db"
     records = Path(a.records) if a.records else runs / "records" if a.runs else \
         REPO / "bench" / "results" / "ablation-runs" / data.name
+    if a.best_from:
+        try:
+            study, source = transferred_study(Path(a.best_from), a.model)
+        except KeepError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        if source["data"] == data.name:
+            print(f"error: --best-from {a.best_from} holds {data.name}'s own study; leave --best-from out to report it",
+                  file=sys.stderr)
+            return 2
+        return report_best(a, data, runs, records, study, counted_trials(study), source)
     if a.compare:
         out = Path(a.out) if a.out else runs / "compare.json" if a.runs else \
             REPO / "bench" / "results" / f"study-{data.name}-compare.json"
@@ -567,43 +660,7 @@ def main() -> int:
               f"with {study.best_params}")
         return 0
 
-    best = study.best_trial
-    p = suggest(optuna.trial.FixedTrial({**EARLIER_DEFAULTS, **best.params}), a.model)
-    rows = []
-    ablation = bench_script("ablation")
-    for seed in a.seeds:
-        run = runs / f"best-{a.model}-s{seed}"
-        base = runs / "bases" / f"sasrec-{key(p)}-s{seed}" if a.model == "fame" else None
-        if not run.exists() and (base is None or base.exists()) and \
-                (twin := twin_run(data, p, seed, runs, a.epochs, a.model, base)) is not None:
-            copy_run(twin, run)   # the best trial itself (seed 0) is not trained a second time
-            print(f"study: {run.name} is a copy of the finished run {twin.name} (same settings and seed)",
-                  file=sys.stderr)
-        conf = run_trial(data, a.model, p, runs, run.name, seed=seed, epochs=a.epochs, device=a.device)
-        # per-user test ranks kept as an ablation record (row study-<model>): --compare pairs the two
-        # studies' bests by user as well as by seed, after the run folders are gone
-        try:
-            ablation.write_record(data, runs, records, f"study-{a.model}", seed, a.device, out=run, base_out=base)
-        except ablation.RecordError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        rows.append({"seed": seed, "valid": conf["valid"], "test": conf["test"], "best_epoch": conf["best_epoch"],
-                     "epochs": conf["epochs"], "record": f"study-{a.model}-s{seed}"})
-    summary = {m: {"mean": float(np.mean([r["test"][m] for r in rows])),
-                   "std": float(np.std([r["test"][m] for r in rows], ddof=1)) if len(rows) > 1 else None}
-               for m in METRICS}
-    budget = {"trials": len(finished), "epochs_cap": a.epochs,
-              "pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in finished),
-              "epochs_trained": sum(epochs_trained(runs, t) for t in finished),
-              "pruner": study.user_attrs.get("pruner", "not recorded")}
-    report = {"data": data.name, "model": a.model, "budget": budget,
-              "objective": "validation NDCG@20 (test never used in the search)",
-              "trials": trial_rows(finished),
-              "best": {"params": best.params, "valid_NDCG@20": best.value}, "seeds": rows, "test_summary": summary}
-    out = Path(a.out) if a.out else REPO / "bench" / "results" / f"study-{data.name}-{a.model}.json"
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(summary["NDCG@20"]), f"written to {out}", file=sys.stderr)
-    return 0
+    return report_best(a, data, runs, records, study, finished)
 
 
 if __name__ == "__main__":

@@ -335,3 +335,35 @@ def test_compare_pairs_the_two_bests_by_seed_and_by_user_from_their_records(tmp_
         assert cmp["user_wilcoxon_p"] == pytest.approx(stats.wilcoxon(mf, ms).pvalue)
     assert "different_base_seeds" not in cmp    # FAME's own base is not a remade one of SASRec's
     assert got["rows"]["study-fame"]["test"]["NDCG@20"]["std"] == pytest.approx(np.std([f.mean() for f in fame], ddof=1))
+
+
+def test_best_from_retrains_another_data_sets_best_here_and_never_writes_its_database(tmp_path):
+    assert study(tmp_path, "--model", "sasrec", "--trials", "1").returncode == 0
+    kept = tmp_path / "kept.db"
+    before = kept.read_bytes()
+    other = "synthetic:seed=4,n_users=120,n_items=50,genre=4,actor=6,min_len=4,max_len=12"
+    cmd = [sys.executable, str(REPO / "bench" / "study.py"), "--data", other, "--epochs", "1", "--model", "sasrec",
+           "--runs", str(tmp_path / "other"), "--seeds", "0", "--out", str(tmp_path / "other.json")]
+
+    def run(*args):
+        return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=600,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+    r = run("--report", "--best-from", str(kept))
+    assert r.returncode == 0, r.stderr
+    report = json.loads((tmp_path / "other.json").read_text())
+    assert report["best_from"]["data"] == "synthetic-3" and report["best_from"]["trial"] == 0
+    assert report["budget"]["trials"] == 1 and report["budget"]["epochs_trained"] is None
+    trained = json.loads((tmp_path / "other" / "best-sasrec-s0" / "config.json").read_text())
+    source = json.loads((tmp_path / "runs" / "sasrec-t0" / "config.json").read_text())
+    assert trained["data"].startswith(other) and {k: v for k, v in trained["model"].items() if k != "n_items"} == \
+        {k: v for k, v in source["model"].items() if k != "n_items"}
+    assert (tmp_path / "other" / "records" / "study-sasrec-s0.npz").exists()
+    assert kept.read_bytes() == before                       # read from a private copy
+    for args, says in ((("--best-from", str(kept)), "goes with --report"),
+                       (("--report", "--best-from", str(tmp_path / "none.db")), "not a study database"),
+                       (("--report", "--best-from", str(tmp_path / "other.json")), "not a study database")):
+        bad = run(*args)
+        assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and says in bad.stderr, bad.stderr
+    same = study(tmp_path, "--model", "sasrec", "--report", "--best-from", str(kept))
+    assert same.returncode == 2 and "own study" in same.stderr
