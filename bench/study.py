@@ -37,18 +37,22 @@ below the median of the earlier trials at the same epoch (the seeded trials alwa
 end). It makes a study affordable on a CPU; its known bias is against settings that start slowly
 (low learning rates), so both studies use the same pruner and the report counts pruned trials and
 epochs trained. FAME trials are pruned on FAME's epochs; the shared base SASRec is never pruned.
-`--pruner none` runs every trial to its early stop. `--report` retrains the best configuration over `--seeds` and writes
-bench/results/study-<data>-<model>.json with the budget, every trial, the best configuration and
-its test numbers (mean and sample std over seeds), and keeps each seed's per-user test ranks as an
-ablation record `study-<model>-s<seed>` (bench/results/ablation-runs/<data>/, as bench/ablation.py's
-rows). `--compare` trains nothing: it pairs FAME's best with SASRec's (each tuned with the same
-budget) on their common seeds, by seed (paired t-test) and by user (Wilcoxon), and writes
-bench/results/study-<data>-compare.json. `--report --best-from DB` retrains the best of another
-data set's study (its database, read from a private copy) on --data, with no search there: both
-models' bests transferred alike (on this CPU, Sports is reported this way; its report says so under
-"best_from"). `--list` trains nothing: it prints the trials so
-far and writes them with the budget to bench/results/study-<data>-<model>-trials.json (with another
---runs: <runs>/trials-<model>.json); it only reads the database (safe beside a running study).
+`--pruner none` runs every trial to its early stop. `--report` retrains the best configuration over
+`--seeds` (a seed the study already trained it at, seed 0, is copied from that trial's run) and
+writes bench/results/study-<data>-<model>.json with the budget, every trial, the best configuration
+and its test numbers (mean and sample std over seeds), and keeps each seed's per-user test ranks as
+an ablation record `study-<model>-s<seed>` (bench/results/ablation-runs/<data>/, as
+bench/ablation.py's rows). `--compare` trains nothing: it pairs FAME's best with SASRec's (each
+tuned with the same budget) on --seeds (each model needs a record of each), by seed (paired t-test)
+and by user (Wilcoxon), and writes bench/results/study-<data>-compare.json. `--report --best-from
+DB` retrains the best of another data set's study (its database, read from a private copy) on
+--data, with no search there: both models' bests transferred alike (on this CPU, Sports is reported
+this way; its report says so under "best_from"). Its runs, records and report are named apart
+(`best-from-<source>-<model>-s<seed>`, row `study-<model>-from-<source>`,
+`study-<data>-<model>-from-<source>.json`), and `--compare --best-from DB` pairs those. `--list`
+trains nothing: it prints the trials so far and writes them with the budget to
+bench/results/study-<data>-<model>-trials.json (with another --runs: <runs>/trials-<model>.json);
+it only reads the database (safe beside a running study).
 """
 
 from __future__ import annotations
@@ -172,29 +176,35 @@ def train_config(data, model: str, p: dict, seed: int, out: Path, base: Path | N
     return json.loads(config.read_text())
 
 
-def twin_run(data, p: dict, seed: int, runs: Path, epochs: int = 200, model: str = "sasrec",
-             base: Path | None = None) -> Path | None:
-    """A finished run of this study folder (a trial, a --report run) trained with exactly the
-    settings `model` with parameters `p` and `seed` would be trained with: the same model record,
-    the same training record (device and evaluation batch aside: they do not change what is
-    computed; a FAME's base compared as the folder it names, through links), the same data. None
-    where there is none. A FAME trial's base, and a --report's seed that a trial already trained,
-    are copied from it rather than trained again."""
+def run_matches(config: dict, data, model: str, p: dict, seed: int, base: Path | None, epochs: int) -> bool:
+    """Whether a finished run's config.json is `model` with parameters `p` and `seed` trained on
+    `data`: the same model record, the same training record (device and evaluation batch aside: they
+    do not change what is computed; a FAME's base compared as the folder it names, through links)."""
     from fame_core.training import RESUME_MAY_CHANGE, _same_file, train_record
 
     mcfg, tcfg = configs(data, model, p, seed, base, epochs, "auto")
-    want_model = mcfg.to_dict()
     want_train = {k: v for k, v in train_record(tcfg).items() if k not in RESUME_MAY_CHANGE}
-    for config in sorted(runs.glob(f"*{model}-*/config.json")):
-        run = config.parent
+    train = {k: v for k, v in config.get("train", {}).items() if k not in RESUME_MAY_CHANGE}
+    if want_train.get("init_from") and _same_file(train.get("init_from"), want_train["init_from"]):
+        train["init_from"] = want_train["init_from"]   # the same base reached by another path
+    return config.get("status") == "finished" and config.get("model") == mcfg.to_dict() and \
+        config.get("data") == data.source.get("spec") and train == want_train
+
+
+def twin_run(data, p: dict, seed: int, runs: Path, epochs: int = 200, model: str = "sasrec",
+             base: Path | None = None, prefer: Path | None = None) -> Path | None:
+    """A finished run of this study folder (a trial, a --report run) trained with exactly the
+    settings `model` with parameters `p` and `seed` would be trained with (`run_matches`), `prefer`
+    first (the best trial's own run); None where there is none. A FAME trial's base, and a
+    --report's seed that a trial already trained, are copied from it rather than trained again."""
+    candidates = sorted(c.parent for c in runs.glob(f"*{model}-*/config.json"))
+    if prefer is not None and prefer in candidates:
+        candidates.remove(prefer)
+        candidates.insert(0, prefer)
+    for run in candidates:
         if run.name.startswith(".") or (run / "train_state.pt").exists() or not (run / "weights.safetensors").exists():
             continue   # unfinished, or not a checkpoint
-        c = json.loads(config.read_text())
-        train = {k: v for k, v in c.get("train", {}).items() if k not in RESUME_MAY_CHANGE}
-        if want_train.get("init_from") and _same_file(train.get("init_from"), want_train["init_from"]):
-            train["init_from"] = want_train["init_from"]   # the same base reached by another path
-        if c.get("status") == "finished" and c.get("model") == want_model and c.get("data") == \
-                data.source.get("spec") and train == want_train:
+        if run_matches(json.loads((run / "config.json").read_text()), data, model, p, seed, base, epochs):
             return run
     return None
 
@@ -394,94 +404,129 @@ def bench_script(name: str):
     return module
 
 
-def compare_bests(a, data, records: Path, out: Path, ablation) -> int:
+def compare_bests(a, data, records: Path, out: Path, ablation, sfx: str = "") -> int:
     """The two studies' bests on the same seeds: FAME's against SASRec's (each tuned with the same
     trial budget on validation), the ablation's statistics (paired t-test by seed, Wilcoxon over the
     test users on each user's mean NDCG@20 over the seeds)."""
     table = {}
     for model in ("sasrec", "fame"):
-        name = f"study-{model}"
+        name = f"study-{model}{sfx}"
         recs = {s: ablation.read_record(records, name, s, data) for s in a.seeds}
         missing = [s for s, r in recs.items() if r is None]
         if missing:
+            how = f" --best-from {a.best_from}" if sfx else ""
             raise ablation.RecordError(f"no {name} record for seed(s) {' '.join(map(str, missing))} in {records}; run "
-                                       f"--model {model} --report --seeds {' '.join(map(str, a.seeds))} first")
+                                       f"--model {model} --report{how} --seeds {' '.join(map(str, a.seeds))} first")
         # built on different bases by design (FAME on a SASRec with its own shared settings): not a remade pair
         table[name] = {s: {**r, "base_sha256": None} for s, r in recs.items()}
     lengths = np.array([len(data.sequences[r]) - 1 for r in data.splittable_rows()])
-    cmp = ablation.compare(table, "study-fame", "study-sasrec", None, lengths)
+    cmp = ablation.compare(table, f"study-fame{sfx}", f"study-sasrec{sfx}", None, lengths)
     summary = {name: {split: {m: {"mean": float(np.mean([r[split][m] for r in by.values()])),
                                   "std": float(np.std([r[split][m] for r in by.values()], ddof=1))
                                   if len(by) > 1 else None} for m in METRICS} for split in ("valid", "test")}
                for name, by in table.items()}
-    result = {"data": data.name, "seeds": a.seeds, "rows": {n: {"params": by[a.seeds[0]].get("model"),
-                                                                 "best_epoch": [by[s]["best_epoch"] for s in a.seeds],
-                                                                 **summary[n]} for n, by in table.items()},
-              "study-fame_against_study-sasrec": cmp,
+    result = {"data": data.name, "seeds": a.seeds, "best_from": a.best_from if sfx else None,
+              # each model's row: its record name, its model and training settings (seed 0's), its metrics
+              "rows": {model: {"row": f"study-{model}{sfx}", "model": table[f"study-{model}{sfx}"][a.seeds[0]].get("model"),
+                               "train": table[f"study-{model}{sfx}"][a.seeds[0]].get("train"),
+                               "best_epoch": [table[f"study-{model}{sfx}"][s]["best_epoch"] for s in a.seeds],
+                               **summary[f"study-{model}{sfx}"]} for model in ("sasrec", "fame")},
+              "fame_against_sasrec": cmp,
               "statistics": "mean and sample std (ddof=1) over seeds; paired t-test by seed (scipy.stats.ttest_rel); "
                             "per-user Wilcoxon signed-rank test on NDCG@20 (each user's mean over the seeds; "
                             "scipy.stats.wilcoxon, two-sided, zero differences dropped)"}
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    f, s = summary["study-fame"]["test"]["NDCG@20"], summary["study-sasrec"]["test"]["NDCG@20"]
-    print(f"test NDCG@20: study-fame {f['mean']:.4f} ± {f['std'] or 0:.4f}, study-sasrec {s['mean']:.4f} ± "
+    f, s = result["rows"]["fame"]["test"]["NDCG@20"], result["rows"]["sasrec"]["test"]["NDCG@20"]
+    print(f"test NDCG@20: FAME's best {f['mean']:.4f} ± {f['std'] or 0:.4f}, SASRec's best {s['mean']:.4f} ± "
           f"{s['std'] or 0:.4f}: {cmp['relative_gain']:+.1%} (p {cmp.get('seed_ttest_p', float('nan')):.2g} by seed, "
           f"{cmp['user_wilcoxon_p']:.2g} over {cmp['users']} users)")
     print(f"written to {out}", file=sys.stderr)
     return 0
 
 
-def transferred_study(db: Path, model: str):
-    """The study of `model` in another data set's study database, read from a private copy (this
-    command never writes to that file): (study, where it came from) or KeepError."""
-    import shutil
-    import tempfile
+def source_data(db: Path) -> str:
+    """The data set whose studies a study database holds (its studies are named <data>-<model>),
+    or KeepError."""
+    ended = ended_trials(db) if db.exists() else None
+    studies = sorted({name for name, _ in ended or {}})
+    names = {name.rsplit("-", 1)[0] for name in studies}
+    if ended is None or len(names) != 1:
+        held = ", ".join(studies) or "no finished trial"
+        raise KeepError(f"--best-from {db} is not one data set's study database ({held}); pass one such as "
+                        "bench/results/study-Beauty.db")
+    return names.pop()
+
+
+def transferred_study(db: Path, model: str, tmp: Path):
+    """The study of `model` in another data set's study database, read from a private copy in `tmp`
+    (SQLite's backup from a read-only connection: this command never writes to that file, and a
+    study writing it meanwhile leaves a consistent copy): (study, where it came from) or KeepError."""
+    import sqlite3
 
     import optuna
 
-    if not db.exists() or ended_trials(db) is None:
-        raise KeepError(f"--best-from {db} is not a study database; pass one such as bench/results/study-Beauty.db")
-    tmp = Path(tempfile.mkdtemp(prefix="best-from-")) / "study.db"
-    shutil.copyfile(db, tmp)
-    names = [s.study_name for s in optuna.get_all_study_summaries(f"sqlite:///{tmp}")
-             if s.study_name.endswith(f"-{model}")]
-    if len(names) != 1:
-        raise KeepError(f"--best-from {db} holds {len(names)} studies of {model} ({', '.join(names) or 'none'}); "
-                        "pass a database with one")
-    study = optuna.load_study(study_name=names[0], storage=f"sqlite:///{tmp}")
+    data = source_data(db)
+    copy = tmp / "study.db"
+    with contextlib.closing(sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)) as src, \
+            contextlib.closing(sqlite3.connect(copy)) as dst:
+        src.backup(dst)
+    name = f"{data}-{model}"
+    try:
+        study = optuna.load_study(study_name=name, storage=f"sqlite:///{copy}")
+    except KeyError:
+        raise KeepError(f"--best-from {db} holds no study {name!r}; run it first") from None
     if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
-        raise KeepError(f"the study {names[0]} in {db} has no completed trial yet; run it first")
+        raise KeepError(f"the study {name} in {db} has no completed trial yet; run it first")
     best = study.best_trial
-    return study, {"database": str(db), "study": names[0], "data": names[0][:-len(f"-{model}")],
-                   "trial": best.number, "valid_NDCG@20_there": best.value}
+    return study, {"database": str(db), "study": name, "data": data, "trial": best.number,
+                   "valid_NDCG@20_there": best.value}
 
 
 def report_best(a, data, runs: Path, records: Path, study, finished, source: dict | None = None) -> int:
-    """Retrain the study's best over --seeds, keep each seed's record, write the report JSON.
-    source: where the study came from when it was run on another data set (--best-from)."""
+    """Retrain the study's best over --seeds (a seed whose run the study already has is copied),
+    keep each seed's record, write the report JSON. source: where the study came from when it was
+    run on another data set (--best-from): its runs, records and report are named apart
+    (`-from-<data>`), so a data set's own study and a transferred one never mix."""
     import optuna
 
+    from fame_core.errors import FameError
+
+    if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
+        print(f"error: the study {study.study_name!r} has no completed trial yet; run it first", file=sys.stderr)
+        return 2
     best = study.best_trial
     p = suggest(optuna.trial.FixedTrial({**EARLIER_DEFAULTS, **best.params}), a.model)
+    sfx = f"-from-{source['data']}" if source else ""
+    row = f"study-{a.model}{sfx}"
     rows = []
     ablation = bench_script("ablation")
     for seed in a.seeds:
-        run = runs / f"best-{a.model}-s{seed}"
+        run = runs / f"best{sfx}-{a.model}-s{seed}"
         base = runs / "bases" / f"sasrec-{key(p)}-s{seed}" if a.model == "fame" else None
-        if not run.exists() and (base is None or base.exists()) and \
-                (twin := twin_run(data, p, seed, runs, a.epochs, a.model, base)) is not None:
-            copy_run(twin, run)   # the best trial itself (seed 0) is not trained a second time
-            print(f"study: {run.name} is a copy of the finished run {twin.name} (same settings and seed)",
-                  file=sys.stderr)
-        conf = run_trial(data, a.model, p, runs, run.name, seed=seed, epochs=a.epochs, device=a.device)
-        # per-user test ranks kept as an ablation record (row study-<model>): --compare pairs the two
-        # studies' bests by user as well as by seed, after the run folders are gone
         try:
-            ablation.write_record(data, runs, records, f"study-{a.model}", seed, a.device, out=run, base_out=base)
-        except ablation.RecordError as e:
+            if (run / "config.json").exists() and not (run / "train_state.pt").exists() and not run_matches(
+                    json.loads((run / "config.json").read_text()), data, a.model, p, seed, base, a.epochs):
+                raise ablation.RecordError(f"{run} holds a run of another configuration (an earlier best?); move it "
+                                           "aside to retrain the study's best there")
+            if not run.exists() and (base is None or base.exists()) and (twin := twin_run(
+                    data, p, seed, runs, a.epochs, a.model, base, prefer=runs / best.user_attrs.get("run", "-"))):
+                copy_run(twin, run)   # the best trial itself (seed 0) is not trained a second time
+                print(f"study: {run.name} is a copy of the finished run {twin.name} (same settings and seed)",
+                      file=sys.stderr)
+            conf = run_trial(data, a.model, p, runs, run.name, seed=seed, epochs=a.epochs, device=a.device)
+            # per-user test ranks kept as an ablation record (row study-<model>): --compare pairs the
+            # two studies' bests by user as well as by seed, after the run folders are gone
+            old = ablation.read_record(records, row, seed, data)
+            if old is not None and old.get("weights_sha256") != ablation.fingerprint(run):
+                raise ablation.RecordError(f"the record {row}-s{seed} in {records} is of other weights than {run} (an "
+                                           "earlier best?); move its .json and .npz aside to record this run")
+            ablation.write_record(data, runs, records, row, seed, a.device, out=run, base_out=base)
+        except (ablation.RecordError, FameError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
         rows.append({"seed": seed, "valid": conf["valid"], "test": conf["test"], "best_epoch": conf["best_epoch"],
-                     "epochs": conf["epochs"], "record": f"study-{a.model}-s{seed}"})
+                     "epochs": conf["epochs"], "run": run.name, "record": f"{row}-s{seed}"})
     summary = {m: {"mean": float(np.mean([r["test"][m] for r in rows])),
                    "std": float(np.std([r["test"][m] for r in rows], ddof=1)) if len(rows) > 1 else None}
                for m in METRICS}
@@ -494,7 +539,9 @@ def report_best(a, data, runs: Path, records: Path, study, finished, source: dic
               "objective": "validation NDCG@20 (test never used in the search)",
               "trials": trial_rows(finished),
               "best": {"params": best.params, "valid_NDCG@20": best.value}, "seeds": rows, "test_summary": summary}
-    out = Path(a.out) if a.out else REPO / "bench" / "results" / f"study-{data.name}-{a.model}.json"
+    out = Path(a.out) if a.out else runs / f"report-{a.model}{sfx}.json" if a.runs else \
+        REPO / "bench" / "results" / f"study-{data.name}-{a.model}{sfx}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(summary["NDCG@20"]), f"written to {out}", file=sys.stderr)
     return 0
@@ -551,32 +598,46 @@ def main() -> int:
     if a.model is None and not a.compare:
         print("error: --model is needed (sasrec or fame); only --compare reads both studies", file=sys.stderr)
         return 2
-    if a.best_from and not a.report:
-        print("error: --best-from goes with --report (it retrains another data set's best here); add --report",
-              file=sys.stderr)
+    if a.best_from and not (a.report or a.compare):
+        print("error: --best-from goes with --report (it retrains another data set's best here) or --compare (it "
+              "pairs the two transferred bests); add one", file=sys.stderr)
+        return 2
+    if a.compare and a.model is not None:
+        print("error: --compare reads both studies (FAME's best against SASRec's); leave --model out", file=sys.stderr)
         return 2
     data = load_dataset(a.data)
     runs = Path(a.runs or REPO / "runs" / "study" / data.name)
     db = runs / "study.db"
     records = Path(a.records) if a.records else runs / "records" if a.runs else \
         REPO / "bench" / "results" / "ablation-runs" / data.name
+    sfx = ""
     if a.best_from:
         try:
-            study, source = transferred_study(Path(a.best_from), a.model)
+            src = source_data(Path(a.best_from))
         except KeepError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-        if source["data"] == data.name:
+        if src == data.name:
             print(f"error: --best-from {a.best_from} holds {data.name}'s own study; leave --best-from out to report it",
                   file=sys.stderr)
             return 2
-        return report_best(a, data, runs, records, study, counted_trials(study), source)
+        sfx = f"-from-{src}"
+    if a.best_from and a.report:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="best-from-") as tmp:
+            try:
+                study, source = transferred_study(Path(a.best_from), a.model, Path(tmp))
+            except KeepError as e:
+                print(f"error: {e}", file=sys.stderr)
+                return 2
+            return report_best(a, data, runs, records, study, counted_trials(study), source)
     if a.compare:
-        out = Path(a.out) if a.out else runs / "compare.json" if a.runs else \
-            REPO / "bench" / "results" / f"study-{data.name}-compare.json"
+        out = Path(a.out) if a.out else runs / f"compare{sfx}.json" if a.runs else \
+            REPO / "bench" / "results" / f"study-{data.name}-compare{sfx}.json"
         ablation = bench_script("ablation")
         try:
-            return compare_bests(a, data, records, out, ablation)
+            return compare_bests(a, data, records, out, ablation, sfx)
         except ablation.RecordError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2

@@ -11,6 +11,7 @@ an uninterrupted run would have made.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -229,7 +230,8 @@ def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = 
         # a rank that stops on an error (a NaN every rank agreed on, a kill) tears its group down
         # before it exits: a gloo group left alive can abort the process at interpreter exit
         # ("terminate called without an active exception", SIGABRT) instead of the error
-        ctx.close()
+        with contextlib.suppress(Exception):   # the error that stopped the run is the one to see
+            ctx.close()
         raise
 
 

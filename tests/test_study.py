@@ -245,6 +245,27 @@ def test_a_base_differing_in_any_setting_is_not_taken_from_a_sasrec_run(tmp_path
     assert module.twin_run(data, p, 0, runs, epochs=1) is None
 
 
+def test_a_fame_twin_needs_the_same_base_folder_and_settings(tmp_path):
+    from fame_core.data import load_dataset
+
+    module = load_module()
+    data = load_dataset(TINY_WORLD)
+    assert study(tmp_path, "--model", "fame", "--trials", "1").returncode == 0
+    runs = tmp_path / "runs"
+    (base,) = (runs / "bases").iterdir()
+    p = {**module.SEEDED[0], **module.SEEDED_FAME}
+    assert module.twin_run(data, p, 0, runs, 1, "fame", base) == runs / "fame-t0"
+    (tmp_path / "link").symlink_to(runs)                                          # the same base by another path
+    assert module.twin_run(data, p, 0, runs, 1, "fame", tmp_path / "link" / "bases" / base.name) == runs / "fame-t0"
+    other = runs / "bases" / "other"
+    other.mkdir()
+    assert module.twin_run(data, p, 0, runs, 1, "fame", other) is None             # another base
+    assert module.twin_run(data, {**p, "warm": False}, 0, runs, 1, "fame", base) is None
+    assert module.twin_run(data, {**p, "n_experts": 2}, 0, runs, 1, "fame", base) is None
+    assert module.twin_run(data, {**p, "lr": p["lr"] * 2}, 0, runs, 1, "fame", base) is None
+    assert module.twin_run(data, p, 0, runs, 1, "sasrec") != runs / "fame-t0"     # never a run of the other model
+
+
 def test_a_restart_draws_new_parameters_and_a_repeated_draw_is_not_trained_again(tmp_path):
     # with the sampler seeded alike at every start, the first trial sampled after a restart repeated
     # the first one sampled before it (a whole training spent on a configuration already judged)
@@ -315,7 +336,7 @@ def test_compare_pairs_the_two_bests_by_seed_and_by_user_from_their_records(tmp_
     r = study(tmp_path, "--compare", "--seeds", "0", "1")
     assert r.returncode == 0, r.stderr
     got = json.loads((tmp_path / "runs" / "compare.json").read_text())
-    cmp = got["study-fame_against_study-sasrec"]
+    cmp = got["fame_against_sasrec"]
     # the same statistics computed directly from the retrained checkpoints
     data = load_dataset(TINY_WORLD)
     runs = tmp_path / "runs"
@@ -334,7 +355,23 @@ def test_compare_pairs_the_two_bests_by_seed_and_by_user_from_their_records(tmp_
     if (mf != ms).any():
         assert cmp["user_wilcoxon_p"] == pytest.approx(stats.wilcoxon(mf, ms).pvalue)
     assert "different_base_seeds" not in cmp    # FAME's own base is not a remade one of SASRec's
-    assert got["rows"]["study-fame"]["test"]["NDCG@20"]["std"] == pytest.approx(np.std([f.mean() for f in fame], ddof=1))
+    assert got["rows"]["fame"]["test"]["NDCG@20"]["std"] == pytest.approx(np.std([f.mean() for f in fame], ddof=1))
+    assert got["rows"]["fame"]["row"] == "study-fame" and got["rows"]["sasrec"]["train"]["seed"] == 0
+    with_model = study(tmp_path, "--compare", "--model", "fame")
+    assert with_model.returncode == 2 and "leave --model out" in with_model.stderr
+
+    # a best-* folder or a record of another configuration (an earlier best) is refused, not reused
+    conf = runs / "best-sasrec-s1" / "config.json"
+    c = json.loads(conf.read_text())
+    conf.write_text(json.dumps({**c, "train": {**c["train"], "lr": c["train"]["lr"] * 2}}))
+    stale = study(tmp_path, "--model", "sasrec", "--report", "--seeds", "0", "1", "--out", str(tmp_path / "x.json"))
+    assert stale.returncode == 2 and stale.stderr.count("\n") == 1 and "another configuration" in stale.stderr
+    conf.write_text(json.dumps(c))
+    rec = runs / "records" / "study-sasrec-s1.json"
+    r1 = json.loads(rec.read_text())
+    rec.write_text(json.dumps({**r1, "weights_sha256": "0" * 64}))
+    stale = study(tmp_path, "--model", "sasrec", "--report", "--seeds", "0", "1", "--out", str(tmp_path / "x.json"))
+    assert stale.returncode == 2 and stale.stderr.count("\n") == 1 and "other weights" in stale.stderr
 
 
 def test_best_from_retrains_another_data_sets_best_here_and_never_writes_its_database(tmp_path):
@@ -354,15 +391,22 @@ def test_best_from_retrains_another_data_sets_best_here_and_never_writes_its_dat
     report = json.loads((tmp_path / "other.json").read_text())
     assert report["best_from"]["data"] == "synthetic-3" and report["best_from"]["trial"] == 0
     assert report["budget"]["trials"] == 1 and report["budget"]["epochs_trained"] is None
-    trained = json.loads((tmp_path / "other" / "best-sasrec-s0" / "config.json").read_text())
+    # named apart from the data set's own study: runs, records and report never mix
+    trained = json.loads((tmp_path / "other" / "best-from-synthetic-3-sasrec-s0" / "config.json").read_text())
     source = json.loads((tmp_path / "runs" / "sasrec-t0" / "config.json").read_text())
     assert trained["data"].startswith(other) and {k: v for k, v in trained["model"].items() if k != "n_items"} == \
         {k: v for k, v in source["model"].items() if k != "n_items"}
-    assert (tmp_path / "other" / "records" / "study-sasrec-s0.npz").exists()
+    assert (tmp_path / "other" / "records" / "study-sasrec-from-synthetic-3-s0.npz").exists()
     assert kept.read_bytes() == before                       # read from a private copy
+    missing = run("--report", "--best-from", str(kept), "--model", "fame")
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "no study 'synthetic-3-fame'" in missing.stderr
+    nothing = subprocess.run([*cmd[:-8], "--compare", "--best-from", str(kept), "--runs", str(tmp_path / "other"),
+                              "--seeds", "0"], capture_output=True, text=True, timeout=600)
+    assert nothing.returncode == 2 and "study-sasrec-from-synthetic-3" not in nothing.stderr and \
+        "--report --best-from" in nothing.stderr                  # the FAME record is what is missing
     for args, says in ((("--best-from", str(kept)), "goes with --report"),
-                       (("--report", "--best-from", str(tmp_path / "none.db")), "not a study database"),
-                       (("--report", "--best-from", str(tmp_path / "other.json")), "not a study database")):
+                       (("--report", "--best-from", str(tmp_path / "none.db")), "not one data set's study database"),
+                       (("--report", "--best-from", str(tmp_path / "other.json")), "not one data set's study database")):
         bad = run(*args)
         assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and says in bad.stderr, bad.stderr
     same = study(tmp_path, "--model", "sasrec", "--report", "--best-from", str(kept))
