@@ -32,6 +32,11 @@ remakes only a base that an unrecorded row still needs; when the remade base's w
 from its record, it stops (`--allow-remade-base` goes on, and the report then marks the pairs built
 on different remakes). A run folder is trained by one process at a time (a lock file `.<row>-s<seed>.lock` beside it).
 
+`report` also reads bench/study.py's recorded bests (rows `study-sasrec`, `study-fame`, or
+`study-<model>-from-<data>` for another data set's best retrained here): FAME's best against
+SASRec's best, SASRec's best against the untuned `sasrec` (what tuning gives SASRec), with the same
+tests; they are drawn last in the figure.
+
 `by-seed --control ROW` pairs the report's rows by seed with a row known only from its records
 (Beauty's restart controls, run after the rows' run folders were lost): mean, gain and a paired
 t-test by seed, written to bench/results/ablation-<data>-by-seed-<ROW>.json.
@@ -56,6 +61,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -88,6 +94,27 @@ RESTART = {"sasrec-restart", "sasrec-h1-restart"}
 CONTROL = {"sasrec": "sasrec-cont", "sasrec-h1": "sasrec-h1-cont"}   # a base's equal-budget control
 RESTART_CONTROL = {"sasrec": "sasrec-restart", "sasrec-h1": "sasrec-h1-restart"}   # FAME rows: the second control
 COMPARE = {"sasrec-bce": "sasrec"}    # base rows compared with another base row (same tests)
+# bench/study.py's bests, recorded here by its --report (`study-<model>`, or `study-<model>-from-<data>`
+# for another data set's best retrained on this one): FAME's best against SASRec's, SASRec's against
+# the untuned base row `sasrec` (what tuning gives SASRec)
+STUDY_ROW = re.compile(r"study-(sasrec|fame)(-from-.+)?")
+
+
+def row_model(name: str) -> str:
+    """'sasrec' or 'fame': the model of a row."""
+    return ROWS[name][0] if name in ROWS else STUDY_ROW.fullmatch(name).group(1)
+
+
+def study_control(name: str) -> str:
+    m = STUDY_ROW.fullmatch(name)
+    return f"study-sasrec{m.group(2) or ''}" if m.group(1) == "fame" else "sasrec"
+
+
+def study_rows(records: Path, seeds) -> list[str]:
+    """The study rows that have a record at any of `seeds`, SASRec's before FAME's."""
+    names = {f.name.rsplit("-s", 1)[0] for s in seeds for f in records.glob(f"study-*-s{s}.json")}
+    found = [STUDY_ROW.fullmatch(n) for n in names]
+    return [m.group(0) for m in sorted((m for m in found if m), key=lambda m: (m.group(2) or "", m.group(1) == "fame"))]
 
 
 RANK_CLIP = 255   # ranks are stored as uint8: exact for every cutoff below 255 (the report uses 5, 10, 20)
@@ -314,10 +341,10 @@ def compare(table: dict, name: str, control: str, base: str | None, lengths: np.
 
 def cmd_report(a, data, runs: Path, records: Path) -> int:
     table: dict[str, dict] = {}
-    for name in ROWS:
+    for name in [*ROWS, *study_rows(records, a.seeds)]:
         for seed in a.seeds:
             rec = read_record(records, name, seed, data)
-            if rec is None and finished(runs / f"{name}-s{seed}"):
+            if rec is None and name in ROWS and finished(runs / f"{name}-s{seed}"):
                 rec = write_record(data, runs, records, name, seed, a.device)
             if rec is not None:
                 table.setdefault(name, {})[seed] = rec
@@ -352,6 +379,14 @@ def cmd_report(a, data, runs: Path, records: Path) -> int:
                 v = np.array([by_seed[s][split][m] for s in seeds])
                 row[split][m] = {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else None,
                                  "values": v.tolist()}
+        if name not in ROWS:   # a study's best: built on its own base (FAME) or none, so no remade-base pairs
+            control = study_control(name)
+            if control in table:
+                row["against_control"] = compare({k: {s: {**r, "base_sha256": None} for s, r in v.items()}
+                                                  for k, v in table.items() if k in (name, control)},
+                                                 name, control, None, lengths)
+            report["rows"][name] = row
+            continue
         base = ROWS[name][5]
         control = CONTROL.get(base) if base else COMPARE.get(name)
         if control and control != name and control in table:
@@ -396,7 +431,7 @@ def ablation_figure(report: dict):
 
     from fame_core.export import SHARED_COLOUR, STYLE, TARGET_COLOUR, WIDTHS
 
-    names = [n for n in FIGURE_ROWS if n in report["rows"]]
+    names = [n for n in FIGURE_ROWS if n in report["rows"]] + [n for n in report["rows"] if STUDY_ROW.fullmatch(n)]
     if not names:
         raise RecordError("the report holds none of the figure's rows; run `report` after some rows finished")
 
@@ -415,7 +450,7 @@ def ablation_figure(report: dict):
         for y, name in enumerate(names):
             row = report["rows"][name]
             v = row["test"]["NDCG@20"]
-            colour = TARGET_COLOUR if ROWS[name][0] == "fame" else SHARED_COLOUR
+            colour = TARGET_COLOUR if row_model(name) == "fame" else SHARED_COLOUR
             ax.scatter(v["values"], [y] * len(v["values"]), s=10, color=colour, alpha=0.5, lw=0, zorder=2)
             ax.errorbar(v["mean"], y, xerr=v["std"], fmt="|", ms=9, color=colour, capsize=2, lw=1, zorder=3)
             for x, text in ((0.0, str(len(v["values"]))), (0.12, gain(row.get("against_control"), row)),
@@ -428,7 +463,7 @@ def ablation_figure(report: dict):
         for control in ("sasrec-cont", "sasrec-h1-cont"):
             if control in names:
                 base = ROWS[control][5]
-                ys = [i for i, n in enumerate(names) if n == base or ROWS[n][5] == base]
+                ys = [i for i, n in enumerate(names) if n == base or (n in ROWS and ROWS[n][5] == base)]
                 ax.vlines(report["rows"][control]["test"]["NDCG@20"]["mean"], min(ys) - 0.4, max(ys) + 0.4,
                           colors="0.45", linestyles="--", lw=0.7, zorder=1)
         ax.set_yticks(range(len(names)), names)
@@ -443,6 +478,10 @@ def ablation_figure(report: dict):
         if remade:
             tx.text(0.0, len(names) - 0.1, f"\u2020 at seed {', '.join(map(str, remade))} the row and its control were "
                     "built on two remakes of their base SASRec", va="top", fontsize=6, transform=tx.get_yaxis_transform())
+        if any(STUDY_ROW.fullmatch(n) for n in names):
+            tx.text(0.0, len(names) + (0.35 if remade else -0.1), "study-* rows (bench/study.py's bests): FAME's best is\n"
+                    "compared with SASRec's best, SASRec's best with sasrec", va="top", fontsize=6,
+                    transform=tx.get_yaxis_transform())
         seeds = sorted({s for n in names for s in report["rows"][n]["seeds"]})
         ax.set_title(f"{report['data']}, seeds {', '.join(map(str, seeds))}", fontsize=8, loc="left")
     return fig, pd.DataFrame(table).set_index("row")

@@ -244,3 +244,47 @@ def test_length_groups_labels_hold_their_users(lengths):
         sel = groups == g
         assert sel.any() and lengths[sel].min() >= lo and lengths[sel].max() <= hi
         assert ((lengths >= lo) & (lengths <= hi) == sel).all()
+
+
+def test_the_report_pairs_the_studys_bests_from_their_records(tmp_path):
+    """bench/study.py's --report records rows study-<model>[-from-<data>]: the report reads them,
+    FAME's best against SASRec's best of the same source, SASRec's best against the untuned sasrec."""
+    data = load_dataset(TINY_WORLD)
+    users = len(data.splittable_rows())
+    records = tmp_path / "results" / "ablation-runs" / data.name
+    records.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    ranks = {}
+    for name, scale in (("sasrec", 40), ("study-sasrec", 30), ("study-fame", 20),
+                        ("study-sasrec-from-Other", 25), ("study-fame-from-Other", 35)):
+        for seed in (0, 1):
+            r = rng.geometric(1 / scale, users) - 1
+            ranks[name, seed] = np.minimum(r, 255)
+            metrics = {m: 0.0 for m in ("HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "MRR")}
+            metrics["NDCG@20"] = float(ndcg20(ranks[name, seed]).mean())
+            rec = {"row": name, "seed": seed, "data": data.name, "data_fingerprint": data.fingerprint(),
+                   "test": metrics, "valid": metrics, "best_epoch": 3, "epochs": 5, "users": users,
+                   "base_sha256": "1" * 64 if "fame" in name else None}
+            (records / f"{name}-s{seed}.json").write_text(json.dumps(rec))
+            np.savez_compressed(records / f"{name}-s{seed}.npz", ranks=ranks[name, seed].astype(np.uint8))
+    r = ablation(tmp_path, "report", "--seeds", "0", "1")
+    assert r.returncode == 0, r.stderr
+    rows = json.loads((tmp_path / "results" / f"ablation-{data.name}.json").read_text())["rows"]
+    assert list(rows) == ["sasrec", "study-sasrec", "study-fame", "study-sasrec-from-Other", "study-fame-from-Other"]
+    for name, control in (("study-fame", "study-sasrec"), ("study-sasrec", "sasrec"),
+                          ("study-fame-from-Other", "study-sasrec-from-Other"), ("study-sasrec-from-Other", "sasrec")):
+        c = rows[name]["against_control"]
+        mine = np.mean([ndcg20(ranks[name, s]) for s in (0, 1)], axis=0)
+        theirs = np.mean([ndcg20(ranks[control, s]) for s in (0, 1)], axis=0)
+        assert c["against"] == control and "different_base_seeds" not in c   # own bases by design
+        assert np.isclose(c["relative_gain"], mine.mean() / theirs.mean() - 1)
+        assert np.isclose(c["user_wilcoxon_p"], stats.wilcoxon(mine, theirs).pvalue)
+        assert np.isclose(c["seed_ttest_p"], stats.ttest_rel([ndcg20(ranks[name, s]).mean() for s in (0, 1)],
+                                                             [ndcg20(ranks[control, s]).mean() for s in (0, 1)]).pvalue)
+    stem = tmp_path / "fig"
+    assert ablation(tmp_path, "figure", "--figure", str(stem)).returncode == 0
+    import pandas as pd
+    assert list(pd.read_csv(stem.with_suffix(".csv"), index_col="row").index) == \
+        ["sasrec", "study-sasrec", "study-fame", "study-sasrec-from-Other", "study-fame-from-Other"]
+    svg = stem.with_suffix(".svg").read_text()
+    assert "FAME's best is" in svg and "compared with SASRec's best, SASRec's best with sasrec" in svg
