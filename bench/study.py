@@ -176,19 +176,25 @@ def train_config(data, model: str, p: dict, seed: int, out: Path, base: Path | N
     return json.loads(config.read_text())
 
 
-def run_matches(config: dict, data, model: str, p: dict, seed: int, base: Path | None, epochs: int) -> bool:
-    """Whether a finished run's config.json is `model` with parameters `p` and `seed` trained on
-    `data`: the same model record, the same training record (device and evaluation batch aside: they
+def run_matches(run: Path, data, model: str, p: dict, seed: int, base: Path | None, epochs: int) -> bool:
+    """Whether a finished run is `model` with parameters `p` and `seed` trained on `data`: the same
+    data (by fingerprint: the same file named by another path, from another work tree, is the same
+    data), the same model record, the same training record (device and evaluation batch aside: they
     do not change what is computed; a FAME's base compared as the folder it names, through links)."""
     from fame_core.training import RESUME_MAY_CHANGE, _same_file, train_record
 
+    try:
+        config = json.loads((run / "config.json").read_text())
+        fingerprint = json.loads((run / "dataset.json").read_text()).get("fingerprint")
+    except (OSError, ValueError):
+        return False
     mcfg, tcfg = configs(data, model, p, seed, base, epochs, "auto")
     want_train = {k: v for k, v in train_record(tcfg).items() if k not in RESUME_MAY_CHANGE}
     train = {k: v for k, v in config.get("train", {}).items() if k not in RESUME_MAY_CHANGE}
     if want_train.get("init_from") and _same_file(train.get("init_from"), want_train["init_from"]):
         train["init_from"] = want_train["init_from"]   # the same base reached by another path
     return config.get("status") == "finished" and config.get("model") == mcfg.to_dict() and \
-        config.get("data") == data.source.get("spec") and train == want_train
+        fingerprint == data.fingerprint() and train == want_train
 
 
 def twin_run(data, p: dict, seed: int, runs: Path, epochs: int = 200, model: str = "sasrec",
@@ -204,7 +210,7 @@ def twin_run(data, p: dict, seed: int, runs: Path, epochs: int = 200, model: str
     for run in candidates:
         if run.name.startswith(".") or (run / "train_state.pt").exists() or not (run / "weights.safetensors").exists():
             continue   # unfinished, or not a checkpoint
-        if run_matches(json.loads((run / "config.json").read_text()), data, model, p, seed, base, epochs):
+        if run_matches(run, data, model, p, seed, base, epochs):
             return run
     return None
 
@@ -506,7 +512,7 @@ def report_best(a, data, runs: Path, records: Path, study, finished, source: dic
         base = runs / "bases" / f"sasrec-{key(p)}-s{seed}" if a.model == "fame" else None
         try:
             if (run / "config.json").exists() and not (run / "train_state.pt").exists() and not run_matches(
-                    json.loads((run / "config.json").read_text()), data, a.model, p, seed, base, a.epochs):
+                    run, data, a.model, p, seed, base, a.epochs):
                 raise ablation.RecordError(f"{run} holds a run of another configuration (an earlier best?); move it "
                                            "aside to retrain the study's best there")
             if not run.exists() and (base is None or base.exists()) and (twin := twin_run(

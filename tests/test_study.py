@@ -411,3 +411,25 @@ def test_best_from_retrains_another_data_sets_best_here_and_never_writes_its_dat
         assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and says in bad.stderr, bad.stderr
     same = study(tmp_path, "--model", "sasrec", "--report", "--best-from", str(kept))
     assert same.returncode == 2 and "own study" in same.stderr
+
+
+def test_a_run_is_matched_by_its_datas_fingerprint_not_the_path_that_named_it(tmp_path):
+    """A study run from one work tree names the data by another path than a --report from the next
+    (/work/shared/... against ../shared/...): the same file must match, other contents must not."""
+    from fame_core.data import load_dataset
+
+    module = load_module()
+    seqs = load_dataset(TINY_WORLD).sequences
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "toy.txt").write_text("".join(f"{u + 1} {' '.join(map(str, s))}\n" for u, s in enumerate(seqs)))
+    (tmp_path / "elsewhere").symlink_to(tmp_path / "d")
+    r = subprocess.run([sys.executable, str(REPO / "bench" / "study.py"), "--data", str(tmp_path / "d" / "toy.txt"),
+                        "--epochs", "1", "--runs", str(tmp_path / "runs"), "--model", "sasrec", "--trials", "1"],
+                       capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr
+    p = dict(module.SEEDED[0])
+    via_link = load_dataset(str(tmp_path / "elsewhere" / "toy.txt"))
+    assert module.twin_run(via_link, p, 0, tmp_path / "runs", epochs=1) == tmp_path / "runs" / "sasrec-t0"
+    (tmp_path / "d" / "other.txt").write_text("".join(f"{u + 1} {' '.join(map(str, s[::-1]))}\n"
+                                                      for u, s in enumerate(seqs)))
+    assert module.twin_run(load_dataset(str(tmp_path / "d" / "other.txt")), p, 0, tmp_path / "runs", epochs=1) is None
