@@ -1,11 +1,11 @@
 """A hyperparameter study on validation only (issue 15), resumable: Optuna with SQLite storage.
 
-    python bench/study.py --data ../shared/data/amazon/Beauty.txt --model sasrec --trials 20
-    python bench/study.py --data ../shared/data/amazon/Beauty.txt --model fame   --trials 20
+    python bench/study.py --data ../shared/data/amazon/Beauty.txt --model sasrec --trials 12
+    python bench/study.py --data ../shared/data/amazon/Beauty.txt --model fame   --trials 12
     python bench/study.py --data ../shared/data/amazon/Beauty.txt --model fame --report   # best, then test
     python bench/study.py --data ../shared/data/amazon/Beauty.txt --compare   # FAME's best vs SASRec's
     python bench/study.py --data ../shared/data/amazon/Sports_and_Outdoors.txt --model fame --report \
-        --best-from bench/results/study-Beauty.db            # Beauty's best, retrained on Sports
+        --best-from bench/results/study-Beauty.db   # Beauty's best, retrained on Sports
 
 One study per (data set, model) in runs/study/<data>/study.db, so SASRec and FAME are tuned with
 the same trial budget and neither more than the other; a killed study continues where it
@@ -569,7 +569,8 @@ def main() -> int:
                     "(with another --runs: <runs>/compare.json)")
     ap.add_argument("--best-from", default=None, metavar="DB", help="with --report: retrain the best of the study "
                     "of --model in another data set's study database (e.g. bench/results/study-Beauty.db) on --data, "
-                    "instead of this data set's study (its best configuration transferred; no search here)")
+                    "instead of this data set's study (its best configuration transferred; no search here); with "
+                    "--compare: pair the two models' transferred bests")
     ap.add_argument("--records", default=None, help="where --report keeps each seed's per-user test ranks (default "
                     "bench/results/ablation-runs/<data>, beside the ablation's; with another --runs: <runs>/records)")
     ap.add_argument("--list", action="store_true", help="train nothing: print the study's trials so far and write "
@@ -586,7 +587,8 @@ def main() -> int:
                     "(default with the default --runs: bench/results/study-<data>.db; with another --runs, none); a "
                     "runs folder without study.db starts from it")
     ap.add_argument("--out", default=None,
-                    help="the --report JSON (default bench/results/study-<data>-<model>.json) or the --list JSON")
+                    help="the --report JSON (default bench/results/study-<data>-<model>[-from-<source>].json; with "
+                    "another --runs, <runs>/report-<model>[-from-<source>].json), the --list or the --compare JSON")
     a = ap.parse_args()
 
     from fame_core.data import load_dataset
@@ -686,8 +688,9 @@ def main() -> int:
         for params in SEEDED:
             study.enqueue_trial({**params, **(SEEDED_FAME if a.model == "fame" else {})}, skip_if_exists=True)
     # a trial killed mid-training stays RUNNING in the database: fail it and enqueue its parameters
-    # under the same run name, so its checkpoint is resumed (and it counts once in the budget)
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+    # under the same run name, so its checkpoint is resumed (and it counts once in the budget).
+    # Not from --report: a RUNNING trial may be training now, in the study beside it
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)) if not a.report else []:
         study.tell(t.number, state=optuna.trial.TrialState.FAIL)
         if repeats_an_ended_trial(study, t):   # a replayed draw: its configuration is already judged
             continue

@@ -433,3 +433,13 @@ def test_a_run_is_matched_by_its_datas_fingerprint_not_the_path_that_named_it(tm
     (tmp_path / "d" / "other.txt").write_text("".join(f"{u + 1} {' '.join(map(str, s[::-1]))}\n"
                                                       for u, s in enumerate(seqs)))
     assert module.twin_run(load_dataset(str(tmp_path / "d" / "other.txt")), p, 0, tmp_path / "runs", epochs=1) is None
+
+
+def test_report_leaves_a_running_trial_alone(tmp_path):
+    """--report may run beside the study: a RUNNING trial may be training now, and failing it
+    (what a restarted study does with a killed one) would throw that training away."""
+    assert study(tmp_path, "--model", "sasrec", "--trials", "1").returncode == 0
+    running = load(tmp_path, "sasrec").ask()
+    r = study(tmp_path, "--model", "sasrec", "--report", "--seeds", "0", "--out", str(tmp_path / "r.json"))
+    assert r.returncode == 0, r.stderr
+    assert load(tmp_path, "sasrec").trials[running.number].state.name == "RUNNING"
