@@ -423,10 +423,9 @@ def compare_bests(a, data, records: Path, out: Path, ablation, sfx: str = "") ->
             how = f" --best-from {a.best_from}" if sfx else ""
             raise ablation.RecordError(f"no {name} record for seed(s) {' '.join(map(str, missing))} in {records}; run "
                                        f"--model {model} --report{how} --seeds {' '.join(map(str, a.seeds))} first")
-        # built on different bases by design (FAME on a SASRec with its own shared settings): not a remade pair
-        table[name] = {s: {**r, "base_sha256": None} for s, r in recs.items()}
+        table[name] = recs
     lengths = np.array([len(data.sequences[r]) - 1 for r in data.splittable_rows()])
-    cmp = ablation.compare(table, f"study-fame{sfx}", f"study-sasrec{sfx}", None, lengths)
+    cmp = ablation.compare_own_bases(table, f"study-fame{sfx}", f"study-sasrec{sfx}", lengths)
     summary = {name: {split: {m: {"mean": float(np.mean([r[split][m] for r in by.values()])),
                                   "std": float(np.std([r[split][m] for r in by.values()], ddof=1))
                                   if len(by) > 1 else None} for m in METRICS} for split in ("valid", "test")}
