@@ -246,11 +246,13 @@ def run_trial(data, model: str, p: dict, runs: Path, name: str, seed: int = 0, e
 
 
 def epochs_trained(runs: Path, t) -> int:
-    """Epochs a trial's own run trained (FAME: not counting its shared base)."""
+    """Epochs a trial's own run trained (FAME: not counting its shared base). From the run's metrics,
+    or, where its run folder is gone (a fresh machine continues from the committed database), from
+    the epochs the trial was told (the same count: one report per epoch trained)."""
     from fame_core.checkpoint import read_metrics
 
     run = runs / t.user_attrs.get("run", "")
-    return len(read_metrics(run)) if (run / "metrics.jsonl").exists() else 0
+    return len(read_metrics(run)) if (run / "metrics.jsonl").exists() else int(t.user_attrs.get("epochs_told", 0))
 
 
 class RepeatedDraw(Exception):

@@ -166,6 +166,10 @@ def test_the_kept_copy_brings_a_study_back_after_the_runs_are_lost(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "kept copy" in r.stderr and trials(tmp_path) == [("COMPLETE", 1)]
     assert not (tmp_path / "runs" / "sasrec-t0").exists(), "the finished trial was trained again"
+    # the report's budget still counts the lost trial's epochs (from the database, not its run folder)
+    r = study(tmp_path, "--model", "sasrec", "--report", "--seeds", "0")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "runs" / "report-sasrec.json").read_text())["budget"]["epochs_trained"] == 1
     # a runs database lacking a finished trial of the copy never replaces it
     before = kept.read_bytes()
     with sqlite3.connect(tmp_path / "runs" / "study.db") as db:
