@@ -197,6 +197,21 @@ def run_matches(run: Path, data, model: str, p: dict, seed: int, base: Path | No
         fingerprint == data.fingerprint() and train == want_train
 
 
+def record_matches(rec: dict, data, model: str, p: dict, seed: int, base: Path | None, epochs: int) -> bool:
+    """Whether a kept record (bench/ablation.py's) is of `model` with parameters `p` and `seed` on
+    `data`: the same model record and training record as run_matches asks of a run folder (the
+    base's path aside: a record outlives the folder it named). A --report seed whose run folder is
+    gone (a fresh machine) but whose record matches is read back, not trained again."""
+    from fame_core.training import RESUME_MAY_CHANGE, train_record
+
+    mcfg, tcfg = configs(data, model, p, seed, base, epochs, "auto")
+    skip = (*RESUME_MAY_CHANGE, "init_from")
+    want_train = {k: v for k, v in train_record(tcfg).items() if k not in skip}
+    train = {k: v for k, v in (rec.get("train") or {}).items() if k not in skip}
+    return rec.get("model") == mcfg.to_dict() and rec.get("data_fingerprint") == data.fingerprint() and \
+        train == want_train and (base is None) == (rec.get("base_sha256") is None)
+
+
 def twin_run(data, p: dict, seed: int, runs: Path, epochs: int = 200, model: str = "sasrec",
              base: Path | None = None, prefer: Path | None = None) -> Path | None:
     """A finished run of this study folder (a trial, a --report run) trained with exactly the
@@ -512,6 +527,13 @@ def report_best(a, data, runs: Path, records: Path, study, finished, source: dic
         run = runs / f"best{sfx}-{a.model}-s{seed}"
         base = runs / "bases" / f"sasrec-{key(p)}-s{seed}" if a.model == "fame" else None
         try:
+            old = ablation.read_record(records, row, seed, data)
+            if not run.exists() and old is not None and record_matches(old, data, a.model, p, seed, base, a.epochs):
+                print(f"study: {row}-s{seed} read back from its record in {records} (its run folder is gone)",
+                      file=sys.stderr)
+                rows.append({"seed": seed, "valid": old["valid"], "test": old["test"], "best_epoch": old["best_epoch"],
+                             "epochs": old["epochs"], "run": None, "record": f"{row}-s{seed}"})
+                continue
             if (run / "config.json").exists() and not (run / "train_state.pt").exists() and not run_matches(
                     run, data, a.model, p, seed, base, a.epochs):
                 raise ablation.RecordError(f"{run} holds a run of another configuration (an earlier best?); move it "

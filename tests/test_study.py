@@ -169,7 +169,21 @@ def test_the_kept_copy_brings_a_study_back_after_the_runs_are_lost(tmp_path):
     # the report's budget still counts the lost trial's epochs (from the database, not its run folder)
     r = study(tmp_path, "--model", "sasrec", "--report", "--seeds", "0")
     assert r.returncode == 0, r.stderr
-    assert json.loads((tmp_path / "runs" / "report-sasrec.json").read_text())["budget"]["epochs_trained"] == 1
+    report = json.loads((tmp_path / "runs" / "report-sasrec.json").read_text())
+    assert report["budget"]["epochs_trained"] == 1
+    # a seed whose run folder is lost again is read back from its kept record, not trained again
+    shutil.rmtree(tmp_path / "runs" / "best-sasrec-s0")
+    r = study(tmp_path, "--model", "sasrec", "--report", "--seeds", "0")
+    assert r.returncode == 0, r.stderr
+    assert "read back from its record" in r.stderr and not (tmp_path / "runs" / "best-sasrec-s0").exists()
+    again = json.loads((tmp_path / "runs" / "report-sasrec.json").read_text())
+    assert again["seeds"][0]["test"] == report["seeds"][0]["test"]
+    # ...but only a record of the same settings: one of another dropout is trained anew, then refused
+    meta = tmp_path / "runs" / "records" / "study-sasrec-s0.json"
+    rec = json.loads(meta.read_text())
+    meta.write_text(json.dumps({**rec, "model": {**rec["model"], "dropout": rec["model"]["dropout"] + 0.1}}))
+    r = study(tmp_path, "--model", "sasrec", "--report", "--seeds", "0")
+    assert "read back" not in r.stderr and (tmp_path / "runs" / "best-sasrec-s0" / "config.json").exists()
     # a runs database lacking a finished trial of the copy never replaces it
     before = kept.read_bytes()
     with sqlite3.connect(tmp_path / "runs" / "study.db") as db:
