@@ -176,6 +176,18 @@ def train_config(data, model: str, p: dict, seed: int, out: Path, base: Path | N
     return json.loads(config.read_text())
 
 
+def same_model(record, mcfg) -> bool:
+    """Whether a recorded "model" object is the configuration mcfg, read as a checkpoint reads it (a
+    record written before a later option existed holds that option at its default)."""
+    from fame_core.errors import FameError
+    from fame_core.models import config_from_dict
+
+    try:
+        return config_from_dict(record) == mcfg
+    except FameError:
+        return False
+
+
 def run_matches(run: Path, data, model: str, p: dict, seed: int, base: Path | None, epochs: int) -> bool:
     """Whether a finished run is `model` with parameters `p` and `seed` trained on `data`: the same
     data (by fingerprint: the same file named by another path, from another work tree, is the same
@@ -193,7 +205,7 @@ def run_matches(run: Path, data, model: str, p: dict, seed: int, base: Path | No
     train = {k: v for k, v in config.get("train", {}).items() if k not in RESUME_MAY_CHANGE}
     if want_train.get("init_from") and _same_file(train.get("init_from"), want_train["init_from"]):
         train["init_from"] = want_train["init_from"]   # the same base reached by another path
-    return config.get("status") == "finished" and config.get("model") == mcfg.to_dict() and \
+    return config.get("status") == "finished" and same_model(config.get("model"), mcfg) and \
         fingerprint == data.fingerprint() and train == want_train
 
 
@@ -208,7 +220,7 @@ def record_matches(rec: dict, data, model: str, p: dict, seed: int, base: Path |
     skip = (*RESUME_MAY_CHANGE, "init_from")
     want_train = {k: v for k, v in train_record(tcfg).items() if k not in skip}
     train = {k: v for k, v in (rec.get("train") or {}).items() if k not in skip}
-    return rec.get("model") == mcfg.to_dict() and rec.get("data_fingerprint") == data.fingerprint() and \
+    return same_model(rec.get("model"), mcfg) and rec.get("data_fingerprint") == data.fingerprint() and \
         train == want_train and (base is None) == (rec.get("base_sha256") is None)
 
 

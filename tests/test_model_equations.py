@@ -41,9 +41,10 @@ def direct_fame(model, seq):
         for n in range(N):
             q = x @ P["moe.W_Q"][h, n] + P["moe.b_Q"][h, n]       # (12)
             for i in range(L):
-                logits = np.array([q[i] @ k[j] / math.sqrt(dh) for j in range(i + 1)])  # causal
+                lo = max(0, i - cfg.recent_window + 1) if cfg.recent_window and h == 0 else 0   # head 1's window
+                logits = np.array([q[i] @ k[j] / math.sqrt(dh) for j in range(lo, i + 1)])  # causal
                 a = np.exp(logits - logits.max())
-                alpha[h, n, i, : i + 1] = a / a.sum()             # (14)
+                alpha[h, n, i, lo: i + 1] = a / a.sum()           # (14)
                 f_n[n, i] = alpha[h, n, i] @ v                    # (15)
         for i in range(L):
             z = np.concatenate(f_n[:, i]) @ P["moe.W_exp"][h]     # (16)
@@ -62,11 +63,13 @@ def direct_fame(model, seq):
     return alpha, beta, head_scores, g, g @ head_scores                     # (11)
 
 
-@pytest.mark.parametrize("activation", ["relu", "gelu"])
-def test_inspection_equals_direct_computation_of_the_equations(activation):
-    model = make_model("fame", activation=activation)
+@pytest.mark.parametrize("activation,window", [("relu", 0), ("gelu", 0), ("relu", 2)])
+def test_inspection_equals_direct_computation_of_the_equations(activation, window):
+    model = make_model("fame", activation=activation, recent_window=window)
     res = fame_core.inspect(model, SEQ, target=4)
     alpha, beta, head_scores, g, gated = direct_fame(model, SEQ)
+    if window:   # the first head sees the last `window` positions only; the second head all of them
+        assert np.all(res.attention[0][:, 3:, :2] == 0) and res.attention[1][:, 3:, :2].sum() > 1e-3
     assert res.attention.shape == (2, 3, len(SEQ), len(SEQ))
     np.testing.assert_allclose(res.attention, alpha, atol=1e-5)
     np.testing.assert_allclose(res.router, beta, atol=1e-5)
@@ -216,7 +219,7 @@ def test_unknown_merge_mode_is_a_clear_error():
 
 @pytest.mark.parametrize("kind", ["fame", "sasrec"])
 def test_last_only_equals_the_last_position_of_the_full_pass(kind):
-    model = make_model(kind, residual=True) if kind == "fame" else make_model(kind)
+    model = make_model(kind, residual=True, recent_window=3) if kind == "fame" else make_model(kind)
     seq = left_pad([np.array(SEQ), np.array([4, 9])], 8)
     with torch.no_grad():
         full, last = model(seq), model(seq, last_only=True)
