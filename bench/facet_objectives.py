@@ -22,7 +22,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 REPO = Path(__file__).resolve().parents[1]
 
-from fame_core.objectives import GATE_ROUTER_PRESETS  # noqa: E402
+from fame_core.objectives import GATE_ROUTER_PRESETS, split_preset  # noqa: E402
 
 VARIANTS = {
     "paper recipe": {},
@@ -68,8 +68,9 @@ def main() -> int:
         out = runs / name.replace(" ", "-").replace("+", "and")
         if not (out / "config.json").exists() or (out / "train_state.pt").exists():
             print(f"training {name}", file=sys.stderr)
-            train(data, FAMEConfig(n_experts=4, **common),
-                  TrainConfig(epochs=150, patience=15, init_from=str(sas), objectives=FacetObjectives(**VARIANTS[name])),
+            model_opts, objectives = split_preset(VARIANTS[name])
+            train(data, FAMEConfig(n_experts=4, **common, **model_opts),
+                  TrainConfig(epochs=150, patience=15, init_from=str(sas), objectives=FacetObjectives(**objectives)),
                   out, resume=(out / "train_state.pt").exists(), progress=False)
         model, d = load(out, data=data)
         masked = evaluate(model, d, "test")["metrics"]

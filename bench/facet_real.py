@@ -33,12 +33,7 @@ TOP = 20   # the gate reading restricted to users whose better head shows the ta
 METRICS = ["HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20"]
 
 
-from fame_core.objectives import GATE_ROUTER_PRESETS  # noqa: E402
-
-
-# variant keys that are model settings (FAMEConfig), not objectives: the short-term first head
-MODEL_OPTIONS = ("recent_window",)
-RECENT = {"recent_window": 2}
+from fame_core.objectives import GATE_ROUTER_PRESETS, split_preset  # noqa: E402
 
 
 def variants(facets: list[str]) -> dict:
@@ -52,11 +47,6 @@ def variants(facets: list[str]) -> dict:
         "decisive gate + decisive router": {"gate_decisive": 0.1, "router_decisive": 0.1},
         "facet probe + decisive gate + decisive router": {**probe, "gate_decisive": 0.1, "router_decisive": 0.1},
         **GATE_ROUTER_PRESETS,
-        # heads that differ by construction (the first sees the last two items only), so that
-        # which head to trust is a choice a gate can learn; alone and with the mixture gate
-        "recent head": RECENT,
-        "recent head + mixture gate + decisive diverse router": {
-            **RECENT, **GATE_ROUTER_PRESETS["mixture gate + decisive diverse router"]},
     }
     if len(facets) > 1:  # two facets: one per head, as on the planted worlds
         both = {"facet_heads": ",".join(facets[:2]), "facet_weight": 1.0}
@@ -140,8 +130,7 @@ def main() -> int:
             rows.append({**written[name], "valid": {**valid_reading(model, d), "read from": str(source)}})
             print(json.dumps({"variant": name, "valid": rows[-1]["valid"]}), flush=True)
             continue
-        model_opts = {k: v for k, v in table[name].items() if k in MODEL_OPTIONS}
-        objectives = {k: v for k, v in table[name].items() if k not in MODEL_OPTIONS}
+        model_opts, objectives = split_preset(table[name])
         run(data, FAMEConfig(n_experts=4, residual=True, **common, **model_opts),
             TrainConfig(seed=a.seed, patience=a.patience, init_from=str(sas), warm=True, device=a.device,
                         objectives=FacetObjectives(**objectives)), out)

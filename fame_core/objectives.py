@@ -393,4 +393,18 @@ GATE_ROUTER_PRESETS: dict[str, dict] = {
                                       "router_clusters": 1.0},
     "gate competence + head dropout + expert diversity": {"gate_competence": 1.0, "head_dropout": 0.3,
                                                           "expert_diversity": 0.1, "load_balance": 0.01},
+    # heads that differ by construction: the first sees the last two items only (FAMEConfig
+    # .recent_window, a model setting), so which head to trust is a choice a gate can learn
+    "recent head": {"recent_window": 2},
+    "recent head + mixture gate + decisive diverse router": {"recent_window": 2, "mixture_likelihood": 5.0,
+                                                             "gate_decisive": 0.1, "expert_diversity": 0.1,
+                                                             "router_decisive": 0.5},
 }
+# preset keys that set the model (FAMEConfig) rather than a training objective
+MODEL_KEYS = ("recent_window",)
+
+
+def split_preset(options: dict) -> tuple[dict, dict]:
+    """(model settings, FacetObjectives fields) of a preset: FAMEConfig(**first), FacetObjectives(**second)."""
+    return ({k: v for k, v in options.items() if k in MODEL_KEYS},
+            {k: v for k, v in options.items() if k not in MODEL_KEYS})

@@ -357,3 +357,15 @@ def test_a_run_recorded_before_an_objective_existed_resumes_with_its_default(tmp
     train(tiny_world, cfg, tc, tmp_path / "run2", progress=False, stop_after=1)
     with pytest.raises(fame_core.FameError, match="head_clusters 1.0 -> 2.0"):   # a real change is still refused
         train(tiny_world, cfg, changed, tmp_path / "run2", resume=True, progress=False)
+
+
+def test_every_gate_router_preset_splits_into_a_model_setting_and_objectives():
+    from fame_core.objectives import GATE_ROUTER_PRESETS, split_preset
+
+    for name, preset in GATE_ROUTER_PRESETS.items():
+        model_opts, objectives = split_preset(preset)
+        assert {**model_opts, **objectives} == preset, name
+        cfg = FAMEConfig(n_items=30, d=16, n_heads=2, n_experts=4, **model_opts)    # both are accepted
+        FacetObjectives(**objectives)
+        assert cfg.recent_window == preset.get("recent_window", 0)
+    assert split_preset(GATE_ROUTER_PRESETS["recent head"]) == ({"recent_window": 2}, {})
