@@ -558,7 +558,6 @@ def report_best(a, data, runs: Path, records: Path, study, finished, source: dic
             conf = run_trial(data, a.model, p, runs, run.name, seed=seed, epochs=a.epochs, device=a.device)
             # per-user test ranks kept as an ablation record (row study-<model>): --compare pairs the
             # two studies' bests by user as well as by seed, after the run folders are gone
-            old = ablation.read_record(records, row, seed, data)
             if old is not None and old.get("weights_sha256") != ablation.fingerprint(run):
                 raise ablation.RecordError(f"the record {row}-s{seed} in {records} is of other weights than {run} (an "
                                            "earlier best?); move its .json and .npz aside to record this run")

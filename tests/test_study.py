@@ -178,7 +178,8 @@ def test_the_kept_copy_brings_a_study_back_after_the_runs_are_lost(tmp_path):
     assert "read back from its record" in r.stderr and not (tmp_path / "runs" / "best-sasrec-s0").exists()
     again = json.loads((tmp_path / "runs" / "report-sasrec.json").read_text())
     assert again["seeds"][0]["test"] == report["seeds"][0]["test"]
-    # ...but only a record of the same settings: one of another dropout is trained anew, then refused
+    # ...but only a record of the same settings: a record naming another dropout is not read back;
+    # the seed is trained anew
     meta = tmp_path / "runs" / "records" / "study-sasrec-s0.json"
     rec = json.loads(meta.read_text())
     meta.write_text(json.dumps({**rec, "model": {**rec["model"], "dropout": rec["model"]["dropout"] + 0.1}}))
