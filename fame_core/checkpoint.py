@@ -158,6 +158,10 @@ def load_checkpoint(directory, device="cpu"):
     except RuntimeError as e:
         raise CheckpointError(f"{directory}: weights do not fit the configuration "
                               f"({str(e).splitlines()[0]})") from None
+    clusters = getattr(model, "item_cluster", None)     # --head-cluster-bias: whole numbers 0..H-1
+    if clusters is not None and not ((clusters == clusters.round()) & (clusters >= 0) & (clusters < cfg.n_heads)).all():
+        raise CheckpointError(f"{directory}/weights.safetensors: item_cluster must hold cluster numbers 0..{cfg.n_heads - 1}; "
+                              "pass a checkpoint written by 'train'")
     model.to(device).eval()
     model.provenance = Provenance(directory=str(directory), dataset=dataset, training=config)
     return model

@@ -31,7 +31,8 @@ from .data import SequenceDataset
 from .errors import CheckpointError, ConfigError, FameError
 from .safe_io import recover_dir
 from .evaluate import left_pad
-from .models import FAMEConfig, ModelConfig, SASRec, build_model, config_from_dict, fame_from_sasrec, sasrec_continued
+from .models import (FAMEConfig, ModelConfig, SASRec, assign_head_clusters, build_model, config_from_dict,
+                     fame_from_sasrec, sasrec_continued)
 from .objectives import FacetObjectives, FacetProbes, ItemClusters, dropped_head_weights, extra_loss
 from .options import DEVICE_PATTERN, check, option
 from . import distributed
@@ -439,9 +440,16 @@ def train(dataset: SequenceDataset, model_cfg: ModelConfig, tcfg: TrainConfig, o
                             f"{tcfg.init_from} holds a {base.config.model} model")
         if isinstance(model_cfg, FAMEConfig):
             model = fame_from_sasrec(base, model_cfg, warm=tcfg.warm, seed=tcfg.seed)
+            if model_cfg.head_cluster_bias:      # the heads' parts of the catalogue, from the SASRec's items
+                targets = [t for _, t in training_pairs(dataset, model_cfg.max_len)] or [np.zeros(0, np.int64)]
+                counts = np.bincount(np.concatenate(targets), minlength=model_cfg.n_items + 1)
+                assign_head_clusters(model, counts, seed=tcfg.seed)
         else:  # the equal-budget control: the same SASRec trained on with a fresh optimizer
             model = sasrec_continued(base, model_cfg, reinit_last=tcfg.reinit_last, seed=tcfg.seed)
     else:
+        if isinstance(model_cfg, FAMEConfig) and model_cfg.head_cluster_bias and not resume:
+            raise FameError("--head-cluster-bias splits the catalogue by a trained SASRec's item embeddings: "
+                            "pass --init-from SASREC_CHECKPOINT with it")
         model = build_model(model_cfg)
     return fit(model, dataset, out, tcfg, resume=resume, progress=progress, stop_after=stop_after, extra_config=extra,
                overwrite=overwrite, allow_changes=allow_changes)

@@ -230,3 +230,77 @@ def test_last_only_equals_the_last_position_of_the_full_pass(kind):
     torch.testing.assert_close(last.attention[..., 0, :], full.attention[..., -1, :])
     if last.router is not None:
         torch.testing.assert_close(last.router[:, :, 0], full.router[:, :, -1])
+
+
+def with_clusters(L=3.0, seed=0):
+    """A FAME with --head-cluster-bias L and hand-set item clusters (items 1-14: cluster 0, 15-30: 1)."""
+    model = make_model("fame", head_cluster_bias=L, seed=seed)
+    with torch.no_grad():
+        model.item_cluster.copy_(torch.tensor([0.0] + [0.0] * 14 + [1.0] * 16))
+    return model
+
+
+def test_head_cluster_bias_adds_L_times_the_gate_of_the_items_cluster_to_every_score():
+    L = 3.0
+    model = with_clusters(L)
+    res = fame_core.inspect(model, SEQ, target=4)
+    _, _, head_scores, g, _ = direct_fame(model, SEQ)             # P^(h)(v) of Eqs. 8-9, without the bias
+    c = np.array([0] + [0] * 14 + [1] * 16)
+    b = np.stack([L * ((c == h) - 0.5) for h in range(2)])          # b^(h)_v = L([c(v) = h] - 1/H)
+    np.testing.assert_allclose(res.head_scores[:, 1:], (head_scores + b)[:, 1:], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(res.scores["gated"][1:], (g @ (head_scores + b))[1:], rtol=1e-4, atol=1e-5)
+    for h in range(2):
+        np.testing.assert_allclose(res.scores[f"head:{h}"][1:], (head_scores + b)[h, 1:], rtol=1e-4, atol=1e-5)
+    # equal weights cancel the bias: the equal-weight merge is the model's own without it
+    np.testing.assert_allclose(res.scores["concat"][1:], head_scores.mean(0)[1:], rtol=1e-4, atol=1e-5)
+    assert np.abs(g[0] - 0.5) > 1e-3                                 # so the gated check can fail
+
+
+def test_head_cluster_bias_enters_the_training_loss_and_the_mixture_term():
+    from fame_core.objectives import head_log_likelihoods, mixture_nll
+
+    model = with_clusters(2.0)
+    seq = left_pad([np.array(SEQ)], model.config.max_len)
+    out = model(seq)
+    t = torch.tensor([4])
+    hs = model.head_scores(out)[:, :, 1:]                            # (1, H, n) with the bias
+    log_p = torch.log_softmax(hs, -1)[0, :, 3]                       # target id 4 is column 3
+    np.testing.assert_allclose(head_log_likelihoods(model, out.heads[:, -1], t)[0].numpy(), log_p.detach().numpy(),
+                               rtol=1e-5, atol=1e-6)
+    g = out.gates[:, -1]
+    want = -torch.logsumexp(torch.log(g[0]) + log_p, 0)
+    assert mixture_nll(model, out.heads[:, -1], g, t).item() == pytest.approx(want.item(), rel=1e-5)
+    # the main loss's logits are u · E over the catalogue: the gated scores, bias included
+    logits = out.u[:, -1] @ model.item_embeddings()[1:].T
+    np.testing.assert_allclose(logits.detach().numpy(), model.scores(out)[:, 1:].detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_head_clusters_come_from_the_item_embeddings_weighted_by_counts():
+    from fame_core.models import assign_head_clusters
+
+    model = make_model("fame", head_cluster_bias=1.0)
+    with torch.no_grad():                                            # two far-apart groups of items
+        model.embed.E.weight[1:11] = 4.0 + 0.01 * torch.randn(10, model.config.d)
+        model.embed.E.weight[11:31] = -4.0 + 0.01 * torch.randn(20, model.config.d)
+    labels = assign_head_clusters(model, np.ones(31))
+    assert labels[0] == 0 and len(set(labels[1:11].tolist())) == 1 and len(set(labels[11:].tolist())) == 1
+    assert labels[1] != labels[11]
+
+
+def test_a_checkpoint_keeps_its_item_clusters_and_refuses_bad_ones(tmp_path):
+    from fame_core.checkpoint import load_checkpoint, write_checkpoint
+    from fame_core.errors import CheckpointError
+    from safetensors.torch import load_file, save_file
+
+    model = with_clusters(2.0)
+    record = {"name": "t", "n_items": 30, "n_users": 3, "fingerprint": "x"}
+    write_checkpoint(tmp_path / "ok", model, record, {}, [])
+    back = load_checkpoint(tmp_path / "ok")
+    assert torch.equal(back.item_cluster, model.item_cluster)
+    x = left_pad([np.array(SEQ)], model.config.max_len)
+    torch.testing.assert_close(back.scores(back(x)), model.scores(model(x)))
+    state = load_file(tmp_path / "ok" / "weights.safetensors")
+    state["item_cluster"][5] = 7.0                                   # no such head
+    save_file(state, tmp_path / "ok" / "weights.safetensors")
+    with pytest.raises(CheckpointError, match="item_cluster must hold cluster numbers 0..1"):
+        load_checkpoint(tmp_path / "ok")

@@ -368,4 +368,5 @@ def test_every_gate_router_preset_splits_into_a_model_setting_and_objectives():
         cfg = FAMEConfig(n_items=30, d=16, n_heads=2, n_experts=4, **model_opts)    # both are accepted
         FacetObjectives(**objectives)
         assert cfg.recent_window == preset.get("recent_window", 0)
+        assert cfg.head_cluster_bias == preset.get("head_cluster_bias", 0.0)
     assert split_preset(GATE_ROUTER_PRESETS["recent head"]) == ({"recent_window": 2}, {})

@@ -11,7 +11,7 @@ import torch
 
 from ..errors import ConfigError
 from .base import MERGE_MODES, ModelConfig, ModelOutput, Provenance, Recommender, check_merge, merge_modes
-from .fame import FAME, FAMEConfig, FacetMoELayer, fame_from_sasrec
+from .fame import FAME, FAMEConfig, FacetMoELayer, assign_head_clusters, fame_from_sasrec
 from .sasrec import SASRec, SASRecConfig
 
 MODELS: dict[str, type[Recommender]] = {cls.config_class.name: cls for cls in (
@@ -85,4 +85,4 @@ def build_model(cfg: ModelConfig) -> Recommender:
 
 __all__ = ["MODELS", "MERGE_MODES", "ModelConfig", "ModelOutput", "Provenance", "Recommender", "SASRec", "SASRecConfig", "FAME",
            "FAMEConfig", "FacetMoELayer", "build_model", "config_from_dict", "model_config", "model_class",
-           "fame_from_sasrec", "sasrec_continued", "merge_modes", "check_merge"]
+           "fame_from_sasrec", "assign_head_clusters", "sasrec_continued", "merge_modes", "check_merge"]

@@ -46,6 +46,10 @@ class FAMEConfig(SASRecConfig):
     recent_window: int = option(0, "W > 0: the first head's expert queries at position i attend only to positions "
                                 "i-W+1..i (a short-term head beside long-term ones); 0 = every earlier position, "
                                 "as the paper", min=0, max=100_000)
+    head_cluster_bias: float = option(0.0, "L > 0: the catalogue is split into H k-means clusters (of the SASRec "
+                                      "it is built from) and head h's score of an item is raised by L(1 - 1/H) in "
+                                      "cluster h and lowered by L/H elsewhere, so that the heads differ by which "
+                                      "part of the catalogue they favour; 0 = off, as the paper", min=0.0, max=1e3)
 
 
 class FacetMoELayer(nn.Module):
@@ -107,6 +111,10 @@ class FAME(Recommender):
         self.moe = FacetMoELayer(cfg)
         self.W_f = nn.Parameter(torch.empty(H, d, dh))   # item sub-embedding maps (9)
         self.W_g = nn.Linear(H * dh, H)                  # gate (10), bias b_g
+        if cfg.head_cluster_bias:
+            # c(v), the cluster of every item id (set by `assign_head_clusters`; padding id 0 gets no bias),
+            # kept as floats because a checkpoint stores float weights only (whole numbers < H: exact)
+            self.register_buffer("item_cluster", torch.zeros(cfg.n_items + 1))
         init_weights(self)
         nn.init.normal_(self.moe.W_Q, std=0.02)
         nn.init.normal_(self.moe.W_exp, std=0.02)
@@ -131,9 +139,49 @@ class FAME(Recommender):
         """x_v^(h) = x_v W_f^(h) for every item. Shape (H, n+1, d')."""
         return torch.einsum("vd,hde->hve", self.embed.E.weight, self.W_f)
 
+    def head_item_bias(self) -> torch.Tensor | None:
+        """b^(h)_v = L([c(v) = h] - 1/H), added to P^(h)(v) under --head-cluster-bias (else None). (H, n+1)."""
+        L = self.config.head_cluster_bias
+        if not L:
+            return None
+        H = self.config.n_heads
+        b = L * (nn.functional.one_hot(self.item_cluster.long(), H).T.to(self.W_f.dtype) - 1.0 / H)
+        b[:, 0] = 0.0                                     # padding is never ranked
+        return b
+
+    def item_embeddings(self) -> torch.Tensor:
+        """The vectors scores are dot products with: x_v, and under --head-cluster-bias the H columns
+        b^(h)_v beside it, so that x_v · u plus the gate-weighted bias stays one product (see combine)."""
+        b = self.head_item_bias()
+        E = self.embed.E.weight
+        return E if b is None else torch.cat([E, b.T], 1)
+
     def combine(self, heads: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """u = sum_h W_f^(h) (w_h F^(h)), so that x_v · u = sum_h w_h P^(h)(v)."""
-        return torch.einsum("bth,bthe,hde->btd", weights, heads, self.W_f)
+        """u = sum_h W_f^(h) (w_h F^(h)), so that x_v · u = sum_h w_h P^(h)(v). Under --head-cluster-bias
+        the weights w are appended, so that the bias columns of item_embeddings add sum_h w_h b^(h)_v."""
+        u = torch.einsum("bth,bthe,hde->btd", weights, heads, self.W_f)
+        return u if self.head_item_bias() is None else torch.cat([u, weights.to(u.dtype)], -1)
+
+    def head_scores(self, out: ModelOutput, position: int = -1) -> torch.Tensor:
+        """(B, H, n+1) P^(h)(v) = x_v^(h) · F_t^(h) (+ b^(h)_v under --head-cluster-bias)."""
+        scores = super().head_scores(out, position)
+        b = self.head_item_bias()
+        return scores if b is None else scores + b[None]
+
+
+@torch.no_grad()
+def assign_head_clusters(model: FAME, target_counts, seed: int = 0) -> torch.Tensor:
+    """c(v) for --head-cluster-bias: H k-means clusters (scikit-learn, 3 restarts) of the item embeddings
+    x_v the model starts from (the SASRec's, when built from one), each item weighted by 1 + its count
+    as a training target, as --head-clusters weighs them. Kept fixed through training: the heads'
+    parts of the catalogue do not move. Returns (and stores) the labels, 0 at padding."""
+    from sklearn.cluster import KMeans
+
+    E = model.embed.E.weight[1:].detach().float().cpu().numpy()
+    w = torch.as_tensor(target_counts, dtype=torch.float64)[1:].numpy() + 1.0
+    labels = KMeans(model.config.n_heads, n_init=3, random_state=seed).fit(E, sample_weight=w).labels_
+    model.item_cluster.copy_(torch.as_tensor([0, *labels], dtype=torch.float32))
+    return model.item_cluster.long()
 
 
 @torch.no_grad()
