@@ -158,6 +158,32 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+@torch.no_grad()
+def item_contexts(model, pairs, batch: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """Each item's context vector, the mean of the model's user vector u_t over the training positions
+    whose next item it is (the item's own embedding x_v where it never is one), and its count as a
+    training target. Items that follow similar histories get similar vectors, so k-means clusters of
+    them are parts of the catalogue a history can name (bench/head_pair_check.py: on Sports the
+    clusters of x_v itself cannot be named from the history, those of the contexts can)."""
+    model.eval()
+    n, T = model.config.n_items, model.config.max_len
+    E = model.embed.E.weight.detach().cpu().double().numpy()
+    sums, counts = np.zeros((n + 1, E.shape[1])), np.zeros(n + 1)
+    device = next(model.parameters()).device
+    for s in range(0, len(pairs), batch):
+        chunk = pairs[s:s + batch]
+        inputs = left_pad([x for x, _ in chunk], T, device)
+        targets = left_pad([t for _, t in chunk], T, device)
+        u = model(inputs).u
+        where = targets > 0
+        np.add.at(sums, targets[where].cpu().numpy(), u[where].double().cpu().numpy())
+        np.add.at(counts, targets[where].cpu().numpy(), 1)
+    seen = counts > 0
+    sums[seen] /= counts[seen, None]
+    sums[~seen] = E[~seen]
+    return sums, counts
+
+
 def training_pairs(dataset: SequenceDataset, max_len: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """(input, next items) of each user's training part, newest max_len positions."""
     pairs = []
@@ -440,10 +466,9 @@ def train(dataset: SequenceDataset, model_cfg: ModelConfig, tcfg: TrainConfig, o
                             f"{tcfg.init_from} holds a {base.config.model} model")
         if isinstance(model_cfg, FAMEConfig):
             model = fame_from_sasrec(base, model_cfg, warm=tcfg.warm, seed=tcfg.seed)
-            if model_cfg.head_cluster_bias:      # the heads' parts of the catalogue, from the SASRec's items
-                targets = [t for _, t in training_pairs(dataset, model_cfg.max_len)] or [np.zeros(0, np.int64)]
-                counts = np.bincount(np.concatenate(targets), minlength=model_cfg.n_items + 1)
-                assign_head_clusters(model, counts, seed=tcfg.seed)
+            if model_cfg.head_cluster_bias:      # the heads' parts of the catalogue, from the SASRec's contexts
+                contexts, counts = item_contexts(base, training_pairs(dataset, model_cfg.max_len))
+                assign_head_clusters(model, contexts, counts + 1.0, seed=tcfg.seed)
         else:  # the equal-budget control: the same SASRec trained on with a fresh optimizer
             model = sasrec_continued(base, model_cfg, reinit_last=tcfg.reinit_last, seed=tcfg.seed)
     else:

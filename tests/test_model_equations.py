@@ -275,16 +275,33 @@ def test_head_cluster_bias_enters_the_training_loss_and_the_mixture_term():
     np.testing.assert_allclose(logits.detach().numpy(), model.scores(out)[:, 1:].detach().numpy(), rtol=1e-5, atol=1e-6)
 
 
-def test_head_clusters_come_from_the_item_embeddings_weighted_by_counts():
+def test_head_clusters_are_k_means_of_the_given_item_vectors():
     from fame_core.models import assign_head_clusters
 
     model = make_model("fame", head_cluster_bias=1.0)
-    with torch.no_grad():                                            # two far-apart groups of items
-        model.embed.E.weight[1:11] = 4.0 + 0.01 * torch.randn(10, model.config.d)
-        model.embed.E.weight[11:31] = -4.0 + 0.01 * torch.randn(20, model.config.d)
-    labels = assign_head_clusters(model, np.ones(31))
+    X = np.zeros((31, 4))
+    X[1:11], X[11:] = 4.0, -4.0                                      # two far-apart groups of items
+    X[1:] += 0.01 * np.random.default_rng(0).standard_normal((30, 4))
+    labels = assign_head_clusters(model, X, np.ones(31))
     assert labels[0] == 0 and len(set(labels[1:11].tolist())) == 1 and len(set(labels[11:].tolist())) == 1
     assert labels[1] != labels[11]
+    assert torch.equal(model.item_cluster.long(), labels)
+
+
+def test_an_items_context_is_the_mean_user_vector_before_it():
+    from fame_core.training import item_contexts
+
+    sasrec = make_model("sasrec")
+    pairs = [(np.array([3, 7, 9]), np.array([7, 9, 12])), (np.array([5, 7]), np.array([7, 12]))]
+    contexts, counts = item_contexts(sasrec, pairs)
+    assert counts[7] == 2 and counts[12] == 2 and counts[9] == 1 and counts[3] == 0
+
+    def u_at(seq, i):   # the user vector at input position i, alone in its batch (positions count from the right)
+        return sasrec(left_pad([np.array(seq)], sasrec.config.max_len)).u[0, i].detach().double().numpy()
+
+    np.testing.assert_allclose(contexts[12], (u_at([3, 7, 9], 2) + u_at([5, 7], 1)) / 2, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(contexts[7], (u_at([3, 7, 9], 0) + u_at([5, 7], 0)) / 2, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(contexts[3], sasrec.embed.E.weight[3].detach().double().numpy(), rtol=1e-6)
 
 
 def test_a_checkpoint_keeps_its_item_clusters_and_refuses_bad_ones(tmp_path):

@@ -46,8 +46,9 @@ class FAMEConfig(SASRecConfig):
     recent_window: int = option(0, "W > 0: the first head's expert queries at position i attend only to positions "
                                 "i-W+1..i (a short-term head beside long-term ones); 0 = every earlier position, "
                                 "as the paper", min=0, max=100_000)
-    head_cluster_bias: float = option(0.0, "L > 0: the catalogue is split into H k-means clusters (of the SASRec "
-                                      "it is built from) and head h's score of an item is raised by L(1 - 1/H) in "
+    head_cluster_bias: float = option(0.0, "L > 0: the catalogue is split into H k-means clusters (of the contexts "
+                                      "that lead to each item under the SASRec it is built from) and head h's "
+                                      "score of an item is raised by L(1 - 1/H) in "
                                       "cluster h and lowered by L/H elsewhere, so that the heads differ by which "
                                       "part of the catalogue they favour; 0 = off, as the paper", min=0.0, max=1e3)
 
@@ -170,16 +171,18 @@ class FAME(Recommender):
 
 
 @torch.no_grad()
-def assign_head_clusters(model: FAME, target_counts, seed: int = 0) -> torch.Tensor:
-    """c(v) for --head-cluster-bias: H k-means clusters (scikit-learn, 3 restarts) of the item embeddings
-    x_v the model starts from (the SASRec's, when built from one), each item weighted by 1 + its count
-    as a training target, as --head-clusters weighs them. Kept fixed through training: the heads'
-    parts of the catalogue do not move. Returns (and stores) the labels, 0 at padding."""
+def assign_head_clusters(model: FAME, item_vectors, weights, seed: int = 0) -> torch.Tensor:
+    """c(v) for --head-cluster-bias: H k-means clusters (scikit-learn, 3 restarts) of `item_vectors`
+    (n+1, k; row 0 = padding, ignored), each item weighted by `weights` (n+1,). Training passes each
+    item's context vector, the SASRec's mean user vector at the positions whose next item it is, and
+    1 + its count as a training target (`fame_core.training.item_contexts`). Kept fixed through
+    training: the heads' parts of the catalogue do not move. Returns (and stores) the labels, 0 at
+    padding."""
     from sklearn.cluster import KMeans
 
-    E = model.embed.E.weight[1:].detach().float().cpu().numpy()
-    w = torch.as_tensor(target_counts, dtype=torch.float64)[1:].numpy() + 1.0
-    labels = KMeans(model.config.n_heads, n_init=3, random_state=seed).fit(E, sample_weight=w).labels_
+    X = torch.as_tensor(item_vectors, dtype=torch.float32)[1:].numpy()
+    w = torch.as_tensor(weights, dtype=torch.float64)[1:].numpy()
+    labels = KMeans(model.config.n_heads, n_init=3, random_state=seed).fit(X, sample_weight=w).labels_
     model.item_cluster.copy_(torch.as_tensor([0, *labels], dtype=torch.float32))
     return model.item_cluster.long()
 
