@@ -87,7 +87,7 @@ def _score_fn(model, merge: str):
             u = model.represent(model(seq, last_only=True), merge)[:, -1]  # (B, d)
         finally:
             handle.remove()
-        return (u * E.weight[target]).sum(-1)
+        return (u * model.item_embeddings()[target]).sum(-1)   # the scoring vectors (bias columns included)
     return f
 
 
@@ -134,7 +134,7 @@ def _scores_and_ranks(model, sequences, target: int, merge: str, exclude) -> tup
     after each sequence, in one batched forward pass."""
     device = next(model.parameters()).device
     seq = left_pad(sequences, model.config.max_len, device)
-    E = model.embed.E.weight
+    E = model.item_embeddings()
     out = model(seq, last_only=True)
     u = model.represent(out, merge)[:, -1]
     score = (u @ E[int(target)]).cpu().numpy()

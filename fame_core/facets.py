@@ -61,7 +61,7 @@ def probe_accuracy(X: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0) 
 @torch.no_grad()
 def item_representations(model, seed: int = 0) -> dict[str, np.ndarray]:
     """x_v^(h) of every head, the full embedding x_v, and a random projection of x_v to d'."""
-    E = model.item_embeddings().detach().cpu()
+    E = model.embed.E.weight.detach().cpu()         # x_v (without --head-cluster-bias's bias columns)
     subs = model.item_sub_embeddings().detach().cpu()
     reps = {f"head {h}": subs[h].numpy() for h in range(subs.shape[0])}
     reps["full embedding"] = E.numpy()

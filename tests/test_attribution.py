@@ -60,8 +60,12 @@ def test_the_one_decisive_item_is_ranked_first_and_deleting_it_first_drops_the_s
     assert table.loc["integrated gradients", "aopc_score"] > table.loc["random", "aopc_score"]
 
 
-def test_completeness_scores_and_curve_start_are_the_models_own():
-    m = make_model(n_items=30)
+@pytest.mark.parametrize("bias", [0.0, 3.0])
+def test_completeness_scores_and_curve_start_are_the_models_own(bias):
+    m = make_model(n_items=30, head_cluster_bias=bias)
+    if bias:   # --head-cluster-bias: the score includes L(g_c(v) - 1/H), which the attribution must explain too
+        with torch.no_grad():
+            m.item_cluster.copy_((torch.arange(31) % 2).float())
     seq, target = [4, 9, 17, 2, 25], 11
     for merge in ("gated", "head:1"):
         res = attribute(m, seq, target, merge, n_steps=128)
