@@ -68,6 +68,22 @@ def target_note(insp) -> str | None:
     return None
 
 
+def cluster_bias_note(model) -> str | None:
+    """One line for a model trained with --head-cluster-bias (else None): each head's part of the
+    catalogue, its size, and how the gate moves the ranking towards it, so that a head's list full
+    of one part is read as the design, not as a finding."""
+    L = getattr(model.config, "head_cluster_bias", 0.0)
+    if not L:
+        return None
+    c = model.item_cluster.long()[1:].cpu().numpy()
+    H = model.config.n_heads
+    parts = ", ".join(f"head {h}: {int((c == h).sum()):,} items" for h in range(H))
+    return (f"This model gives each head a fixed bias of {L:g} towards its own part of the catalogue (k-means "
+            f"clusters of the contexts that lead to the items; {parts}). The heads differ by that part, and the "
+            "gate moves the merged ranking towards the part it expects the next item in: a larger gate for head h "
+            "reads \"the next item is more likely in head h's part\".")
+
+
 def target_ranks(insp) -> dict[str, int | None] | None:
     """merge mode -> 1-based rank of the target, None for every mode when the target is in the
     history, None overall without a target."""

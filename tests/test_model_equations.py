@@ -321,3 +321,12 @@ def test_a_checkpoint_keeps_its_item_clusters_and_refuses_bad_ones(tmp_path):
     save_file(state, tmp_path / "ok" / "weights.safetensors")
     with pytest.raises(CheckpointError, match="item_cluster must hold cluster numbers 0..1"):
         load_checkpoint(tmp_path / "ok")
+
+
+def test_the_case_study_note_names_each_heads_part_only_for_a_cluster_bias_model():
+    from fame_core.lists import cluster_bias_note
+
+    assert cluster_bias_note(make_model("fame")) is None
+    assert cluster_bias_note(make_model("sasrec")) is None
+    note = cluster_bias_note(with_clusters(3.0))
+    assert "fixed bias of 3" in note and "head 0: 14 items" in note and "head 1: 16 items" in note

@@ -169,6 +169,9 @@ rank = f" · target rank {ranks[merge]}" if ranks and ranks[merge] else ""
 st.markdown(f"**{merge}**{rank}")
 shown_modes = [f"head:{h}" for h in range(H)] + [merge]
 st.table(lists.shown_lists(insp, k, label, shown_modes))
+bias_note = lists.cluster_bias_note(model)
+if bias_note:
+    st.caption(bias_note)
 st.caption(f"{lists.TARGET_MARK} the target · {lists.SHARED_MARK} in more than one head's top {k} · "
            "history items are excluded from every list.")
 st.page_link("views/facet_explorer.py", label="Are these heads facets (genre, brand, actor…)? Measured, with controls, "
