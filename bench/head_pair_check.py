@@ -16,7 +16,10 @@ one trained model's own ranking s(v) (any checkpoint: SASRec, or FAME's gated me
 - `cluster L`:   s - L*(c(v) - 1/2) against s + L*(c(v) - 1/2), c(v) in {0, 1} the item's k-means
                  cluster (two clusters of the items in the heads' scoring space, weighted by 1 + each
                  item's count as a training target, as `--head-clusters` makes them): two heads that
-                 share one ranker and differ only by a bias towards one part of the catalogue.
+                 share one ranker and differ only by a bias towards one part of the catalogue;
+- `context cluster L`: the same with the clusters `--head-cluster-bias` uses: k-means of each
+                 item's context, the model's mean user vector at the training positions whose next
+                 item it is.
 
 For each pair, over users whose two sides rank the target differently: how often the second side is
 better, the majority rate (always trusting the better side), and the ceiling of a gate: a logistic
@@ -24,7 +27,9 @@ regression fitted on the validation users (features: the model's user vector at 
 that of the short history for `short`, the history's mean p or c for the offsets, log history
 length) and scored on the test users. And what it would cost: NDCG@20 of each side and of the
 merge such a gate would make (the side the classifier picks), on validation and test users, against
-the model's own ranking. Writes bench/results/head-pair-check-<data>-<checkpoint folder>.json (--out to change).
+the model's own ranking. The margin is also read on the validation users alone (5-fold
+cross-validation), so that a pair or strength can be chosen without the test users.
+Writes bench/results/head-pair-check-<data>-<checkpoint folder>.json (--out to change).
 """
 
 from __future__ import annotations
@@ -134,6 +139,14 @@ def pair_reading(fit: tuple, fit_X: np.ndarray, test: tuple, test_X: np.ndarray,
                "margin (points)": None}
     if keep.sum() and len(np.unique(y_fit[keep_fit])) == 2:
         clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000, random_state=seed))
+        # the same reading on the fitting users alone (5-fold cross-validation): what a choice of
+        # pair or strength may look at without reading the test users
+        from sklearn.model_selection import cross_val_score
+        fit_second = float(y_fit[keep_fit].mean())
+        reading["fit margin (points, 5-fold)"] = None
+        if np.bincount(y_fit[keep_fit]).min() >= 5:             # stratified folds need five of each
+            fit_ceiling = float(cross_val_score(clf, fit_X[keep_fit], y_fit[keep_fit], cv=5).mean())
+            reading["fit margin (points, 5-fold)"] = round(100 * (fit_ceiling - max(fit_second, 1 - fit_second)), 2)
         clf.fit(fit_X[keep_fit], y_fit[keep_fit])
         second = float(y[keep].mean())
         majority = max(second, 1 - second)
@@ -148,8 +161,20 @@ def pair_reading(fit: tuple, fit_X: np.ndarray, test: tuple, test_X: np.ndarray,
     return reading
 
 
+def context_clusters(model, dataset, seed: int = 0) -> np.ndarray:
+    """0/1 k-means cluster of every item's context vector, as --head-cluster-bias clusters them
+    (`fame_core.training.item_contexts`, weighted by 1 + each item's count as a training target)."""
+    from sklearn.cluster import KMeans
+
+    from fame_core.training import item_contexts, training_pairs
+
+    contexts, counts = item_contexts(model, training_pairs(dataset, model.config.max_len))
+    labels = KMeans(2, n_init=3, random_state=seed).fit(contexts[1:], sample_weight=counts[1:] + 1).labels_
+    return np.concatenate([[0], labels]).astype(np.float32)
+
+
 def check(model, dataset, shorts=(1, 2, 3), popularity=(0.5, 1.0, 2.0), cluster=(1.0, 2.0, 4.0),
-          seed: int = 0) -> dict:
+          context=(), seed: int = 0) -> dict:
     """Every pair's reading: fitted on validation users, scored on test users."""
     counts = target_counts(model, dataset)
     offsets, strengths = {}, {}
@@ -157,11 +182,12 @@ def check(model, dataset, shorts=(1, 2, 3), popularity=(0.5, 1.0, 2.0), cluster=
         offsets["popularity"], strengths["popularity"] = np.log1p(counts), list(popularity)
     if cluster:
         offsets["cluster"], strengths["cluster"] = item_clusters(model, counts, seed), list(cluster)
+    if context:
+        offsets["context cluster"], strengths["context cluster"] = context_clusters(model, dataset, seed), list(context)
     rv, Xv, _ = pair_ranks(model, dataset, "valid", list(shorts), offsets, strengths)
     rt, Xt, ut = pair_ranks(model, dataset, "test", list(shorts), offsets, strengths)
-    cluster_share = None
-    if "cluster" in offsets:
-        cluster_share = float(np.average(offsets["cluster"][1:], weights=counts[1:] + 1e-12))
+    shares = {f"{name} 1 share of training targets": float(np.average(offsets[name][1:], weights=counts[1:] + 1e-12))
+              for name in ("cluster", "context cluster") if name in offsets}
     rows = []
     for key in (k for k in rt if k != "model"):
         row = {"pair": f"{key[0]} {key[1]:g}", **pair_reading(rv[key], Xv[key], rt[key], Xt[key], seed)}
@@ -170,7 +196,7 @@ def check(model, dataset, shorts=(1, 2, 3), popularity=(0.5, 1.0, 2.0), cluster=
     return {"users": int(len(rt["model"])), "valid NDCG@20 model": float(ndcg(rv["model"]).mean()),
             "test NDCG@20 model": float(ndcg(rt["model"]).mean()),
             "score scale (mean per-user sd of s)": float(_score_sd(model, dataset)),
-            "cluster 1 share of training targets": cluster_share, "seed": seed, "rows": rows}
+            **shares, "seed": seed, "rows": rows}
 
 
 @torch.no_grad()
@@ -190,10 +216,12 @@ def main() -> int:
     p.add_argument("--short", type=int, nargs="*", default=[1, 2, 3], help="history lengths K of the short side")
     p.add_argument("--popularity", type=float, nargs="*", default=[0.5, 1.0, 2.0], help="strengths L")
     p.add_argument("--cluster", type=float, nargs="*", default=[1.0, 2.0, 4.0], help="strengths L")
+    p.add_argument("--context", type=float, nargs="*", default=[1.0, 2.0, 4.0],
+                   help="strengths L of the context-cluster pair (--head-cluster-bias's clusters)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path)
     a = p.parse_args()
-    if any(k < 1 for k in a.short) or any(x <= 0 for x in a.popularity + a.cluster):
+    if any(k < 1 for k in a.short) or any(x <= 0 for x in a.popularity + a.cluster + a.context):
         print("error: --short needs whole numbers of 1 or more and --popularity / --cluster positive strengths, "
               "e.g. --short 1 2 --cluster 2 4", file=sys.stderr)
         return 2
@@ -211,7 +239,7 @@ def main() -> int:
         return 2
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
     result = {"checkpoint": str(a.checkpoint), "data": data.name,
-              **check(model, data, a.short, a.popularity, a.cluster, a.seed)}
+              **check(model, data, a.short, a.popularity, a.cluster, a.context, a.seed)}
     out = a.out or REPO / "bench" / "results" / f"head-pair-check-{data.name}-{Path(a.checkpoint).resolve().name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".json.tmp")

@@ -33,6 +33,7 @@ def test_the_reading_on_hand_made_ranks():
     assert r["NDCG@20 switch"] == pytest.approx(pairs.ndcg(best).mean())
     assert r["NDCG@20 first"] == pytest.approx(pairs.ndcg(a).mean())
     assert r["NDCG@20 second"] == pytest.approx(pairs.ndcg(b).mean())
+    assert r["fit margin (points, 5-fold)"] is None                # too few users for five folds
 
 
 @pytest.mark.fast
@@ -55,13 +56,16 @@ def stay_in_group_world():
 def test_a_cluster_bias_is_read_from_the_history_where_users_stay_in_their_group():
     data = stay_in_group_world()
     model = far_apart(make_model("sasrec", n_items=20))
-    res = pairs.check(model, data, shorts=(), popularity=(), cluster=(100.0,))
-    (row,) = res["rows"]
-    assert row["pair"] == "cluster 100"
+    res = pairs.check(model, data, shorts=(), popularity=(), cluster=(100.0,), context=(100.0,))
+    row, context = res["rows"]
+    assert row["pair"] == "cluster 100" and context["pair"] == "context cluster 100"
+    # the groups' items follow different histories, so their contexts fall into the same two clusters
+    assert context["users"] == 200 and context["linear ceiling"] == pytest.approx(1.0)
     # every user's two sides differ (the bias puts a whole group first), and half the users'
     # targets lie in each group: always trusting one side is right for half, the history for all
     assert row["users"] == 200 and row["majority"] == pytest.approx(0.5)
     assert row["linear ceiling"] == pytest.approx(1.0)
+    assert row["fit margin (points, 5-fold)"] == pytest.approx(50.0)   # the same on validation users alone
     assert row["NDCG@20 switch"] >= max(row["NDCG@20 first"], row["NDCG@20 second"])
 
 
