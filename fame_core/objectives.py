@@ -422,6 +422,13 @@ GATE_ROUTER_PRESETS: dict[str, dict] = {
                                                  "router_decisive": 0.5},
     "cluster bias 4 + decisive diverse router": {"head_cluster_bias": 4.0, "expert_diversity": 0.1,
                                                  "router_decisive": 0.5},
+    # at L = 4 the gate reads the part (+6.8 points on Beauty) but stays soft (top gate 0.54), so the
+    # gated merge moves the ranking by about +/-0.16 and equals the equal-weight merge: a larger L
+    # gives the same small gate deviation a bias the ranking feels
+    "cluster bias 8 + decisive diverse router": {"head_cluster_bias": 8.0, "expert_diversity": 0.1,
+                                                 "router_decisive": 0.5},
+    "cluster bias 16 + decisive diverse router": {"head_cluster_bias": 16.0, "expert_diversity": 0.1,
+                                                  "router_decisive": 0.5},
 }
 # preset keys that set the model (FAMEConfig) rather than a training objective
 MODEL_KEYS = ("recent_window", "head_cluster_bias")
