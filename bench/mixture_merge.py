@@ -1,6 +1,6 @@
 """Does ranking by the probability mixture sum_h g_h softmax(P^(h)) help a gated FAME? (issue 16)
 
-    python bench/mixture_merge.py --data ../shared/data/amazon/Beauty.txt checkpoints/beauty-fame-gated checkpoints/beauty-fame
+    python bench/mixture_merge.py --data ../shared/data/amazon/Beauty.txt checkpoints/beauty-fame-mixture checkpoints/beauty-fame
 
 FAME ranks by the gate-weighted sum of the heads' scores (logits). A model trained with the
 mixture-of-experts likelihood (`--mixture-likelihood`, cluster heads) is, for that term, a mixture

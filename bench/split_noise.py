@@ -1,6 +1,6 @@
 """How noisy is a one-seed accuracy comparison on one split? (issue 16's 1 % validation window)
 
-    python bench/split_noise.py --reference checkpoints/beauty-fame checkpoints/beauty-fame-gated checkpoints/beauty-sasrec
+    python bench/split_noise.py --reference checkpoints/beauty-fame checkpoints/beauty-fame-mixture checkpoints/beauty-sasrec
 
 For each checkpoint against the reference, on the validation and the test users: the relative
 NDCG@20 difference (mean per-user difference / the reference's NDCG@20) and its standard error
