@@ -216,6 +216,22 @@ def test_the_documented_sports_user_230_link_opens_its_case_study():
     assert not any(m.value.startswith("**Specialisation checks**") for m in at.markdown)   # 18k items: off by default
 
 
+def test_the_gated_sports_user_230_page_says_what_its_heads_and_gate_mean():
+    from tests.conftest import needs_shared
+
+    needs_shared("amazon/Sports_and_Outdoors.txt")
+    at = run_app(checkpoint="sports-fame-gated", user="230", k="20")   # README's deep link
+    model, data = fame_core.load(REPO / "checkpoints" / "sports-fame-gated")
+    seq, target = fame_core.user_example(data, "230")
+    insp = fame_core.inspect(model, seq, target, top_k=20)
+    assert shown_lists(at) == [insp.top["head:0"].tolist(), insp.top["head:1"].tolist(), insp.top["gated"].tolist()]
+    note = [c.value for c in at.caption if "fixed bias of 16" in c.value]
+    assert len(note) == 1 and "head 0: 10,180 items, head 1: 8,177 items" in note[0]
+    # the documented story: the larger gate is head 1's, whose part holds the target, and it ranks it better
+    assert insp.gates[1] > insp.gates[0] and insp.target_rank["head:1"] < insp.target_rank["head:0"]
+    assert int(model.item_cluster[target]) == 1
+
+
 BAD_COUNTS = ["inf", "-inf", "1e309", "abc", "-5", "0", "101"]
 
 
