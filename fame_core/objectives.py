@@ -429,6 +429,10 @@ GATE_ROUTER_PRESETS: dict[str, dict] = {
                                                  "router_decisive": 0.5},
     "cluster bias 16 + decisive diverse router": {"head_cluster_bias": 16.0, "expert_diversity": 0.1,
                                                   "router_decisive": 0.5},
+    # at 16 the gate names the part but stays soft (top gate 0.52-0.54) and the gated merge ties the
+    # equal-weight one on two Beauty seeds: a bolder gate moves the ranking further towards the part
+    "cluster bias 16 + decisive gate + decisive diverse router": {"head_cluster_bias": 16.0, "gate_decisive": 0.1,
+                                                                  "expert_diversity": 0.1, "router_decisive": 0.5},
 }
 # preset keys that set the model (FAMEConfig) rather than a training objective
 MODEL_KEYS = ("recent_window", "head_cluster_bias")
