@@ -49,12 +49,10 @@ import torch  # noqa: E402
 
 def target_counts(model, dataset) -> np.ndarray:
     """How often each item is a training target, as training counts them (index 0 = padding)."""
-    counts = np.zeros(dataset.n_items + 1)
-    for row in dataset.splittable_rows():
-        seq, _ = dataset.example(row, "train")
-        if len(seq) >= 2:
-            np.add.at(counts, seq[1:][-model.config.max_len:], 1)
-    return counts
+    from fame_core.training import training_pairs
+
+    targets = [t for _, t in training_pairs(dataset, model.config.max_len)] or [np.zeros(0, np.int64)]
+    return np.bincount(np.concatenate(targets), minlength=dataset.n_items + 1).astype(float)
 
 
 def item_clusters(model, counts: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -71,10 +69,10 @@ def item_clusters(model, counts: np.ndarray, seed: int = 0) -> np.ndarray:
 
 @torch.no_grad()
 def pair_ranks(model, dataset, split: str, shorts, offsets: dict[str, np.ndarray], strengths,
-               batch: int = 512) -> tuple[dict, dict, np.ndarray]:
+               batch: int = 512) -> tuple[dict, dict]:
     """0-based target ranks (history masked, full ranking) of the model and of each pair's two
-    sides, per-pair features, and the model's user vectors. Pair keys: ("short", K) and
-    (offset name, L); each maps to (ranks of side a, ranks of side b)."""
+    sides, and per-pair features. Pair keys: ("short", K) and (offset name, L); each maps to
+    (ranks of side a, ranks of side b)."""
     from fame_core.evaluate import left_pad, mask_items, target_ranks
 
     T = model.config.max_len
@@ -82,7 +80,6 @@ def pair_ranks(model, dataset, split: str, shorts, offsets: dict[str, np.ndarray
     rows = dataset.splittable_rows()
     ranks: dict = {"model": []}
     feats: dict = {}
-    users = []
 
     def rank(scores, histories, targets):
         scores = scores.clone()
@@ -96,7 +93,6 @@ def pair_ranks(model, dataset, split: str, shorts, offsets: dict[str, np.ndarray
         out = model(left_pad(histories, T), last_only=True)
         full = model.scores(out)
         u = out.u[:, -1].float()
-        users.append(u.numpy())
         ranks["model"].append(rank(full, histories, targets))
         log_len = torch.log(torch.as_tensor([len(h) for h in histories], dtype=torch.float32))[:, None]
         for K in shorts:
@@ -118,17 +114,20 @@ def pair_ranks(model, dataset, split: str, shorts, offsets: dict[str, np.ndarray
     done = {"model": np.concatenate(ranks["model"])}
     for key, (a, b) in ((k, v) for k, v in ranks.items() if k != "model"):
         done[key] = (np.concatenate(a), np.concatenate(b))
-    return done, {k: np.concatenate(v) for k, v in feats.items()}, np.concatenate(users)
+    return done, {k: np.concatenate(v) for k, v in feats.items()}
 
 
 def ndcg(ranks: np.ndarray, k: int = 20) -> np.ndarray:
-    return np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)
+    from fame_core.compare import ndcg_at
+
+    return ndcg_at(ranks, k)
 
 
 def pair_reading(fit: tuple, fit_X: np.ndarray, test: tuple, test_X: np.ndarray, seed: int = 0) -> dict:
     """The gate ceiling and the merge's accuracy for one pair: `fit` / `test` are (ranks of side a,
     ranks of side b) on the users the classifier is fitted on and scored on."""
     from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
@@ -141,7 +140,6 @@ def pair_reading(fit: tuple, fit_X: np.ndarray, test: tuple, test_X: np.ndarray,
         clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000, random_state=seed))
         # the same reading on the fitting users alone (5-fold cross-validation): what a choice of
         # pair or strength may look at without reading the test users
-        from sklearn.model_selection import cross_val_score
         fit_second = float(y_fit[keep_fit].mean())
         reading["fit margin (points, 5-fold)"] = None
         if np.bincount(y_fit[keep_fit]).min() >= 5:             # stratified folds need five of each
@@ -184,8 +182,8 @@ def check(model, dataset, shorts=(1, 2, 3), popularity=(0.5, 1.0, 2.0), cluster=
         offsets["cluster"], strengths["cluster"] = item_clusters(model, counts, seed), list(cluster)
     if context:
         offsets["context cluster"], strengths["context cluster"] = context_clusters(model, dataset, seed), list(context)
-    rv, Xv, _ = pair_ranks(model, dataset, "valid", list(shorts), offsets, strengths)
-    rt, Xt, ut = pair_ranks(model, dataset, "test", list(shorts), offsets, strengths)
+    rv, Xv = pair_ranks(model, dataset, "valid", list(shorts), offsets, strengths)
+    rt, Xt = pair_ranks(model, dataset, "test", list(shorts), offsets, strengths)
     shares = {f"{name} 1 share of training targets": float(np.average(offsets[name][1:], weights=counts[1:] + 1e-12))
               for name in ("cluster", "context cluster") if name in offsets}
     rows = []
@@ -222,8 +220,8 @@ def main() -> int:
     p.add_argument("--out", type=Path)
     a = p.parse_args()
     if any(k < 1 for k in a.short) or any(x <= 0 for x in a.popularity + a.cluster + a.context):
-        print("error: --short needs whole numbers of 1 or more and --popularity / --cluster positive strengths, "
-              "e.g. --short 1 2 --cluster 2 4", file=sys.stderr)
+        print("error: --short needs whole numbers of 1 or more and --popularity / --cluster / --context positive "
+              "strengths, e.g. --short 1 2 --cluster 2 4", file=sys.stderr)
         return 2
     from fame_core.checkpoint import load
     from fame_core.errors import FameError

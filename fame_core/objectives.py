@@ -418,13 +418,11 @@ GATE_ROUTER_PRESETS: dict[str, dict] = {
     # heads that share the ranking and differ by which part of the catalogue they favour
     # (FAMEConfig.head_cluster_bias, a model setting): bench/head_pair_check.py found such a pair
     # readable by a gate at no accuracy cost on Beauty and Sports; with the router terms that passed
-    "cluster bias 2 + decisive diverse router": {"head_cluster_bias": 2.0, "expert_diversity": 0.1,
-                                                 "router_decisive": 0.5},
     "cluster bias 4 + decisive diverse router": {"head_cluster_bias": 4.0, "expert_diversity": 0.1,
                                                  "router_decisive": 0.5},
-    # at L = 4 the gate reads the part (+6.8 points on Beauty) but stays soft (top gate 0.54), so the
-    # gated merge moves the ranking by about +/-0.16 and equals the equal-weight merge: a larger L
-    # gives the same small gate deviation a bias the ranking feels
+    # at L = 4 the gate stays soft (top gate 0.54), so the gated merge moves the ranking by about
+    # +/-0.16; with context clusters the gate did not read the part at all on Beauty: a larger L gives
+    # the same small gate deviation a bias the heads' rankings and the merge feel
     "cluster bias 8 + decisive diverse router": {"head_cluster_bias": 8.0, "expert_diversity": 0.1,
                                                  "router_decisive": 0.5},
     "cluster bias 16 + decisive diverse router": {"head_cluster_bias": 16.0, "expert_diversity": 0.1,

@@ -161,13 +161,13 @@ def resolve_device(name: str) -> torch.device:
 @torch.no_grad()
 def item_contexts(model, pairs, batch: int = 512) -> tuple[np.ndarray, np.ndarray]:
     """Each item's context vector, the mean of the model's user vector u_t over the training positions
-    whose next item it is (the item's own embedding x_v where it never is one), and its count as a
+    whose next item it is (the item's own scoring vector, x_v for SASRec, where it never is one), and its count as a
     training target. Items that follow similar histories get similar vectors, so k-means clusters of
     them are parts of the catalogue a history can name (bench/head_pair_check.py: on Sports the
     clusters of x_v itself cannot be named from the history, those of the contexts can)."""
     model.eval()
     n, T = model.config.n_items, model.config.max_len
-    E = model.embed.E.weight.detach().cpu().double().numpy()
+    E = model.item_embeddings().detach().cpu().double().numpy()     # the same width as u
     sums, counts = np.zeros((n + 1, E.shape[1])), np.zeros(n + 1)
     device = next(model.parameters()).device
     for s in range(0, len(pairs), batch):
@@ -473,7 +473,7 @@ def train(dataset: SequenceDataset, model_cfg: ModelConfig, tcfg: TrainConfig, o
             model = sasrec_continued(base, model_cfg, reinit_last=tcfg.reinit_last, seed=tcfg.seed)
     else:
         if isinstance(model_cfg, FAMEConfig) and model_cfg.head_cluster_bias and not resume:
-            raise FameError("--head-cluster-bias splits the catalogue by a trained SASRec's item embeddings: "
+            raise FameError("--head-cluster-bias splits the catalogue by the contexts of a trained SASRec's items: "
                             "pass --init-from SASREC_CHECKPOINT with it")
         model = build_model(model_cfg)
     return fit(model, dataset, out, tcfg, resume=resume, progress=progress, stop_after=stop_after, extra_config=extra,

@@ -91,7 +91,7 @@ def test_the_short_side_is_the_model_on_the_last_items_and_the_offsets_shift_eve
     counts = pairs.target_counts(model, data)
     c = pairs.item_clusters(model, counts)
     p = np.log1p(counts)
-    ranks, _, _ = pairs.pair_ranks(model, data, "test", [2], {"cluster": c, "popularity": p},
+    ranks, _ = pairs.pair_ranks(model, data, "test", [2], {"cluster": c, "popularity": p},
                                    {"cluster": [3.0], "popularity": [0.7]})
     ex = [data.example(r, "test") for r in data.splittable_rows()]
     hist = [h for h, _ in ex]

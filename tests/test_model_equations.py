@@ -302,6 +302,11 @@ def test_an_items_context_is_the_mean_user_vector_before_it():
     np.testing.assert_allclose(contexts[12], (u_at([3, 7, 9], 2) + u_at([5, 7], 1)) / 2, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(contexts[7], (u_at([3, 7, 9], 0) + u_at([5, 7], 0)) / 2, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(contexts[3], sasrec.embed.E.weight[3].detach().double().numpy(), rtol=1e-6)
+    # a cluster-bias FAME's user vectors carry the H weight columns: its contexts are as wide, unseen items included
+    fame = with_clusters(2.0)
+    contexts, _ = item_contexts(fame, pairs)
+    assert contexts.shape == (31, fame.config.d + 2)
+    np.testing.assert_allclose(contexts[3], fame.item_embeddings()[3].detach().double().numpy(), rtol=1e-6)
 
 
 def test_a_checkpoint_keeps_its_item_clusters_and_refuses_bad_ones(tmp_path):
