@@ -255,25 +255,56 @@ def better_head_predictability(model, dataset: SequenceDataset, fit_split: str =
             "probe": probe, "fit_split": fit_split, "split": split}
 
 
+def merge_ndcg(model, dataset: SequenceDataset, split: str = "test", k: int = 20) -> dict[str, np.ndarray]:
+    """Per-user NDCG@k (rows in `dataset.splittable_rows()` order) of the gated merge, the
+    equal-weight merge ('concat', every head weighted 1/H) and each single head ('head:h')."""
+    merges = ("gated", "concat", *(f"head:{h}" for h in range(model.config.n_heads)))
+    ranks = rank_users(model, dataset, split, merges=merges)["ranks"]
+    return {m: np.where(ranks[m] < k, 1.0 / np.log2(ranks[m] + 2.0), 0.0) for m in merges}
+
+
+def paired_comparison(a: np.ndarray, b: np.ndarray) -> dict:
+    """a against b, per user: mean difference, two-sided Wilcoxon signed-rank p (zero differences
+    dropped; 1.0 where every difference is zero), users better and worse."""
+    from scipy.stats import wilcoxon
+
+    d = a - b
+    p = float(wilcoxon(a, b).pvalue) if (d != 0).any() else 1.0
+    return {"difference": float(d.mean()), "p": p, "users_better": int((d > 0).sum()), "users_worse": int((d < 0).sum())}
+
+
+def best_single_head(ndcg: dict[str, np.ndarray]) -> str:
+    return max((m for m in ndcg if m.startswith("head:")), key=lambda m: ndcg[m].mean())
+
+
 def gate_merge_value(model, dataset: SequenceDataset, split: str = "test", k: int = 20) -> dict:
     """Does the gate earn its place in the score? Per-user NDCG@k of the gated merge against the
     equal-weight merge ('concat', every head weighted 1/H) and against each single head, with a
     two-sided Wilcoxon signed-rank test over users (zero differences dropped; scipy.stats.wilcoxon)."""
-    from scipy.stats import wilcoxon
+    ndcg = merge_ndcg(model, dataset, split, k)
+    best_head = best_single_head(ndcg)
+    return {"users": int(len(ndcg["gated"])), "k": k, "test": "Wilcoxon signed-rank over users, two-sided",
+            f"NDCG@{k}": {m: float(v.mean()) for m, v in ndcg.items()}, "best_head": best_head,
+            "gated_vs_equal": paired_comparison(ndcg["gated"], ndcg["concat"]),
+            "gated_vs_best_head": paired_comparison(ndcg["gated"], ndcg[best_head])}
 
-    H = model.config.n_heads
-    merges = ("gated", "concat", *(f"head:{h}" for h in range(H)))
-    ranks = rank_users(model, dataset, split, merges=merges)["ranks"]
-    ndcg = {m: np.where(ranks[m] < k, 1.0 / np.log2(ranks[m] + 2.0), 0.0) for m in merges}
-    best_head = max((f"head:{h}" for h in range(H)), key=lambda m: ndcg[m].mean())
-    out = {"users": int(len(ndcg["gated"])), "k": k, "test": "Wilcoxon signed-rank over users, two-sided",
-           f"NDCG@{k}": {m: float(v.mean()) for m, v in ndcg.items()}, "best_head": best_head}
-    for other in ("concat", best_head):
-        d = ndcg["gated"] - ndcg[other]
-        p = float(wilcoxon(ndcg["gated"], ndcg[other]).pvalue) if (d != 0).any() else 1.0
-        out[f"gated_vs_{'equal' if other == 'concat' else 'best_head'}"] = {
-            "difference": float(d.mean()), "p": p, "users_better": int((d > 0).sum()), "users_worse": int((d < 0).sum())}
-    return out
+
+def gate_merge_over_seeds(per_seed: list[dict[str, np.ndarray]], k: int = 20) -> dict:
+    """gate_merge_value over several seeds' models of one setting, from each seed's `merge_ndcg`
+    (the same users in the same order): each user's NDCG@k averaged over the seeds, the gated merge
+    against the equal-weight merge and against each seed's best single head, by the two-sided
+    Wilcoxon signed-rank test over users. A user stays one paired unit however many seeds there
+    are, so the test pools the seeds' evidence without counting a user twice; a seed where the
+    two merges tie adds its noise, not its count."""
+    if len(per_seed) < 2 or len({len(s["gated"]) for s in per_seed}) != 1:
+        raise ValueError("gate_merge_over_seeds needs two or more seeds' per-user NDCG over the same users")
+    mean = lambda m: np.mean([s[m] for s in per_seed], axis=0)
+    gated, equal = mean("gated"), mean("concat")
+    best = np.mean([s[best_single_head(s)] for s in per_seed], axis=0)
+    return {"seeds": len(per_seed), "users": int(len(gated)), "k": k,
+            "test": "Wilcoxon signed-rank over users of the per-user mean over seeds, two-sided",
+            f"NDCG@{k}": {"gated": float(gated.mean()), "concat": float(equal.mean()), "best_head": float(best.mean())},
+            "gated_vs_equal": paired_comparison(gated, equal), "gated_vs_best_head": paired_comparison(gated, best)}
 
 
 def expert_query_similarity(model) -> list[float]:

@@ -289,6 +289,36 @@ def test_gate_merge_value_compares_gated_with_equal_weights_and_the_best_head(mo
         {"difference": 0.0, "p": 1.0, "users_better": 0, "users_worse": 0}
 
 
+@pytest.mark.fast
+def test_gate_merge_over_seeds_tests_each_users_mean_over_seeds():
+    from scipy.stats import wilcoxon
+
+    rng = np.random.default_rng(0)
+    n = 300
+    a = {m: rng.random(n) for m in ("gated", "concat", "head:0", "head:1")}
+    b = {m: rng.random(n) for m in ("gated", "concat", "head:0", "head:1")}
+    a["head:0"] += 1.0                                   # seed a's best head is 0, seed b's is 1
+    b["head:1"] += 1.0
+    r = facets.gate_merge_over_seeds([a, b])
+    gated, equal = (a["gated"] + b["gated"]) / 2, (a["concat"] + b["concat"]) / 2
+    best = (a["head:0"] + b["head:1"]) / 2
+    assert r["seeds"] == 2 and r["users"] == n
+    assert r["NDCG@20"]["best_head"] == pytest.approx(best.mean())
+    assert r["gated_vs_equal"]["difference"] == pytest.approx((gated - equal).mean())
+    assert r["gated_vs_equal"]["p"] == pytest.approx(wilcoxon(gated, equal).pvalue)
+    assert r["gated_vs_best_head"]["users_worse"] == int((gated < best).sum())
+    # a user better under one seed by what it loses under the other is a tie, not two counts
+    grid = rng.integers(1, 8, (2, n)) / 8                  # eighths: the means are exact in floating point
+    c = dict(a, concat=grid[0], gated=grid[0] + 1 / 8)
+    d = dict(b, concat=grid[1], gated=grid[1] - 1 / 8)
+    tie = facets.gate_merge_over_seeds([c, d])["gated_vs_equal"]
+    assert tie["users_better"] == tie["users_worse"] == 0 and tie["p"] == 1.0
+    with pytest.raises(ValueError, match="two or more seeds"):
+        facets.gate_merge_over_seeds([a])
+    with pytest.raises(ValueError, match="same users"):
+        facets.gate_merge_over_seeds([a, {m: v[:-1] for m, v in b.items()}])
+
+
 def test_expert_query_similarity_is_one_for_copies():
     model = make_model()
     assert all(abs(c) < 0.2 for c in facets.expert_query_similarity(model))
