@@ -23,6 +23,8 @@ more than half of all items (such as Amazon's top category); items without one a
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 import pandas as pd
 import torch
@@ -287,6 +289,26 @@ def gate_merge_value(model, dataset: SequenceDataset, split: str = "test", k: in
             f"NDCG@{k}": {m: float(v.mean()) for m, v in ndcg.items()}, "best_head": best_head,
             "gated_vs_equal": paired_comparison(ndcg["gated"], ndcg["concat"]),
             "gated_vs_best_head": paired_comparison(ndcg["gated"], ndcg[best_head])}
+
+
+@contextmanager
+def gate_temperature(model, tau: float):
+    """Inside the block, the gate is softmax(W_g F / tau) (Eq. 10 with a temperature): tau > 1
+    softens it towards equal weights, tau < 1 sharpens it towards one head. For reading what a
+    bolder or a more cautious gate would do to a trained model; the model is restored on exit."""
+    if not tau > 0:
+        raise ValueError(f"the gate temperature must be positive, not {tau}")
+    linear = model.W_g
+
+    class Tempered(torch.nn.Module):
+        def forward(self, x):
+            return linear(x) / tau
+
+    model.W_g = Tempered()
+    try:
+        yield model
+    finally:
+        model.W_g = linear
 
 
 def gate_merge_over_seeds(per_seed: list[dict[str, np.ndarray]], k: int = 20) -> dict:

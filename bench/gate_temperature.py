@@ -1,0 +1,78 @@
+"""Would a bolder or a more cautious gate make the gated merge beat equal weights? (issue 16)
+
+    python bench/gate_temperature.py checkpoints/beauty-fame-gated --data ../shared/data/amazon/Beauty.txt
+
+For each FAME checkpoint and each temperature tau (gate = softmax(W_g F / tau),
+`fame_core.facets.gate_temperature`; tau < 1 sharpens, tau > 1 softens, tau = 1 is the model as
+trained), the reading of `gate_merge_value` on validation users: NDCG@20 of the gated merge, the
+equal-weight merge and the best head, and the gated merge against the equal-weight one (two-sided
+Wilcoxon over users). Validation only by default: this is where a temperature would be chosen
+(the largest gated NDCG@20; tau = 1 unless another is higher), so test users stay unread. Writes
+bench/results/gate-temperature-<data>.json (--out to change; --overwrite to replace).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main() -> int:
+    import fame_core
+    from fame_core.errors import FameError
+    from fame_core.facets import gate_merge_value, gate_temperature
+    from fame_core.safe_io import check_new_file, write_file_atomic
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("checkpoints", nargs="+", help="FAME checkpoints of one data set")
+    p.add_argument("--data", default=None, help="the data file, where the recorded path does not hold it")
+    p.add_argument("--temperatures", type=float, nargs="+", default=[0.5, 1.0, 2.0, 4.0])
+    p.add_argument("--split", choices=("valid", "test"), default="valid")
+    p.add_argument("--out", default=None, help="default: bench/results/gate-temperature-<data>.json")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    a = p.parse_args()
+    bad = [t for t in a.temperatures if not t > 0]
+    if bad:
+        print(f"error: --temperatures must be positive, not {bad[0]}; pass values such as 0.5 1 2", file=sys.stderr)
+        return 2
+    try:
+        model, data = fame_core.load(a.checkpoints[0], data=a.data)
+        if data is None:
+            raise FameError("the reading needs the data set; pass --data PATH")
+        models = [model] + [fame_core.load(c, data=data)[0] for c in a.checkpoints[1:]]
+        for c, m in zip(a.checkpoints, models):
+            if m.config.name != "fame" or m.config.n_heads < 2:
+                raise FameError(f"{c} is not a FAME model with two or more heads; pass FAME checkpoints only")
+        out = Path(a.out) if a.out else REPO / "bench" / "results" / f"gate-temperature-{data.name}.json"
+        check_new_file(out, "--out", a.overwrite)
+    except FameError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    taus = sorted(set(a.temperatures) | {1.0})
+    rows = []
+    for c, m in zip(a.checkpoints, models):
+        readings = {}
+        for tau in taus:
+            with gate_temperature(m, tau):
+                readings[tau] = gate_merge_value(m, data, a.split)
+            v = readings[tau]
+            print(f"{c} tau {tau:g}: gated {v['NDCG@20']['gated']:.5f}, equal {v['NDCG@20']['concat']:.5f}, "
+                  f"p {v['gated_vs_equal']['p']:.2g}", file=sys.stderr)
+        best = max(taus, key=lambda t: (readings[t]["NDCG@20"]["gated"], t == 1.0))
+        rows.append({"checkpoint": c, "chosen_temperature": best,
+                     "readings": [{"temperature": t, **readings[t]} for t in taus]})
+    write_file_atomic(out, json.dumps({"data": data.name, "split": a.split, "metric": "NDCG@20, history masked",
+                                       "rule": "chosen: the largest gated NDCG@20 on this split (tau = 1 on ties)",
+                                       "rows": rows}, indent=2) + "\n")
+    print(f"written to {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

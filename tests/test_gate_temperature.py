@@ -1,0 +1,57 @@
+"""A temperature on a trained gate (fame_core.facets.gate_temperature, bench/gate_temperature.py)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from fame_core import facets
+from tests.conftest import make_model
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.fast
+def test_the_gate_is_softmax_of_its_logits_over_tau_and_is_restored():
+    model = make_model(n_heads=4)
+    seq = torch.randint(1, 31, (5, 8))
+    out = model(seq)
+    logits = torch.log(out.gates)                       # softmax is shift-invariant: log g are logits
+    for tau in (0.5, 3.0):
+        with facets.gate_temperature(model, tau):
+            g = model(seq).gates
+        torch.testing.assert_close(g, torch.softmax(logits / tau, -1), rtol=1e-4, atol=1e-6)
+    sharp = out.gates.max(-1).values
+    with facets.gate_temperature(model, 0.5):
+        assert (model(seq).gates.max(-1).values >= sharp - 1e-6).all()     # bolder: the top gate only grows
+    torch.testing.assert_close(model(seq).gates, out.gates)               # restored on exit
+    assert isinstance(model.W_g, torch.nn.Linear)
+    with pytest.raises(ValueError, match="positive"):
+        with facets.gate_temperature(model, 0.0):
+            pass
+
+
+@pytest.mark.fast
+def test_bad_temperatures_are_one_error_line(tmp_path):
+    r = subprocess.run([sys.executable, str(REPO / "bench" / "gate_temperature.py"), "checkpoints/demo",
+                        "--temperatures", "1", "-2", "--out", str(tmp_path / "t.json")],
+                       capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 2 and r.stderr.startswith("error: --temperatures") and r.stderr.count("\n") == 1
+    assert not (tmp_path / "t.json").exists()
+
+
+def test_the_reading_at_tau_1_is_the_model_as_trained(tmp_path):
+    out = tmp_path / "t.json"
+    r = subprocess.run([sys.executable, str(REPO / "bench" / "gate_temperature.py"), "checkpoints/demo",
+                        "--temperatures", "0.25", "--out", str(out)], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    row = json.loads(out.read_text())["rows"][0]
+    by_tau = {x["temperature"]: x for x in row["readings"]}
+    assert set(by_tau) == {0.25, 1.0}                                    # tau = 1 always read
+    model, data = __import__("fame_core").load("checkpoints/demo")
+    assert by_tau[1.0]["NDCG@20"] == pytest.approx(facets.gate_merge_value(model, data, "valid")["NDCG@20"])
+    assert by_tau[0.25]["NDCG@20"]["concat"] == pytest.approx(by_tau[1.0]["NDCG@20"]["concat"])  # no gate in it
+    assert row["chosen_temperature"] == max(by_tau, key=lambda t: by_tau[t]["NDCG@20"]["gated"])
