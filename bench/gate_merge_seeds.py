@@ -7,7 +7,8 @@ One FAME checkpoint per seed, all of one data set. Per seed, the reading of
 merge and the best single head, two-sided Wilcoxon over users); pooled, the same test over each
 user's NDCG@20 averaged over the seeds (`gate_merge_over_seeds`): one seed that ties no longer
 hides what the others show, and no user counts twice. Test users by default (the setting was
-chosen on validation before: this reads it, it chooses nothing). Writes
+chosen on validation before: this reads it, it chooses nothing). --gate-temperature reads every
+model with its gate at a temperature chosen on validation (bench/gate_temperature.py). Writes
 bench/results/gate-merge-seeds-<data>.json (--out to change; an existing file is replaced only with
 --overwrite).
 """
@@ -28,7 +29,8 @@ def main() -> int:
     import fame_core
     from fame_core.checkpoint import read_config
     from fame_core.errors import FameError
-    from fame_core.facets import best_single_head, gate_merge_over_seeds, merge_ndcg, paired_comparison
+    from fame_core.facets import (best_single_head, gate_merge_over_seeds, gate_temperature, merge_ndcg,
+                                  paired_comparison)
     from fame_core.safe_io import check_new_file, write_file_atomic
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -36,11 +38,18 @@ def main() -> int:
     p.add_argument("--data", default=None, help="the data file, where the recorded path does not hold it")
     p.add_argument("--split", choices=("valid", "test"), default="test")
     p.add_argument("--k", type=int, default=20)
+    p.add_argument("--gate-temperature", type=float, default=1.0,
+                   help="read every model with its gate at this temperature (chosen on validation by "
+                        "bench/gate_temperature.py); 1 = as trained")
     p.add_argument("--out", default=None, help="default: bench/results/gate-merge-seeds-<data>.json")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     a = p.parse_args()
     if len(a.checkpoints) < 2:
         print("error: the pooled test needs two or more checkpoints (one per seed); pass them all", file=sys.stderr)
+        return 2
+    if not a.gate_temperature > 0:
+        print(f"error: --gate-temperature must be positive, not {a.gate_temperature}; 1 reads the models as trained",
+              file=sys.stderr)
         return 2
     if a.k < 1:
         print(f"error: --k must be at least 1, not {a.k}", file=sys.stderr)
@@ -60,7 +69,8 @@ def main() -> int:
         return 2
     per_seed, rows = [], []
     for c, m in zip(a.checkpoints, models):
-        ndcg = merge_ndcg(m, data, a.split, a.k)
+        with gate_temperature(m, a.gate_temperature):
+            ndcg = merge_ndcg(m, data, a.split, a.k)
         per_seed.append(ndcg)
         best = best_single_head(ndcg)
         row = {"checkpoint": c, "seed": read_config(c)[0].get("seed"),
@@ -76,7 +86,8 @@ def main() -> int:
           f"{pooled['gated_vs_best_head']['difference']:+.5f} (p {pooled['gated_vs_best_head']['p']:.2g})",
           file=sys.stderr)
     write_file_atomic(out, json.dumps({"data": data.name, "split": a.split, "metric": f"NDCG@{a.k}, history masked",
-                                       "per_seed": rows, "pooled": pooled}, indent=2) + "\n")
+                                       "gate_temperature": a.gate_temperature, "per_seed": rows, "pooled": pooled},
+                                      indent=2) + "\n")
     print(f"written to {out}", file=sys.stderr)
     return 0
 

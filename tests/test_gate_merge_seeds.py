@@ -34,6 +34,7 @@ def test_two_copies_of_one_model_pool_to_that_models_reading(tmp_path):
     (("checkpoints/demo",), "two or more checkpoints"),
     (("checkpoints/demo", "checkpoints/demo-sasrec"), "not a FAME model"),
     (("checkpoints/demo", "checkpoints/demo-nomoe", "--k", "0"), "--k must be"),
+    (("checkpoints/demo", "checkpoints/demo", "--gate-temperature", "0"), "--gate-temperature must be"),
 ])
 def test_bad_input_is_one_error_line(args, says, tmp_path):
     r = run(*args, "--out", str(tmp_path / "g.json"))

@@ -48,10 +48,12 @@ def test_the_reading_at_tau_1_is_the_model_as_trained(tmp_path):
     r = subprocess.run([sys.executable, str(REPO / "bench" / "gate_temperature.py"), "checkpoints/demo",
                         "--temperatures", "0.25", "--out", str(out)], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0, r.stderr
-    row = json.loads(out.read_text())["rows"][0]
+    res = json.loads(out.read_text())
+    row = res["rows"][0]
     by_tau = {x["temperature"]: x for x in row["readings"]}
     assert set(by_tau) == {0.25, 1.0}                                    # tau = 1 always read
     model, data = __import__("fame_core").load("checkpoints/demo")
     assert by_tau[1.0]["NDCG@20"] == pytest.approx(facets.gate_merge_value(model, data, "valid")["NDCG@20"])
     assert by_tau[0.25]["NDCG@20"]["concat"] == pytest.approx(by_tau[1.0]["NDCG@20"]["concat"])  # no gate in it
-    assert row["chosen_temperature"] == max(by_tau, key=lambda t: by_tau[t]["NDCG@20"]["gated"])
+    assert row["chosen_temperature"] == max(by_tau, key=lambda t: (by_tau[t]["NDCG@20"]["gated"], t == 1.0))
+    assert res["chosen_over_checkpoints"] == row["chosen_temperature"]         # one checkpoint: its own choice
