@@ -16,6 +16,7 @@ its data set.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -192,9 +193,11 @@ def read_metrics(directory) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def compact_checkpoint(src, dst, overwrite: bool = False) -> Path:
+def compact_checkpoint(src, dst, overwrite: bool = False, gate_temperature: float | None = None) -> Path:
     """Copy a finished checkpoint with float16 weights and no resume state, for bundling (about half
-    the size). float16 rounding can move a few ranks: re-evaluate the copy before quoting it."""
+    the size). float16 rounding can move a few ranks: re-evaluate the copy before quoting it.
+    gate_temperature: a FAME's gate temperature for the copy (FAMEConfig.gate_temperature), chosen
+    on validation users by bench/gate_temperature.py; None keeps the model's."""
     src = Path(src)
     if Path(dst).expanduser().absolute().resolve() == src.absolute().resolve():
         raise OutputError(f"--out {dst} is the checkpoint itself; pass another folder for the float16 copy")
@@ -205,6 +208,13 @@ def compact_checkpoint(src, dst, overwrite: bool = False) -> Path:
     model = load_checkpoint(src)
     kept = {k: v for k, v in config.items() if k not in ("model", "code_version")}
     kept.update(weights_dtype="float16", compacted_from=str(src))
+    if gate_temperature is not None:
+        if not hasattr(model.config, "gate_temperature"):
+            raise ConfigError(f"--gate-temperature applies to FAME checkpoints; {src} is a {model.config.name} model "
+                              "(leave the option out)")
+        model.config = dataclasses.replace(model.config, gate_temperature=gate_temperature)   # checked there
+        kept.update(gate_temperature_set_by="compact", gate_temperature_trained=1.0 if "gate_temperature" not in
+                    config["model"] else config["model"]["gate_temperature"])
     return write_checkpoint(dst, model, dataset, kept, read_metrics(src), half=True)
 
 

@@ -293,9 +293,10 @@ def gate_merge_value(model, dataset: SequenceDataset, split: str = "test", k: in
 
 @contextmanager
 def gate_temperature(model, tau: float):
-    """Inside the block, the gate is softmax(W_g F / tau) (Eq. 10 with a temperature): tau > 1
-    softens it towards equal weights, tau < 1 sharpens it towards one head. For reading what a
-    bolder or a more cautious gate would do to a trained model; the model is restored on exit."""
+    """Inside the block, the gate's logits are divided by tau, on top of the model's own
+    FAMEConfig.gate_temperature (1 unless set by 'compact --gate-temperature'): tau > 1 softens the
+    gate towards equal weights, tau < 1 sharpens it towards one head. For reading what a bolder or a
+    more cautious gate would do to a trained model; the model is restored on exit."""
     if not tau > 0:
         raise ValueError(f"the gate temperature must be positive, not {tau}")
     linear = model.W_g

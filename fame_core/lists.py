@@ -84,6 +84,17 @@ def cluster_bias_note(model) -> str | None:
             "reads \"the next item is more likely in head h's part\".")
 
 
+def gate_temperature_note(model) -> str | None:
+    """One line for a FAME whose gate is read at a temperature other than 1 (else None), so that a
+    gate of 0.52 is read as what it is: a softened gate, pointing the same way as the trained one."""
+    tau = getattr(model.config, "gate_temperature", 1.0)
+    if tau == 1.0:
+        return None
+    how = "softer (closer to equal weights)" if tau > 1 else "bolder (further from equal weights)"
+    return (f"This checkpoint's gate is read at temperature {tau:g} (gate = softmax(logits / {tau:g}), chosen on "
+            f"validation users): its weights are {how} than as trained; which head it favours is unchanged.")
+
+
 def target_ranks(insp) -> dict[str, int | None] | None:
     """merge mode -> 1-based rank of the target, None for every mode when the target is in the
     history, None overall without a target."""

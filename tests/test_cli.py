@@ -116,6 +116,20 @@ def test_compact_halves_the_weights_and_keeps_the_rankings_close(ckpt, tmp_path,
     seq, target = fame_core.user_example(data, "5")
     np.testing.assert_allclose(fame_core.inspect(a, seq, target).scores["gated"],
                                fame_core.inspect(b, seq, target).scores["gated"], atol=2e-2)
+    # a gate temperature for the copy: recorded, and the gates are the original's logits over tau
+    hot = tmp_path / "hot"
+    assert main(["compact", "--checkpoint", str(ckpt), "--out", str(hot), "--gate-temperature", "2"]) == 0
+    config = json.loads((hot / "config.json").read_text())
+    assert config["model"]["gate_temperature"] == 2.0 and config["gate_temperature_set_by"] == "compact"
+    c, _ = fame_core.load(hot)
+    z = np.log(fame_core.inspect(b, seq, target).gates)
+    np.testing.assert_allclose(fame_core.inspect(c, seq, target).gates, np.exp(z / 2) / np.exp(z / 2).sum(), rtol=1e-4)
+    capsys.readouterr()
+    assert main(["compact", "--checkpoint", str(ckpt), "--out", str(tmp_path / "y"), "--gate-temperature", "0"]) == 2
+    assert "--gate-temperature must be > 0" in capsys.readouterr().err and not (tmp_path / "y").exists()
+    sasrec = str(REPO / "checkpoints" / "demo-sasrec")
+    assert main(["compact", "--checkpoint", sasrec, "--out", str(tmp_path / "z"), "--gate-temperature", "2"]) == 2
+    assert "applies to FAME checkpoints" in capsys.readouterr().err and not (tmp_path / "z").exists()
     unfinished = shutil.copytree(ckpt, tmp_path / "unfinished")
     (unfinished / "train_state.pt").write_bytes(b"")               # an unfinished run is refused
     assert main(["compact", "--checkpoint", str(unfinished), "--out", str(tmp_path / "x")]) == 2

@@ -58,7 +58,7 @@ def direct_fame(model, seq):
         F[h] = (y - y.mean()) / np.sqrt(y.var() + 1e-5) * P["moe.ln.weight"] + P["moe.ln.bias"]
     E = P["embed.E.weight"]
     head_scores = np.stack([(E @ P["W_f"][h]) @ F[h] for h in range(H)])   # (9), (8)
-    z = F.reshape(-1) @ P["W_g.weight"].T + P["W_g.bias"]                   # (10)
+    z = (F.reshape(-1) @ P["W_g.weight"].T + P["W_g.bias"]) / cfg.gate_temperature   # (10), tau = 1 in the paper
     g = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
     return alpha, beta, head_scores, g, g @ head_scores                     # (11)
 
@@ -256,6 +256,21 @@ def test_head_cluster_bias_adds_L_times_the_gate_of_the_items_cluster_to_every_s
     assert np.abs(g[0] - 0.5) > 1e-3                                 # so the gated check can fail
 
 
+@pytest.mark.parametrize("tau", [0.4, 3.0])
+def test_a_gate_temperature_divides_the_gate_logits_and_keeps_the_favoured_head(tau):
+    plain = make_model("fame")
+    model = make_model("fame", gate_temperature=tau)                # the same weights (same seed)
+    res, ref = fame_core.inspect(model, SEQ, target=4), fame_core.inspect(plain, SEQ, target=4)
+    _, _, head_scores, g, gated = direct_fame(model, SEQ)
+    np.testing.assert_allclose(res.gates, g, atol=1e-5)
+    np.testing.assert_allclose(res.scores["gated"][1:], gated[1:], rtol=1e-4, atol=1e-5)
+    z = np.log(ref.gates)                                           # the paper's gate logits, up to a constant
+    np.testing.assert_allclose(res.gates, np.exp(z / tau) / np.exp(z / tau).sum(), rtol=1e-4)
+    assert res.gates.argmax() == ref.gates.argmax()
+    assert (abs(res.gates[0] - 0.5) > abs(ref.gates[0] - 0.5)) == (tau < 1)   # bolder below 1, softer above
+    np.testing.assert_allclose(res.scores["concat"], ref.scores["concat"], rtol=1e-5)   # no gate in it
+
+
 def test_head_cluster_bias_enters_the_training_loss_and_the_mixture_term():
     from fame_core.objectives import head_log_likelihoods, mixture_nll
 
@@ -335,3 +350,12 @@ def test_the_case_study_note_names_each_heads_part_only_for_a_cluster_bias_model
     assert cluster_bias_note(make_model("sasrec")) is None
     note = cluster_bias_note(with_clusters(3.0))
     assert "fixed bias of 3" in note and "head 0: 14 items" in note and "head 1: 16 items" in note
+
+
+def test_the_gate_temperature_note_appears_only_away_from_1():
+    from fame_core.lists import gate_temperature_note
+
+    assert gate_temperature_note(make_model("fame")) is None and gate_temperature_note(make_model("sasrec")) is None
+    assert "temperature 2 " in gate_temperature_note(make_model("fame", gate_temperature=2.0))
+    assert "softer" in gate_temperature_note(make_model("fame", gate_temperature=2.0))
+    assert "bolder" in gate_temperature_note(make_model("fame", gate_temperature=0.5))

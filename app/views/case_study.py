@@ -183,6 +183,9 @@ if interactive:
     g1.plotly_chart(charts.gates_chart(insp.gates), key="gates_chart")
 else:
     g1.image(figure("gates"), alt="Gate weight of each head", width=380)
+temperature_note = lists.gate_temperature_note(model)
+if temperature_note:
+    g1.caption(temperature_note)
 gate_slot = g1.empty()   # filled at the end of the page: the checks, when asked for, run below
 if ranks:
     g2.markdown("**Target rank under each merge mode**")

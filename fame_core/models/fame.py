@@ -51,6 +51,11 @@ class FAMEConfig(SASRecConfig):
                                       "score of an item is raised by L(1 - 1/H) in "
                                       "cluster h and lowered by L/H elsewhere, so that the heads differ by which "
                                       "part of the catalogue they favour; 0 = off, as the paper", min=0.0, max=1e3)
+    gate_temperature: float = option(1.0, "tau: the gate is softmax(W_g [F^(1)|...|F^(H)] / tau), Eq. 10 with a "
+                                     "temperature: > 1 softens it towards equal weights, < 1 sharpens it; set on a "
+                                     "trained model with 'compact --gate-temperature', chosen on validation users "
+                                     "(bench/gate_temperature.py); 1 = as the paper", min=0.0, min_exclusive=True,
+                                     max=1e3)
 
 
 class FacetMoELayer(nn.Module):
@@ -132,7 +137,9 @@ class FAME(Recommender):
         for block in self.blocks:
             x, _ = block(x, allowed)
         F_heads, alpha, beta, router_logits = self.moe(x, allowed, last_only)   # F_heads: (B, T, H, d')
-        g = torch.softmax(self.W_g(F_heads.flatten(-2)), dim=-1)                # (B, T, H)
+        # Eq. 10; a temperature (1 in the paper) changes how far the gate moves from equal weights,
+        # never which head it favours: trained with it, W_g would absorb it, so it is set after training
+        g = torch.softmax(self.W_g(F_heads.flatten(-2)) / self.config.gate_temperature, dim=-1)   # (B, T, H)
         return ModelOutput(u=self.combine(F_heads, g), heads=F_heads, attention=alpha, gates=g, router=beta,
                            router_logits=router_logits)
 
