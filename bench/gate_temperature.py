@@ -27,7 +27,9 @@ REPO = Path(__file__).resolve().parents[1]
 def main() -> int:
     import fame_core
     from fame_core.errors import FameError
-    from fame_core.facets import gate_merge_value, gate_temperature
+    from fame_core.compare import ndcg_at
+    from fame_core.evaluate import rank_users
+    from fame_core.facets import gate_temperature, merge_ndcg, merge_reading
     from fame_core.safe_io import check_new_file, write_file_atomic
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -59,10 +61,14 @@ def main() -> int:
     rows = []
     for c, m in zip(a.checkpoints, models):
         readings = {}
+        trained = merge_ndcg(m, data, a.split)
         for tau in taus:
-            with gate_temperature(m, tau):
-                readings[tau] = gate_merge_value(m, data, a.split)
-            v = readings[tau]
+            ndcg = dict(trained)
+            if tau != 1.0:   # only the gated merge depends on the gate: the others are ranked once
+                with gate_temperature(m, tau):
+                    ranks = rank_users(m, data, a.split, merges=("gated",))["ranks"]["gated"]
+                ndcg["gated"] = ndcg_at(ranks, 20)
+            readings[tau] = v = merge_reading(ndcg)
             print(f"{c} tau {tau:g}: gated {v['NDCG@20']['gated']:.5f}, equal {v['NDCG@20']['concat']:.5f}, "
                   f"p {v['gated_vs_equal']['p']:.2g}", file=sys.stderr)
         best = max(taus, key=lambda t: (round(readings[t]["NDCG@20"]["gated"], 12), t == 1.0))

@@ -283,7 +283,11 @@ def gate_merge_value(model, dataset: SequenceDataset, split: str = "test", k: in
     """Does the gate earn its place in the score? Per-user NDCG@k of the gated merge against the
     equal-weight merge ('concat', every head weighted 1/H) and against each single head, with a
     two-sided Wilcoxon signed-rank test over users (zero differences dropped; scipy.stats.wilcoxon)."""
-    ndcg = merge_ndcg(model, dataset, split, k)
+    return merge_reading(merge_ndcg(model, dataset, split, k), k)
+
+
+def merge_reading(ndcg: dict[str, np.ndarray], k: int = 20) -> dict:
+    """gate_merge_value's reading from per-user NDCG@k arrays (`merge_ndcg`)."""
     best_head = best_single_head(ndcg)
     return {"users": int(len(ndcg["gated"])), "k": k, "test": "Wilcoxon signed-rank over users, two-sided",
             f"NDCG@{k}": {m: float(v.mean()) for m, v in ndcg.items()}, "best_head": best_head,
