@@ -38,16 +38,16 @@ def main() -> int:
     p.add_argument("--data", default=None, help="the data file, where the recorded path does not hold it")
     p.add_argument("--split", choices=("valid", "test"), default="test")
     p.add_argument("--k", type=int, default=20)
-    p.add_argument("--gate-temperature", type=float, default=1.0,
+    p.add_argument("--gate-temperature", type=float, default=None,
                    help="read every model with its gate at this temperature (chosen on validation by "
-                        "bench/gate_temperature.py); 1 = as trained")
+                        "bench/gate_temperature.py); default: the temperature each checkpoint holds")
     p.add_argument("--out", default=None, help="default: bench/results/gate-merge-seeds-<data>.json")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     a = p.parse_args()
     if len(a.checkpoints) < 2:
         print("error: the pooled test needs two or more checkpoints (one per seed); pass them all", file=sys.stderr)
         return 2
-    if not a.gate_temperature > 0:
+    if a.gate_temperature is not None and not a.gate_temperature > 0:
         print(f"error: --gate-temperature must be positive, not {a.gate_temperature}; 1 reads the models as trained",
               file=sys.stderr)
         return 2
@@ -69,11 +69,12 @@ def main() -> int:
         return 2
     per_seed, rows = [], []
     for c, m in zip(a.checkpoints, models):
-        with gate_temperature(m, a.gate_temperature):
+        with gate_temperature(m, a.gate_temperature or m.config.gate_temperature):
             ndcg = merge_ndcg(m, data, a.split, a.k)
         per_seed.append(ndcg)
         best = best_single_head(ndcg)
         row = {"checkpoint": c, "seed": read_config(c)[0].get("seed"),
+               "gate_temperature": a.gate_temperature or m.config.gate_temperature,
                f"NDCG@{a.k}": {k: float(v.mean()) for k, v in ndcg.items()}, "best_head": best,
                "gated_vs_equal": paired_comparison(ndcg["gated"], ndcg["concat"]),
                "gated_vs_best_head": paired_comparison(ndcg["gated"], ndcg[best])}

@@ -3,12 +3,13 @@
     python bench/gate_temperature.py checkpoints/beauty-fame-gated --data ../shared/data/amazon/Beauty.txt
 
 For each FAME checkpoint and each temperature tau (gate = softmax(W_g F / tau),
-`fame_core.facets.gate_temperature`; tau < 1 sharpens, tau > 1 softens, tau = 1 is the model as
-trained), the reading of `gate_merge_value` on validation users: NDCG@20 of the gated merge, the
-equal-weight merge and the best head, and the gated merge against the equal-weight one (two-sided
-Wilcoxon over users). Validation only by default: this is where a temperature would be chosen
-(the largest gated NDCG@20; tau = 1 unless another is higher; for checkpoints that are seeds of
-one setting, the largest mean over them), so test users stay unread. Writes
+`fame_core.facets.gate_temperature`; tau < 1 sharpens, tau > 1 softens, tau = 1 is the gate as
+trained, whatever temperature the checkpoint holds), the reading of `gate_merge_value` on
+validation users: NDCG@20 of the gated merge, the equal-weight merge and the best head, and the
+gated merge against the equal-weight one (two-sided Wilcoxon over users). Validation only by
+default: this is where a temperature would be chosen (the largest gated NDCG@20; tau = 1 unless
+another is higher; for checkpoints that are seeds of one setting, the largest mean over them), so
+test users stay unread. Writes
 bench/results/gate-temperature-<data>.json (--out to change; --overwrite to replace).
 """
 
@@ -61,7 +62,8 @@ def main() -> int:
     rows = []
     for c, m in zip(a.checkpoints, models):
         readings = {}
-        trained = merge_ndcg(m, data, a.split)
+        with gate_temperature(m, 1.0):   # the paper's gate, whatever temperature the checkpoint holds
+            trained = merge_ndcg(m, data, a.split)
         for tau in taus:
             ndcg = dict(trained)
             if tau != 1.0:   # only the gated merge depends on the gate: the others are ranked once

@@ -297,23 +297,20 @@ def merge_reading(ndcg: dict[str, np.ndarray], k: int = 20) -> dict:
 
 @contextmanager
 def gate_temperature(model, tau: float):
-    """Inside the block, the gate's logits are divided by tau, on top of the model's own
-    FAMEConfig.gate_temperature (1 unless set by 'compact --gate-temperature'): tau > 1 softens the
-    gate towards equal weights, tau < 1 sharpens it towards one head. For reading what a bolder or a
-    more cautious gate would do to a trained model; the model is restored on exit."""
+    """Inside the block, the model's gate is read at temperature tau (FAMEConfig.gate_temperature:
+    gate = softmax(logits / tau)), whatever the checkpoint holds: tau > 1 softens the gate towards
+    equal weights, tau < 1 sharpens it towards one head, 1 is the paper's gate. For reading what a
+    bolder or a more cautious gate would do to a trained model; the model is restored on exit."""
+    import dataclasses
+
     if not tau > 0:
         raise ValueError(f"the gate temperature must be positive, not {tau}")
-    linear = model.W_g
-
-    class Tempered(torch.nn.Module):
-        def forward(self, x):
-            return linear(x) / tau
-
-    model.W_g = Tempered()
+    own = model.config
+    model.config = dataclasses.replace(own, gate_temperature=float(tau))
     try:
         yield model
     finally:
-        model.W_g = linear
+        model.config = own
 
 
 def gate_merge_over_seeds(per_seed: list[dict[str, np.ndarray]], k: int = 20) -> dict:

@@ -28,7 +28,10 @@ def test_the_gate_is_softmax_of_its_logits_over_tau_and_is_restored():
     with facets.gate_temperature(model, 0.5):
         assert (model(seq).gates.max(-1).values >= sharp - 1e-6).all()     # bolder: the top gate only grows
     torch.testing.assert_close(model(seq).gates, out.gates)               # restored on exit
-    assert isinstance(model.W_g, torch.nn.Linear)
+    held = make_model(n_heads=4, gate_temperature=2.0)                # the same weights, holding tau = 2
+    with facets.gate_temperature(held, 1.0):                          # absolute: 1 is the paper's gate
+        torch.testing.assert_close(held(seq).gates, out.gates)
+    assert held.config.gate_temperature == 2.0
     with pytest.raises(ValueError, match="positive"):
         with facets.gate_temperature(model, 0.0):
             pass
