@@ -230,6 +230,21 @@ def test_the_gated_sports_user_230_page_says_what_its_heads_and_gate_mean():
     # the documented story: the larger gate is head 1's, whose part holds the target, and it ranks it better
     assert insp.gates[1] > insp.gates[0] and insp.target_rank["head:1"] < insp.target_rank["head:0"]
     assert int(model.item_cluster[target]) == 1
+    assert not [c for c in at.caption if "temperature" in c.value]    # its gate is read as trained
+
+
+def test_a_gate_read_at_a_temperature_says_so_beside_the_gates():
+    from tests.conftest import needs_shared
+
+    needs_shared("amazon/Beauty.txt")
+    at = run_app(checkpoint="beauty-fame-gated", user="3", k="20")
+    model, data = fame_core.load(REPO / "checkpoints" / "beauty-fame-gated")
+    assert model.config.gate_temperature == 2.0
+    seq, target = fame_core.user_example(data, "3")
+    insp = fame_core.inspect(model, seq, target, top_k=20)
+    assert shown_lists(at) == [insp.top["head:0"].tolist(), insp.top["head:1"].tolist(), insp.top["gated"].tolist()]
+    note = [c.value for c in at.caption if "temperature 2" in c.value]
+    assert len(note) == 1 and "softer" in note[0]
 
 
 BAD_COUNTS = ["inf", "-inf", "1e309", "abc", "-5", "0", "101"]
