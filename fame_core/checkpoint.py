@@ -193,28 +193,46 @@ def read_metrics(directory) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def compact_checkpoint(src, dst, overwrite: bool = False, gate_temperature: float | None = None) -> Path:
+def compact_checkpoint(src, dst, overwrite: bool = False, gate_temperature: float | None = None, data=None) -> Path:
     """Copy a finished checkpoint with float16 weights and no resume state, for bundling (about half
     the size). float16 rounding can move a few ranks: re-evaluate the copy before quoting it.
     gate_temperature: a FAME's gate temperature for the copy (FAMEConfig.gate_temperature), chosen
-    on validation users by bench/gate_temperature.py; None keeps the model's."""
+    on validation users by bench/gate_temperature.py; None keeps the model's. The gated ranking then
+    changes, so the copy's recorded validation and test metrics are measured again at the new
+    temperature (the data set: `data`, else the one the checkpoint records) and the source's are kept
+    beside them as `valid_trained` / `test_trained`."""
     src = Path(src)
+    if gate_temperature is not None and not 0 < gate_temperature <= 1e3:
+        raise ConfigError(f"--gate-temperature must be > 0 and <= 1000, got {gate_temperature}; pass the temperature "
+                          "chosen by bench/gate_temperature.py (1 = the paper's gate)")
     if Path(dst).expanduser().absolute().resolve() == src.absolute().resolve():
         raise OutputError(f"--out {dst} is the checkpoint itself; pass another folder for the float16 copy")
     check_checkpoint_out(dst, overwrite=overwrite)
     if (src / "train_state.pt").exists():
         raise CheckpointError(f"{src} is an unfinished run (train_state.pt present); resume it to the end first")
     config, dataset = read_config(src)
-    model = load_checkpoint(src)
     kept = {k: v for k, v in config.items() if k not in ("model", "code_version")}
     kept.update(weights_dtype="float16", compacted_from=str(src))
-    if gate_temperature is not None:
+    if gate_temperature is None:
+        model = load_checkpoint(src)
+    else:
+        from .evaluate import evaluate
+
+        model, data = load(src, data=data)
         if not hasattr(model.config, "gate_temperature"):
             raise ConfigError(f"--gate-temperature applies to FAME checkpoints; {src} is a {model.config.name} model "
                               "(leave the option out)")
+        if data is None:
+            raise CheckpointError(f"--gate-temperature measures the copy's metrics again and needs {src}'s data set; "
+                                  "pass --data PATH")
         model.config = dataclasses.replace(model.config, gate_temperature=gate_temperature)   # checked there
-        kept.update(gate_temperature_set_by="compact", gate_temperature_trained=1.0 if "gate_temperature" not in
-                    config["model"] else config["model"]["gate_temperature"])
+        for split in ("valid", "test"):
+            if split in config:
+                kept.setdefault(f"{split}_trained", config[split])   # a copy of a copy keeps the first record
+                kept[split] = evaluate(model, data, split)["metrics"]
+        kept.update(gate_temperature_set_by="compact",
+                    gate_temperature_trained=config.get("gate_temperature_trained",
+                                                        config["model"].get("gate_temperature", 1.0)))
     return write_checkpoint(dst, model, dataset, kept, read_metrics(src), half=True)
 
 

@@ -189,7 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--overwrite", action="store_true", help="replace a checkpoint already at --out")
     c.add_argument("--gate-temperature", type=float, default=None,
                    help="FAME only: the copy's gate temperature tau (gate = softmax(logits / tau)), chosen on "
-                        "validation users with bench/gate_temperature.py; default: the model's own")
+                        "validation users with bench/gate_temperature.py (the copy's metrics are measured again); "
+                        "default: the model's own")
+    c.add_argument("--data", default=None, help="with --gate-temperature: the data file, where the recorded path "
+                   "does not hold it")
     c.add_argument("--json", action="store_true")
 
     d = sub.add_parser("data", help="data set tools")
@@ -488,7 +491,8 @@ def cmd_data(a) -> int:
 def cmd_compact(a) -> int:
     from .checkpoint import compact_checkpoint
 
-    out = compact_checkpoint(a.checkpoint, a.out, overwrite=a.overwrite, gate_temperature=a.gate_temperature)
+    out = compact_checkpoint(a.checkpoint, a.out, overwrite=a.overwrite, gate_temperature=a.gate_temperature,
+                             data=a.data)
     size = (out / "weights.safetensors").stat().st_size
     if a.json:
         _print_json({"checkpoint": str(out), "weights_bytes": size})

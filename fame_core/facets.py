@@ -36,7 +36,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from .data import SequenceDataset
-from .errors import DataError
+from .errors import ConfigError, DataError
 from .evaluate import rank_sequences, rank_users
 from .labels import facet_labels
 
@@ -305,6 +305,8 @@ def gate_temperature(model, tau: float):
 
     if not tau > 0:
         raise ValueError(f"the gate temperature must be positive, not {tau}")
+    if not hasattr(model.config, "gate_temperature"):
+        raise ConfigError(f"a gate temperature applies to FAME models; this is a {model.config.name} model")
     own = model.config
     model.config = dataclasses.replace(own, gate_temperature=float(tau))
     try:

@@ -121,7 +121,20 @@ def test_compact_halves_the_weights_and_keeps_the_rankings_close(ckpt, tmp_path,
     assert main(["compact", "--checkpoint", str(ckpt), "--out", str(hot), "--gate-temperature", "2"]) == 0
     config = json.loads((hot / "config.json").read_text())
     assert config["model"]["gate_temperature"] == 2.0 and config["gate_temperature_set_by"] == "compact"
+    assert config["gate_temperature_trained"] == 1.0
+    source = json.loads((ckpt / "config.json").read_text())
+    assert config["test_trained"] == source["test"] and config["valid_trained"] == source["valid"]
     c, _ = fame_core.load(hot)
+    from fame_core.facets import gate_temperature
+
+    with gate_temperature(a, 2.0):               # the copy's records are the source's model measured at tau = 2
+        for split in ("valid", "test"):
+            assert config[split] == fame_core.evaluate(a, data, split)["metrics"]
+    assert (config["test"], config["valid"]) != (source["test"], source["valid"])     # so the check can fail
+    again = tmp_path / "again"                   # a copy of the copy keeps the first records
+    assert main(["compact", "--checkpoint", str(hot), "--out", str(again), "--gate-temperature", "3"]) == 0
+    config3 = json.loads((again / "config.json").read_text())
+    assert config3["test_trained"] == source["test"] and config3["gate_temperature_trained"] == 1.0
     z = np.log(fame_core.inspect(b, seq, target).gates)
     np.testing.assert_allclose(fame_core.inspect(c, seq, target).gates, np.exp(z / 2) / np.exp(z / 2).sum(), rtol=1e-4)
     capsys.readouterr()

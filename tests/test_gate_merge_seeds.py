@@ -29,6 +29,19 @@ def test_two_copies_of_one_model_pool_to_that_models_reading(tmp_path):
     assert again.returncode == 2 and again.stderr.startswith("error: --out") and "--overwrite" in again.stderr
 
 
+def test_each_checkpoint_is_read_at_its_own_temperature_unless_one_is_given(tmp_path):
+    hot = tmp_path / "hot"
+    assert subprocess.run([sys.executable, "-m", "fame_core", "compact", "--checkpoint", "checkpoints/demo", "--out",
+                           str(hot), "--gate-temperature", "2"], cwd=REPO, capture_output=True).returncode == 0
+    own, given = tmp_path / "own.json", tmp_path / "given.json"
+    assert run(str(hot), "checkpoints/demo", "--out", str(own)).returncode == 0
+    assert run(str(hot), "checkpoints/demo", "--gate-temperature", "1", "--out", str(given)).returncode == 0
+    own, given = json.loads(own.read_text())["per_seed"], json.loads(given.read_text())["per_seed"]
+    assert [r["gate_temperature"] for r in own] == [2.0, 1.0] and [r["gate_temperature"] for r in given] == [1.0, 1.0]
+    assert own[0]["NDCG@20"]["gated"] != given[0]["NDCG@20"]["gated"]      # the copy at 2 against it at 1
+    assert own[0]["NDCG@20"]["concat"] == pytest.approx(given[0]["NDCG@20"]["concat"], abs=1e-3)   # no gate in it
+
+
 @pytest.mark.fast
 @pytest.mark.parametrize("args, says", [
     (("checkpoints/demo",), "two or more checkpoints"),

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from fame_core import facets
+from fame_core.errors import ConfigError
 from tests.conftest import make_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,6 +36,9 @@ def test_the_gate_is_softmax_of_its_logits_over_tau_and_is_restored():
     with pytest.raises(ValueError, match="positive"):
         with facets.gate_temperature(model, 0.0):
             pass
+    with pytest.raises(ConfigError, match="applies to FAME"):
+        with facets.gate_temperature(make_model("sasrec"), 2.0):
+            pass
 
 
 @pytest.mark.fast
@@ -47,16 +51,21 @@ def test_bad_temperatures_are_one_error_line(tmp_path):
 
 
 def test_the_reading_at_tau_1_is_the_model_as_trained(tmp_path):
-    out = tmp_path / "t.json"
-    r = subprocess.run([sys.executable, str(REPO / "bench" / "gate_temperature.py"), "checkpoints/demo",
+    out, hot = tmp_path / "t.json", tmp_path / "hot"          # a copy holding tau = 2: the readings are absolute
+    assert subprocess.run([sys.executable, "-m", "fame_core", "compact", "--checkpoint", "checkpoints/demo", "--out",
+                           str(hot), "--gate-temperature", "2"], cwd=REPO, capture_output=True).returncode == 0
+    r = subprocess.run([sys.executable, str(REPO / "bench" / "gate_temperature.py"), str(hot),
                         "--temperatures", "0.25", "--out", str(out)], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0, r.stderr
     res = json.loads(out.read_text())
     row = res["rows"][0]
     by_tau = {x["temperature"]: x for x in row["readings"]}
     assert set(by_tau) == {0.25, 1.0}                                    # tau = 1 always read
-    model, data = __import__("fame_core").load("checkpoints/demo")
-    assert by_tau[1.0]["NDCG@20"] == pytest.approx(facets.gate_merge_value(model, data, "valid")["NDCG@20"])
+    model, data = __import__("fame_core").load(hot)
+    assert model.config.gate_temperature == 2.0
+    with facets.gate_temperature(model, 1.0):
+        assert by_tau[1.0]["NDCG@20"] == pytest.approx(facets.gate_merge_value(model, data, "valid")["NDCG@20"])
+    assert by_tau[1.0]["NDCG@20"]["gated"] != facets.gate_merge_value(model, data, "valid")["NDCG@20"]["gated"]
     with facets.gate_temperature(model, 0.25):                       # the shortcut (only 'gated' re-ranked) is exact
         assert by_tau[0.25]["NDCG@20"] == pytest.approx(facets.gate_merge_value(model, data, "valid")["NDCG@20"])
     assert by_tau[0.25]["NDCG@20"]["gated"] != by_tau[1.0]["NDCG@20"]["gated"]
