@@ -26,12 +26,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def main() -> int:
-    import fame_core
     from fame_core.checkpoint import read_config
     from fame_core.errors import FameError
-    from fame_core.facets import (best_single_head, gate_merge_over_seeds, gate_temperature, merge_ndcg,
-                                  paired_comparison)
-    from fame_core.safe_io import check_new_file, write_file_atomic
+    from fame_core.facets import (best_single_head, gate_merge_over_seeds, gate_temperature, load_gated_fames,
+                                  merge_ndcg, paired_comparison)
+    from fame_core.safe_io import write_file_atomic
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoints", nargs="+", help="FAME checkpoints of one setting, one per seed (two or more)")
@@ -55,15 +54,8 @@ def main() -> int:
         print(f"error: --k must be at least 1, not {a.k}", file=sys.stderr)
         return 2
     try:
-        model, data = fame_core.load(a.checkpoints[0], data=a.data)
-        if data is None:
-            raise FameError("the comparison needs the data set; pass --data PATH")
-        models = [model] + [fame_core.load(c, data=data)[0] for c in a.checkpoints[1:]]
-        for c, m in zip(a.checkpoints, models):
-            if m.config.name != "fame" or m.config.n_heads < 2:
-                raise FameError(f"{c} is not a FAME model with two or more heads; pass FAME checkpoints only")
-        out = Path(a.out) if a.out else REPO / "bench" / "results" / f"gate-merge-seeds-{data.name}.json"
-        check_new_file(out, "--out", a.overwrite)
+        models, data, out = load_gated_fames(a.checkpoints, a.data, a.out,
+                                             REPO / "bench" / "results" / "gate-merge-seeds-{data}.json", a.overwrite)
     except FameError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

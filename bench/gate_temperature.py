@@ -26,12 +26,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def main() -> int:
-    import fame_core
     from fame_core.errors import FameError
     from fame_core.compare import ndcg_at
     from fame_core.evaluate import rank_users
-    from fame_core.facets import gate_temperature, merge_ndcg, merge_reading
-    from fame_core.safe_io import check_new_file, write_file_atomic
+    from fame_core.facets import gate_temperature, load_gated_fames, merge_ndcg, merge_reading
+    from fame_core.safe_io import write_file_atomic
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoints", nargs="+", help="FAME checkpoints of one data set")
@@ -41,20 +40,12 @@ def main() -> int:
     p.add_argument("--out", default=None, help="default: bench/results/gate-temperature-<data>.json")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     a = p.parse_args()
-    bad = [t for t in a.temperatures if not t > 0]
-    if bad:
-        print(f"error: --temperatures must be positive, not {bad[0]}; pass values such as 0.5 1 2", file=sys.stderr)
-        return 2
+    default_out = REPO / "bench" / "results" / "gate-temperature-{data}.json"
     try:
-        model, data = fame_core.load(a.checkpoints[0], data=a.data)
-        if data is None:
-            raise FameError("the reading needs the data set; pass --data PATH")
-        models = [model] + [fame_core.load(c, data=data)[0] for c in a.checkpoints[1:]]
-        for c, m in zip(a.checkpoints, models):
-            if m.config.name != "fame" or m.config.n_heads < 2:
-                raise FameError(f"{c} is not a FAME model with two or more heads; pass FAME checkpoints only")
-        out = Path(a.out) if a.out else REPO / "bench" / "results" / f"gate-temperature-{data.name}.json"
-        check_new_file(out, "--out", a.overwrite)
+        bad = [t for t in a.temperatures if not t > 0]
+        if bad:
+            raise FameError(f"--temperatures must be positive, not {bad[0]}; pass values such as 0.5 1 2")
+        models, data, out = load_gated_fames(a.checkpoints, a.data, a.out, default_out, a.overwrite)
     except FameError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

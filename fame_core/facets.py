@@ -295,6 +295,27 @@ def merge_reading(ndcg: dict[str, np.ndarray], k: int = 20) -> dict:
             "gated_vs_best_head": paired_comparison(ndcg["gated"], ndcg[best_head])}
 
 
+def load_gated_fames(paths, data=None, out=None, default_out=None, overwrite: bool = False):
+    """For a script reading gates: the FAME models (two or more heads) of checkpoints `paths`, all
+    of one data set (`data`, or the one the first checkpoint records), and its output file (`out`,
+    else `default_out` with "{data}" replaced by the data set's name; refused when it exists unless
+    overwrite). Returns (models, dataset, output path); a FameError naming what to pass instead
+    otherwise, before anything is computed."""
+    from .checkpoint import load
+    from .errors import FameError
+    from .safe_io import check_new_file
+
+    model, data = load(paths[0], data=data)
+    if data is None:
+        raise FameError("the reading needs the data set; pass --data PATH")
+    models = [model] + [load(c, data=data)[0] for c in paths[1:]]
+    for c, m in zip(paths, models):
+        if m.config.name != "fame" or m.config.n_heads < 2:
+            raise FameError(f"{c} is not a FAME model with two or more heads; pass FAME checkpoints only")
+    target = out if out else str(default_out).replace("{data}", data.name)
+    return models, data, check_new_file(target, "--out", overwrite)
+
+
 @contextmanager
 def gate_temperature(model, tau: float):
     """Inside the block, the model's gate is read at temperature tau (FAMEConfig.gate_temperature:
