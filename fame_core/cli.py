@@ -407,7 +407,8 @@ def cmd_export(a) -> int:
     who = f"user {a.user}" if a.user is not None else "hand-made sequence"
     meta = {"checkpoint": str(a.checkpoint), "dataset": model.provenance.dataset.get("name"), "user": a.user,
             "split": a.split, "sequence": [int(v) for v in res.sequence], "target": target,
-            "title": f"Case study: {who}"}
+            "title": f"Case study: {who}",
+            "gate_temperature": getattr(model.config, "gate_temperature", None)}   # the gates drawn are read at it
     label = dataset.label if dataset is not None else (lambda v: f"item {v}")
     files = write_export(a.out, lambda tmp: export_all(res, tmp, meta, label=label, k=a.top_k, formats=formats,
                                                        scale=a.scale, labels=a.labels, width=width,

@@ -142,6 +142,21 @@ def test_cohort_page_shows_the_libraries_numbers_and_links_users():
     assert labels.count("PDF") == 3 and labels.count("SVG") == 3 and "Users CSV" in labels
 
 
+def test_the_cohort_page_says_when_its_gates_are_read_at_a_temperature(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    hot = tmp_path / "roots" / "demo-hot"
+    assert subprocess.run([sys.executable, "-m", "fame_core", "compact", "--checkpoint", "checkpoints/demo", "--out",
+                           str(hot), "--gate-temperature", "2"], cwd=REPO, capture_output=True).returncode == 0
+    monkeypatch.setenv("FAME_CHECKPOINTS", str(hot.parent))
+    at = cohort_page(checkpoint="roots/demo-hot", k="10")        # a root after the first is named by its folder
+    assert [c.value for c in at.caption if "temperature 2" in c.value]
+    assert not [c.value for c in cohort_page(checkpoint="demo", k="10").caption if "temperature" in c.value]
+
+
 def test_cohort_page_slices_and_groups_from_the_link():
     import fame_core
     from tests.conftest import REPO

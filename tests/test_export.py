@@ -78,6 +78,7 @@ def test_cli_export_writes_figures_numbers_and_sidecars(tmp_path, capsys):
     assert side["dataset"] == "synthetic-0" and side["checkpoint"] == str(DEMO)
     table = pd.read_csv(out / "gates.csv", index_col=0)
     assert table["gate"].sum() == pytest.approx(1.0, abs=1e-5)
+    assert json.loads((out / "gates.json").read_text())["gate_temperature"] == 1.0   # the temperature the gates are read at
 
 
 def test_cli_export_never_writes_into_other_files(tmp_path, capsys):

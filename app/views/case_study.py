@@ -220,7 +220,8 @@ if st.toggle("Show the full positions × positions map of this head and expert")
 st.subheader("Export for papers")
 meta = {"checkpoint": ctx.name, "checkpoint_path": path, "dataset": data.name if data is not None else None,
         "user": user if data is not None else None, "split": split, "edited": is_edited,
-        "sequence": [int(v) for v in insp.sequence], "target": target, "merge": merge, "top_k": k, "scale": scale}
+        "sequence": [int(v) for v in insp.sequence], "target": target, "merge": merge, "top_k": k, "scale": scale,
+        "gate_temperature": getattr(model.config, "gate_temperature", None)}
 e1, e2, e3, e4 = st.columns([3, 1, 1, 1])
 specs = session.figure_catalogue(insp)
 spec = e1.selectbox("Figure", specs, format_func=lambda s: s.title, key="export_figure")

@@ -8,7 +8,7 @@ import streamlit as st
 
 import population
 import session
-from fame_core import cohort
+from fame_core import cohort, lists
 from fame_core import population_export as px
 
 ctx = session.context()
@@ -83,7 +83,12 @@ else:
                              key="top_gate_chart")
     st.caption(f"Axes anchored at 0..1. Dashed: the uniform gate 1/H = {1 / H:.2f}. Entropy 0: one head decides; "
                "1: all heads weigh equally.")
-    population.export_buttons("gates_dl", f"{stem}_gates", lambda: px.gate_distribution_figure(part, meta), "Gate figure")
+    temperature_note = lists.gate_temperature_note(model)
+    if temperature_note:
+        st.caption(temperature_note)
+    gate_meta = meta + (f" · gate temperature {cfg.gate_temperature:g}" if temperature_note else "")
+    population.export_buttons("gates_dl", f"{stem}_gates", lambda: px.gate_distribution_figure(part, gate_meta),
+                              "Gate figure")
 
     st.subheader("Expert load")
     load = cohort.expert_load(part)
