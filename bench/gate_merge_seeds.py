@@ -28,8 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 def main() -> int:
     from fame_core.checkpoint import read_config
     from fame_core.errors import FameError
-    from fame_core.facets import (best_single_head, gate_merge_over_seeds, gate_temperature, load_gated_fames,
-                                  merge_ndcg, paired_comparison)
+    from fame_core.facets import gate_merge_over_seeds, gate_temperature, load_gated_fames, merge_ndcg, merge_reading
     from fame_core.safe_io import write_file_atomic
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -64,12 +63,8 @@ def main() -> int:
         with gate_temperature(m, a.gate_temperature or m.config.gate_temperature):
             ndcg = merge_ndcg(m, data, a.split, a.k)
         per_seed.append(ndcg)
-        best = best_single_head(ndcg)
         row = {"checkpoint": c, "seed": read_config(c)[0].get("seed"),
-               "gate_temperature": a.gate_temperature or m.config.gate_temperature,
-               f"NDCG@{a.k}": {k: float(v.mean()) for k, v in ndcg.items()}, "best_head": best,
-               "gated_vs_equal": paired_comparison(ndcg["gated"], ndcg["concat"]),
-               "gated_vs_best_head": paired_comparison(ndcg["gated"], ndcg[best])}
+               "gate_temperature": a.gate_temperature or m.config.gate_temperature, **merge_reading(ndcg, a.k)}
         rows.append(row)
         print(f"{c}: gated - equal {row['gated_vs_equal']['difference']:+.5f} (p {row['gated_vs_equal']['p']:.2g})",
               file=sys.stderr)

@@ -26,10 +26,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def main() -> int:
-    from fame_core.errors import FameError
     from fame_core.compare import ndcg_at
+    from fame_core.errors import FameError
     from fame_core.evaluate import rank_users
-    from fame_core.facets import gate_temperature, load_gated_fames, merge_ndcg, merge_reading
+    from fame_core.facets import (choose_gate_temperature, gate_temperature, load_gated_fames, merge_ndcg,
+                                  merge_reading)
     from fame_core.safe_io import write_file_atomic
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -64,11 +65,11 @@ def main() -> int:
             readings[tau] = v = merge_reading(ndcg)
             print(f"{c} tau {tau:g}: gated {v['NDCG@20']['gated']:.5f}, equal {v['NDCG@20']['concat']:.5f}, "
                   f"p {v['gated_vs_equal']['p']:.2g}", file=sys.stderr)
-        best = max(taus, key=lambda t: (round(readings[t]["NDCG@20"]["gated"], 12), t == 1.0))
+        best = choose_gate_temperature({t: readings[t]["NDCG@20"]["gated"] for t in taus})
         rows.append({"checkpoint": c, "chosen_temperature": best,
                      "readings": [{"temperature": t, **readings[t]} for t in taus]})
     mean = {t: sum(r["readings"][taus.index(t)]["NDCG@20"]["gated"] for r in rows) / len(rows) for t in taus}
-    chosen = max(taus, key=lambda t: (round(mean[t], 12), t == 1.0))
+    chosen = choose_gate_temperature(mean)
     print(f"over the checkpoints (seeds of one setting): tau {chosen:g}", file=sys.stderr)
     write_file_atomic(out, json.dumps({"data": data.name, "split": a.split, "metric": "NDCG@20, history masked",
                                        "rule": "chosen: the largest gated NDCG@20 on this split (tau = 1 on ties); "

@@ -23,6 +23,7 @@ more than half of all items (such as Amazon's top category); items without one a
 
 from __future__ import annotations
 
+import dataclasses
 from contextlib import contextmanager
 
 import numpy as np
@@ -35,6 +36,7 @@ from sklearn.neighbors import NearestNeighbors
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from .compare import ndcg_at
 from .data import SequenceDataset
 from .errors import ConfigError, DataError
 from .evaluate import rank_sequences, rank_users
@@ -262,7 +264,7 @@ def merge_ndcg(model, dataset: SequenceDataset, split: str = "test", k: int = 20
     equal-weight merge ('concat', every head weighted 1/H) and each single head ('head:h')."""
     merges = ("gated", "concat", *(f"head:{h}" for h in range(model.config.n_heads)))
     ranks = rank_users(model, dataset, split, merges=merges)["ranks"]
-    return {m: np.where(ranks[m] < k, 1.0 / np.log2(ranks[m] + 2.0), 0.0) for m in merges}
+    return {m: ndcg_at(ranks[m], k) for m in merges}
 
 
 def paired_comparison(a: np.ndarray, b: np.ndarray) -> dict:
@@ -322,8 +324,6 @@ def gate_temperature(model, tau: float):
     gate = softmax(logits / tau)), whatever the checkpoint holds: tau > 1 softens the gate towards
     equal weights, tau < 1 sharpens it towards one head, 1 is the paper's gate. For reading what a
     bolder or a more cautious gate would do to a trained model; the model is restored on exit."""
-    import dataclasses
-
     if not tau > 0:
         raise ValueError(f"the gate temperature must be positive, not {tau}")
     if not hasattr(model.config, "gate_temperature"):
@@ -334,6 +334,12 @@ def gate_temperature(model, tau: float):
         yield model
     finally:
         model.config = own
+
+
+def choose_gate_temperature(gated_ndcg: dict[float, float]) -> float:
+    """The temperature whose gated NDCG@20 (on validation users; for seeds of one setting, the mean
+    over them) is largest, 1 (the gate as trained) on ties."""
+    return max(gated_ndcg, key=lambda t: (round(gated_ndcg[t], 12), t == 1.0))
 
 
 def gate_merge_over_seeds(per_seed: list[dict[str, np.ndarray]], k: int = 20) -> dict:

@@ -71,3 +71,10 @@ def test_the_reading_at_tau_1_is_the_model_as_trained(tmp_path):
     assert by_tau[0.25]["NDCG@20"]["gated"] != by_tau[1.0]["NDCG@20"]["gated"]
     assert row["chosen_temperature"] == max(by_tau, key=lambda t: (by_tau[t]["NDCG@20"]["gated"], t == 1.0))
     assert res["chosen_over_checkpoints"] == row["chosen_temperature"]         # one checkpoint: its own choice
+
+
+@pytest.mark.fast
+def test_the_chosen_temperature_is_the_largest_gated_ndcg_and_1_on_ties():
+    assert facets.choose_gate_temperature({0.5: 0.070, 1.0: 0.072, 2.0: 0.073, 4.0: 0.071}) == 2.0
+    assert facets.choose_gate_temperature({0.5: 0.070, 1.0: 0.072, 2.0: 0.072}) == 1.0        # a tie keeps the trained gate
+    assert facets.choose_gate_temperature({2.0: 0.072, 1.0: 0.072 + 1e-15}) == 1.0              # float noise is a tie
