@@ -30,7 +30,7 @@ from .data import SequenceDataset, load_dataset
 from .datahome import missing_message, open_recorded
 from .errors import CheckpointError, ConfigError
 from .models import Provenance, build_model, config_from_dict
-from .safe_io import OutputError, check_output_dir, recover_dir, replace_dir
+from .safe_io import MARKER, OutputError, check_output_dir, recover_dir, replace_dir
 
 FILES = ("weights.safetensors", "config.json", "dataset.json")
 
@@ -43,6 +43,7 @@ def dataset_record(dataset: SequenceDataset) -> dict:
 
 
 CHECKPOINT_FILES = frozenset(FILES + ("metrics.jsonl", "train_state.pt"))
+_OWN_NAMES = CHECKPOINT_FILES | {MARKER}   # the writer's marker, left only by a kill mid-swap
 
 
 def is_checkpoint(directory) -> bool:
@@ -51,7 +52,7 @@ def is_checkpoint(directory) -> bool:
     directory = Path(directory)
     try:
         names = {p.name for p in directory.iterdir()}
-        if not names or not names <= CHECKPOINT_FILES or "config.json" not in names:
+        if not names or not names <= _OWN_NAMES or "config.json" not in names:
             return False
         return "code_version" in json.loads((directory / "config.json").read_text())
     except (OSError, ValueError, TypeError):
@@ -68,7 +69,7 @@ def check_checkpoint_out(out, option: str = "--out", overwrite: bool = False) ->
     """Refuse an output path for a new checkpoint before any work: a file, a protected folder, a
     folder with the user's own files (never deleted), or an existing checkpoint (unless overwrite)."""
     out = check_output_dir(out, is_checkpoint, "checkpoint", option)
-    recover_dir(out, is_complete)
+    recover_dir(out, is_complete, clean=True)
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         state = "an unfinished run (pass --resume to continue it" if (out / "train_state.pt").exists() \
             else "a checkpoint (pass --resume only for an unfinished run"

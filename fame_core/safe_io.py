@@ -11,6 +11,8 @@ The promise (README, "Reliability"): no command deletes or overwrites anything i
   either the complete old content or the complete new one. Where the kernel or file system has no
   exchange, two renames are used and the short gap between them is repaired on the next access
   (`recover_dir`): a complete old copy left in a hidden sibling is moved back.
+- Hidden siblings carry a marker with a token written when they were made (`MARKER`); only those
+  are ever moved or removed, stale ones only by write commands. Read-only commands never delete.
 - A failed write (a full disk, an I/O error) removes its temporary sibling and raises one line;
   the previous content stays in place.
 """
@@ -20,7 +22,9 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import secrets
 import shutil
+import stat
 from pathlib import Path
 from typing import Callable
 
@@ -92,16 +96,57 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(err, os.strerror(err), str(b))
 
 
+# Hidden siblings of a folder being written are named `.NAME.KIND-PID-TOKEN` and hold a marker file
+# `.fame-writer` whose content is TOKEN, written when the sibling was made. Only a sibling with both
+# (the name parsed by string comparison, never used as a glob pattern; the marker a regular file whose
+# content equals the name's token) is ever moved or removed: a folder that merely looks like ours
+# (`.results.old-999997` made by hand) is never touched.
+MARKER = ".fame-writer"
+
+
+def _new_sibling(directory: Path, kind: str) -> tuple[Path, str]:
+    token = secrets.token_hex(8)
+    return directory.with_name(f".{directory.name}.{kind}-{os.getpid()}-{token}"), token
+
+
+def _mark(folder: Path, token: str) -> None:
+    (folder / MARKER).write_text(token)
+
+
+def _token_of(path: Path, prefix: str) -> tuple[int, str] | None:
+    """(pid, token) when `path`'s name is `prefix` + PID-TOKEN and its marker holds TOKEN, else None."""
+    rest = path.name[len(prefix):]
+    pid, _, token = rest.partition("-")
+    if not (pid.isdigit() and len(token) == 16 and all(c in "0123456789abcdef" for c in token)):
+        return None
+    try:
+        marker = path / MARKER
+        st = os.lstat(marker)
+        if not (os.path.isdir(path) and not os.path.islink(path) and stat.S_ISREG(st.st_mode) and st.st_size == 16):
+            return None
+        if marker.read_text() != token:
+            return None
+    except (OSError, UnicodeDecodeError):
+        return None
+    return int(pid), token
+
+
 def _siblings(directory: Path, kind: str) -> list[Path]:
-    return sorted(directory.parent.glob(f".{directory.name}.{kind}-*"), key=lambda p: p.stat().st_mtime,
-                  reverse=True) if directory.parent.is_dir() else []
+    """This project's hidden siblings of `directory` of one kind (see MARKER), newest first."""
+    parent, prefix = directory.parent, f".{directory.name}.{kind}-"
+    try:
+        names = [n for n in os.listdir(parent) if n.startswith(prefix)] if parent.is_dir() else []
+    except OSError:
+        return []
+    ours = [parent / n for n in names if _token_of(parent / n, prefix) is not None]
+    return sorted(ours, key=lambda p: p.lstat().st_mtime, reverse=True)
 
 
 def _pid_alive(name: str) -> bool:
-    """Whether the writer that named a hidden sibling `.NAME.tmp-PID` may still be running
+    """Whether the writer that named a hidden sibling `.NAME.KIND-PID-TOKEN` may still be running
     (this process's own leftovers are never in use: a failed write removes them first)."""
     try:
-        pid = int(name.rsplit("-", 1)[1])
+        pid = int(name.rsplit("-", 2)[1])
         if pid == os.getpid():
             return False
         os.kill(pid, 0)
@@ -112,33 +157,37 @@ def _pid_alive(name: str) -> bool:
     return True
 
 
-def recover_dir(directory, complete: Callable[[Path], bool]) -> None:
-    """Repair what a kill between the two fallback renames (or during a write) left behind:
-    if `directory` is missing and a complete old copy is in a hidden sibling, move it back; then
-    remove temporary siblings of writers that are no longer running. Only our own hidden
-    siblings (`.NAME.tmp-PID`, `.NAME.old-PID`) are ever touched."""
+def recover_dir(directory, complete: Callable[[Path], bool], clean: bool = False) -> None:
+    """Repair what a kill between the two fallback renames left behind: if `directory` is missing
+    and a complete old copy written aside by this project (see MARKER) is in a hidden sibling, move
+    it back. clean=True (write commands only) also removes this project's temporary siblings whose
+    writer is no longer running. Read-only commands pass clean=False and never delete anything;
+    nothing that lacks this project's marker is ever moved or removed."""
     directory = Path(directory)
-    if not directory.exists():
+    if not directory.exists() and not directory.is_symlink():
         for old in _siblings(directory, "old"):
             if complete(old):
                 os.rename(old, directory)
+                (directory / MARKER).unlink(missing_ok=True)
                 break
-    for leftover in _siblings(directory, "tmp") + _siblings(directory, "old"):
-        if leftover.exists() and not _pid_alive(leftover.name):
-            shutil.rmtree(leftover, ignore_errors=True)
+    if clean:
+        for leftover in _siblings(directory, "tmp") + _siblings(directory, "old"):
+            if not _pid_alive(leftover.name):
+                shutil.rmtree(leftover, ignore_errors=True)
 
 
 def replace_dir(directory, fill: Callable[[Path], None], complete: Callable[[Path], bool]) -> Path:
     """Write a folder atomically: `fill(tmp)` writes the content into a hidden sibling, which then
     takes `directory`'s place. On any failure the sibling is removed, the old content stays, and
-    one OutputError line says what happened."""
+    one OutputError line says what happened. Whichever content a hidden sibling holds at any
+    instant carries the sibling's marker, so a kill anywhere leaves only siblings provably ours."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    recover_dir(directory, complete)
-    tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    recover_dir(directory, complete, clean=True)
+    tmp, token = _new_sibling(directory, "tmp")
     try:
         tmp.mkdir()
+        _mark(tmp, token)
         fill(tmp)
         _fsync_dir(tmp)
     except BaseException as e:
@@ -149,15 +198,18 @@ def replace_dir(directory, fill: Callable[[Path], None], complete: Callable[[Pat
         raise OutputError(f"could not write {directory} ({reason}); "
                           + ("the previous content is unchanged" if directory.exists() else "nothing was written")
                           + "; free space or choose another place and run again") from None
-    if directory.exists() and _exchange(tmp, directory):
-        shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the old content
-    elif directory.exists():
-        old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
-        os.rename(directory, old)
-        os.rename(tmp, directory)  # a kill between these two renames is repaired by recover_dir
-        shutil.rmtree(old, ignore_errors=True)
+    if directory.exists():
+        _mark(directory, token)       # the old content goes aside with the same marker
+        if _exchange(tmp, directory):
+            shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the old content
+        else:
+            old = directory.with_name(f".{directory.name}.old-{os.getpid()}-{token}")
+            os.rename(directory, old)
+            os.rename(tmp, directory)  # a kill between these two renames is repaired by recover_dir
+            shutil.rmtree(old, ignore_errors=True)
     else:
         os.rename(tmp, directory)
+    (directory / MARKER).unlink(missing_ok=True)
     return directory
 
 
@@ -244,9 +296,10 @@ def write_export(folder, fill: Callable[[Path], list]) -> list[Path]:
     for stale in _siblings(folder, "export-tmp"):
         if not _pid_alive(stale.name):
             shutil.rmtree(stale, ignore_errors=True)
-    tmp = folder.parent / f".{folder.name}.export-tmp-{os.getpid()}"
+    tmp, token = _new_sibling(folder, "export-tmp")
     try:
         tmp.mkdir()
+        _mark(tmp, token)
         written = [Path(f) for f in fill(tmp)]
         folder.mkdir(exist_ok=True)
         record_files(folder, written)

@@ -287,7 +287,7 @@ def _fit(ctx, model, dataset, out, tcfg, resume, progress, stop_after, extra_con
 
     if resume:
         if ctx.is_main:
-            recover_dir(out, is_complete)  # a kill between the fallback renames left the old copy aside
+            recover_dir(out, is_complete, clean=True)  # a kill between the fallback renames left the old copy aside
         ctx.barrier()
         state_path = out / "train_state.pt"
         if not state_path.exists():

@@ -160,8 +160,10 @@ def test_a_kill_between_the_two_renames_loses_nothing(tmp_path):
     assert not out.exists()                                   # the gap: both copies sit in hidden siblings
     assert len(list(tmp_path.glob(".run.old-*"))) == 1 and len(list(tmp_path.glob(".run.tmp-*"))) == 1
     model = ckpt.load_checkpoint(out)                         # the next access puts the old one back
-    assert model is not None and sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    assert model is not None and out.is_dir() and len(list(tmp_path.glob(".run.tmp-*"))) == 1  # a read deletes nothing
     assert all(torch.equal(v, old_weights[k]) for k, v in load_file(out / "weights.safetensors").items())
+    ckpt.write_checkpoint(out, model, model.provenance.dataset, {"note": "again"}, [])  # a write cleans its own
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
 
 def test_resume_after_a_kill_in_the_gap_continues_the_run(tmp_path):
@@ -173,8 +175,11 @@ def test_resume_after_a_kill_in_the_gap_continues_the_run(tmp_path):
     tc = TrainConfig(epochs=3, batch_size=64)
     full = train(data, cfg, tc, tmp_path / "full", progress=False)
     train(data, cfg, tc, tmp_path / "part", progress=False, stop_after=1)
-    os.rename(tmp_path / "part", tmp_path / ".part.old-999999999")     # as left by a kill (dead PID)
-    shutil.copytree(tmp_path / ".part.old-999999999", tmp_path / ".part.tmp-999999999")
+    token = "0123456789abcdef"                                          # as left by a kill (dead PID, marked)
+    old, tmp = tmp_path / f".part.old-999999999-{token}", tmp_path / f".part.tmp-999999999-{token}"
+    os.rename(tmp_path / "part", old)
+    (old / safe_io.MARKER).write_text(token)
+    shutil.copytree(old, tmp)
     resumed = train(data, cfg, tc, tmp_path / "part", resume=True, progress=False)
     assert resumed["test"] == full["test"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["full", "part"]
