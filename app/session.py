@@ -67,17 +67,27 @@ def default_checkpoint(names: list[str]) -> str | None:
     return DEFAULT_CHECKPOINT if DEFAULT_CHECKPOINT in names else (names[0] if names else None)
 
 
+def _launch_args(option: str) -> list[Path]:
+    """The folders given at launch as `-- OPTION DIR` or `-- OPTION=DIR` (repeatable)."""
+    argv, found = sys.argv[1:], []
+    for i, arg in enumerate(argv):
+        if arg == option and i + 1 < len(argv):
+            found.append(Path(argv[i + 1]))
+        elif arg.startswith(option + "="):
+            found.append(Path(arg.split("=", 1)[1]))
+    return found
+
+
 def checkpoint_roots() -> list[Path]:
     """checkpoints/ of the repo, then `-- --checkpoints DIR` arguments, then $FAME_CHECKPOINTS."""
-    roots = [REPO / "checkpoints"]
-    argv = sys.argv[1:]
-    for i, arg in enumerate(argv):
-        if arg == "--checkpoints" and i + 1 < len(argv):
-            roots.append(Path(argv[i + 1]))
-        elif arg.startswith("--checkpoints="):
-            roots.append(Path(arg.split("=", 1)[1]))
+    roots = [REPO / "checkpoints"] + _launch_args("--checkpoints")
     roots += [Path(p) for p in os.environ.get("FAME_CHECKPOINTS", "").split(os.pathsep) if p]
     return roots
+
+
+def data_roots() -> list[Path]:
+    """The only folders the app reads data from: the data home, $FAME_DATA_ROOTS, `-- --data-root DIR`."""
+    return datahome.data_roots(extra=_launch_args("--data-root"))
 
 
 @st.cache_data(ttl=30, show_spinner=False)
@@ -87,9 +97,10 @@ def available_checkpoints() -> dict[str, str]:
 
 @st.cache_resource(show_spinner="Opening the checkpoint…", max_entries=4)
 def open_checkpoint(path: str, data_path: str | None):
-    """(model, dataset or None). Raises fame_core.FameError with a one-line reason. Recorded data
-    is read only under the data roots (the data home and $FAME_DATA_ROOTS), sha256-verified."""
-    return fame_core.load(path, data=data_path or None, data_roots=None if data_path else datahome.data_roots())
+    """(model, dataset or None). Raises fame_core.FameError with a one-line reason. Data, recorded
+    or typed in the sidebar, is read only under the data roots (`data_roots`), sha256-verified
+    against the checkpoint's record before it is parsed."""
+    return fame_core.load(path, data=data_path or None, data_roots=data_roots())
 
 
 def open_or_message(name: str, path: str, data_path: str | None):

@@ -27,13 +27,17 @@ with st.sidebar:
     path = checkpoints[name]
     data_path = st.session_state.get(f"data_path:{name}") or None
     model, data, problem = session.open_or_message(name, path, data_path)
+    if problem and data_path:      # the typed path was refused: say why, open the model alone, keep the box
+        st.error(f"Data set path: {problem}")
+        data_path = None
+        model, data, problem = session.open_or_message(name, path, None)
     if problem:
         st.error(problem)
     if model is not None and data is None:
         record = model.provenance.dataset
         st.warning(f"Data set **{record.get('name')}** is not at its recorded path `{record.get('spec')}`. "
                    "The model opens alone (hand-made sequences only); give the data file for users and labels.")
-        st.caption(session.datahome.missing_message(record, session.datahome.data_roots()))
+        st.caption(session.datahome.missing_message(record, session.data_roots()))
         offer = session.datahome.download_offer(record)
         if offer and st.button(f"Download {offer[0]}{session.datahome.size_text(offer[1])}", key="download"):
             bar = st.progress(0.0, text=f"Downloading {offer[0]}…")
@@ -44,7 +48,9 @@ with st.sidebar:
                 st.rerun()
             except session.fame_core.FameError as err:
                 st.error(str(err))
-        st.text_input("Data set path", key=f"data_path:{name}", placeholder="/path/to/Beauty.txt")
+        st.text_input("Data set path", key=f"data_path:{name}", placeholder="/path/to/Beauty.txt",
+                      help="A file under the data roots (the data home, $FAME_DATA_ROOTS, `-- --data-root DIR`), "
+                           "opened only when its sha256 is the one the checkpoint records")
     if model is not None:
         cfg = model.config
         st.caption(f"**{cfg.model.upper()}** · H={cfg.n_heads} · N={cfg.n_experts} · d={cfg.d} · "

@@ -288,11 +288,15 @@ def load(checkpoint_dir, data=None, device: str = "cpu", data_roots=None):
     sha256s, at its recorded path or in the data home (`fame_core.datahome`; the synthetic world
     is regenerated from its recorded parameters), and otherwise returns dataset=None: the model
     still opens and inspects any hand-made sequence. data_roots: only read recorded data under
-    these folders (the app). A path, spec or SequenceDataset given here must be the data set the
-    model was trained on.
+    these folders (the app); a path given with data_roots is opened only under them and only with
+    the recorded sha256, before anything is parsed. A path, spec or SequenceDataset given here must
+    be the data set the model was trained on.
     """
     model = load_checkpoint(checkpoint_dir, device=device)
     record = model.provenance.dataset
+    if data is not None and data_roots is not None and not isinstance(data, SequenceDataset):
+        from .datahome import open_given   # a path typed in the app: checked like the recorded one
+        data = open_given(record, data, data_roots)
     if data is None:
         spec = record.get("spec")
         if record.get("reader") != "synthetic" and isinstance(spec, str) and spec:

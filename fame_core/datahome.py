@@ -67,15 +67,20 @@ class Located:
 _SHA_CACHE: dict = {}
 
 
+def _under(real: Path, roots) -> bool:
+    return roots is None or any(real.is_relative_to(r) for r in roots)
+
+
 def _verified(path: Path, sha256: str, roots) -> tuple[Path | None, str | None]:
-    """(resolved path, None) if `path` is a regular file under `roots` with this sha256, else (None, reason)."""
+    """(resolved path, None) if `path` is a regular file under `roots` with this sha256, else (None, reason).
+    No reason quotes anything of the file (not even its sha256)."""
 
     try:
         real = path.expanduser().resolve()
         st = os.stat(real)
     except (OSError, RuntimeError):
         return None, None                       # not there: nothing to report
-    if roots is not None and not any(real.is_relative_to(r) for r in roots):
+    if not _under(real, roots):
         return None, f"{path} is outside the data roots ({', '.join(map(str, roots))})"
     if not stat.S_ISREG(st.st_mode):
         return None, f"{path} is not a regular file"
@@ -86,8 +91,37 @@ def _verified(path: Path, sha256: str, roots) -> tuple[Path | None, str | None]:
         except OSError as e:
             return None, f"{path} cannot be read ({e.__class__.__name__})"
     if _SHA_CACHE[key] != sha256:
-        return None, f"{path} is not the recorded file (sha256 {_SHA_CACHE[key][:12]}… instead of {sha256[:12]}…)"
+        return None, f"{path} is not the recorded file (its sha256 differs from the one the checkpoint records)"
     return real, None
+
+
+def open_given(record: dict, path, roots):
+    """The data set at a path a visitor typed (the app's "Data set path" box), opened only if it is
+    under `roots` (symlinks resolved), a regular file, and has the sha256 the checkpoint records for
+    its data file; nothing is parsed before that, and no message quotes the file."""
+
+    roots = [Path(r).expanduser().resolve() for r in roots]
+    given = Path(str(path).strip())
+    spec, sums = record.get("spec"), record.get("sha256")
+    main = Path(spec).name if isinstance(spec, str) and spec else None
+    if not given.is_absolute():
+        raise DataError(f"{given} is not an absolute path; pass the full path of the data file under one of the "
+                        f"data roots ({', '.join(map(str, roots))})")
+    real = given.resolve()
+    if not _under(real, roots):
+        raise DataError(f"{given} is outside the data roots ({', '.join(map(str, roots))}); put the file in one of "
+                        "them or add its folder to $FAME_DATA_ROOTS")
+    if not isinstance(sums, dict) or not main or not isinstance(sums.get(main), str):
+        raise DataError("the checkpoint records no data file and sha256, so a typed path cannot be verified; "
+                        "open it with the CLI's --data PATH")
+    found, reason = _verified(real, sums[main], roots)
+    if found is None:
+        raise DataError((reason or f"{given} does not exist") + "; pass the data file this checkpoint was trained on")
+    others = [p for p in record.get("paths") or [] if isinstance(p, str) and Path(p).name != main]
+    data = open_recorded(dict(record, spec=str(found), paths=[str(found)] + others), roots=roots)
+    if data is None:   # an item table the checkpoint records is not under the roots
+        raise DataError(missing_message(dict(record, spec=str(found)), roots))
+    return data
 
 
 def _folders(record: dict, main: str, roots) -> list[Path]:

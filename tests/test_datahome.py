@@ -105,7 +105,7 @@ def test_a_recorded_path_is_opened_only_if_its_sha256_matches(tmp_path, capsys):
     ckpt, record = _checkpoint_recording(tmp_path, "/etc/passwd")
     assert main(["evaluate", "--checkpoint", str(ckpt)]) == 2
     err = capsys.readouterr().err
-    assert "/etc/passwd is not the recorded file (sha256" in err and "root:" not in err
+    assert "/etc/passwd is not the recorded file (its sha256 differs" in err and "root:" not in err
     assert err.count("error:") == 1
     # a record that carries the right sha256 of a non-data file: still no content in the message
     real = hashlib.sha256(open("/etc/passwd", "rb").read()).hexdigest()
@@ -152,8 +152,8 @@ def test_a_changed_data_file_is_refused_and_an_absurd_synthetic_world_not_genera
     record["sha256"] = {changed.name: record["sha256"][changed.name]}
     found = locate(record, roots=[tmp_path])
     assert found.path is None and found.refused == [
-        f"{changed} is not the recorded file (sha256 {hashlib.sha256(changed.read_bytes()).hexdigest()[:12]}… "
-        f"instead of {record['sha256'][changed.name][:12]}…)"]
+        f"{changed} is not the recorded file (its sha256 differs from the one the checkpoint records)"]
+    assert hashlib.sha256(changed.read_bytes()).hexdigest()[:12] not in found.refused[0]   # issue 39.7: no bits of it
 
     ckpt = tmp_path / "huge"
     shutil.copytree(REPO / "checkpoints" / "demo", ckpt)
@@ -163,3 +163,49 @@ def test_a_changed_data_file_is_refused_and_an_absurd_synthetic_world_not_genera
     assert main(["evaluate", "--checkpoint", str(ckpt)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: the checkpoint records a synthetic world of 100,000,000 users") and err.count("\n") == 1
+
+
+def test_the_data_path_box_opens_only_verified_files_under_the_data_roots(fresh, tmp_path, monkeypatch):
+    """Issue 39.1: a path typed in the sidebar is opened only under the data roots (symlinks
+    resolved), only with the recorded sha256, and no message quotes a file or tells whether a
+    path outside the roots exists."""
+    roots = tmp_path / "data-root"
+    roots.mkdir()
+    (roots / "changed.txt").write_text("secret-line 1 2 3\n")
+    (roots / "link.txt").symlink_to("/etc/passwd")
+    monkeypatch.setenv("FAME_DATA_ROOTS", str(roots))
+    at = run_app(checkpoint="roots/sports-fame", user="230")
+    assert at.subheader[0].value == "History of hand-made sequence"
+
+    def typed(path):
+        at.text_input(key="data_path:roots/sports-fame").input(str(path)).run()
+        assert not at.exception, [e.value for e in at.exception]
+        return [e.value for e in at.error]
+
+    shown = {p: typed(p) for p in ("/etc/passwd", "/etc/no-such-file-here", roots / "link.txt", roots / "changed.txt")}
+    text = " ".join(" ".join(v) for v in shown.values())
+    assert "root:" not in text and "secret-line" not in text
+    assert shown["/etc/passwd"] == [m.replace("/etc/no-such-file-here", "/etc/passwd")
+                                    for m in shown["/etc/no-such-file-here"]]          # no existence oracle
+    assert any("outside the data roots" in m for m in shown["/etc/passwd"])
+    assert any("outside the data roots" in m for m in shown[roots / "link.txt"])
+    assert any("is not the recorded file" in m for m in shown[roots / "changed.txt"])
+    assert at.subheader[0].value == "History of hand-made sequence"
+    good = roots / "kept" / "Sports_and_Outdoors.txt"      # found by the data-roots search too, so placed only now
+    good.parent.mkdir()
+    shutil.copy(needs_shared(SPORTS), good)
+    shutil.copy(needs_shared(SPORTS_ATTRS), good.parent)
+    assert typed(good) == []
+    assert at.subheader[0].value.startswith("History of user ")
+
+
+def test_a_typed_path_is_checked_before_it_is_parsed(tmp_path):
+    from fame_core.datahome import open_given
+
+    ckpt, record = _checkpoint_recording(tmp_path, tmp_path / "w.txt", "0" * 64)
+    (tmp_path / "w.txt").write_text("1 1 2 3\n")
+    for path, says in [("relative.txt", "not an absolute path"), ("/etc/passwd", "outside the data roots"),
+                       (tmp_path / "w.txt", "not the recorded file"), (tmp_path / "none.txt", "does not exist")]:
+        with pytest.raises(DataError, match=says) as info:
+            open_given(record, path, [tmp_path])
+        assert "\n" not in str(info.value) and "root:" not in str(info.value)
