@@ -188,30 +188,89 @@ def cohort_table(model, dataset: SequenceDataset, split: str = "test", cache: bo
     path = cache_path(model, dataset, split, directory)
     if path.is_file():
         try:
-            table = pd.read_parquet(path)
-            meta = json.loads(path.with_suffix(".json").read_text())
-            table.attrs.update(meta, from_cache=True)
-            return table
-        except (OSError, ValueError):
-            pass  # a damaged cache file is recomputed (and rewritten under the same key)
+            return _read_cached(path, model, dataset)
+        except (OSError, ValueError, TypeError, KeyError, RecursionError) as e:   # a miss: recomputed, said once
+            why = str(e) if isinstance(e, ValueError) and str(e) else e.__class__.__name__
+            print(f"note: the cached cohort table {path.name} failed verification ({why[:160]}); recomputed",
+                  file=sys.stderr)
     table = build_table(model, dataset, split, progress=progress)
     meta = dict(table.attrs)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        for target, write in ((path.with_suffix(".json"), lambda p: Path(p).write_text(json.dumps(meta))),
-                              (path, lambda p: table.to_parquet(p, index=False))):
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=target.suffix)
-            os.close(fd)
-            try:
-                write(tmp)
-                os.replace(tmp, target)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".parquet")
+        os.close(fd)
+        try:
+            table.to_parquet(tmp, index=False)
+            meta["sha256"] = _file_sha256(tmp)
+            _write_atomic(path.with_suffix(".json"), json.dumps(meta).encode())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
     except OSError as err:   # a cache that cannot be written is no reason to fail: say so once, go on
         print(f"note: the cohort table was not cached ({path.parent}: {err.strerror or err}); "
               "set $FAME_CACHE to a writable folder to keep it", file=sys.stderr)
     table.attrs.update(from_cache=False)
+    return table
+
+
+def _file_sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _write_atomic(target: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=target.suffix)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _read_cached(path: Path, model, dataset: SequenceDataset) -> pd.DataFrame:
+    """A cached table, verified (issue 39): its record is a dict whose sha256 is the parquet file's,
+    every column a freshly built table has is there with its type, and the values are in range."""
+    meta = json.loads(path.with_suffix(".json").read_text())
+    if not isinstance(meta, dict) or not isinstance(meta.get("sha256"), str):
+        raise ValueError("its record is not a table record")
+    if meta["sha256"] != _file_sha256(path):
+        raise ValueError("its sha256 does not match the file")
+    table = pd.read_parquet(path)
+    cfg = model.config
+    H, N = cfg.n_heads, int(meta.get("experts", 1)) if isinstance(meta.get("experts"), int) else 0
+    if meta.get("heads") != H or N < 1:
+        raise ValueError("its heads or experts are not the model's")
+    merges = ("gated", "concat") + tuple(f"head:{h}" for h in range(H))
+    ints = ["row", "length", "target", "target_popularity", "top_gate_head"] + [f"rank_{m}" for m in merges] \
+        + [f"expert_{h}" for h in range(H)] + [f"positions_{h}_e{n}" for h in range(H) for n in range(N)]
+    floats = [f"gate_{h}" for h in range(H)] + ["gate_entropy"] + [f"top_router_{h}" for h in range(H)]
+    missing = [c for c in ["user", "history_length", "popularity"] + ints + floats if c not in table.columns]
+    if missing:
+        raise ValueError(f"column {missing[0]} is missing")
+    for c in ints:
+        if not pd.api.types.is_integer_dtype(table[c]):
+            raise ValueError(f"column {c} is not integer")
+    for c in floats:
+        if not pd.api.types.is_float_dtype(table[c]) or not np.isfinite(table[c]).all():
+            raise ValueError(f"column {c} is not finite floats")
+    ranges = {"row": (0, dataset.n_users - 1), "target": (1, dataset.n_items), "length": (0, None),
+              "target_popularity": (0, None), "top_gate_head": (0, H - 1)}
+    ranges.update({f"rank_{m}": (0, dataset.n_items) for m in merges})
+    ranges.update({f"expert_{h}": (0, N - 1) for h in range(H)})
+    ranges.update({c: (0, cfg.max_len) for c in ints if c.startswith("positions_")})
+    ranges.update({c: (0.0, 1.0) for c in floats})
+    for c, (lo, hi) in ranges.items():
+        if len(table) and (table[c].min() < lo or (hi is not None and table[c].max() > hi)):
+            raise ValueError(f"column {c} is out of range")
+    if not table["row"].is_unique:
+        raise ValueError("a user appears twice")
+    table.attrs.update({k: v for k, v in meta.items() if k != "sha256"}, from_cache=True)
     return table
 
 
