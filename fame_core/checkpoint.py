@@ -42,6 +42,7 @@ def dataset_record(dataset: SequenceDataset) -> dict:
             "paths": src.get("paths", []), "sha256": src.get("sha256", {}), "options": src.get("options", {})}
 
 
+MAX_WEIGHT = 1e4   # trained weights here stay below 3 (every bundled checkpoint); 3e38 overflows every score
 CHECKPOINT_FILES = frozenset(FILES + ("metrics.jsonl", "train_state.pt"))
 _OWN_NAMES = CHECKPOINT_FILES | {MARKER}   # the writer's marker, left only by a kill mid-swap
 
@@ -155,6 +156,10 @@ def load_checkpoint(directory, device="cpu"):
         if not torch.isfinite(tensor).all():
             raise CheckpointError(f"{directory}/weights.safetensors: {name} holds NaN or infinite values; "
                                   "the model cannot rank (retrain it, or use an earlier checkpoint)")
+        if tensor.numel() and float(tensor.abs().max()) > MAX_WEIGHT:
+            raise CheckpointError(f"{directory}/weights.safetensors: {name} holds a weight of magnitude above "
+                                  f"{MAX_WEIGHT:g} (trained weights stay below 10); its scores would overflow "
+                                  "(retrain it, or use an earlier checkpoint)")
     try:
         model.load_state_dict({k: v.float() for k, v in state.items()})
     except RuntimeError as e:
@@ -203,8 +208,8 @@ def compact_checkpoint(src, dst, overwrite: bool = False, gate_temperature: floa
     temperature (the data set: `data`, else the one the checkpoint records) and the source's are kept
     beside them as `valid_trained` / `test_trained`."""
     src = Path(src)
-    if gate_temperature is not None and not 0 < gate_temperature <= 1e3:
-        raise ConfigError(f"--gate-temperature must be > 0 and <= 1000, got {gate_temperature}; pass the temperature "
+    if gate_temperature is not None and not 1e-3 <= gate_temperature <= 1e3:
+        raise ConfigError(f"--gate-temperature must be between 0.001 and 1000, got {gate_temperature}; pass the temperature "
                           "chosen by bench/gate_temperature.py (1 = the paper's gate)")
     if Path(dst).expanduser().absolute().resolve() == src.absolute().resolve():
         raise OutputError(f"--out {dst} is the checkpoint itself; pass another folder for the float16 copy")

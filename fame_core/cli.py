@@ -215,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "~/.cache/fame, where checkpoints find it); files go to TO/NAME")
     dd.add_argument("--mirror", default=os.environ.get("FAME_MIRROR"), help="replace the scheme and host of every address, e.g. http://127.0.0.1:8000")
     dd.add_argument("--overwrite", action="store_true", help="replace files at the destination that do not verify")
+    dd.add_argument("--max-size", default="2G", help="refuse a download (or a zip's unpacked members) larger than this, "
+                                                    "e.g. 500M, 5G (default 2G; a file of pinned size is capped at it)")
     dd.add_argument("--json", action="store_true")
     return parser
 
@@ -457,9 +459,10 @@ def cmd_data(a) -> int:
     from .data import load_dataset
 
     if a.data_command == "download":
-        from .download import download
+        from .download import download, parse_size
 
-        result = download(a.name, a.to, mirror=a.mirror, progress=not a.json and sys.stderr.isatty(), overwrite=a.overwrite)
+        result = download(a.name, a.to, mirror=a.mirror, progress=not a.json and sys.stderr.isatty(), overwrite=a.overwrite,
+                          max_bytes=parse_size(a.max_size))
         if a.json:
             _print_json(result)
         else:
@@ -523,6 +526,11 @@ def cmd_attribution(a) -> int:
     return 0
 
 
+def _one_line(err) -> str:
+    """An error message on one line, whatever a reader put in it (a quoted newline, a control character)."""
+    return " ".join("".join(c if c.isprintable() else " " for c in part) for part in str(err).splitlines())
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"train": cmd_train, "evaluate": cmd_evaluate, "inspect": cmd_inspect, "export": cmd_export,
@@ -531,7 +539,7 @@ def main(argv=None) -> int:
     try:
         return handler(args)
     except FameError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {_one_line(err)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stdout = open(os.devnull, "w")
@@ -542,5 +550,5 @@ def main(argv=None) -> int:
     except (OSError, ValueError) as err:  # unreadable paths and the like: still one line
         if os.environ.get("FAME_DEBUG"):
             raise
-        print(f"error: {err.__class__.__name__}: {err}", file=sys.stderr)
+        print(f"error: {err.__class__.__name__}: {_one_line(err)}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -103,6 +103,10 @@ def from_interactions(df: pd.DataFrame, name: str, source: dict, k: int = KCORE,
     the order of their source ids; users keep their source ids.
     """
     df = df[["user", "item", "timestamp"]].copy()
+    ts = pd.to_numeric(df["timestamp"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    if not np.isfinite(ts).all():    # an inf timestamp would sort last and silently become the test target
+        row = int(np.argmax(~np.isfinite(ts))) + 1
+        raise DataError(f"{name}: row {row} has a timestamp that is not a finite number; pass numeric times")
     df["user"] = df["user"].astype(str)
     df["item"] = df["item"].astype(str)
     df["_order"] = np.arange(len(df))
@@ -312,7 +316,8 @@ def _csv_columns(header: list[str], name: str) -> list[str]:
     for role, aliases in _CSV_NAMES.items():
         match = next((lowered[a] for a in aliases if a in lowered), None)
         if match is None:
-            raise DataError(f"{name}: the header {','.join(h[:20] for h in header[:6])} has no {role} column; "
+            shown = ",".join("".join(c if c.isprintable() else "?" for c in h[:20]) for h in header[:6])
+            raise DataError(f"{name}: the header {shown} has no {role} column; "
                             f"name the columns user,item,timestamp (or drop the header to read them by position)")
         found[role] = match
     return [found["user"], found["item"], found["timestamp"]]

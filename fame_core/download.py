@@ -7,6 +7,13 @@ wrong checksum, a cut transfer or a server error leaves no half-written file beh
 is already there and verified is not downloaded again. `mirror` replaces the scheme and host of
 every address and keeps its path (for tests, proxies and internal mirrors).
 
+Sizes are capped before the disk fills: a file whose size is pinned here may not exceed it, any
+other download and the members of a zip archive (summed, as declared in the archive and enforced
+while unpacking) may not exceed `max_bytes` (default `MAX_BYTES`, 2 GB: the largest source,
+ml-20m, is 0.2 GB packed and 0.9 GB unpacked; `data download --max-size`). A larger one is
+refused in one line, from its Content-Length before anything is written, or as soon as it
+streams past the cap.
+
 After `download("beauty", to="data")`, `load_dataset("data/beauty")` reads it (attributes included).
 """
 
@@ -31,6 +38,23 @@ from .errors import DataError
 ICLREC = "https://raw.githubusercontent.com/salesforce/ICLRec/master/data/"
 S3REC = "https://raw.githubusercontent.com/aHuiWang/CIKM2020-S3Rec/master/data/"
 GROUPLENS = "https://files.grouplens.org/datasets/movielens/"
+
+
+MAX_BYTES = 2_000_000_000
+
+
+def parse_size(text: str) -> int:
+    """'2G', '500M', '1500000' -> bytes (decimal units), for --max-size."""
+    t = str(text).strip().upper().removesuffix("B")
+    scale = {"K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}.get(t[-1:], 1)
+    number = t[:-1] if t[-1:] in "KMGT" and t else t
+    try:
+        value = float(number)
+    except ValueError:
+        value = -1.0
+    if not (value > 0 and value * scale < 2**63):
+        raise DataError(f"--max-size must be a positive size such as 2G, 500M or 1500000, not {str(text)[:20]!r}")
+    return int(value * scale)
 
 
 @dataclass(frozen=True)
@@ -94,8 +118,9 @@ def with_mirror(url: str, mirror: str | None) -> str:
 
 
 def fetch(url: str, dest: Path, sha256: str | None, progress: bool = True, timeout: float = 60.0,
-          on_progress=None, overwrite: bool = False) -> str:
+          on_progress=None, overwrite: bool = False, max_bytes: int = MAX_BYTES) -> str:
     """Stream `url` to `dest` through `dest.part`, verify, rename. Returns "downloaded" or "verified".
+    A transfer larger than max_bytes is refused (from its Content-Length, or once past the cap).
 
     progress: a tqdm bar on a terminal (none when stderr is not a TTY); on_progress(received,
     total or None): called after every chunk (the app's progress bar)."""
@@ -112,6 +137,9 @@ def fetch(url: str, dest: Path, sha256: str | None, progress: bool = True, timeo
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             total = int(response.headers.get("Content-Length") or 0) or None
+            if total is not None and total > max_bytes:
+                raise DataError(f"download of {url} is {total:,} bytes, above the cap of {max_bytes:,}; nothing was "
+                                "written; pass a larger --max-size if it is expected")
             received = 0
             with open(part, "wb") as out, tqdm(total=total, unit="B", unit_scale=True, desc=dest.name,
                                               disable=None if progress else True, leave=False) as bar:
@@ -119,11 +147,17 @@ def fetch(url: str, dest: Path, sha256: str | None, progress: bool = True, timeo
                     out.write(chunk)
                     h.update(chunk)
                     received += len(chunk)
+                    if received > max_bytes:
+                        raise DataError(f"download of {url} passed the cap of {max_bytes:,} bytes; it was not kept; "
+                                        "pass a larger --max-size if it is expected")
                     bar.update(len(chunk))
                     if on_progress is not None:
                         on_progress(received, total)
             if total is not None and received != total:
                 raise DataError(f"download of {url} was cut off after {received} of {total} bytes; run the command again")
+    except DataError:
+        part.unlink(missing_ok=True)
+        raise
     except urllib.error.HTTPError as e:
         part.unlink(missing_ok=True)
         raise DataError(f"download of {url} failed: HTTP {e.code} {e.reason}") from None
@@ -153,11 +187,12 @@ def data_home() -> Path:
 
 
 def download(name: str, to=None, mirror: str | None = None, progress: bool = True, on_progress=None,
-             overwrite: bool = False) -> dict:
+             overwrite: bool = False, max_bytes: int = MAX_BYTES) -> dict:
     """Fetch data set `name` into `to/<name>` (default: the data home, `$FAME_DATA` or
     ~/.cache/fame); returns {"name", "path", "files": {file: status}}. An existing file that does
     not verify is never replaced unless overwrite. mirror defaults to
-    `$FAME_MIRROR`; on_progress(received, total) is called per chunk of each file."""
+    `$FAME_MIRROR`; on_progress(received, total) is called per chunk of each file; max_bytes caps
+    each unpinned file and a zip's unpacked members (a file of pinned size is capped at that size)."""
     key = name.lower()
     if key not in SOURCES:
         raise DataError(f"unknown data set {name!r}; choose one of {', '.join(SOURCES)}")
@@ -170,17 +205,19 @@ def download(name: str, to=None, mirror: str | None = None, progress: bool = Tru
     status = {}
     for remote in source.files:
         if remote.name.endswith(".zip"):
-            status.update(_fetch_zip(remote, folder, source.zip_members, mirror, progress, on_progress, overwrite))
+            status.update(_fetch_zip(remote, folder, source.zip_members, mirror, progress, on_progress, overwrite,
+                                     max_bytes))
         else:
+            cap = min(max_bytes, remote.size) if remote.size else max_bytes
             status[remote.name] = fetch(with_mirror(remote.url, mirror), folder / remote.name, remote.sha256, progress,
-                                        on_progress=on_progress, overwrite=overwrite)
+                                        on_progress=on_progress, overwrite=overwrite, max_bytes=cap)
             if remote.sha256 is None:
                 status[remote.name] += " (no pinned sha256)"
     return {"name": key, "path": str(folder), "files": status}
 
 
 def _fetch_zip(remote: Remote, folder: Path, members: dict, mirror: str | None, progress: bool,
-               on_progress=None, overwrite: bool = False) -> dict:
+               on_progress=None, overwrite: bool = False, max_bytes: int = MAX_BYTES) -> dict:
     """Download an archive, unpack it into `folder` (its top directory flattened) and verify the
     pinned members; nothing is moved into `folder` unless every check passes."""
     top = remote.name[: -len(".zip")]
@@ -189,9 +226,14 @@ def _fetch_zip(remote: Remote, folder: Path, members: dict, mirror: str | None, 
         return {Path(m).name: "verified" for m in members}
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         archive = Path(tmp) / remote.name
-        fetch(with_mirror(remote.url, mirror), archive, remote.sha256, progress, on_progress=on_progress)
+        fetch(with_mirror(remote.url, mirror), archive, remote.sha256, progress, on_progress=on_progress,
+              max_bytes=max_bytes)
         try:
             with zipfile.ZipFile(archive) as z:
+                unpacked_size = sum(i.file_size for i in z.infolist())   # zipfile stops each member at its declared size
+                if unpacked_size > max_bytes:
+                    raise DataError(f"{remote.name} unpacks to {unpacked_size:,} bytes, above the cap of {max_bytes:,}; "
+                                    "nothing was unpacked; pass a larger --max-size if it is expected")
                 z.extractall(Path(tmp) / "unpacked")
         except zipfile.BadZipFile:
             raise DataError(f"{remote.name} is not a valid zip archive; the download was not kept") from None

@@ -45,14 +45,20 @@ def _regular_file(path: Path, what: str) -> Path:
     return path
 
 
+def _shown(cell: str) -> str:
+    """A cell of the user's own file quoted on one line: at most 40 printable characters."""
+    return repr("".join(c if c.isprintable() else "?" for c in str(cell)[:40]))
+
+
 def _bands(name: str, raw: pd.Series) -> pd.Series:
     """Numeric values -> quantile band labels ("4.99-9.99"); empty cells stay empty."""
     present = raw.str.strip() != ""
     values = pd.to_numeric(raw.where(present), errors="coerce")
-    bad = present & values.isna()
+    bad = present & ~np.isfinite(values.fillna(np.nan).astype(float))
     if bad.any():
         row = int(np.argmax(bad.to_numpy()))
-        raise DataError(f"facet {name!r}: row {row + 2} has {raw.iloc[row][:40]!r}, not a number")
+        raise DataError(f"facet {name!r}: row {row + 2} has {_shown(raw.iloc[row])}, not a finite number; "
+                        "leave the cell empty for an item without a value")
     edges = np.unique(np.quantile(values.dropna(), np.linspace(0, 1, BANDS + 1)))
     if len(edges) < 2:
         edges = np.array([values.min(), values.max()])

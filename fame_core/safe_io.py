@@ -256,14 +256,19 @@ def check_new_file(path, option: str, overwrite: bool = False) -> Path:
 # ---- folders of written files (figure exports) ----------------------------------------------------
 
 MANIFEST = ".fame-export.json"
+MAX_MANIFEST_BYTES = 1 << 20     # a manifest lists file names: anything larger is not ours
 
 
 def manifest_files(folder) -> set[str]:
     """The names a previous export recorded in `folder`'s manifest (empty when there is none)."""
     import json
 
+    path = Path(folder) / MANIFEST
     try:
-        names = json.loads((Path(folder) / MANIFEST).read_text()).get("files", [])
+        st = os.lstat(path)       # its type before it is opened: a FIFO or a device would block or never end
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_MANIFEST_BYTES:
+            return set()
+        names = json.loads(path.read_text()).get("files", [])
     except (OSError, ValueError, AttributeError, RecursionError):
         return set()
     return {n for n in names if isinstance(n, str)}

@@ -142,8 +142,11 @@ def _check_resume_state(state, path, tcfg: TrainConfig, has_probes: bool, has_cl
     if not 0 <= state["epoch"] or not -1 <= state["best_epoch"] <= state["epoch"] \
             or not 0 <= state["bad_epochs"] <= state["epoch"] + 1:
         bad(f"epoch {state['epoch']}, best epoch {state['best_epoch']}, bad epochs {state['bad_epochs']} are inconsistent")
-    if not (math.isfinite(float(state["best"])) or state["best_epoch"] == -1):
-        bad("best score is not finite")
+    if state["epoch"] >= tcfg.epochs:
+        bad(f"epoch {state['epoch']} is not below the run's {tcfg.epochs} epochs")
+    best = float(state["best"])
+    if state["best_epoch"] == -1 and best != -math.inf or state["best_epoch"] >= 0 and not 0.0 <= best <= 1.0:
+        bad(f"best score {best:.3g} is not a validation {SELECT_METRIC} in [0, 1] (or -inf before the first)")
     if not all(isinstance(v, torch.Tensor) for v in state["model"].values()):
         bad("model weights are not all tensors")
 

@@ -33,6 +33,22 @@ class Handler(http.server.SimpleHTTPRequestHandler):
             self.wfile.flush()
             self.close_connection = True
             return
+        if self.path.startswith("/endless/"):        # no Content-Length, streams until the client stops (or 64 MB)
+            self.send_response(200)
+            self.end_headers()
+            try:
+                for _ in range(1024):
+                    self.wfile.write(b"1 2 3\n" * 10923)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            self.close_connection = True
+            return
+        if self.path.startswith("/huge/"):           # announces a terabyte
+            self.send_response(200)
+            self.send_header("Content-Length", str(10**12))
+            self.end_headers()
+            self.close_connection = True
+            return
         super().do_GET()
 
     def log_message(self, *args):
@@ -55,7 +71,7 @@ def mirror(tmp_path_factory):
     ml = root / "datasets/movielens"
     ml.mkdir(parents=True)
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         for f in ("ratings.csv", "movies.csv", "links.csv", "tags.csv", "README.txt"):
             z.write(needs_shared(f"ml-latest-small/{f}"), f"ml-latest-small/{f}")
     (ml / "ml-latest-small.zip").write_bytes(buf.getvalue())
@@ -136,3 +152,22 @@ def test_an_unpacked_member_never_replaces_a_different_file(mirror, tmp_path):
         download("ml-latest-small", tmp_path, mirror=mirror, progress=False)
     assert (folder / "tags.csv").read_text().endswith("mine,1\n")
     assert sorted(p.name for p in folder.iterdir()) == ["tags.csv"]
+
+
+@pytest.mark.parametrize("kind", ["endless", "huge"])
+def test_an_unpinned_download_past_the_size_cap_is_refused_and_leaves_nothing(kind, mirror, tmp_path):
+    """Issue 39: a mirror that streams without end, or announces too much, cannot fill the disk."""
+    with pytest.raises(DataError, match="cap of 1,000,000") as info:
+        download("yelp", tmp_path, mirror=f"{mirror}/{kind}", progress=False, max_bytes=10**6)
+    assert "\n" not in str(info.value)
+    assert [p for p in (tmp_path / "yelp").rglob("*")] == []
+
+
+def test_zip_members_past_the_cap_are_not_unpacked(mirror, tmp_path, capsys):
+    assert main(["data", "download", "ml-latest-small", "--to", str(tmp_path), "--mirror", mirror,
+                 "--max-size", "2M"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and "unpacks to" in err[0] and "above the cap of 2,000,000" in err[0]
+    assert [p.name for p in (tmp_path / "ml-latest-small").iterdir()] == []
+    assert main(["data", "download", "ml-latest-small", "--to", str(tmp_path), "--max-size", "lots"]) == 2
+    assert capsys.readouterr().err.startswith("error: --max-size must be a positive size")

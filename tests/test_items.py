@@ -79,7 +79,7 @@ def test_malformed_tables_are_one_line_errors(tmp_path, seqfile, capsys, text, m
 @pytest.mark.parametrize("text, message", [
     ("item_id\tgenre\n1\ta\n", "must look like name:type"),
     ("id:token\tgenre:token\n1\ta\n", "lacks the field item_id:token"),
-    ("item_id:token\tscore:float\n1\tcheap\n", "not a number"),
+    ("item_id:token\tscore:float\n1\tcheap\n", "not a finite number"),
 ])
 def test_malformed_recbole_files_are_one_line_errors(tmp_path, text, message):
     item = tmp_path / "bad.item"
