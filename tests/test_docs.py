@@ -15,7 +15,7 @@ CITE = re.compile(r'docs/design\.md, \\?"([^"\\]+)\\?"')
 def cited_sections() -> dict[str, set[str]]:
     found: dict[str, set[str]] = {}
     for path in [*REPO.glob("fame_core/**/*.py"), *REPO.glob("tests/*.py"), *REPO.glob("bench/*.py"),
-                 REPO / "README.md", *REPO.glob("docs/*.md")]:
+                 REPO / "README.md", *REPO.glob("docs/**/*.md")]:
         for title in CITE.findall(path.read_text()):
             found.setdefault(title, set()).add(path.name)
     return found
@@ -31,7 +31,7 @@ def test_every_cited_section_of_the_design_document_exists():
 
 def test_no_reference_to_the_absent_spec():
     texts = [*REPO.glob("fame_core/**/*.py"), *REPO.glob("app/**/*.py"), *REPO.glob("bench/*.py"),
-             REPO / "README.md", *REPO.glob("docs/*.md")]
+             REPO / "README.md", *REPO.glob("docs/**/*.md")]
     assert not [p.name for p in texts if "SPEC §" in p.read_text()]
 
 
@@ -49,3 +49,13 @@ def test_every_submodule_the_app_and_notebooks_import_is_documented_as_public():
     used &= modules
     assert used, "no fame_core submodule import found: the pattern is broken"
     assert used <= public, f"used by the app or notebooks but not documented as public: {sorted(used - public)}"
+
+
+def test_the_readme_is_one_screen_and_its_links_resolve():
+    readme = (REPO / "README.md").read_text()
+    assert len(readme.splitlines()) <= 200
+    links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", readme)
+    assert links, "no link found: the pattern is broken"
+    missing = [link for link in links if "://" not in link and not (REPO / link).exists()]
+    assert not missing, f"README links to files that do not exist: {missing}"
+    assert readme.count("    pip install -r requirements.txt && ") == 2      # the two quick-start commands

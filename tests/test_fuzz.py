@@ -30,7 +30,8 @@ settings.register_profile("ci", max_examples=30, deadline=None, derandomize=True
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 settings.register_profile("long", max_examples=1500, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-settings.load_profile(os.environ.get("FAME_FUZZ", "ci"))
+PROFILE = os.environ.get("FAME_FUZZ", "ci")
+settings.load_profile(PROFILE)
 
 DEMO = REPO / "checkpoints" / "demo"
 
@@ -158,7 +159,8 @@ def in_sandbox(tmp_path, *argv, out=None):
     return rc
 
 
-@settings(max_examples=int(os.environ.get("FAME_FUZZ_TRAIN", 25)))
+# each example trains a tiny model: 25 in CI, the profile's 1,500 under FAME_FUZZ=long
+@settings(max_examples=int(os.environ.get("FAME_FUZZ_TRAIN", 1500 if PROFILE == "long" else 25)))
 @given(st.sampled_from(TRAIN_OPTIONS), number_text)
 def test_train_options(tmp_path_factory, option, value):
     tmp = tmp_path_factory.mktemp("train")
