@@ -181,7 +181,7 @@ def faithfulness_sample(model, dataset: SequenceDataset, n_users: int = 100, spl
     """AOPC of integrated gradients, attention and random deletion averaged over a sample of users
     with at least 2 input items, for the gated score and each head's score, with the Wilcoxon
     signed-rank test (scipy) of integrated gradients against attention over users."""
-    from scipy.stats import wilcoxon
+    from .stats import wilcoxon_by_user
 
     H = model.config.n_heads
     merges = list(merges or ["gated"] + [f"head:{h}" for h in range(H)])
@@ -207,7 +207,7 @@ def faithfulness_sample(model, dataset: SequenceDataset, n_users: int = 100, spl
         by = {meth: t[t["method"] == meth].set_index("user") for meth in METHODS}
         ig, att = by["integrated gradients"]["aopc_score"], by["attention"]["aopc_score"].loc[by["integrated gradients"].index]
         diff = (ig - att).to_numpy()
-        p = float(wilcoxon(ig, att).pvalue) if (diff != 0).any() else 1.0
+        p = wilcoxon_by_user(ig, att)[1]
         out["scores"][m] = {
             **{f"aopc_score_{meth.replace(' ', '_')}": float(by[meth]["aopc_score"].mean()) for meth in METHODS},
             **{f"aopc_rank_{meth.replace(' ', '_')}": float(by[meth]["aopc_rank"].mean()) for meth in METHODS},

@@ -17,6 +17,7 @@ import pandas as pd
 from .data import SequenceDataset
 from .errors import FameError
 from .evaluate import rank_users
+from .stats import ndcg_at, wilcoxon_by_user
 
 TEST_NAME = "Wilcoxon signed-rank test (two-sided, zero differences dropped)"
 
@@ -30,26 +31,15 @@ def check_same_dataset(model_a, model_b, names=("a", "b")) -> None:
                         f"{str(rb.get('fingerprint'))[:12]}); pass two checkpoints of the same data set")
 
 
-def ndcg_at(ranks: np.ndarray, k: int) -> np.ndarray:
-    ranks = np.asarray(ranks, dtype=np.float64)
-    return np.where(ranks < k, 1.0 / np.log2(ranks + 2), 0.0)
-
-
 def compare_ranks(rank_a: np.ndarray, rank_b: np.ndarray, k: int = 20) -> dict:
     """Outcome counts and the paired test on per-user NDCG@k of two rank vectors (same users)."""
-    from scipy.stats import wilcoxon
-
     rank_a, rank_b = np.asarray(rank_a), np.asarray(rank_b)
     if rank_a.shape != rank_b.shape:
         raise FameError("the two rank lists cover different users; rank the same users under both models")
     na, nb = ndcg_at(rank_a, k), ndcg_at(rank_b, k)
     diff = na - nb
     nonzero = int((diff != 0).sum())
-    if nonzero == 0:
-        statistic, p = 0.0, 1.0
-    else:
-        res = wilcoxon(na, nb, zero_method="wilcox", alternative="two-sided")
-        statistic, p = float(res.statistic), float(res.pvalue)
+    statistic, p = wilcoxon_by_user(na, nb)
     return {"users": int(len(rank_a)), "a_better": int((rank_a < rank_b).sum()), "b_better": int((rank_b < rank_a).sum()),
             "ties": int((rank_a == rank_b).sum()), "k": k, f"NDCG@{k}_a": float(na.mean()) if len(na) else 0.0,
             f"NDCG@{k}_b": float(nb.mean()) if len(nb) else 0.0, "mean_difference": float(diff.mean()) if len(diff) else 0.0,

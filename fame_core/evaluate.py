@@ -19,6 +19,7 @@ from .data import SequenceDataset
 from .errors import FameError
 from .models import check_merge
 from .options import DEVICE_PATTERN, check, option
+from .stats import hit_at, ndcg_at
 
 KS = (5, 10, 20)
 
@@ -68,9 +69,8 @@ def metrics_from_ranks(ranks, ks=KS) -> dict:
         raise FameError("metrics out of range (a negative or non-finite rank); this is a bug, please report it")
     out = {}
     for k in ks:
-        hit = ranks < k
-        out[f"HR@{k}"] = float(hit.mean()) if len(ranks) else 0.0
-        out[f"NDCG@{k}"] = float((hit / np.log2(ranks + 2)).mean()) if len(ranks) else 0.0
+        out[f"HR@{k}"] = float(hit_at(ranks, k).mean()) if len(ranks) else 0.0
+        out[f"NDCG@{k}"] = float(ndcg_at(ranks, k).mean()) if len(ranks) else 0.0
     out["MRR"] = float((1.0 / (ranks + 1)).mean()) if len(ranks) else 0.0
     bad = {k: v for k, v in out.items() if not 0.0 <= v <= 1.0}  # never print an impossible metric
     if bad:

@@ -36,7 +36,7 @@ from sklearn.neighbors import NearestNeighbors
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from .compare import ndcg_at
+from .stats import ndcg_at
 from .data import SequenceDataset
 from .errors import ConfigError, DataError
 from .evaluate import rank_sequences, rank_users
@@ -270,10 +270,10 @@ def merge_ndcg(model, dataset: SequenceDataset, split: str = "test", k: int = 20
 def paired_comparison(a: np.ndarray, b: np.ndarray) -> dict:
     """a against b, per user: mean difference, two-sided Wilcoxon signed-rank p (zero differences
     dropped; 1.0 where every difference is zero), users better and worse."""
-    from scipy.stats import wilcoxon
+    from .stats import wilcoxon_by_user
 
     d = a - b
-    p = float(wilcoxon(a, b).pvalue) if (d != 0).any() else 1.0
+    p = wilcoxon_by_user(a, b)[1]
     return {"difference": float(d.mean()), "p": p, "users_better": int((d > 0).sum()), "users_worse": int((d < 0).sum())}
 
 
