@@ -33,20 +33,25 @@ TOP = 20   # the gate reading restricted to users whose better head shows the ta
 METRICS = ["HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20"]
 
 
-from fame_core.objectives import GATE_ROUTER_PRESETS, split_preset  # noqa: E402
+from fame_core.models import FAMEConfig  # noqa: E402
+
+PRESETS = {k: v for k, v in json.loads((REPO / "experiments" / "presets.json").read_text()).items()
+           if not k.startswith("_")}   # named settings: data, not library code
+
+
+def split_preset(options: dict) -> tuple[dict, dict]:
+    """(model settings, training-term settings) of a preset: FAMEConfig fields, then the rest."""
+    model = set(FAMEConfig.__dataclass_fields__)
+    return ({k: v for k, v in options.items() if k in model}, {k: v for k, v in options.items() if k not in model})
 
 
 def variants(facets: list[str]) -> dict:
     """Options to compare; head h is tied to facets[h] where a variant ties heads."""
     probe = {"facet_heads": facets[0], "facet_weight": 1.0}
-    table = {
+    table = {          # variants with options retired in issue 40: experiments/retired-options.md
         "no facet option": {},
         "facet probe (head 0)": probe,
-        "facet probe + head diversity": {**probe, "head_diversity": 1.0},
-        "facet probe + head diversity + decisive router": {**probe, "head_diversity": 1.0, "router_decisive": 0.1},
-        "decisive gate + decisive router": {"gate_decisive": 0.1, "router_decisive": 0.1},
-        "facet probe + decisive gate + decisive router": {**probe, "gate_decisive": 0.1, "router_decisive": 0.1},
-        **GATE_ROUTER_PRESETS,
+        **PRESETS,
     }
     if len(facets) > 1:  # two facets: one per head, as on the planted worlds
         both = {"facet_heads": ",".join(facets[:2]), "facet_weight": 1.0}

@@ -2,7 +2,7 @@
 # The long runs of issues 15, 16 and 18 on a machine with a CUDA GPU (the device tool), all at once:
 #   - the equal-budget ablation (bench/ablation.py, with its restart controls), Beauty seeds 0-4 and Sports seeds 0-2, one process per seed,
 #     with its row sasrec-bce (SASRec with the original BCE loss: the explanation tested for Table 2's SASRec row);
-#   - the mixture-likelihood gate variants (bench/facet_real.py), Beauty and Sports, seeds 0-2;
+#   - the chosen gate setting (cluster bias 16 + decisive diverse router; bench/facet_real.py), Beauty and Sports, seeds 3-4;
 #   - the Optuna studies on Beauty, SASRec and FAME with the same budget (bench/study.py);
 #   - the sampled softmax against the full one on Beauty (bench/sampled_beauty.py).
 # A task drawn for the device gets 15 minutes of it in all (start included): the default of 8 minutes a part
@@ -32,11 +32,10 @@ go() {   # go NAME COMMAND...: one part in the background, cut after $MIN minute
 ROWS="sasrec sasrec-cont fame-h2-n4-warm-res sasrec-bce fame-h2-n4 fame-h2-n1 sasrec-h1 sasrec-h1-cont fame-h1-n1 sasrec-restart sasrec-h1-restart"  # most needed first
 for s in 0 1 2; do go "ablation-sports-s$s" python bench/ablation.py run --data "$S" --seeds "$s" --rows $ROWS --device cuda; done
 for s in 0 1 2 3 4; do go "ablation-beauty-s$s" python bench/ablation.py run --data "$B" --seeds "$s" --rows $ROWS --device cuda; done
-# issue 16's candidates, most needed first: medium cluster heads (Beauty seeds 0-2 done on the CPU; never run on
-# Sports, where the history names the next item's cluster best), the mixture setting of the bundled models (Sports
-# seed 2 missing), then light cluster heads (Beauty seeds 0-1 only). The early schedule failed on Beauty: not rerun.
-GATED="medium cluster heads + mixture gate + decisive diverse router,mixture gate + decisive diverse router,light cluster heads + mixture gate + decisive diverse router"
-for s in 0 1 2; do
+# issue 16's chosen setting on two more seeds (seeds 0-2 were run on the CPU); the other candidates used options
+# retired in issue 40 (experiments/retired-options.md)
+GATED="cluster bias 16 + decisive diverse router"
+for s in 3 4; do
   go "gated-beauty-s$s" python bench/facet_real.py --data "$B" --facets attribute --name "beauty-s$s" --seed "$s" \
     --variants "$GATED" --device cuda
   go "gated-sports-s$s" python bench/facet_real.py --data "$S" --facets attribute --name "sports-s$s" --seed "$s" \

@@ -73,28 +73,55 @@ def _add_data(p, required=False, help_text=None, items_flag="--items"):
     p.add_argument(*flags, dest="item_table", default=None, metavar="FILE", help=ITEMS_HELP)
 
 
+# What is known of each training setting, shown at the end of its `train --help` line (issue 40):
+# one status per setting, so a reader can tell the paper's settings from controls and options.
+PAPER, RUN = "status: the paper's", "status: a run setting (what is computed does not depend on it)"
+STATUS = {
+    **{f: PAPER for f in ("d", "n_layers", "n_heads", "max_len", "dropout", "attn_dropout", "ffn_dim", "activation",
+                          "n_experts", "epochs", "batch_size", "lr", "weight_decay", "patience", "init_from")},
+    "seed": "status: a run setting (results are reported over seeds)", "device": RUN, "eval_batch_size": RUN,
+    "residual": "status: kept, Table 2's FAME row (warm + residual, docs/results.md)",
+    "warm": "status: kept, Table 2's FAME row (warm + residual, docs/results.md)",
+    "reinit_last": "status: a control (the restart of the last block, docs/results.md)",
+    "loss": "status: full = the paper's; bce = a control (the original SASRec loss); sampled = large catalogues",
+    "negatives": "status: large catalogues (within 2.3 %% of the full softmax on Beauty, docs/scaling.md)",
+    "amp": "status: GPU only; not measured on a GPU yet",
+    "head_cluster_bias": "status: the chosen gate setting of issue 16 (checkpoints/*-fame-gated; docs/facets.md)",
+    "router_decisive": "status: the chosen gate setting of issue 16 (with --head-cluster-bias 16, weight 0.5)",
+    "expert_diversity": "status: the chosen gate setting of issue 16 (with --head-cluster-bias 16, weight 0.1)",
+    "facet_weight": "status: facet probes; heads become facets on planted worlds (checkpoints/demo-facets)",
+    "facet_heads": "status: facet probes; heads become facets on planted worlds (checkpoints/demo-facets)",
+    "facet_exclusive": "status: facet probes; heads become facets on planted worlds (checkpoints/demo-facets)",
+}
+
+
+def _status(field: str) -> str:
+    return f"; {STATUS[field]}" if field in STATUS else ""
+
+
 def _model_options(p):
     """--model and every registered model's settings, from the config dataclasses."""
     from .models import MODELS
     from .options import add_options
 
-    p.add_argument("--model", choices=list(MODELS), default="fame", help="which model (default fame)")
+    p.add_argument("--model", choices=list(MODELS), default="fame", help="which model (default fame); "
+                   "status: sasrec and fame are the paper's")
     seen: set = set()
     for cls in MODELS.values():
         def note(field, cls=cls):
             shared = all(field in c.config_class.__dataclass_fields__ for c in MODELS.values())
-            return "" if shared else f" ({cls.config_class.name} only)"
+            return ("" if shared else f" ({cls.config_class.name} only)") + _status(field)
         add_options(p, cls.config_class, seen=seen, note=note)
 
 
 def _train_options(p):
-    from .objectives import FacetObjectives
+    from .objectives import objectives_class
     from .options import add_options
     from .training import TrainConfig
 
-    add_options(p, TrainConfig)
-    o = p.add_argument_group("facet objectives (off by default; see fame_core/objectives.py)")
-    add_options(o, FacetObjectives)
+    add_options(p, TrainConfig, note=_status)
+    o = p.add_argument_group("training terms (off by default; the registry in fame_core/objectives.py)")
+    add_options(o, objectives_class(), note=lambda field: _status(field) or "; status: a registered term")
 
 
 def _add_who(p):
@@ -234,7 +261,7 @@ def train_settings(a):
     """(model config, training config) from parsed `train` options; an option that the chosen
     model does not have is refused."""
     from .models import MODELS
-    from .objectives import FacetObjectives
+    from .objectives import objectives_class
     from .options import from_args, given
     from .training import TrainConfig
 
@@ -247,7 +274,7 @@ def train_settings(a):
                 raise ConfigError(f"{flag if isinstance(flag, str) else '--' + field.replace('_', '-')} is a "
                                   f"setting of --model {name}, not of {a.model}; drop it or pass --model {name}")
     mcfg = from_args(cls, a)
-    tcfg = from_args(TrainConfig, a, objectives=from_args(FacetObjectives, a))
+    tcfg = from_args(TrainConfig, a, objectives=from_args(objectives_class(), a))
     return mcfg, tcfg
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import json
 import math
 import time
@@ -33,7 +32,7 @@ from .safe_io import recover_dir
 from .evaluate import left_pad
 from .models import (FAMEConfig, ModelConfig, SASRec, assign_head_clusters, build_model, config_from_dict,
                      fame_from_sasrec, sasrec_continued)
-from .objectives import FacetObjectives, FacetProbes, ItemClusters, dropped_head_weights, extra_loss
+from .objectives import Batch, Objectives, build_terms, drop_retired, objectives_class, terms_loss
 from .options import DEVICE_PATTERN, check, option
 from . import distributed
 from .sampled import LOSSES, InBatchUniformSampler, bce_loss, one_negative, sampled_softmax_loss
@@ -59,8 +58,8 @@ class TrainConfig:
     warm: bool = option(False, "with --init-from: warm-start expert queries and W_f (see fame_from_sasrec)")
     reinit_last: bool = option(False, "with --model sasrec --init-from: draw the last block afresh except W_K and W_V, "
                                "as FAME's build does (the restart control: is FAME's gain a restart of the last block?)")
-    objectives: FacetObjectives = option(factory=FacetObjectives, cli=False,
-                                         help="optional facet terms, off by default")
+    objectives: Objectives = option(factory=lambda: objectives_class()(), cli=False,
+                                    help="optional training terms (fame_core/objectives.py), off by default")
     # issue 18 (large catalogues): the full softmax over all items, or the sampled one (fame_core/sampled.py)
     loss: str = option("full", "full softmax over all items; sampled: in-batch + uniform negatives, logQ-corrected; "
                                "bce: the original SASRec's binary cross-entropy with one negative per position",
@@ -73,8 +72,8 @@ class TrainConfig:
 
     def __post_init__(self):
         check(self)
-        if not isinstance(self.objectives, FacetObjectives):
-            raise ConfigError(f"objectives must be a FacetObjectives, got {type(self.objectives).__name__}")
+        if not isinstance(self.objectives, Objectives):
+            raise ConfigError(f"objectives must be an objectives_class() instance, got {type(self.objectives).__name__}")
 
 
 RESUME_MAY_CHANGE = ("device", "eval_batch_size")  # settings that do not change what a run computes
@@ -90,9 +89,11 @@ def _saved_train(record) -> dict:
     if not isinstance(record, dict):
         return {}
     obj = record.get("objectives")
-    if isinstance(obj, dict) and isinstance(obj.get("facet_heads"), str):
-        heads = [f.strip() for f in obj["facet_heads"].split(",") if f.strip()]
-        record = dict(record, objectives=dict(obj, facet_heads=heads))
+    if isinstance(obj, dict):
+        obj = drop_retired(obj, "the recorded training settings")   # a retired term that was on is refused
+        if isinstance(obj.get("facet_heads"), str):
+            obj = dict(obj, facet_heads=[f.strip() for f in obj["facet_heads"].split(",") if f.strip()])
+        record = dict(record, objectives=obj)
     return record
 
 
@@ -121,7 +122,7 @@ def _differences(old: dict, new: dict, ignore=(), prefix="") -> str:
     return ", ".join(out)
 
 
-def _check_resume_state(state, path, tcfg: TrainConfig, has_probes: bool, has_clusters: bool = False) -> None:
+def _check_resume_state(state, path, tcfg: TrainConfig, term_keys=()) -> None:
     """The resume state's structure, types and ranges, before anything is loaded from it."""
     def bad(why: str):
         raise CheckpointError(f"{path} is not a resume state of this project ({why}); start the run again "
@@ -129,10 +130,8 @@ def _check_resume_state(state, path, tcfg: TrainConfig, has_probes: bool, has_cl
     if not isinstance(state, dict):
         bad(f"a {type(state).__name__}, not a dict")
     need = {"model": dict, "optimizer": dict, "epoch": int, "best": float, "best_epoch": int, "bad_epochs": int}
-    if has_probes:
-        need["probes"] = dict
-    if has_clusters:
-        need["clusters"] = dict
+    for key in term_keys:     # the state of each training term that keeps one (the facet probes)
+        need[key] = dict
     for key, kind in need.items():
         value = state.get(key)
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
@@ -205,19 +204,15 @@ def epoch_batches(pairs, batch_size: int, rng: np.random.Generator):
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def loss_on_batch(model, inputs: torch.Tensor, targets: torch.Tensor, objectives: FacetObjectives | None = None,
-                  probes: FacetProbes | None = None, candidates=None, loss: str = "full",
-                  clusters: ItemClusters | None = None) -> torch.Tensor:
-    """Mean cross-entropy of the next item over all items, at positions with a target only (plus
-    the optional facet terms of `objectives`). candidates: (S, log pi_S) for the sampled softmax
-    of fame_core/sampled.py instead of the full one; loss "bce": the original SASRec objective
-    (one negative per position, fame_core/sampled.py)."""
+def loss_on_batch(model, inputs: torch.Tensor, targets: torch.Tensor, terms=(), candidates=None,
+                  loss: str = "full") -> torch.Tensor:
+    """Mean cross-entropy of the next item over all items, at positions with a target only, plus
+    the optional training terms (`objectives.build_terms`). candidates: (S, log pi_S) for the
+    sampled softmax of fame_core/sampled.py instead of the full one; loss "bce": the original
+    SASRec objective (one negative per position, fame_core/sampled.py)."""
     where = targets > 0
     out = model(inputs)
     u = out.u
-    if objectives is not None and objectives.head_dropout and model.training and out.gates is not None \
-            and out.n_heads > 1:   # drop heads' shares of the score (issue 16): every head must rank alone
-        u = model.combine(out.heads, dropped_head_weights(out.gates, objectives.head_dropout))
     if candidates is not None:                           # issue 18: sampled softmax
         value = sampled_softmax_loss(u[where], model.item_embeddings(), targets[where], *candidates)
     elif loss == "bce":                                  # issue 15: the original SASRec objective
@@ -226,8 +221,8 @@ def loss_on_batch(model, inputs: torch.Tensor, targets: torch.Tensor, objectives
     else:
         logits = u[where] @ model.item_embeddings()[1:].T   # padding id 0 is not a class
         value = F.cross_entropy(logits, targets[where] - 1)
-    if objectives is not None and objectives.active:
-        value = value + extra_loss(model, out, where, objectives, probes, targets, clusters)
+    if terms:
+        value = value + terms_loss(terms, getattr(model, "module", model), out, Batch(inputs, targets, where))
     return value
 
 
@@ -269,19 +264,11 @@ def _fit(ctx, model, dataset, out, tcfg, resume, progress, stop_after, extra_con
     device = ctx.device
     model.to(device)
     record = dataset_record(dataset)
-    obj = tcfg.objectives
-    probes = None
-    if obj.facet_heads and (obj.facet_weight or obj.facet_exclusive) and ctx.active:
-        raise FameError("--facet-heads probes train in one process only; launch without torchrun")
-    if obj.facet_heads and (obj.facet_weight or obj.facet_exclusive):
-        probes = FacetProbes(dataset, list(obj.facet_heads), model.config.d_head, model.config.n_heads).to(device)
-    clusters = None
-    routers = bool(obj.router_clusters) and getattr(model, "moe", None) is not None and model.config.n_experts > 1
-    heads = bool(obj.head_clusters) and model.config.name == "fame" and model.config.n_heads > 1   # a gate to teach
-    if routers or heads:
-        clusters = ItemClusters(model.config.n_heads, model.config.n_experts, model.config.d_head, routers=routers,
-                                heads=heads).to(device)
-    params = list(model.parameters()) + (list(probes.parameters()) if probes is not None else [])
+    terms = build_terms(tcfg.objectives, model, dataset, device)
+    stateful = [t for t in terms if t.state_key]
+    if stateful and ctx.active:
+        raise FameError(f"the {stateful[0].name} term trains in one process only; launch without torchrun")
+    params = list(model.parameters()) + [p for t in terms for p in t.parameters()]
     opt = torch.optim.Adam(params, lr=tcfg.lr, betas=(0.9, 0.999), weight_decay=tcfg.weight_decay)
     metrics, start, best, best_epoch, bad = [], 0, -math.inf, -1, 0
     best_weights = copy.deepcopy(model.state_dict())
@@ -324,13 +311,11 @@ def _fit(ctx, model, dataset, out, tcfg, resume, progress, stop_after, extra_con
             state = torch.load(state_path, map_location=device, weights_only=True)
         except Exception as e:  # a corrupt file: say which, never unpickle code
             raise CheckpointError(f"{state_path} is corrupt ({e.__class__.__name__})") from None
-        _check_resume_state(state, state_path, tcfg, probes is not None, clusters is not None)
+        _check_resume_state(state, state_path, tcfg, [t.state_key for t in stateful])
         try:
             model.load_state_dict(state["model"])
-            if probes is not None:
-                probes.load_state_dict(state["probes"])
-            if clusters is not None:
-                clusters.load_state_dict(state["clusters"])
+            for t in stateful:
+                t.load_state_dict(state[t.state_key])
             opt.load_state_dict(state["optimizer"])
         except (RuntimeError, KeyError, ValueError, TypeError) as e:
             raise CheckpointError(f"{state_path} does not fit this run ({str(e).splitlines()[0][:120]}); "
@@ -357,9 +342,6 @@ def _fit(ctx, model, dataset, out, tcfg, resume, progress, stop_after, extra_con
         raise FameError(f"data set {dataset.name!r} has no user with a training sequence of 2+ items")
     sampler = InBatchUniformSampler.from_pairs(pairs, model.config.n_items, tcfg.negatives) \
         if tcfg.loss == "sampled" else None
-    if clusters is not None and clusters.heads:   # head clusters weigh items by their counts as targets
-        clusters.item_weights = torch.as_tensor(np.bincount(np.concatenate([t for _, t in pairs]),
-                                                            minlength=model.config.n_items + 1), dtype=torch.float64)
     train_model = ctx.wrap(model)       # DDP with more than one process, the model itself otherwise
     epochs_run = 0
     for epoch in range(start, tcfg.epochs):
@@ -367,11 +349,8 @@ def _fit(ctx, model, dataset, out, tcfg, resume, progress, stop_after, extra_con
             break
         rng = np.random.default_rng([tcfg.seed, epoch])
         torch.manual_seed(tcfg.seed * 100_003 + epoch + 1_000_003 * ctx.rank)
-        epoch_obj = obj   # head clusters for the first head_clusters_epochs only, where that is set
-        if obj.head_clusters and obj.head_clusters_epochs and epoch >= obj.head_clusters_epochs:
-            epoch_obj = dataclasses.replace(obj, head_clusters=0.0)
-        if clusters is not None and (epoch_obj.head_clusters or epoch_obj.router_clusters):
-            clusters.refresh(model, seed=tcfg.seed)   # every process computes the same clusters from the same weights
+        for t in terms:
+            t.start_epoch(model, epoch)
         model.train()
         t0, total, count = time.perf_counter(), 0.0, 0
         batches = epoch_batches(pairs, tcfg.batch_size, rng)
@@ -385,7 +364,7 @@ def _fit(ctx, model, dataset, out, tcfg, resume, progress, stop_after, extra_con
             inputs = left_pad([pairs[i][0] for i in idx], model.config.max_len, device)
             targets = left_pad([pairs[i][1] for i in idx], model.config.max_len, device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=tcfg.amp == "bf16"):
-                loss = loss_on_batch(train_model, inputs, targets, epoch_obj, probes, candidates, tcfg.loss, clusters)
+                loss = loss_on_batch(train_model, inputs, targets, terms, candidates, tcfg.loss)
             if ctx.any(not torch.isfinite(loss)):     # every process stops here, not only the one that saw it
                 seen = f"loss became {loss.item()}" if not torch.isfinite(loss) else \
                     f"the loss of another of the {ctx.world} processes became non-finite"
@@ -416,10 +395,8 @@ def _fit(ctx, model, dataset, out, tcfg, resume, progress, stop_after, extra_con
                        f"NDCG@20 {valid['NDCG@20']:.4f}{'  *' if improved else ''}  ({train_seconds:.1f}s)")
         state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "best": best,
                  "best_epoch": best_epoch, "bad_epochs": bad}
-        if probes is not None:
-            state["probes"] = probes.state_dict()
-        if clusters is not None:
-            state["clusters"] = clusters.state_dict()
+        for t in stateful:
+            state[t.state_key] = t.state_dict()
         if ctx.is_main:   # rank 0 alone writes
             write_checkpoint(out, model, record, dict(config, best_epoch=best_epoch + 1), metrics,
                              train_state=state, weights=best_weights)

@@ -139,7 +139,7 @@ def test_compact_halves_the_weights_and_keeps_the_rankings_close(ckpt, tmp_path,
     np.testing.assert_allclose(fame_core.inspect(c, seq, target).gates, np.exp(z / 2) / np.exp(z / 2).sum(), rtol=1e-4)
     capsys.readouterr()
     assert main(["compact", "--checkpoint", str(ckpt), "--out", str(tmp_path / "y"), "--gate-temperature", "0"]) == 2
-    assert "--gate-temperature must be > 0" in capsys.readouterr().err and not (tmp_path / "y").exists()
+    assert "--gate-temperature must be between 0.001 and 1000" in capsys.readouterr().err and not (tmp_path / "y").exists()
     sasrec = str(REPO / "checkpoints" / "demo-sasrec")
     assert main(["compact", "--checkpoint", sasrec, "--out", str(tmp_path / "z"), "--gate-temperature", "2"]) == 2
     assert "applies to FAME checkpoints" in capsys.readouterr().err and not (tmp_path / "z").exists()

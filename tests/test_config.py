@@ -83,7 +83,7 @@ def test_a_corrupt_config_json_is_refused_before_building(tmp_path, tiny_world, 
 @pytest.mark.parametrize("cls,change", [
     (TrainConfig, {"epochs": 0}), (TrainConfig, {"batch_size": -5}), (TrainConfig, {"lr": 1e300}),
     (TrainConfig, {"lr": 0.0}), (TrainConfig, {"device": "tpu"}), (TrainConfig, {"seed": -1}),
-    (TrainConfig, {"warm": 1}), (FacetObjectives, {"gate_decisive": float("nan")}),
+    (TrainConfig, {"warm": 1}), (FacetObjectives, {"router_decisive": float("nan")}),
     (FacetObjectives, {"facet_weight": -1.0}), (EvalOptions, {"split": "train"}), (EvalOptions, {"batch_size": 0}),
 ])
 def test_training_and_evaluation_settings_are_checked(cls, change):

@@ -46,11 +46,9 @@ def test_demo_facets_heads_are_facets_and_its_gate_follows_the_planted_facet():
 
 @pytest.mark.parametrize("name,data", [("beauty-sasrec", "amazon/Beauty.txt"), ("beauty-fame", "amazon/Beauty.txt"),
                                        ("beauty-fame-gated", "amazon/Beauty.txt"),
-                                       ("beauty-fame-mixture", "amazon/Beauty.txt"),
                                        ("sports-sasrec", "amazon/Sports_and_Outdoors.txt"),
                                        ("sports-fame", "amazon/Sports_and_Outdoors.txt"),
-                                       ("sports-fame-gated", "amazon/Sports_and_Outdoors.txt"),
-                                       ("sports-fame-mixture", "amazon/Sports_and_Outdoors.txt")])
+                                       ("sports-fame-gated", "amazon/Sports_and_Outdoors.txt")])
 def test_bundled_table2_checkpoints_reproduce_their_test_metrics(name, data):
     from tests.conftest import needs_shared
 

@@ -1,6 +1,7 @@
 """bench/gpu_protocol.sh cannot run here (no CUDA), so check what it would run: every command names
 a bench script that exists, every ablation row and gate preset it asks for exists, and bash parses it."""
 
+import json
 import re
 import shlex
 import subprocess
@@ -8,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from fame_core.objectives import GATE_ROUTER_PRESETS
-
 REPO = Path(__file__).resolve().parents[1]
+PRESETS = json.loads((REPO / "experiments" / "presets.json").read_text())
 pytestmark = pytest.mark.fast
 
 
@@ -30,4 +30,4 @@ def test_the_gpu_protocol_asks_only_for_scripts_rows_and_presets_that_exist():
             asked = words[words.index("--rows") + 1:words.index("--device")]
             assert set(asked) <= rows and len(asked) == len(rows), (asked, rows)
         if "--variants" in words:
-            assert set(words[words.index("--variants") + 1].split(",")) <= set(GATE_ROUTER_PRESETS), line
+            assert set(words[words.index("--variants") + 1].split(",")) <= set(PRESETS), line

@@ -34,6 +34,10 @@ def model_config(name: str, **fields) -> ModelConfig:
     return model_class(name).config_class(**fields)
 
 
+# model settings retired in issue 40 -> their default (a record holding it opens as before)
+RETIRED_MODEL_SETTINGS = {"recent_window": 0}
+
+
 def config_from_dict(record, where: str = "model configuration") -> ModelConfig:
     """A config from a checkpoint's `config.json` "model" record, checked (types, ranges, unknown
     keys). Records of code 0.1.0 wrote n_experts and residual for every model; for a model without
@@ -46,6 +50,12 @@ def config_from_dict(record, where: str = "model configuration") -> ModelConfig:
     for key in _LEGACY_KEYS:
         if key in fields and key not in known:
             fields.pop(key)
+    for key, default in RETIRED_MODEL_SETTINGS.items():   # issue 40: settings that did not work
+        if key in fields and key not in known:
+            value = fields.pop(key)
+            if value != default:
+                from ..objectives import retired_message
+                raise ConfigError(f"{where}: {retired_message(key, value)}")
     return cls.from_dict(fields, where)
 
 

@@ -142,6 +142,10 @@ class Recommender(nn.Module):
     implement `forward(seq, last_only) -> ModelOutput`, `item_sub_embeddings()` and `combine`."""
 
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
+    # what the model has, for code that acts on a part (training terms, interventions, the app):
+    # "heads" (per-head outputs and scores), "gate" (a learned gate over heads), "router" and
+    # "experts" (a mixture of experts per head). Nothing outside the registry tests a model's name.
+    capabilities: ClassVar[frozenset] = frozenset()
     provenance: Provenance | None = None   # set by checkpoint.load_checkpoint
 
     def __init__(self, cfg: ModelConfig):

@@ -43,9 +43,6 @@ class FAMEConfig(SASRecConfig):
 
     n_experts: int = option(4, "N, experts per head (1 = \"FAME w/o MoE\")", cli="--experts", min=1, max=256)
     residual: bool = option(False, "add the h-th d'-slice of x_i to f_i^(h) (docs/design.md, \"Options\")")
-    recent_window: int = option(0, "W > 0: the first head's expert queries at position i attend only to positions "
-                                "i-W+1..i (a short-term head beside long-term ones); 0 = every earlier position, "
-                                "as the paper", min=0, max=100_000)
     head_cluster_bias: float = option(0.0, "L > 0: the catalogue is split into H k-means clusters (of the contexts "
                                       "that lead to each item under the SASRec it is built from) and head h's "
                                       "score of an item is raised by L(1 - 1/H) in "
@@ -65,7 +62,6 @@ class FacetMoELayer(nn.Module):
         super().__init__()
         d, H, N, dh = cfg.d, cfg.n_heads, cfg.n_experts, cfg.d_head
         self.H, self.N, self.d_head, self.residual = H, N, dh, cfg.residual
-        self.recent_window = cfg.recent_window
         self.W_Q = nn.Parameter(torch.empty(H, N, d, dh))     # expert queries (12)
         self.b_Q = nn.Parameter(torch.zeros(H, N, dh))
         self.W_K = nn.Linear(d, d)                            # (13), head h = columns h*d'..(h+1)*d'
@@ -83,13 +79,6 @@ class FacetMoELayer(nn.Module):
     def forward(self, x, allowed, last_only: bool = False):
         """last_only: queries (and so every output) at the last position only."""
         xq = x[:, -1:] if last_only else x
-        if self.recent_window:
-            # head 1 (index 0) sees the last W items only: a head whose ranking differs from the
-            # long-term heads' by construction, so which head to trust is a real choice for the gate
-            i = torch.arange(x.shape[1], device=x.device)
-            band = torch.ones(self.H, x.shape[1], x.shape[1], dtype=torch.bool, device=x.device)
-            band[0] = (i[:, None] - i[None, :]) < self.recent_window
-            allowed = allowed & band[None]                                            # (B,H,T,T)
         q = torch.einsum("btd,hnde->bhnte", xq, self.W_Q) + self.b_Q[:, :, None]    # (B,H,N,T,d')
         k, v = self.heads(self.W_K(x)), self.heads(self.W_V(x))                     # (B,H,T,d')
         logits = torch.einsum("bhnte,bhse->bhnts", q, k) / math.sqrt(self.d_head)
@@ -108,6 +97,7 @@ class FacetMoELayer(nn.Module):
 
 class FAME(Recommender):
     config_class = FAMEConfig
+    capabilities = frozenset({"heads", "gate", "router", "experts"})
 
     def __init__(self, cfg: FAMEConfig):
         super().__init__(cfg)

@@ -126,6 +126,7 @@ def init_weights(module: nn.Module) -> None:
 
 class SASRec(Recommender):
     config_class = SASRecConfig
+    capabilities = frozenset({"heads"})
 
     def __init__(self, cfg: SASRecConfig):
         super().__init__(cfg)
