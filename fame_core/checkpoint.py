@@ -225,7 +225,7 @@ def compact_checkpoint(src, dst, overwrite: bool = False, gate_temperature: floa
         from .evaluate import evaluate
 
         model, data = load(src, data=data)
-        if not hasattr(model.config, "gate_temperature"):
+        if "gate" not in model.capabilities:
             raise ConfigError(f"--gate-temperature applies to FAME checkpoints; {src} is a {model.config.name} model "
                               "(leave the option out)")
         if data is None:

@@ -437,7 +437,7 @@ def cmd_export(a) -> int:
     meta = {"checkpoint": str(a.checkpoint), "dataset": model.provenance.dataset.get("name"), "user": a.user,
             "split": a.split, "sequence": [int(v) for v in res.sequence], "target": target,
             "title": f"Case study: {who}",
-            "gate_temperature": getattr(model.config, "gate_temperature", None)}   # the gates drawn are read at it
+            "gate_temperature": model.gate_temperature}   # the gates drawn are read at it
     label = dataset.label if dataset is not None else (lambda v: f"item {v}")
     files = write_export(a.out, lambda tmp: export_all(res, tmp, meta, label=label, k=a.top_k, formats=formats,
                                                        scale=a.scale, labels=a.labels, width=width,

@@ -39,6 +39,7 @@ import torch
 from .data import SequenceDataset
 from .errors import DataError, FameError
 from .evaluate import left_pad, metrics_from_ranks, rank_users
+from .models import merge_modes
 
 CACHE_VERSION = 1
 LENGTH_EDGES = (0, 5, 10, 20, 50, np.inf)     # history length buckets (input items)
@@ -93,7 +94,7 @@ def position_loads(model, inputs, batch_size: int = 512) -> np.ndarray:
     """(U, H, N) counts: how many of each input's positions route mostly to each expert (argmax
     of the router beta at every non-padding position), one forward pass per batch."""
     cfg = model.config
-    H, N = cfg.n_heads, (cfg.n_experts if cfg.model == "fame" else 1)
+    H, N = cfg.n_heads, (cfg.n_experts if "experts" in model.capabilities else 1)
     out = np.zeros((len(inputs), H, N), dtype=np.int32)
     if N == 1:
         for i, x in enumerate(inputs):
@@ -122,7 +123,7 @@ def build_table(model, dataset: SequenceDataset, split: str = "test", facets=Non
         raise DataError(f"split must be 'test' or 'valid', not {split!r}")
     cfg = model.config
     H = cfg.n_heads
-    merges = ("gated", "concat") + tuple(f"head:{h}" for h in range(H))
+    merges = tuple(merge_modes(H))
     ranked = rank_users(model, dataset, split, merges=merges, batch_size=batch_size, progress=progress)
     rows = ranked["rows"]
     examples = [dataset.example(r, split) for r in rows]
@@ -130,7 +131,7 @@ def build_table(model, dataset: SequenceDataset, split: str = "test", facets=Non
     targets = np.array([t for _, t in examples], dtype=np.int64)
     gates = ranked["gates"].astype(np.float64)
     router = ranked["router"]
-    entropy = (-(gates * np.log(np.clip(gates, 1e-12, None))).sum(1) / np.log(H)) if H > 1 and cfg.model == "fame" \
+    entropy = (-(gates * np.log(np.clip(gates, 1e-12, None))).sum(1) / np.log(H)) if H > 1 and "gate" in model.capabilities \
         else np.zeros(len(rows))
     pop = item_popularity(dataset)[targets]
     table = pd.DataFrame({"user": [dataset.user_ids[r] for r in rows], "row": rows, "length": ranked["lengths"],
@@ -246,7 +247,7 @@ def _read_cached(path: Path, model, dataset: SequenceDataset) -> pd.DataFrame:
     H, N = cfg.n_heads, int(meta.get("experts", 1)) if isinstance(meta.get("experts"), int) else 0
     if meta.get("heads") != H or N < 1:
         raise ValueError("its heads or experts are not the model's")
-    merges = ("gated", "concat") + tuple(f"head:{h}" for h in range(H))
+    merges = tuple(merge_modes(H))
     ints = ["row", "length", "target", "target_popularity", "top_gate_head"] + [f"rank_{m}" for m in merges] \
         + [f"expert_{h}" for h in range(H)] + [f"positions_{h}_e{n}" for h in range(H) for n in range(N)]
     floats = [f"gate_{h}" for h in range(H)] + ["gate_entropy"] + [f"top_router_{h}" for h in range(H)]

@@ -36,11 +36,12 @@ from sklearn.neighbors import NearestNeighbors
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from .stats import ndcg_at
 from .data import SequenceDataset
 from .errors import ConfigError, DataError
 from .evaluate import rank_sequences, rank_users
 from .labels import facet_labels
+from .models import merge_modes
+from .stats import ndcg_at
 
 
 # ---- labels and the generic measures -------------------------------------------------------------
@@ -262,7 +263,7 @@ def better_head_predictability(model, dataset: SequenceDataset, fit_split: str =
 def merge_ndcg(model, dataset: SequenceDataset, split: str = "test", k: int = 20) -> dict[str, np.ndarray]:
     """Per-user NDCG@k (rows in `dataset.splittable_rows()` order) of the gated merge, the
     equal-weight merge ('concat', every head weighted 1/H) and each single head ('head:h')."""
-    merges = ("gated", "concat", *(f"head:{h}" for h in range(model.config.n_heads)))
+    merges = tuple(merge_modes(model.config.n_heads))
     ranks = rank_users(model, dataset, split, merges=merges)["ranks"]
     return {m: ndcg_at(ranks[m], k) for m in merges}
 
@@ -326,7 +327,7 @@ def gate_temperature(model, tau: float):
     bolder or a more cautious gate would do to a trained model; the model is restored on exit."""
     if not tau > 0:
         raise ValueError(f"the gate temperature must be positive, not {tau}")
-    if not hasattr(model.config, "gate_temperature"):
+    if "gate" not in model.capabilities:
         raise ConfigError(f"a gate temperature applies to FAME models; this is a {model.config.name} model")
     own = model.config
     model.config = dataclasses.replace(own, gate_temperature=float(tau))
@@ -363,7 +364,7 @@ def gate_merge_over_seeds(per_seed: list[dict[str, np.ndarray]], k: int = 20) ->
 def expert_query_similarity(model) -> list[float]:
     """Per head, the mean cosine similarity between its experts' query maps W_Q^(h,n) (flattened,
     over pairs of experts): near 1 means a head's experts are near-copies."""
-    if getattr(model, "moe", None) is None or model.moe.N < 2:
+    if "experts" not in model.capabilities or model.moe.N < 2:
         return []
     q = torch.nn.functional.normalize(model.moe.W_Q.detach().flatten(2), dim=-1)
     cos = torch.einsum("hnk,hmk->hnm", q, q)

@@ -72,9 +72,9 @@ def cluster_bias_note(model) -> str | None:
     """One line for a model trained with --head-cluster-bias (else None): each head's part of the
     catalogue, its size, and how the gate moves the ranking towards it, so that a head's list full
     of one part is read as the design, not as a finding."""
-    L = getattr(model.config, "head_cluster_bias", 0.0)
-    if not L:
+    if model.head_item_bias() is None:
         return None
+    L = model.config.head_cluster_bias
     c = model.item_cluster.long()[1:].cpu().numpy()
     H = model.config.n_heads
     parts = ", ".join(f"head {h}: {int((c == h).sum()):,} items" for h in range(H))
@@ -87,8 +87,8 @@ def cluster_bias_note(model) -> str | None:
 def gate_temperature_note(model) -> str | None:
     """One line for a FAME whose gate is read at a temperature other than 1 (else None), so that a
     gate of 0.52 is read as what it is: a softened gate, pointing the same way as the trained one."""
-    tau = getattr(model.config, "gate_temperature", 1.0)
-    if tau == 1.0:
+    tau = model.gate_temperature
+    if tau is None or tau == 1.0:
         return None
     how = "softer (closer to equal weights)" if tau > 1 else "bolder (further from equal weights)"
     return (f"This checkpoint's gate is read at temperature {tau:g} (gate = softmax(logits / {tau:g}), chosen on "

@@ -99,7 +99,7 @@ class Term:
         return bool(getattr(settings, cls.name))
 
     def applies(self, model) -> bool:
-        return self.needs <= getattr(model, "capabilities", frozenset())
+        return self.needs <= model.capabilities
 
     def loss(self, model, out: ModelOutput, batch: Batch) -> torch.Tensor:
         raise NotImplementedError

@@ -161,6 +161,15 @@ class Recommender(nn.Module):
         """x_v for every item id, (n+1, d); row 0 is padding."""
         return self.embed.E.weight
 
+    def head_item_bias(self) -> torch.Tensor | None:
+        """A fixed per-head item bias added to P^(h)(v), (H, n+1), or None (the default: none)."""
+        return None
+
+    @property
+    def gate_temperature(self) -> float | None:
+        """The temperature the gate is read at (None for a model without a gate)."""
+        return None
+
     def item_sub_embeddings(self) -> torch.Tensor:  # pragma: no cover
         """x_v^(h) for every item, (H, n+1, d')."""
         raise NotImplementedError

@@ -137,6 +137,10 @@ class FAME(Recommender):
         """x_v^(h) = x_v W_f^(h) for every item. Shape (H, n+1, d')."""
         return torch.einsum("vd,hde->hve", self.embed.E.weight, self.W_f)
 
+    @property
+    def gate_temperature(self) -> float:
+        return float(self.config.gate_temperature)
+
     def head_item_bias(self) -> torch.Tensor | None:
         """b^(h)_v = L([c(v) = h] - 1/H), added to P^(h)(v) under --head-cluster-bias (else None). (H, n+1)."""
         L = self.config.head_cluster_bias
