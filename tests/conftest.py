@@ -31,6 +31,26 @@ def needs_shared(path: str) -> Path:
     return p
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests by area (`-m app`, `-m browser`, `-m data`, `-m slow`; `-m fast` is marked in each module):
+    browser = tests/test_browser*.py; app = a module that drives the app (uses run_app or deep_link);
+    data = a module that reads ../shared/data (uses needs_shared); slow = the rest of what is not fast."""
+    for item in items:
+        module = item.module
+        areas = set()
+        if module.__name__.split(".")[-1].startswith("test_browser"):
+            areas.add("browser")
+        if hasattr(module, "run_app") or hasattr(module, "deep_link"):
+            areas.add("app")
+        if hasattr(module, "needs_shared") or "needs_shared" in getattr(getattr(item, "function", None), "__code__",
+                                                                           needs_shared.__code__).co_names:
+            areas.add("data")
+        if not areas and item.get_closest_marker("fast") is None:
+            areas.add("slow")
+        for area in areas:
+            item.add_marker(getattr(pytest.mark, area))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def data_home(tmp_path_factory):
     """Tests never read or fill the user's ~/.cache/fame: a fresh, empty data home for the

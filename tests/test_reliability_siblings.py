@@ -110,13 +110,20 @@ def test_a_write_leaves_no_marker_in_the_result(tmp_path):
 
 def test_a_fifo_named_like_the_export_manifest_is_refused_without_blocking(tmp_path):
     """Issue 39.5: the manifest's type is checked before it is read (a FIFO would block forever)."""
-    import subprocess
-    import sys
+    import signal
 
     out = tmp_path / "figs"
     out.mkdir()
     os.mkfifo(out / safe_io.MANIFEST)
-    code = ("import sys; from fame_core.cli import main; "
-            f"sys.exit(main(['export', '--checkpoint', {str(DEMO)!r}, '--out', {str(out)!r}, '--user', '1']))")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2 and r.stderr.count("error:") == 1 and "not a figure export" in r.stderr
+
+    def hang(signum, frame):
+        raise TimeoutError("export blocked on the FIFO")
+
+    old = signal.signal(signal.SIGALRM, hang)
+    signal.alarm(60)
+    try:
+        rc, err = cli("export", "--checkpoint", DEMO, "--out", out, "--user", "1")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    assert rc == 2 and len(err) == 1 and "not a figure export" in err[0]
