@@ -260,6 +260,109 @@ def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = 
         raise
 
 
+def _resume(ctx, model, dataset, out: Path, tcfg: TrainConfig, stateful, opt, config: dict, allow_changes: bool):
+    """Continue a killed run: check the recorded model, data and settings against this call's, load
+    the resume state (model, optimizer, each stateful term). Returns (start epoch, best, best epoch,
+    bad epochs, best weights, metrics so far, config to write)."""
+    device = ctx.device
+    if ctx.is_main:
+        recover_dir(out, is_complete, clean=True)  # a kill between the fallback renames left the old copy aside
+    ctx.barrier()
+    state_path = out / "train_state.pt"
+    if not state_path.exists():
+        if (out / "config.json").exists():
+            raise FameError(f"{out}: the run has finished; nothing to resume")
+        raise FameError(f"{out}: no run to resume (no train_state.pt); start it without --resume")
+    saved_config, saved_data = read_config(out)
+    check_dataset(saved_data, dataset, where=str(out))
+    try:
+        saved_model = config_from_dict(saved_config.get("model"), where=f"{out}/config.json \"model\"")
+    except ConfigError as e:
+        raise CheckpointError(str(e)) from None
+    if saved_model != model.config:
+        changed = _differences(saved_model.to_dict(), model.config.to_dict())
+        raise FameError(f"{out} was started with other model settings ({changed}); resume with the same ones")
+    # settings added after the run was recorded take their defaults (objectives too: one level down)
+    defaults = train_record(TrainConfig())
+    saved_train = {**defaults, **_saved_train(saved_config.get("train", {}))}
+    if isinstance(saved_train.get("objectives"), dict):
+        saved_train["objectives"] = {**defaults["objectives"], **saved_train["objectives"]}
+    if _same_file(saved_train.get("init_from"), tcfg.init_from):
+        # the base named by another path to the same file (a runs folder reached through a new
+        # link) is not a change: the weights it held are in the resume state. A recorded path that
+        # no longer exists cannot be compared and counts as changed (the study records resolved paths)
+        saved_train["init_from"] = tcfg.init_from
+    changed = _differences(saved_train, train_record(tcfg), ignore=RESUME_MAY_CHANGE)
+    if changed and not allow_changes:
+        raise FameError(f"{out} was started with other training settings ({changed}); resume with the "
+                        "recorded ones, or pass --allow-changes to continue with the new ones (recorded)")
+    try:
+        state = torch.load(state_path, map_location=device, weights_only=True)
+    except Exception as e:  # a corrupt file: say which, never unpickle code
+        raise CheckpointError(f"{state_path} is corrupt ({e.__class__.__name__})") from None
+    _check_resume_state(state, state_path, tcfg, [t.state_key for t in stateful])
+    try:
+        model.load_state_dict(state["model"])
+        for t in stateful:
+            t.load_state_dict(state[t.state_key])
+        opt.load_state_dict(state["optimizer"])
+    except (RuntimeError, KeyError, ValueError, TypeError) as e:
+        raise CheckpointError(f"{state_path} does not fit this run ({str(e).splitlines()[0][:120]}); "
+                              "start the run again without --resume into a new --out") from None
+    start, best, best_epoch, bad = state["epoch"] + 1, state["best"], state["best_epoch"], state["bad_epochs"]
+    best_weights = load_checkpoint(out).state_dict()
+    metrics = read_metrics(out)[:start]
+    config = dict(saved_config, status="running", train=train_record(tcfg), seed=tcfg.seed)
+    now = numerics_environment(device, ctx)
+    # against the environment the run last trained in (a study resumes every epoch: one entry
+    # per change, not per epoch); a run begun before environments were recorded gets its first
+    last = (config.get("resumed_in_environment") or [{"environment": saved_config.get("environment")}])[-1]
+    if last["environment"] != now:   # a remake that differs can then say why
+        config["resumed_in_environment"] = config.get("resumed_in_environment", []) + [
+            {"epoch": start + 1, "environment": now}]
+    if changed:
+        config["resumed_with_changes"] = config.get("resumed_with_changes", []) + [
+            {"epoch": start + 1, "changes": changed}]
+    config.pop("model", None)
+    config.pop("code_version", None)
+
+    return start, best, best_epoch, bad, best_weights, metrics, config
+
+
+def _train_epoch(ctx, model, train_model, pairs, sampler, terms, opt, tcfg: TrainConfig, epoch: int, rng,
+                 out: Path, progress: bool) -> tuple[float, int, float]:
+    """One epoch over the training pairs: (summed loss, targets, seconds) of this process."""
+    device = ctx.device
+    model.train()
+    t0, total, count = time.perf_counter(), 0.0, 0
+    batches = epoch_batches(pairs, tcfg.batch_size, rng)
+    bar = tqdm(batches, desc=f"epoch {epoch + 1}/{tcfg.epochs}", disable=None if progress and ctx.is_main else True,
+               leave=False)   # None: a bar only on a terminal; logs get the one line per epoch below
+    for step, idx in enumerate(bar):
+        candidates = None if sampler is None else sampler.candidates(
+            np.concatenate([pairs[i][1] for i in idx]), [tcfg.seed, epoch, step])  # the global batch's
+        n_global = sum(len(pairs[i][1]) for i in idx)
+        idx, weight = ctx.shard(idx)   # this process's rows (all of them in one process)
+        inputs = left_pad([pairs[i][0] for i in idx], model.config.max_len, device)
+        targets = left_pad([pairs[i][1] for i in idx], model.config.max_len, device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=tcfg.amp == "bf16"):
+            loss = loss_on_batch(train_model, inputs, targets, terms, candidates, tcfg.loss)
+        if ctx.any(not torch.isfinite(loss)):     # every process stops here, not only the one that saw it
+            seen = f"loss became {loss.item()}" if not torch.isfinite(loss) else \
+                f"the loss of another of the {ctx.world} processes became non-finite"
+            raise FameError(f"{seen} in epoch {epoch + 1}, step {step + 1}; the last good checkpoint "
+                            f"is kept in {out}; lower --lr and pass --resume")
+        n = int((targets > 0).sum()) if weight else 0
+        opt.zero_grad(set_to_none=True)
+        # DDP averages gradients over processes: weighting by this process's share of the
+        # batch's targets makes the average the gradient of the whole batch's mean loss
+        (loss * (n * ctx.world / n_global) if ctx.active else loss).backward()
+        opt.step()
+        total, count = total + loss.item() * n, count + n
+        bar.set_postfix(loss=f"{total / max(count, 1):.4f}")
+    return total, count, time.perf_counter() - t0
+
+
 def _fit(ctx, model, dataset, out, tcfg, resume, progress, stop_after, extra_config, allow_changes) -> dict:
     device = ctx.device
     model.to(device)
@@ -276,66 +379,8 @@ def _fit(ctx, model, dataset, out, tcfg, resume, progress, stop_after, extra_con
               **(extra_config or {})}
 
     if resume:
-        if ctx.is_main:
-            recover_dir(out, is_complete, clean=True)  # a kill between the fallback renames left the old copy aside
-        ctx.barrier()
-        state_path = out / "train_state.pt"
-        if not state_path.exists():
-            if (out / "config.json").exists():
-                raise FameError(f"{out}: the run has finished; nothing to resume")
-            raise FameError(f"{out}: no run to resume (no train_state.pt); start it without --resume")
-        saved_config, saved_data = read_config(out)
-        check_dataset(saved_data, dataset, where=str(out))
-        try:
-            saved_model = config_from_dict(saved_config.get("model"), where=f"{out}/config.json \"model\"")
-        except ConfigError as e:
-            raise CheckpointError(str(e)) from None
-        if saved_model != model.config:
-            changed = _differences(saved_model.to_dict(), model.config.to_dict())
-            raise FameError(f"{out} was started with other model settings ({changed}); resume with the same ones")
-        # settings added after the run was recorded take their defaults (objectives too: one level down)
-        defaults = train_record(TrainConfig())
-        saved_train = {**defaults, **_saved_train(saved_config.get("train", {}))}
-        if isinstance(saved_train.get("objectives"), dict):
-            saved_train["objectives"] = {**defaults["objectives"], **saved_train["objectives"]}
-        if _same_file(saved_train.get("init_from"), tcfg.init_from):
-            # the base named by another path to the same file (a runs folder reached through a new
-            # link) is not a change: the weights it held are in the resume state. A recorded path that
-            # no longer exists cannot be compared and counts as changed (the study records resolved paths)
-            saved_train["init_from"] = tcfg.init_from
-        changed = _differences(saved_train, train_record(tcfg), ignore=RESUME_MAY_CHANGE)
-        if changed and not allow_changes:
-            raise FameError(f"{out} was started with other training settings ({changed}); resume with the "
-                            "recorded ones, or pass --allow-changes to continue with the new ones (recorded)")
-        try:
-            state = torch.load(state_path, map_location=device, weights_only=True)
-        except Exception as e:  # a corrupt file: say which, never unpickle code
-            raise CheckpointError(f"{state_path} is corrupt ({e.__class__.__name__})") from None
-        _check_resume_state(state, state_path, tcfg, [t.state_key for t in stateful])
-        try:
-            model.load_state_dict(state["model"])
-            for t in stateful:
-                t.load_state_dict(state[t.state_key])
-            opt.load_state_dict(state["optimizer"])
-        except (RuntimeError, KeyError, ValueError, TypeError) as e:
-            raise CheckpointError(f"{state_path} does not fit this run ({str(e).splitlines()[0][:120]}); "
-                                  "start the run again without --resume into a new --out") from None
-        start, best, best_epoch, bad = state["epoch"] + 1, state["best"], state["best_epoch"], state["bad_epochs"]
-        best_weights = load_checkpoint(out).state_dict()
-        metrics = read_metrics(out)[:start]
-        config = dict(saved_config, status="running", train=train_record(tcfg), seed=tcfg.seed)
-        now = numerics_environment(device, ctx)
-        # against the environment the run last trained in (a study resumes every epoch: one entry
-        # per change, not per epoch); a run begun before environments were recorded gets its first
-        last = (config.get("resumed_in_environment") or [{"environment": saved_config.get("environment")}])[-1]
-        if last["environment"] != now:   # a remake that differs can then say why
-            config["resumed_in_environment"] = config.get("resumed_in_environment", []) + [
-                {"epoch": start + 1, "environment": now}]
-        if changed:
-            config["resumed_with_changes"] = config.get("resumed_with_changes", []) + [
-                {"epoch": start + 1, "changes": changed}]
-        config.pop("model", None)
-        config.pop("code_version", None)
+        start, best, best_epoch, bad, best_weights, metrics, config = _resume(
+            ctx, model, dataset, out, tcfg, stateful, opt, config, allow_changes)
 
     pairs = training_pairs(dataset, model.config.max_len)
     if not pairs:
@@ -351,35 +396,10 @@ def _fit(ctx, model, dataset, out, tcfg, resume, progress, stop_after, extra_con
         torch.manual_seed(tcfg.seed * 100_003 + epoch + 1_000_003 * ctx.rank)
         for t in terms:
             t.start_epoch(model, epoch)
-        model.train()
-        t0, total, count = time.perf_counter(), 0.0, 0
-        batches = epoch_batches(pairs, tcfg.batch_size, rng)
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{tcfg.epochs}", disable=None if progress and ctx.is_main else True,
-                   leave=False)   # None: a bar only on a terminal; logs get the one line per epoch below
-        for step, idx in enumerate(bar):
-            candidates = None if sampler is None else sampler.candidates(
-                np.concatenate([pairs[i][1] for i in idx]), [tcfg.seed, epoch, step])  # the global batch's
-            n_global = sum(len(pairs[i][1]) for i in idx)
-            idx, weight = ctx.shard(idx)   # this process's rows (all of them in one process)
-            inputs = left_pad([pairs[i][0] for i in idx], model.config.max_len, device)
-            targets = left_pad([pairs[i][1] for i in idx], model.config.max_len, device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=tcfg.amp == "bf16"):
-                loss = loss_on_batch(train_model, inputs, targets, terms, candidates, tcfg.loss)
-            if ctx.any(not torch.isfinite(loss)):     # every process stops here, not only the one that saw it
-                seen = f"loss became {loss.item()}" if not torch.isfinite(loss) else \
-                    f"the loss of another of the {ctx.world} processes became non-finite"
-                raise FameError(f"{seen} in epoch {epoch + 1}, step {step + 1}; the last good checkpoint "
-                                f"is kept in {out}; lower --lr and pass --resume")
-            n = int((targets > 0).sum()) if weight else 0
-            opt.zero_grad(set_to_none=True)
-            # DDP averages gradients over processes: weighting by this process's share of the
-            # batch's targets makes the average the gradient of the whole batch's mean loss
-            (loss * (n * ctx.world / n_global) if ctx.active else loss).backward()
-            opt.step()
-            total, count = total + loss.item() * n, count + n
-            bar.set_postfix(loss=f"{total / max(count, 1):.4f}")
+        t0 = time.perf_counter()
+        total, count, train_seconds = _train_epoch(ctx, model, train_model, pairs, sampler, terms, opt, tcfg, epoch,
+                                                   rng, out, progress)
         total, count = ctx.sum(total, count)
-        train_seconds = time.perf_counter() - t0
         valid = ctx.evaluate(model, dataset, "valid", tcfg.eval_batch_size)["metrics"]
         improved = valid[SELECT_METRIC] > best
         if improved:
