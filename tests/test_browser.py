@@ -78,3 +78,31 @@ def test_deep_link_opens_the_users_lists_in_a_browser(server):
         page.locator(".js-plotly-plot").nth(4).wait_for(timeout=60_000)
         assert "interactive=true" in page.url
         browser.close()
+
+
+# every whole-number URL parameter of every page (tests/test_app.py checks the same headlessly)
+NUMERIC_LINKS = {"": ("k", "head"), "facets": ("item",), "cohort": ("k",), "compare": ("k",)}
+BAD_NUMBERS = ["inf", "1e309", "-1", "nan", "abc"]
+LAST_ON_PAGE = {"": "Export for papers", "facets": "Are the heads facets?", "cohort": "Which users",
+                "compare": "One user under both models"}
+
+
+@pytest.mark.parametrize("url_path", NUMERIC_LINKS)
+def test_bad_numbers_in_a_link_are_a_warning_never_an_exception_box(server, url_path):
+    """k=inf or 1e309 once reached Streamlit's number_input and showed an OverflowError box."""
+    from playwright.sync_api import sync_playwright
+
+    keys = NUMERIC_LINKS[url_path]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1800})
+        for value in BAD_NUMBERS:
+            page.goto(f"{server}/{url_path}?" + "&".join(f"{key}={value}" for key in keys), timeout=60_000)
+            exception = page.locator('[data-testid="stException"]')
+            exception.or_(page.get_by_text(LAST_ON_PAGE[url_path]).first).first.wait_for(timeout=180_000)
+            assert exception.count() == 0, (url_path, value, exception.first.inner_text()[:300])
+            warnings = page.locator('[data-testid="stAlertContentWarning"]').all_inner_texts()
+            assert all(sum(f"{key}={value}" in w for w in warnings) == 1 for key in keys), (url_path, value, warnings)
+        browser.close()
