@@ -163,3 +163,38 @@ def test_a_changed_data_file_is_refused_and_an_absurd_synthetic_world_not_genera
     assert main(["evaluate", "--checkpoint", str(ckpt)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: the checkpoint records a synthetic world of 100,000,000 users") and err.count("\n") == 1
+
+
+def test_a_data_home_that_is_a_file_is_one_error_line_in_the_library_and_the_cli(tmp_path, monkeypatch, capsys):
+    from fame_core.download import download
+
+    home = tmp_path / "fame-data"
+    home.write_text("not a folder\n")
+    monkeypatch.setenv("FAME_DATA", str(home))
+    message = f"the data home $FAME_DATA={home} is a file, not a folder; set FAME_DATA to a folder"
+    with pytest.raises(DataError) as info:          # before: NotADirectoryError from mkdir
+        download("sports", progress=False)
+    assert str(info.value) == message
+    assert main(["data", "download", "sports"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [f"error: {message}"] and captured.out == ""
+    assert home.read_text() == "not a folder\n"
+    elsewhere = tmp_path / "notes.txt"
+    elsewhere.write_text("")
+    assert main(["data", "download", "sports", "--to", str(elsewhere)]) == 2      # --to naming a file: the same way
+    assert capsys.readouterr().err.splitlines() == [f"error: --to {elsewhere} is a file, not a folder; give a folder"]
+    assert main(["data", "download", "sports", "--to", str(elsewhere / "sub")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {elsewhere} is a file, not a folder, so --to {elsewhere / 'sub'}")
+
+
+def test_the_apps_download_button_says_in_one_line_that_the_data_home_is_a_file(fresh, tmp_path, monkeypatch):
+    home = tmp_path / "home-file"
+    home.write_text("")
+    monkeypatch.setenv("FAME_DATA", str(home))
+    at = run_app(checkpoint="roots/sports-fame", user="230")
+    at.button(key="download").click().run()
+    assert not at.exception, [e.value for e in at.exception]           # before: NotADirectoryError's traceback
+    assert [e.value for e in at.error] == [f"the data home $FAME_DATA={home} is a file, not a folder; "
+                                          "set FAME_DATA to a folder"]
+    assert at.subheader[0].value == "History of hand-made sequence"
