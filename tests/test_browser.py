@@ -29,9 +29,10 @@ def server():
             pytest.fail("CI needs chromium and playwright for the browser test (.ci/run installs them)")
         pytest.skip("chromium or playwright not installed")
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(REPO / "app" / "serve.py"),  # the README's command
-                             "--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(port),
-                             "--browser.gatherUsageStats", "false"], cwd=REPO,
+    # the README's command, from the repository root: its .streamlit/config.toml turns usage statistics off
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(REPO / "app" / "serve.py"),
+                             "--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(port)],
+                            cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -63,6 +64,9 @@ def test_deep_link_opens_the_users_lists_in_a_browser(server):
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
             "--disable-sync", "--no-first-run"])
         page = browser.new_page(viewport={"width": 1400, "height": 1800})
+        outside, errors = [], []        # requests to any other host (usage statistics, CDNs) and console errors
+        page.on("request", lambda r: None if r.url.startswith((server, "data:", "blob:")) else outside.append(r.url))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.goto(f"{server}/?user=42&merge=concat&k=5", timeout=60_000)
         page.get_by_text("History of user 42").wait_for(timeout=60_000)
         page.get_by_text(f"concat · target rank {insp.target_rank['concat']}").wait_for(timeout=30_000)
@@ -77,7 +81,20 @@ def test_deep_link_opens_the_users_lists_in_a_browser(server):
         page.get_by_text("Interactive charts").first.click()                 # the hover-able plotly versions
         page.locator(".js-plotly-plot").nth(4).wait_for(timeout=60_000)
         assert "interactive=true" in page.url
+        assert outside == [] and errors == [], (outside, errors)
         browser.close()
+
+
+def test_the_repositorys_streamlit_config_turns_usage_statistics_off():
+    import tomllib
+
+    with open(REPO / ".streamlit" / "config.toml", "rb") as f:
+        config = tomllib.load(f)
+    assert config["browser"]["gatherUsageStats"] is False
+    # Streamlit reads the project file of the working directory: `streamlit run` from the root uses it
+    shown = subprocess.run([sys.executable, "-m", "streamlit", "config", "show"], cwd=REPO, capture_output=True,
+                           text=True, timeout=120).stdout
+    assert f"# The value below was set in {REPO / '.streamlit' / 'config.toml'}\ngatherUsageStats = false" in shown
 
 
 # every whole-number URL parameter of every page (tests/test_app.py checks the same headlessly)
