@@ -96,11 +96,28 @@ def available_checkpoints() -> dict[str, str]:
 
 
 @st.cache_resource(show_spinner="Opening the checkpoint…", max_entries=4)
+def _open_checkpoint(path: str, data_path: str | None, roots_state: tuple | None):
+    return fame_core.load(path, data=data_path or None, data_roots=data_roots())
+
+
 def open_checkpoint(path: str, data_path: str | None):
     """(model, dataset or None). Raises fame_core.FameError with a one-line reason. Data, recorded
     or typed in the sidebar, is read only under the data roots (`data_roots`), sha256-verified
-    against the checkpoint's record before it is parsed."""
-    return fame_core.load(path, data=data_path or None, data_roots=data_roots())
+    against the checkpoint's record before it is parsed.
+
+    Cached. A checkpoint that opened without its recorded data is looked at again whenever the
+    data roots' listing changes (datahome.roots_state: names, sizes and times of two levels,
+    milliseconds), so data fetched meanwhile (`python -m fame_core data download NAME` in a shell)
+    is found on the next rerun, without restarting the server. With its data, one cached entry."""
+    model, data = _open_checkpoint(path, data_path, None)
+    if data is None and not data_path:
+        model, data = _open_checkpoint(path, data_path, datahome.roots_state(data_roots()))
+        if data is not None:   # found at last: the plain entry opens it from now on, with no listing
+            _open_checkpoint.clear(path, data_path, None)
+    return model, data
+
+
+open_checkpoint.clear = _open_checkpoint.clear   # e.g. after the Download button fetched the data
 
 
 def open_or_message(name: str, path: str, data_path: str | None):

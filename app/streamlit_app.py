@@ -10,7 +10,9 @@ import streamlit as st
 
 import session
 
-st.set_page_config(page_title="FAME facet workbench", page_icon=":material/manage_search:", layout="wide")
+# an emoji icon is drawn by the browser itself; a :material/...: favicon is fetched from fonts.gstatic.com,
+# the page's one request to an outside host (an error in the console of an offline lab machine)
+st.set_page_config(page_title="FAME facet workbench", page_icon="🔎", layout="wide")
 
 checkpoints = session.available_checkpoints()
 names = list(checkpoints)

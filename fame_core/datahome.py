@@ -39,6 +39,37 @@ def data_roots(extra=()) -> list[Path]:
     return roots + [Path(p).expanduser() for p in extra]
 
 
+def roots_state(roots) -> tuple:
+    """A cheap fingerprint of what the data roots hold: (path, size, mtime) of every entry of each
+    root and of each folder in it (two levels; a download into <home>/<name>/ changes it). The app
+    reopens a checkpoint that opened without its data when this changes."""
+    state = []
+    for root in roots:
+        for folder in [Path(root)] + [Path(e.path) for e in _entries(Path(root)) if _is_dir(e)]:
+            for entry in _entries(folder):
+                try:
+                    st = entry.stat()
+                except OSError:
+                    continue
+                state.append((entry.path, st.st_size, st.st_mtime_ns))
+    return tuple(sorted(state))
+
+
+def _is_dir(entry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def _entries(folder: Path) -> list:
+    try:
+        with os.scandir(folder) as it:
+            return list(it)
+    except OSError:    # missing, a file, unreadable: holds nothing
+        return []
+
+
 def source_for(record: dict) -> str | None:
     """The `data download` name whose files include the recorded data file (same name and sha256)."""
 

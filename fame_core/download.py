@@ -186,6 +186,29 @@ def data_home() -> Path:
     return Path(cache) / "fame"
 
 
+def make_folder(folder: Path, parent: Path) -> None:
+    """mkdir -p `folder` (under `parent`: the data home or --to), or one DataError line that says
+    which path is in the way (e.g. $FAME_DATA naming a file) instead of NotADirectoryError."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        return
+    except OSError as err:
+        problem = err
+    blocker = next((p for p in [folder, *folder.parents] if (p.exists() or p.is_symlink()) and not p.is_dir()), None)
+    if blocker is not None and blocker == parent and parent == data_home():
+        if os.environ.get("FAME_DATA"):
+            raise DataError(f"the data home $FAME_DATA={parent} is a file, not a folder; set FAME_DATA to a folder") from None
+        raise DataError(f"the data home {parent} is a file, not a folder; move it away or set FAME_DATA to a folder") from None
+    if blocker is not None:
+        where = "the data home" if parent == data_home() else "--to"
+        if blocker == parent:
+            raise DataError(f"{where} {parent} is a file, not a folder; give a folder") from None
+        raise DataError(f"{blocker} is a file, not a folder, so {where} {parent} cannot hold {folder.name}/; "
+                        f"move it away or choose another folder") from None
+    raise DataError(f"cannot create {folder} ({problem.strerror or problem.__class__.__name__}); "
+                    "choose a folder you can write to (set FAME_DATA, or pass --to)") from None
+
+
 def download(name: str, to=None, mirror: str | None = None, progress: bool = True, on_progress=None,
              overwrite: bool = False, max_bytes: int = MAX_BYTES) -> dict:
     """Fetch data set `name` into `to/<name>` (default: the data home, `$FAME_DATA` or
@@ -197,11 +220,10 @@ def download(name: str, to=None, mirror: str | None = None, progress: bool = Tru
     if key not in SOURCES:
         raise DataError(f"unknown data set {name!r}; choose one of {', '.join(SOURCES)}")
     source = SOURCES[key]
-    if to is None:
-        to = data_home()
+    to = data_home() if to is None else Path(to).expanduser()
     mirror = mirror or os.environ.get("FAME_MIRROR") or None
-    folder = Path(to).expanduser() / key
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = to / key
+    make_folder(folder, to)
     status = {}
     for remote in source.files:
         if remote.name.endswith(".zip"):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import fame_core
-from tests.conftest import REPO, run_app
+from tests.conftest import REPO, deep_link, run_app
 
 @pytest.fixture(scope="module")
 def demo():
@@ -181,7 +181,7 @@ def test_deep_link_restores_the_view():
     ({"user": "no-such-user"}, "`user=no-such-user` is not a user of data set"),
     ({"merge": "head:7"}, "`merge=head:7` is not available"),
     ({"checkpoint": "../../etc/passwd"}, "`checkpoint=../../etc/passwd` is not available"),
-    ({"head": "x"}, "`head=x` is not available"),
+    ({"head": "x"}, "`head=x` is not a whole number from 0 to 1; using head=0"),
 ])
 def test_bad_query_parameters_give_a_friendly_message(params, message):
     at = run_app(**params)
@@ -270,6 +270,26 @@ def test_a_bad_user_is_a_visible_warning_and_the_box_shows_the_user_shown(demo, 
     assert len(at.warning) == 1 and f"`user={value}`" in at.warning[0].value and f"showing user {user}" in at.warning[0].value
     assert at.text_input(key="user").value == user and at.query_params["user"] == user
     assert at.subheader[0].value == f"History of user {user}"
+
+
+# every whole-number URL parameter of every page, checked at the edge (session.count_param); the
+# browser test (tests/test_browser.py) loads the same links in chromium
+NUMERIC_PARAMS = {"views/case_study.py": ("k", "head"), "views/facet_explorer.py": ("item",),
+                  "views/cohort.py": ("k",), "views/compare.py": ("k",)}
+BAD_NUMBERS = ["inf", "1e309", "-1", "nan", "abc"]
+
+
+@pytest.mark.parametrize("page", NUMERIC_PARAMS)
+def test_every_numeric_link_parameter_of_every_page_is_a_warning_never_an_exception(page):
+    keys = NUMERIC_PARAMS[page]
+    for value in BAD_NUMBERS:
+        params = {key: value for key in keys}
+        # AppTest opens the facets page (url path /facets) only by switching after a first run; the
+        # others as a deep link, before the case study (which has a k of its own) could rewrite k
+        at = run_app(page, **params) if page == "views/facet_explorer.py" else deep_link(page, **params)
+        warnings = [w.value for w in at.warning]
+        assert all(sum(f"`{key}={value}`" in w for w in warnings) == 1 for key in keys), (value, warnings)
+        assert all(at.query_params[key] in ("0", "1", "20") for key in keys if key in at.query_params), at.query_params
 
 
 def _damage_config(d):

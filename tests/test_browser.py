@@ -29,9 +29,10 @@ def server():
             pytest.fail("CI needs chromium and playwright for the browser test (.ci/run installs them)")
         pytest.skip("chromium or playwright not installed")
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(REPO / "app" / "serve.py"),  # the README's command
-                             "--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(port),
-                             "--browser.gatherUsageStats", "false"], cwd=REPO,
+    # the README's command, from the repository root: its .streamlit/config.toml turns usage statistics off
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(REPO / "app" / "serve.py"),
+                             "--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(port)],
+                            cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -63,6 +64,9 @@ def test_deep_link_opens_the_users_lists_in_a_browser(server):
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
             "--disable-sync", "--no-first-run"])
         page = browser.new_page(viewport={"width": 1400, "height": 1800})
+        outside, errors = [], []        # requests to any other host (usage statistics, CDNs) and console errors
+        page.on("request", lambda r: None if r.url.startswith((server, "data:", "blob:")) else outside.append(r.url))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.goto(f"{server}/?user=42&merge=concat&k=5", timeout=60_000)
         page.get_by_text("History of user 42").wait_for(timeout=60_000)
         page.get_by_text(f"concat · target rank {insp.target_rank['concat']}").wait_for(timeout=30_000)
@@ -77,4 +81,45 @@ def test_deep_link_opens_the_users_lists_in_a_browser(server):
         page.get_by_text("Interactive charts").first.click()                 # the hover-able plotly versions
         page.locator(".js-plotly-plot").nth(4).wait_for(timeout=60_000)
         assert "interactive=true" in page.url
+        assert outside == [] and errors == [], (outside, errors)
+        browser.close()
+
+
+def test_the_repositorys_streamlit_config_turns_usage_statistics_off():
+    import tomllib
+
+    with open(REPO / ".streamlit" / "config.toml", "rb") as f:
+        config = tomllib.load(f)
+    assert config["browser"]["gatherUsageStats"] is False
+    # Streamlit reads the project file of the working directory: `streamlit run` from the root uses it
+    shown = subprocess.run([sys.executable, "-m", "streamlit", "config", "show"], cwd=REPO, capture_output=True,
+                           text=True, timeout=120).stdout
+    assert f"# The value below was set in {REPO / '.streamlit' / 'config.toml'}\ngatherUsageStats = false" in shown
+
+
+# every whole-number URL parameter of every page (tests/test_app.py checks the same headlessly)
+NUMERIC_LINKS = {"": ("k", "head"), "facets": ("item",), "cohort": ("k",), "compare": ("k",)}
+BAD_NUMBERS = ["inf", "1e309", "-1", "nan", "abc"]
+LAST_ON_PAGE = {"": "Export for papers", "facets": "Are the heads facets?", "cohort": "Which users",
+                "compare": "One user under both models"}
+
+
+@pytest.mark.parametrize("url_path", NUMERIC_LINKS)
+def test_bad_numbers_in_a_link_are_a_warning_never_an_exception_box(server, url_path):
+    """k=inf or 1e309 once reached Streamlit's number_input and showed an OverflowError box."""
+    from playwright.sync_api import sync_playwright
+
+    keys = NUMERIC_LINKS[url_path]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1800})
+        for value in BAD_NUMBERS:
+            page.goto(f"{server}/{url_path}?" + "&".join(f"{key}={value}" for key in keys), timeout=60_000)
+            exception = page.locator('[data-testid="stException"]')
+            exception.or_(page.get_by_text(LAST_ON_PAGE[url_path]).first).first.wait_for(timeout=180_000)
+            assert exception.count() == 0, (url_path, value, exception.first.inner_text()[:300])
+            warnings = page.locator('[data-testid="stAlertContentWarning"]').all_inner_texts()
+            assert all(sum(f"{key}={value}" in w for w in warnings) == 1 for key in keys), (url_path, value, warnings)
         browser.close()

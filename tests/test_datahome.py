@@ -209,3 +209,85 @@ def test_a_typed_path_is_checked_before_it_is_parsed(tmp_path):
         with pytest.raises(DataError, match=says) as info:
             open_given(record, path, [tmp_path])
         assert "\n" not in str(info.value) and "root:" not in str(info.value)
+
+
+def test_a_data_home_that_is_a_file_is_one_error_line_in_the_library_and_the_cli(tmp_path, monkeypatch, capsys):
+    from fame_core.download import download
+
+    home = tmp_path / "fame-data"
+    home.write_text("not a folder\n")
+    monkeypatch.setenv("FAME_DATA", str(home))
+    message = f"the data home $FAME_DATA={home} is a file, not a folder; set FAME_DATA to a folder"
+    with pytest.raises(DataError) as info:          # before: NotADirectoryError from mkdir
+        download("sports", progress=False)
+    assert str(info.value) == message
+    assert main(["data", "download", "sports"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [f"error: {message}"] and captured.out == ""
+    assert home.read_text() == "not a folder\n"
+    elsewhere = tmp_path / "notes.txt"
+    elsewhere.write_text("")
+    assert main(["data", "download", "sports", "--to", str(elsewhere)]) == 2      # --to naming a file: the same way
+    assert capsys.readouterr().err.splitlines() == [f"error: --to {elsewhere} is a file, not a folder; give a folder"]
+    assert main(["data", "download", "sports", "--to", str(elsewhere / "sub")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {elsewhere} is a file, not a folder, so --to {elsewhere / 'sub'}")
+
+
+def test_the_apps_download_button_says_in_one_line_that_the_data_home_is_a_file(fresh, tmp_path, monkeypatch):
+    home = tmp_path / "home-file"
+    home.write_text("")
+    monkeypatch.setenv("FAME_DATA", str(home))
+    at = run_app(checkpoint="roots/sports-fame", user="230")
+    at.button(key="download").click().run()
+    assert not at.exception, [e.value for e in at.exception]           # before: NotADirectoryError's traceback
+    assert [e.value for e in at.error] == [f"the data home $FAME_DATA={home} is a file, not a folder; "
+                                          "set FAME_DATA to a folder"]
+    assert at.subheader[0].value == "History of hand-made sequence"
+
+
+def test_a_running_app_finds_data_placed_in_the_data_home_after_it_opened_the_model_alone(tmp_path, monkeypatch):
+    """The app's resource cache kept (model, None) until a restart: data fetched meanwhile with the
+    CLI stayed 'not found'. Now the data roots' listing is part of what a data-less entry waits on."""
+    from fame_core.data import load_dataset, write_sequence_file
+
+    world = load_dataset(json.loads((REPO / "checkpoints" / "demo-sasrec" / "dataset.json").read_text())["spec"])
+    staged = write_sequence_file(world, tmp_path / "staged" / "demo-world.txt")[0]
+    gone = tmp_path / "elsewhere" / staged.name                      # recorded where it no longer is
+    root = tmp_path / "roots"
+    shutil.copytree(REPO / "checkpoints" / "demo-sasrec", root / "moved")
+    record = json.loads((root / "moved" / "dataset.json").read_text())
+    record.update(reader="sequence-file", spec=str(gone), paths=[str(gone)], options={},
+                  sha256={staged.name: hashlib.sha256(staged.read_bytes()).hexdigest()})
+    (root / "moved" / "dataset.json").write_text(json.dumps(record))
+    monkeypatch.setenv("FAME_DATA", str(tmp_path / "home"))
+    monkeypatch.setenv("FAME_DATA_ROOTS", "")
+    monkeypatch.setenv("FAME_CHECKPOINTS", str(root))
+
+    at = run_app(checkpoint="roots/moved", user="42")
+    assert at.subheader[0].value == "History of hand-made sequence"
+    assert any("is not at its recorded path" in w.value for w in at.warning)
+    (tmp_path / "home" / "demo").mkdir(parents=True)                 # as `data download` does, from a shell
+    shutil.copy(staged, tmp_path / "home" / "demo" / staged.name)
+    at.run()                                                          # a reload: same server, same caches
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.subheader[0].value == "History of user 42"
+    assert not any("is not at its recorded path" in w.value for w in at.warning)
+    at.run()                                                          # and it stays open with its data
+    assert at.subheader[0].value == "History of user 42"
+
+
+def test_roots_state_changes_when_a_download_lands_and_tolerates_odd_roots(tmp_path):
+    from fame_core.datahome import roots_state
+
+    home, a_file = tmp_path / "home", tmp_path / "a-file"
+    a_file.write_text("")
+    roots = [home, a_file, tmp_path / "missing"]
+    empty = roots_state(roots)                     # a missing root and a file hold nothing: no error
+    assert empty == ()
+    (home / "sports").mkdir(parents=True)
+    with_folder = roots_state(roots)
+    (home / "sports" / "Sports_and_Outdoors.txt").write_text("1 1 2 3\n")
+    landed = roots_state(roots)
+    assert len({empty, with_folder, landed}) == 3 and roots_state(roots) == landed
+    assert str(home / "sports" / "Sports_and_Outdoors.txt") in {entry[0] for entry in landed}

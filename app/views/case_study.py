@@ -34,9 +34,9 @@ MODES = ["gated", "concat"] + [f"head:{h}" for h in range(H)]
 st.title("Case study")
 
 # ---- who: a user of the data set, with a table to find one ------------------------------------------
-for key, allowed in (("merge", MODES), ("head", [str(h) for h in range(H)]), ("split", ["test", "valid"]),
-                     ("scale", list(SCALES))):
+for key, allowed in (("merge", MODES), ("split", ["test", "valid"]), ("scale", list(SCALES))):
     session.warn_bad_param(key, allowed)
+session.count_param("head", 0, H - 1, 0)   # a number: checked like k (the URL then names the head shown)
 split = st.query_params.get("split") if st.query_params.get("split") in ("test", "valid") else "test"
 if data is not None:                 # checked before the box is drawn, so the box shows the user used
     fallback = lists.default_user(data, split)

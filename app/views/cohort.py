@@ -22,7 +22,7 @@ if data is None:
 session.warn_bad_param("split", ["test", "valid"])
 c1, c2, c3 = st.columns([1, 1, 2])
 split = c1.segmented_control("Split", ["test", "valid"], default="test", key="split", bind="query-params") or "test"
-k = int(c2.number_input("k", min_value=1, max_value=100, value=20, key="k", bind="query-params"))
+k = session.count_input(c2, "k", "k", 1, 100, 20)   # checked: k=inf or 1e309 is a warning, not an exception
 table, info = population.cohort(path, data_path, split)
 slices = cohort.slice_columns(table)
 session.warn_bad_param("slice", slices)

@@ -40,7 +40,7 @@ same = [n for n in names if n != a and prints[checkpoints[n]] == prints[checkpoi
 b = c2.selectbox("Checkpoint b", names, index=names.index(same[0]) if same else names.index(a), key="b",
                  bind="query-params", help="a checkpoint of the same data set")
 split = c3.segmented_control("Split", ["test", "valid"], default="test", key="split", bind="query-params") or "test"
-k = int(c4.number_input("k", min_value=1, max_value=100, value=20, key="k", bind="query-params"))
+k = session.count_input(c4, "k", "k", 1, 100, 20)   # checked: k=inf or 1e309 is a warning, not an exception
 data_path = st.session_state.get(f"data_path:{a}") or None
 try:
     model_a, data = session.open_checkpoint(checkpoints[a], data_path)
