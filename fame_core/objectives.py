@@ -369,7 +369,7 @@ def extra_loss(model, out: ModelOutput, where: torch.Tensor, obj: FacetObjective
     return total
 
 
-# Metadata-free settings compared in bench/facet_objectives.py and bench/facet_real.py (issue 16);
+# Metadata-free settings compared in experiments/facet_objectives.py and experiments/facet_real.py (issue 16);
 # "mixture gate + diverse router" is the one that passed the gate and router checks on both
 # planted worlds (docs/facets.md).
 GATE_ROUTER_PRESETS: dict[str, dict] = {
@@ -416,7 +416,7 @@ GATE_ROUTER_PRESETS: dict[str, dict] = {
                                                              "gate_decisive": 0.1, "expert_diversity": 0.1,
                                                              "router_decisive": 0.5},
     # heads that share the ranking and differ by which part of the catalogue they favour
-    # (FAMEConfig.head_cluster_bias, a model setting): bench/head_pair_check.py found such a pair
+    # (FAMEConfig.head_cluster_bias, a model setting): experiments/head_pair_check.py found such a pair
     # readable by a gate at no accuracy cost on Beauty and Sports; with the router terms that passed
     "cluster bias 4 + decisive diverse router": {"head_cluster_bias": 4.0, "expert_diversity": 0.1,
                                                  "router_decisive": 0.5},

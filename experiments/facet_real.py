@@ -1,7 +1,7 @@
 """The facet objectives on real data: MovieLens genres and Amazon attributes (no planted truth).
 
-    python bench/facet_real.py --data ../shared/data/ml-latest-small --facets genre,decade --name movielens --dropout 0.2
-    python bench/facet_real.py --data ../shared/data/amazon/Beauty.txt --facets attribute --name beauty \\
+    python -m experiments.facet_real --data ../shared/data/ml-latest-small --facets genre,decade --name movielens --dropout 0.2
+    python -m experiments.facet_real --data ../shared/data/amazon/Beauty.txt --facets attribute --name beauty \\
         --sasrec runs/reproduce/Beauty/sasrec-s0 --baseline runs/reproduce/Beauty/fame-h2-n4-warm-res-s0
 
 Every variant is FAME (H=2, N=4, warm start + residual: the Table-2 configuration) fine-tuned from
@@ -27,7 +27,6 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 REPO = Path(__file__).resolve().parents[1]
 
-from reproduce import run  # noqa: E402
 
 TOP = 20   # the gate reading restricted to users whose better head shows the target in its top 20
 METRICS = ["HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20"]
@@ -57,7 +56,7 @@ def variants(facets: list[str]) -> dict:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m experiments.facet_real", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True)
     p.add_argument("--facets", required=True, help="item facets, comma-separated: the first is head 0's (and the "
                    "one the gate and experts are checked on), the second head 1's")
@@ -70,7 +69,7 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     p.add_argument("--valid-only", action="store_true", help="only add the validation readings that "
-                   "bench/facet_choose.py reads to rows already written (finished runs; no training, no test checks)")
+                   "experiments/facet_choose.py reads to rows already written (finished runs; no training, no test checks)")
     p.add_argument("--checkpoint", default=None, help="with --valid-only and one --variants name: read that row "
                    "from this checkpoint (e.g. its bundled float16 copy) instead of the run recorded in the row")
     a = p.parse_args()
@@ -83,7 +82,7 @@ def main() -> int:
     from fame_core.checkpoint import load
     from fame_core.models import SASRecConfig, FAMEConfig
     from fame_core.objectives import FacetObjectives
-    from fame_core.training import TrainConfig
+    from fame_core.training import TrainConfig, train_or_resume
 
     data = load_dataset(a.data)
     facets = a.facets.split(",")
@@ -107,7 +106,7 @@ def main() -> int:
             print(f"error: {a.checkpoint} is not a checkpoint (no config.json); pass a checkpoint folder", file=sys.stderr)
             return 2
     else:
-        run(data, SASRecConfig(**common), TrainConfig(seed=a.seed, patience=a.patience, device=a.device), sas)
+        train_or_resume(data, SASRecConfig(**common), TrainConfig(seed=a.seed, patience=a.patience, device=a.device), sas)
 
     def valid_reading(model, d) -> dict:
         """What selection may read (never test): validation NDCG@20, the gate and the experts checks."""
@@ -131,9 +130,9 @@ def main() -> int:
             print(json.dumps({"variant": name, "valid": rows[-1]["valid"]}), flush=True)
             continue
         model_opts, objectives = split_preset(table[name])
-        run(data, FAMEConfig(n_experts=4, residual=True, **common, **model_opts),
-            TrainConfig(seed=a.seed, patience=a.patience, init_from=str(sas), warm=True, device=a.device,
-                        objectives=FacetObjectives(**objectives)), out)
+        train_or_resume(data, FAMEConfig(n_experts=4, residual=True, **common, **model_opts),
+                        TrainConfig(seed=a.seed, patience=a.patience, init_from=str(sas), warm=True, device=a.device,
+                                    objectives=FacetObjectives(**objectives)), out)
         model, d = load(out, data=data)
         test = evaluate(model, d, "test")["metrics"]
         align = head_alignment(model, d, facets=facets)

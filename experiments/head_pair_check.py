@@ -1,6 +1,6 @@
 """Which pair of heads could a gate tell apart, without costing accuracy? (issue 16)
 
-    python bench/head_pair_check.py checkpoints/beauty-sasrec
+    python -m experiments.head_pair_check checkpoints/beauty-sasrec
 
 The gate check of issue 16 asks that the head with the larger gate rank the target better, for
 5 points more users than always trusting one head. Whether any gate can do that is set by the
@@ -209,7 +209,7 @@ def _score_sd(model, dataset, users: int = 512) -> float:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m experiments.head_pair_check", description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint")
     p.add_argument("--short", type=int, nargs="*", default=[1, 2, 3], help="history lengths K of the short side")
     p.add_argument("--popularity", type=float, nargs="*", default=[0.5, 1.0, 2.0], help="strengths L")

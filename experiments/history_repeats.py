@@ -1,6 +1,6 @@
 """Targets that repeat a history item (issue 15): how many users, and the metrics three ways.
 
-    python bench/history_repeats.py checkpoints/beauty-sasrec checkpoints/beauty-fame \
+    python -m experiments.history_repeats checkpoints/beauty-sasrec checkpoints/beauty-fame \
         checkpoints/sports-sasrec checkpoints/sports-fame
 
 The protocol of docs/results.md masks every history item at evaluation (ICLRec's code does the
@@ -61,7 +61,7 @@ def ranks_three_ways(model, dataset, split: str = "test", batch: int = 512) -> d
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m experiments.history_repeats", description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoints", nargs="+")
     p.add_argument("--split", default="test", choices=["valid", "test"])
     a = p.parse_args()

@@ -1,6 +1,7 @@
 """How noisy is a one-seed accuracy comparison on one split? (issue 16's 1 % validation window)
 
-    python bench/split_noise.py --reference checkpoints/beauty-fame checkpoints/beauty-fame-mixture checkpoints/beauty-sasrec
+    python -m experiments.split_noise --reference checkpoints/beauty-fame \\
+        checkpoints/beauty-fame-mixture checkpoints/beauty-sasrec
 
 For each checkpoint against the reference, on the validation and the test users: the relative
 NDCG@20 difference (mean per-user difference / the reference's NDCG@20) and its standard error
@@ -37,7 +38,7 @@ def main() -> int:
     from fame_core.errors import FameError
     from fame_core.evaluate import evaluate
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m experiments.split_noise", description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoints", nargs="+", help="checkpoints compared with the reference")
     p.add_argument("--reference", required=True, help="the checkpoint the differences are taken against")
     p.add_argument("--data", default=None, help="the data file, where the recorded path does not hold it")

@@ -1,12 +1,12 @@
 """Issue 16's choice of a gate/router setting, on validation users only.
 
-    python bench/facet_choose.py --results bench/results/facet-real-beauty.json \\
+    python -m experiments.facet_choose --results bench/results/facet-real-beauty.json \\
         --ablation bench/results/ablation-Beauty.json --seed 0
-    python bench/facet_choose.py --ablation bench/results/ablation-Beauty.json \\
+    python -m experiments.facet_choose --ablation bench/results/ablation-Beauty.json \\
         --results bench/results/facet-real-beauty.json bench/results/facet-real-beauty-s1.json \\
         bench/results/facet-real-beauty-s2.json
 
-Reads the rows bench/facet_real.py wrote (their "valid" readings: NDCG@20, the gate against
+Reads the rows experiments/facet_real.py wrote (their "valid" readings: NDCG@20, the gate against
 always trusting one head, the experts against random routers) and the ablation's validation
 NDCG@20 at the same seed; the reference is the ablation's best row there (where a data set has no
 ablation yet, a reproduction's JSON: Table 2's SASRec and FAME rows). The rule is
@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def reference_rows(results: dict, seed: int) -> dict[str, float]:
-    """Validation NDCG@20 at `seed` of every row of an ablation report (bench/ablation.py: "rows",
+    """Validation NDCG@20 at `seed` of every row of an ablation report (experiments/ablation.py: "rows",
     each with "seeds" and "valid") or, where a data set has no ablation yet, of a reproduction
     (bench/reproduce.py: "runs", each a list of per-seed results; Table 2's rows only)."""
     if "rows" in results:
@@ -54,13 +54,13 @@ def print_table(out: dict) -> None:
         print("not read at every seed (not chosen): " +
               ", ".join(f"{v} (seeds {', '.join(map(str, s))})" for v, s in out["incomplete"].items()))
     if out["unread"]:
-        print(f"not read (no validation reading; rerun bench/facet_real.py on them): {', '.join(out['unread'])}")
+        print(f"not read (no validation reading; rerun experiments/facet_real.py on them): {', '.join(out['unread'])}")
     if out["metadata"]:
         print(f"not chosen (a head supervised with item metadata): {', '.join(out['metadata'])}")
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m experiments.facet_choose", description=__doc__.split("\n\n")[0])
     p.add_argument("--results", required=True, nargs="+", help="bench/results/facet-real-<name>.json, one per seed")
     p.add_argument("--ablation", required=True, help="a bench/results/ablation-<data>.json with the same seeds (or, "
                    "where the data set has no ablation yet, a bench/results/reproduce-<data>-<row>.json)")
@@ -78,14 +78,14 @@ def main() -> int:
         ablation = json.loads(Path(a.ablation).read_text())
     except (OSError, ValueError) as e:
         return fail(f"cannot read {' '.join(a.results)} or {a.ablation} ({e}); pass the JSON files that "
-                    "bench/facet_real.py and bench/ablation.py report write")
+                    "experiments/facet_real.py and experiments/ablation.py report write")
     seeds = {}
     for path, results in files.items():
         recorded = (results.get("settings") or {}).get("seed") if isinstance(results, dict) else None
         if recorded is not None and not isinstance(recorded, int):
-            return fail(f"{path} records seed {recorded!r}, not a whole number; pass a file bench/facet_real.py wrote")
+            return fail(f"{path} records seed {recorded!r}, not a whole number; pass a file experiments/facet_real.py wrote")
         if len(files) > 1 and recorded is None:
-            return fail(f"{path} records no seed in its settings; pass the files bench/facet_real.py writes")
+            return fail(f"{path} records no seed in its settings; pass the files experiments/facet_real.py writes")
         if a.seed is not None and recorded is not None and a.seed != recorded:
             return fail(f"{path} records seed {recorded}, not --seed {a.seed}; drop --seed or pass that file's seed")
         seeds[path] = a.seed if a.seed is not None else (recorded if recorded is not None else 0)
@@ -118,7 +118,7 @@ def main() -> int:
             name = f"{re.sub(r'-s[0-9]+$', '', name)}-seeds-{'-'.join(map(str, sorted(rows)))}"
     except (ValueError, KeyError, TypeError, AttributeError, ZeroDivisionError) as e:
         return fail(f"{' '.join(a.results)} or {a.ablation} lacks what the choice reads ({e.__class__.__name__}: {e}); "
-                    "pass the JSON files that bench/facet_real.py and bench/ablation.py report write")
+                    "pass the JSON files that experiments/facet_real.py and experiments/ablation.py report write")
     print_table(out)
     print(summary)
     path = Path(a.out) if a.out else REPO / "bench" / "results" / f"facet-choice-{name}.json"

@@ -1,7 +1,7 @@
 """Which training options make FAME's heads, gate and experts capture the planted facets?
 
-    python bench/facet_objectives.py                         # world seed 0 (10 genres x 30 actors)
-    python bench/facet_objectives.py --world "synthetic:seed=1,genre=8,actor=20" --name world1
+    python -m experiments.facet_objectives                         # world seed 0 (10 genres x 30 actors)
+    python -m experiments.facet_objectives --world "synthetic:seed=1,genre=8,actor=20" --name world1
 
 Pre-trains SASRec once per world, then fine-tunes FAME (H=2, N=4) from it with the paper recipe and
 with each option of fame_core.objectives; every run is a checkpoint under runs/facet-objectives/
@@ -41,7 +41,7 @@ VARIANTS = {
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m experiments.facet_objectives", description=__doc__.split("\n\n")[0])
     p.add_argument("--world", default="synthetic")
     p.add_argument("--name", default="world0")
     p.add_argument("--variants", default=",".join(VARIANTS))

@@ -1,6 +1,7 @@
 """Does ranking by the probability mixture sum_h g_h softmax(P^(h)) help a gated FAME? (issue 16)
 
-    python bench/mixture_merge.py --data ../shared/data/amazon/Beauty.txt checkpoints/beauty-fame-mixture checkpoints/beauty-fame
+    python -m experiments.mixture_merge --data ../shared/data/amazon/Beauty.txt \\
+        checkpoints/beauty-fame-mixture checkpoints/beauty-fame
 
 FAME ranks by the gate-weighted sum of the heads' scores (logits). A model trained with the
 mixture-of-experts likelihood (`--mixture-likelihood`, cluster heads) is, for that term, a mixture
@@ -60,7 +61,7 @@ def main() -> int:
     from fame_core.data import load_dataset
     from fame_core.errors import FameError
 
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m experiments.mixture_merge", description=__doc__.split("\n\n")[0])
     ap.add_argument("checkpoints", nargs="+", help="FAME checkpoints (with a gate) trained on --data")
     ap.add_argument("--data", required=True)
     ap.add_argument("--split", choices=["valid", "test"], default="test",

@@ -1,6 +1,6 @@
 """Can a gate name the next item's cluster? The check behind `--head-clusters` (issue 16).
 
-    python bench/head_cluster_check.py runs/reproduce/Beauty/fame-h2-n4-warm-res-s0 --clusters 2 4
+    python -m experiments.head_cluster_check runs/reproduce/Beauty/fame-h2-n4-warm-res-s0 --clusters 2 4
 
 `--head-clusters` gives head c the items of k-means cluster c (of the items in the heads' scoring
 space, weighted by 1 + each item's count as a training target) and teaches the gate the next item's cluster; the
@@ -55,7 +55,7 @@ def cluster_predictability(model, dataset, k: int, seed: int = 0) -> dict:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m experiments.head_cluster_check", description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoints", nargs="+")
     p.add_argument("--clusters", type=int, nargs="+", default=[2])
     p.add_argument("--seed", type=int, default=0)

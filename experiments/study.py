@@ -1,10 +1,10 @@
 """A hyperparameter study on validation only (issue 15), resumable: Optuna with SQLite storage.
 
-    python bench/study.py --data ../shared/data/amazon/Beauty.txt --model sasrec --trials 12
-    python bench/study.py --data ../shared/data/amazon/Beauty.txt --model fame   --trials 12
-    python bench/study.py --data ../shared/data/amazon/Beauty.txt --model fame --report   # best, then test
-    python bench/study.py --data ../shared/data/amazon/Beauty.txt --compare   # FAME's best vs SASRec's
-    python bench/study.py --data ../shared/data/amazon/Sports_and_Outdoors.txt --model fame --report \
+    python -m experiments.study --data ../shared/data/amazon/Beauty.txt --model sasrec --trials 12
+    python -m experiments.study --data ../shared/data/amazon/Beauty.txt --model fame   --trials 12
+    python -m experiments.study --data ../shared/data/amazon/Beauty.txt --model fame --report   # best, then test
+    python -m experiments.study --data ../shared/data/amazon/Beauty.txt --compare   # FAME's best vs SASRec's
+    python -m experiments.study --data ../shared/data/amazon/Sports_and_Outdoors.txt --model fame --report \
         --best-from bench/results/study-Beauty.db   # Beauty's best, retrained on Sports
 
 One study per (data set, model) in runs/study/<data>/study.db, so SASRec and FAME are tuned with
@@ -42,7 +42,7 @@ epochs trained. FAME trials are pruned on FAME's epochs; the shared base SASRec 
 writes bench/results/study-<data>-<model>.json with the budget, every trial, the best configuration
 and its test numbers (mean and sample std over seeds), and keeps each seed's per-user test ranks as
 an ablation record `study-<model>-s<seed>` (bench/results/ablation-runs/<data>/, as
-bench/ablation.py's rows). `--compare` trains nothing: it pairs FAME's best with SASRec's (each
+experiments/ablation.py's rows). `--compare` trains nothing: it pairs FAME's best with SASRec's (each
 tuned with the same budget) on --seeds (each model needs a record of each), by seed (paired t-test)
 and by user (Wilcoxon), and writes bench/results/study-<data>-compare.json. `--report --best-from
 DB` retrains the best of another data set's study (its database, read from a private copy) on
@@ -193,7 +193,7 @@ def run_matches(run: Path, data, model: str, p: dict, seed: int, base: Path | No
     data (by fingerprint: the same file named by another path, from another work tree, is the same
     data), the same model record, the same training record (device and evaluation batch aside: they
     do not change what is computed; a FAME's base compared as the folder it names, through links)."""
-    from fame_core.training import RESUME_MAY_CHANGE, _same_file, train_record
+    from fame_core.training import RESUME_MAY_CHANGE, same_file, train_record
 
     try:
         config = json.loads((run / "config.json").read_text())
@@ -203,14 +203,14 @@ def run_matches(run: Path, data, model: str, p: dict, seed: int, base: Path | No
     mcfg, tcfg = configs(data, model, p, seed, base, epochs, "auto")
     want_train = {k: v for k, v in train_record(tcfg).items() if k not in RESUME_MAY_CHANGE}
     train = {k: v for k, v in config.get("train", {}).items() if k not in RESUME_MAY_CHANGE}
-    if want_train.get("init_from") and _same_file(train.get("init_from"), want_train["init_from"]):
+    if want_train.get("init_from") and same_file(train.get("init_from"), want_train["init_from"]):
         train["init_from"] = want_train["init_from"]   # the same base reached by another path
     return config.get("status") == "finished" and same_model(config.get("model"), mcfg) and \
         fingerprint == data.fingerprint() and train == want_train
 
 
 def record_matches(rec: dict, data, model: str, p: dict, seed: int, base: Path | None, epochs: int) -> bool:
-    """Whether a kept record (bench/ablation.py's) is of `model` with parameters `p` and `seed` on
+    """Whether a kept record (experiments/ablation.py's) is of `model` with parameters `p` and `seed` on
     `data`: the same model record and training record as run_matches asks of a run folder (the
     base's path aside: a record outlives the folder it named). A --report seed whose run folder is
     gone (a fresh machine) but whose record matches is read back, not trained again."""
@@ -429,16 +429,6 @@ def list_trials(a, data, runs: Path, db: Path, keep: Path | None) -> int:
     return 0
 
 
-def bench_script(name: str):
-    """Another bench/ script as a module (bench/ is not a package)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().with_name(f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def compare_bests(a, data, records: Path, out: Path, ablation, sfx: str = "") -> int:
     """The two studies' bests on the same seeds: FAME's against SASRec's (each tuned with the same
     trial budget on validation), the ablation's statistics (paired t-test by seed, Wilcoxon over the
@@ -534,7 +524,7 @@ def report_best(a, data, runs: Path, records: Path, study, finished, source: dic
     sfx = f"-from-{source['data']}" if source else ""
     row = f"study-{a.model}{sfx}"
     rows = []
-    ablation = bench_script("ablation")
+    from experiments import ablation
     for seed in a.seeds:
         run = runs / f"best{sfx}-{a.model}-s{seed}"
         base = runs / "bases" / f"sasrec-{key(p)}-s{seed}" if a.model == "fame" else None
@@ -590,7 +580,7 @@ def report_best(a, data, runs: Path, records: Path, study, finished, source: dic
 def main() -> int:
     import optuna
 
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m experiments.study", description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", required=True)
     ap.add_argument("--model", choices=["sasrec", "fame"], default=None, help="the study: sasrec or fame (not with "
                     "--compare, which reads both)")
@@ -677,7 +667,7 @@ def main() -> int:
     if a.compare:
         out = Path(a.out) if a.out else runs / f"compare{sfx}.json" if a.runs else \
             REPO / "bench" / "results" / f"study-{data.name}-compare{sfx}.json"
-        ablation = bench_script("ablation")
+        from experiments import ablation
         try:
             return compare_bests(a, data, records, out, ablation, sfx)
         except ablation.RecordError as e:

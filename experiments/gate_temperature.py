@@ -1,6 +1,6 @@
 """Would a bolder or a more cautious gate make the gated merge beat equal weights? (issue 16)
 
-    python bench/gate_temperature.py checkpoints/beauty-fame-gated --data ../shared/data/amazon/Beauty.txt
+    python -m experiments.gate_temperature checkpoints/beauty-fame-gated --data ../shared/data/amazon/Beauty.txt
 
 For each FAME checkpoint and each temperature tau (gate = softmax(W_g F / tau),
 `fame_core.facets.gate_temperature`; tau < 1 sharpens, tau > 1 softens, tau = 1 is the gate as
@@ -33,7 +33,7 @@ def main() -> int:
                                   merge_reading)
     from fame_core.safe_io import write_file_atomic
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m experiments.gate_temperature", description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoints", nargs="+", help="FAME checkpoints of one data set")
     p.add_argument("--data", default=None, help="the data file, where the recorded path does not hold it")
     p.add_argument("--temperatures", type=float, nargs="+", default=[0.5, 1.0, 2.0, 4.0])
