@@ -10,7 +10,7 @@
 # Same code and protocol as on the CPU. Every run is a resumable checkpoint under runs/: when the time
 # limit cuts a part, run the command again on the same machine and it continues. At the end the
 # ablation reports are written (a partial one never replaces a fuller report: experiments/ablation.py refuses);
-# bench/results/*.json and the runs' records (bench/results/ablation-runs/) are copied to $OUT when it is set.
+# experiments/results/*.json and the runs' records (experiments/results/ablation-runs/) are copied to $OUT when it is set.
 #
 #   bash bench/gpu_protocol.sh [data folder] [minutes per part]     (default ../shared/data/amazon, 8)
 #   DRY=1 bash bench/gpu_protocol.sh                                 (print the commands, run nothing)
@@ -55,8 +55,8 @@ nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv > runs/logs/gp
 cat runs/logs/status 2>/dev/null || true
 if [ -n "${OUT:-}" ]; then
   mkdir -p "$OUT/results" "$OUT/logs"
-  cp bench/results/*.json "$OUT/results/"
-  if [ -d bench/results/ablation-runs ]; then cp -r bench/results/ablation-runs "$OUT/results/"; fi   # the runs' records
+  cp experiments/results/*.json "$OUT/results/"
+  if [ -d experiments/results/ablation-runs ]; then cp -r experiments/results/ablation-runs "$OUT/results/"; fi   # the runs' records
   cp runs/logs/* "$OUT/logs/"
   for c in runs/reproduce/*/*/config.json; do   # every run's recorded metrics, without its weights
     d="$OUT/runs/$(dirname "${c#runs/reproduce/}")"; mkdir -p "$d"; cp "$c" "$d/"

@@ -24,7 +24,7 @@ budget:
 
 `run` trains what is missing (a finished run is skipped, an interrupted one resumed), so it can
 be repeated after a kill or in the next session. Each finished run leaves a record in the
-repository, `bench/results/ablation-runs/<data>/<row>-s<seed>.json` (its validation and test
+repository, `experiments/results/ablation-runs/<data>/<row>-s<seed>.json` (its validation and test
 metrics, epochs, settings, the sha256 of its weights and of its base's) beside `.npz` (its per-user
 test ranks, clipped at 255: exact for every cutoff the report uses), so a row survives the loss of
 its run folder (machines here are not kept between sessions). `run` skips a recorded row and
@@ -39,11 +39,11 @@ tests; they are drawn last in the figure.
 
 `by-seed --control ROW` pairs the report's rows by seed with a row known only from its records
 (Beauty's restart controls, run after the rows' run folders were lost): mean, gain and a paired
-t-test by seed, written to bench/results/ablation-<data>-by-seed-<ROW>.json.
+t-test by seed, written to experiments/results/ablation-<data>-by-seed-<ROW>.json.
 
 `report` records every finished run that has no record yet (evaluated once on the test users,
 history masked, as in training's selection; its ranks must give the run's recorded test NDCG@20),
-then reads the records and writes bench/results/ablation-<data>.json. It refuses to replace a
+then reads the records and writes experiments/results/ablation-<data>.json. It refuses to replace a
 report that holds a (row, seed) pair it cannot provide (run those seeds first, or pass
 --allow-fewer).
 
@@ -574,8 +574,8 @@ def main() -> int:
     p.add_argument("--patience", type=int, default=10)
     p.add_argument("--epochs", type=int, default=200)
     p.add_argument("--device", default="auto")
-    p.add_argument("--results", default=str(REPO / "bench" / "results"),
-                   help="where the report and the runs' records (ablation-runs/<data>/) go (default bench/results)")
+    p.add_argument("--results", default=str(REPO / "experiments" / "results"),
+                   help="where the report and the runs' records (ablation-runs/<data>/) go (default experiments/results)")
     p.add_argument("--allow-fewer", action="store_true",
                    help="report: replace an existing report even if it held (row, seed) pairs this one lacks")
     p.add_argument("--allow-remade-base", action="store_true",

@@ -1,10 +1,10 @@
 """Issue 16's choice of a gate/router setting, on validation users only.
 
-    python -m experiments.facet_choose --results bench/results/facet-real-beauty.json \\
-        --ablation bench/results/ablation-Beauty.json --seed 0
-    python -m experiments.facet_choose --ablation bench/results/ablation-Beauty.json \\
-        --results bench/results/facet-real-beauty.json bench/results/facet-real-beauty-s1.json \\
-        bench/results/facet-real-beauty-s2.json
+    python -m experiments.facet_choose --results experiments/results/facet-real-beauty.json \\
+        --ablation experiments/results/ablation-Beauty.json --seed 0
+    python -m experiments.facet_choose --ablation experiments/results/ablation-Beauty.json \\
+        --results experiments/results/facet-real-beauty.json experiments/results/facet-real-beauty-s1.json \\
+        experiments/results/facet-real-beauty-s2.json
 
 Reads the rows experiments/facet_real.py wrote (their "valid" readings: NDCG@20, the gate against
 always trusting one head, the experts against random routers) and the ablation's validation
@@ -14,7 +14,7 @@ fame_core.facets.choose_on_validation: within 1 % of the reference, the setting 
 checks, then the largest gate margin. With several results files (one per seed, the seed read
 from each file's settings) the rule is fame_core.facets.choose_over_seeds: the same, on each
 setting's means over the seeds. Test metrics are not read. Writes
-bench/results/facet-choice-<results name>.json (several: -<name>-seeds-<s>-<s>....json) beside a
+experiments/results/facet-choice-<results name>.json (several: -<name>-seeds-<s>-<s>....json) beside a
 table on the terminal.
 """
 
@@ -61,13 +61,14 @@ def print_table(out: dict) -> None:
 
 def main() -> int:
     p = argparse.ArgumentParser(prog="python -m experiments.facet_choose", description=__doc__.split("\n\n")[0])
-    p.add_argument("--results", required=True, nargs="+", help="bench/results/facet-real-<name>.json, one per seed")
-    p.add_argument("--ablation", required=True, help="a bench/results/ablation-<data>.json with the same seeds (or, "
+    p.add_argument("--results", required=True, nargs="+", help="experiments/results/facet-real-<name>.json, one per seed")
+    p.add_argument("--ablation", required=True, help="an experiments/results/ablation-<data>.json with the same seeds (or, "
                    "where the data set has no ablation yet, a bench/results/reproduce-<data>-<row>.json)")
     p.add_argument("--seed", type=int, default=None, help="with one results file: its seed (default: the seed its "
                    "settings record, else 0); with several, each file's recorded seed is used")
     p.add_argument("--tolerance", type=float, default=0.01, help="how far below the reference (relative) is allowed")
-    p.add_argument("--out", default=None, help="where to write the choice (default: bench/results/facet-choice-<name>.json)")
+    p.add_argument("--out", default=None,
+                   help="where to write the choice (default: experiments/results/facet-choice-<name>.json)")
     a = p.parse_args()
     if len(a.results) > 1 and a.seed is not None:
         return fail("--seed is for one results file; with several, each file's settings name its seed")
@@ -121,7 +122,7 @@ def main() -> int:
                     "pass the JSON files that experiments/facet_real.py and experiments/ablation.py report write")
     print_table(out)
     print(summary)
-    path = Path(a.out) if a.out else REPO / "bench" / "results" / f"facet-choice-{name}.json"
+    path = Path(a.out) if a.out else REPO / "experiments" / "results" / f"facet-choice-{name}.json"
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(out, indent=2) + "\n")
     tmp.replace(path)   # a kill mid-write leaves the previous choice

@@ -8,7 +8,7 @@ with each option of fame_core.objectives; every run is a checkpoint under runs/f
 (finished runs are reused, so the command can be repeated). For each: test HR/NDCG@10 with history
 masked and not, per-head probe accuracy per facet and the gap between heads, gate <-> dominant facet
 accuracy and AUC, expert <-> preferred-value MI against random routers, and expert load. Writes
-bench/results/facet-objectives-<name>.json and prints a table.
+experiments/results/facet-objectives-<name>.json and prints a table.
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def main() -> int:
         row["gate merge value"] = gate_merge_value(model, d, k=10)
         rows.append(row)
         print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}))
-    out = REPO / "bench" / "results" / f"facet-objectives-{a.name}.json"
+    out = REPO / "experiments" / "results" / f"facet-objectives-{a.name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.exists():  # keep the rows of variants not run this time
         done = {r["variant"] for r in rows}

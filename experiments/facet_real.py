@@ -13,7 +13,7 @@ facet (and the gap between the head meant for it and the other), the gate agains
 ranking of the target (`gate_vs_heads`) and against the history's concentration on one value of
 the first facet (`gate_vs_history_facet`), and the experts' MI with the first facet's value of the
 next item against random routers (`experts_vs_target_facet`). Writes
-bench/results/facet-real-<name>.json.
+experiments/results/facet-real-<name>.json.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def main() -> int:
     runs = REPO / "runs" / "facet-real" / a.name
     common = dict(n_items=data.n_items, n_heads=2, dropout=a.dropout, attn_dropout=a.dropout)
     sas = Path(a.sasrec) if a.sasrec else runs / "sasrec"
-    path = REPO / "bench" / "results" / f"facet-real-{a.name}.json"
+    path = REPO / "experiments" / "results" / f"facet-real-{a.name}.json"
     written = {r["variant"]: r for r in json.loads(path.read_text())["rows"]} if path.exists() else {}
     if a.valid_only:
         missing = [n for n in names if n not in written]

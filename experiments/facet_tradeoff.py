@@ -4,10 +4,10 @@ the better one than always trusting one head (y), with the region that passes bo
 criteria shaded.
 
     python -m experiments.facet_tradeoff \
-        --panel bench/results/ablation-Beauty.json bench/results/facet-real-beauty.json \
-                bench/results/facet-real-beauty-s1.json bench/results/facet-real-beauty-s2.json \
-        --panel bench/results/ablation-Sports_and_Outdoors.json bench/results/facet-real-sports.json \
-                bench/results/facet-real-sports-s1.json bench/results/facet-real-sports-s2.json
+        --panel experiments/results/ablation-Beauty.json experiments/results/facet-real-beauty.json \
+                experiments/results/facet-real-beauty-s1.json experiments/results/facet-real-beauty-s2.json \
+        --panel experiments/results/ablation-Sports_and_Outdoors.json experiments/results/facet-real-sports.json \
+                experiments/results/facet-real-sports-s1.json experiments/results/facet-real-sports-s2.json
 
 Each --panel is one data set: the ablation report whose best validation row at each seed is the
 reference (as experiments/facet_choose.py reads it), then experiments/facet_real.py's results files, one per

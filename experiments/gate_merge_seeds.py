@@ -9,7 +9,7 @@ user's NDCG@20 averaged over the seeds (`gate_merge_over_seeds`): one seed that 
 hides what the others show, and no user counts twice. Test users by default (the setting was
 chosen on validation before: this reads it, it chooses nothing). --gate-temperature reads every
 model with its gate at a temperature chosen on validation (experiments/gate_temperature.py). Writes
-bench/results/gate-merge-seeds-<data>.json (--out to change; an existing file is replaced only with
+experiments/results/gate-merge-seeds-<data>.json (--out to change; an existing file is replaced only with
 --overwrite).
 """
 
@@ -39,7 +39,7 @@ def main() -> int:
     p.add_argument("--gate-temperature", type=float, default=None,
                    help="read every model with its gate at this temperature (chosen on validation by "
                         "experiments/gate_temperature.py); default: the temperature each checkpoint holds")
-    p.add_argument("--out", default=None, help="default: bench/results/gate-merge-seeds-<data>.json")
+    p.add_argument("--out", default=None, help="default: experiments/results/gate-merge-seeds-<data>.json")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     a = p.parse_args()
     if len(a.checkpoints) < 2:
@@ -54,7 +54,7 @@ def main() -> int:
         return 2
     try:
         models, data, out = load_gated_fames(a.checkpoints, a.data, a.out,
-                                             REPO / "bench" / "results" / "gate-merge-seeds-{data}.json", a.overwrite)
+                                             REPO / "experiments" / "results" / "gate-merge-seeds-{data}.json", a.overwrite)
     except FameError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

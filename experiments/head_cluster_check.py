@@ -8,7 +8,7 @@ larger-gate head can only beat "always trust one head" if that cluster is predic
 history. Before training, this measures it on a trained checkpoint with two simple readers:
 the cluster most of the user's history falls in, and the cluster of the last item, against always
 naming the largest cluster (the share of test targets in it). Writes
-bench/results/head-cluster-check-<data>.json (one row per checkpoint and number of clusters).
+experiments/results/head-cluster-check-<data>.json (one row per checkpoint and number of clusters).
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def main() -> int:
             row = {"checkpoint": str(path), **cluster_predictability(model, data, k, a.seed)}
             rows.append(row)
             print(json.dumps(row), flush=True)
-    out = REPO / "bench" / "results" / f"head-cluster-check-{name}.json"
+    out = REPO / "experiments" / "results" / f"head-cluster-check-{name}.json"
     out.write_text(json.dumps({"seed": a.seed, "rows": rows}, indent=2) + "\n")
     print(f"written to {out.relative_to(REPO)}")
     return 0

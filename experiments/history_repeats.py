@@ -11,7 +11,7 @@ users per data set and reports each checkpoint's test metrics
   - "no masking" (every item ranked),
 and the metrics over the users whose target is new only; next to them the test metrics recorded in
 the checkpoint at training time (float32) and the difference (bundled checkpoints are compacted
-to float16). Writes bench/results/history-repeats.json.
+to float16). Writes experiments/results/history-repeats.json.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def main() -> int:
               f"their history; NDCG@20 masked {m['mask history']['NDCG@20']:.4f}, except target "
               f"{m['mask history except the target']['NDCG@20']:.4f}, unmasked {m['no masking']['NDCG@20']:.4f}, "
               f"new targets only {entry['metrics_new_targets_only']['NDCG@20']:.4f}")
-    out = REPO / "bench" / "results" / "history-repeats.json"
+    out = REPO / "experiments" / "results" / "history-repeats.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"written to {out.relative_to(REPO)}", file=sys.stderr)
     return 0

@@ -7,11 +7,11 @@
 fresh initialisation, for --batches training batches (dropout off, seed 0): the gradient of the
 sampled loss for each --negatives against the full softmax's over all parameters (cosine and
 relative distance |g_s - g_f| / |g_f|) and both loss values; writes
-bench/results/sampled-beauty-gradients.json.
+experiments/results/sampled-beauty-gradients.json.
 
 Otherwise trains SASRec (the paper's settings: d 64, 2 layers, 2 heads, max_len 50, dropout 0.5, batch
 256, lr 1e-3) once with --loss full and once per --negatives with --loss sampled, each from the
-same seed, into runs/sampled-beauty/, and writes bench/results/sampled-beauty-<model>-e<epochs>.json:
+same seed, into runs/sampled-beauty/, and writes experiments/results/sampled-beauty-<model>-e<epochs>.json:
 per run the best validation epoch's validation and test metrics, seconds per epoch, and the
 difference to the full softmax. Repeat the command after a kill: a finished run is read back, an
 interrupted one resumed (its train_state.pt), nothing is replaced. --full DIR reuses a finished
@@ -79,7 +79,7 @@ def main(argv=None) -> int:
     for name, r in results.items():
         r["test_minus_full"] = {m: r["test"][m] - full["test"][m] for m in full["test"]}
         r["test_relative_to_full"] = {m: r["test"][m] / full["test"][m] - 1 for m in full["test"] if full["test"][m]}
-    out = REPO / "bench" / "results" / f"sampled-beauty-{a.model}-e{a.epochs}.json"
+    out = REPO / "experiments" / "results" / f"sampled-beauty-{a.model}-e{a.epochs}.json"
     out.write_text(json.dumps({
         "command": "python -m experiments.sampled_beauty " + " ".join(argv if argv is not None else sys.argv[1:]),
         "data": a.data, "model": a.model, "epochs": a.epochs, "seed": a.seed, "runs": results,
@@ -192,7 +192,7 @@ def gradients(a, argv) -> int:
         out[name] = {"full_loss_mean": float(np.mean(full_loss)), "by_negatives": {
             str(k): {m: float(np.mean(v)) for m, v in r.items()} | {"cosine_min": float(min(r["cosine"]))}
             for k, r in rows.items()}}
-    path = REPO / "bench" / "results" / "sampled-beauty-gradients.json"
+    path = REPO / "experiments" / "results" / "sampled-beauty-gradients.json"
     path.write_text(json.dumps({
         "command": "python -m experiments.sampled_beauty " + " ".join(argv if argv is not None else sys.argv[1:]),
         "data": a.data, "checkpoint": a.checkpoint, "batches": len(batches), "n_items": data.n_items,

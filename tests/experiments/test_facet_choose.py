@@ -74,7 +74,7 @@ def test_bad_input_is_one_error_line_and_exit_2(tmp_path):
 def test_facet_real_valid_only_refuses_rows_it_has_not_written():
     """--valid-only adds readings to rows already there: with no such row it says so and trains nothing."""
     name = "no-such-results-for-a-test"
-    assert not (REPO / "bench" / "results" / f"facet-real-{name}.json").exists()
+    assert not (REPO / "experiments" / "results" / f"facet-real-{name}.json").exists()
     run = subprocess.run([sys.executable, "-m", "experiments.facet_real", "--data", "synthetic", "--facets", "genre",
                           "--name", name, "--valid-only", "--variants", "no facet option"],
                          capture_output=True, text=True, cwd=REPO)
