@@ -14,7 +14,7 @@ reference (as experiments/facet_choose.py reads it), then experiments/facet_real
 seed. A point is one (setting, seed) with a validation reading (rows without one, and rows whose
 heads are supervised with item metadata, are left out and listed in the sidecar); a setting read
 at several seeds also gets its mean (a larger open marker). Validation readings only, the ones the
-choice reads; the test readings are in docs/facets.md. Writes docs/facet-tradeoff.{pdf,svg,png,csv,json}
+choice reads; the test readings are in experiments/LABLOG.md. Writes docs/facet-tradeoff.{pdf,svg,png,csv,json}
 (or --out).
 """
 
