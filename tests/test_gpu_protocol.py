@@ -12,7 +12,8 @@ import pytest
 from fame_core.objectives import GATE_ROUTER_PRESETS
 
 REPO = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.fast
+# research, not fast: it runs a bench/ script (in its dry mode), and the fast tier runs none
+pytestmark = pytest.mark.research
 
 
 def test_the_gpu_protocol_asks_only_for_scripts_rows_and_presets_that_exist():
