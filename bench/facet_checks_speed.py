@@ -23,8 +23,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "bench"))
-sys.path.insert(0, str(REPO))
 
 
 def main(argv=None) -> int:
@@ -39,7 +37,7 @@ def main(argv=None) -> int:
 
     from fame_core.facets import real_checks
     from fame_core.models import build_model, model_config
-    from scaling import load_world
+    from scaling import load_world   # bench/scaling.py: `python bench/THIS.py` puts bench/ first on the path
 
     load_before = os.getloadavg()
     data, made = load_world(a.users, a.items)

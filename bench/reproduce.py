@@ -35,18 +35,6 @@ PAPER = {  # Table 2, full ranking
 METRICS = ["HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20"]
 
 
-def run(data, model_cfg, tcfg, out: Path) -> dict:
-    from fame_core.training import train
-
-    config = out / "config.json"
-    if config.exists() and not (out / "train_state.pt").exists():
-        return json.loads(config.read_text())
-    resume = (out / "train_state.pt").exists()
-    print(f"{'resuming' if resume else 'training'} {out}", file=sys.stderr)
-    train(data, model_cfg, tcfg, out, resume=resume, progress=sys.stderr.isatty())
-    return json.loads(config.read_text())
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True)
@@ -65,7 +53,7 @@ def main() -> int:
 
     from fame_core.data import load_dataset
     from fame_core.models import SASRecConfig, FAMEConfig
-    from fame_core.training import TrainConfig
+    from fame_core.training import TrainConfig, train_or_resume
 
     data = load_dataset(a.data)
     runs = Path(a.runs or REPO / "runs" / "reproduce" / data.name)
@@ -76,11 +64,11 @@ def main() -> int:
         common = dict(n_items=data.n_items, n_heads=a.heads, dropout=a.dropout, attn_dropout=a.dropout)
         sas_dir = runs / f"sasrec-s{seed}"
         t0 = time.time()
-        sas = run(data, SASRecConfig(**common),
-                  TrainConfig(seed=seed, patience=a.patience, epochs=a.epochs, device=a.device), sas_dir)
-        fame = run(data, FAMEConfig(n_experts=a.experts, residual=a.fame_residual, **common),
-                   TrainConfig(seed=seed, patience=a.patience, epochs=a.epochs, lr=a.fame_lr, device=a.device,
-                               init_from=str(sas_dir), warm=a.fame_warm), runs / f"{variant}-s{seed}")
+        sas = train_or_resume(data, SASRecConfig(**common),
+                              TrainConfig(seed=seed, patience=a.patience, epochs=a.epochs, device=a.device), sas_dir)
+        fame = train_or_resume(data, FAMEConfig(n_experts=a.experts, residual=a.fame_residual, **common),
+                               TrainConfig(seed=seed, patience=a.patience, epochs=a.epochs, lr=a.fame_lr, device=a.device,
+                                           init_from=str(sas_dir), warm=a.fame_warm), runs / f"{variant}-s{seed}")
         for name, conf in (("sasrec", sas), (variant, fame)):
             results[name].append({"seed": seed, "best_epoch": conf["best_epoch"], "epochs": conf["epochs"],
                                   "seconds_per_epoch": conf.get("seconds_per_epoch"), "valid": conf["valid"],

@@ -37,7 +37,6 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 WORLDS = REPO / "runs" / "scaling-worlds"
 RESULT = REPO / "bench" / "results" / "scaling.json"
 BATCH = 256

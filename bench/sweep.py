@@ -24,8 +24,6 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 REPO = Path(__file__).resolve().parents[1]
 
-from reproduce import run  # noqa: E402  (same folder: one way to train-or-resume a run)
-
 SHOWN = ["NDCG@20", "HR@20"]
 
 
@@ -101,7 +99,7 @@ def main() -> int:
 
     from fame_core.data import load_dataset
     from fame_core.models import SASRecConfig, FAMEConfig
-    from fame_core.training import TrainConfig
+    from fame_core.training import TrainConfig, train_or_resume
 
     data = load_dataset(a.data)
     runs = REPO / "runs" / "sweep" / data.name
@@ -111,14 +109,14 @@ def main() -> int:
     sas_cfg = TrainConfig(seed=a.seed, epochs=a.sasrec_epochs, patience=a.sasrec_epochs, device=a.device)
 
     def fame(heads: int, experts: int) -> dict:
-        return run(data, FAMEConfig(n_heads=heads, n_experts=experts, residual=warm, **common),
-                   TrainConfig(seed=a.seed, epochs=a.fame_epochs, patience=a.fame_epochs, device=a.device,
-                               init_from=str(runs / f"sasrec-h{heads}"), warm=warm),
-                   runs / f"fame-h{heads}-n{experts}")
+        return train_or_resume(data, FAMEConfig(n_heads=heads, n_experts=experts, residual=warm, **common),
+                               TrainConfig(seed=a.seed, epochs=a.fame_epochs, patience=a.fame_epochs, device=a.device,
+                                           init_from=str(runs / f"sasrec-h{heads}"), warm=warm),
+                               runs / f"fame-h{heads}-n{experts}")
 
     rows = []
     for heads in a.heads:
-        sas = run(data, SASRecConfig(n_heads=heads, **common), sas_cfg, runs / f"sasrec-h{heads}")
+        sas = train_or_resume(data, SASRecConfig(n_heads=heads, **common), sas_cfg, runs / f"sasrec-h{heads}")
         rows.append(row("SASRec", heads, 1, sas))
         rows.append(row("FAME w/o MoE", heads, 1, fame(heads, 1)))
         print(json.dumps(rows[-2:]), file=sys.stderr)

@@ -94,11 +94,16 @@ def main() -> int:
                    "top_gate_head = 0 AND gate_entropy BETWEEN 0 AND 0.9 AND rank_gated < 20 AND rank_concat >= 20")
             _, result["duckdb_filter_s"] = timed(lambda: duckdb.sql(sql).df(), repeat=5)
 
-    sys.path.insert(0, str(REPO / "app"))
-    import session
+    import importlib.util
+
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 
+    # the app's own session module, loaded from its file under the name its pages import: the
+    # AppTest run below finds it in sys.modules and uses it, with its table swapped in
+    spec = importlib.util.spec_from_file_location("session", REPO / "app" / "session.py")
+    session = sys.modules["session"] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(session)
     st.cache_data.clear()
     session.users = lambda path, data_path, split, k: table        # the page's table, 10^6 rows
     at = AppTest.from_file(str(REPO / "app" / "streamlit_app.py"), default_timeout=600)

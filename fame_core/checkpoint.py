@@ -203,14 +203,14 @@ def compact_checkpoint(src, dst, overwrite: bool = False, gate_temperature: floa
     """Copy a finished checkpoint with float16 weights and no resume state, for bundling (about half
     the size). float16 rounding can move a few ranks: re-evaluate the copy before quoting it.
     gate_temperature: a FAME's gate temperature for the copy (FAMEConfig.gate_temperature), chosen
-    on validation users by bench/gate_temperature.py; None keeps the model's. The gated ranking then
+    on validation users by experiments/gate_temperature.py; None keeps the model's. The gated ranking then
     changes, so the copy's recorded validation and test metrics are measured again at the new
     temperature (the data set: `data`, else the one the checkpoint records) and the source's are kept
     beside them as `valid_trained` / `test_trained`."""
     src = Path(src)
     if gate_temperature is not None and not 1e-3 <= gate_temperature <= 1e3:
         raise ConfigError(f"--gate-temperature must be between 0.001 and 1000, got {gate_temperature}; pass the temperature "
-                          "chosen by bench/gate_temperature.py (1 = the paper's gate)")
+                          "chosen by experiments/gate_temperature.py (1 = the paper's gate)")
     if Path(dst).expanduser().absolute().resolve() == src.absolute().resolve():
         raise OutputError(f"--out {dst} is the checkpoint itself; pass another folder for the float16 copy")
     check_checkpoint_out(dst, overwrite=overwrite)

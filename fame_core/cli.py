@@ -216,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--overwrite", action="store_true", help="replace a checkpoint already at --out")
     c.add_argument("--gate-temperature", type=float, default=None,
                    help="FAME only: the copy's gate temperature tau (gate = softmax(logits / tau)), chosen on "
-                        "validation users with bench/gate_temperature.py (the copy's metrics are measured again); "
+                        "validation users with experiments/gate_temperature.py (the copy's metrics are measured again); "
                         "default: the model's own")
     c.add_argument("--data", default=None, help="with --gate-temperature: the data file, where the recorded path "
                    "does not hold it")

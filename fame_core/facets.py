@@ -561,7 +561,7 @@ def choose_on_validation(rows: list[dict], reference: float, tolerance: float = 
     """Issue 16's choice of a gate/router setting, reading validation users only (never test).
 
     rows: one dict per setting with a "variant" name and a "valid" dict holding "NDCG@20",
-    "gate picks better head", "better-head majority" and "expert z" (what bench/facet_real.py
+    "gate picks better head", "better-head majority" and "expert z" (what experiments/facet_real.py
     writes). reference: the validation NDCG@20 to stay within `tolerance` of (the ablation's best
     row at the same seed). Among the settings within it, the one passing most of the two checks on
     validation (gate at least `margin` above always trusting one head; experts `z` sd above random
@@ -585,7 +585,7 @@ def choose_over_seeds(rows_by_seed: dict[int, list[dict]], reference_by_seed: di
     """choose_on_validation over several seeds: each setting's validation readings averaged over
     the seeds (NDCG@20 relative to that seed's reference, the gate margin, the experts' z), the
     checks and the tolerance applied to those means. One seed's 1 % window is 1.25-1.4 standard
-    errors of a paired NDCG@20 difference on Beauty (bench/split_noise.py); the mean over seeds
+    errors of a paired NDCG@20 difference on Beauty (experiments/split_noise.py); the mean over seeds
     narrows it. Only settings read at every seed compete; the others are listed as "incomplete"
     with the seeds they were read at."""
     seeds = sorted(rows_by_seed)
@@ -669,3 +669,17 @@ def nearest_items(model, item: int, k: int = 10) -> dict[str, list[int]]:
         sim[[0, item]] = -np.inf
         out[name] = np.argsort(-sim, kind="stable")[:k].tolist()
     return out
+
+
+def split_rows(rows: list[dict]) -> tuple[list[dict], list[str], list[str]]:
+    """The rows of a facet-real results file (experiments/facet_real.py) as the choice on
+    validation reads them: (rows with a validation reading, variants without one, variants whose
+    heads are supervised with item metadata, which the choice leaves out)."""
+    return _split_rows(rows)
+
+
+def validation_entry(row: dict, reference: float, margin: float = 0.05, z: float = 3.0) -> dict:
+    """One row's validation reading as a line of the choice table (choose_on_validation): its
+    NDCG@20 and that relative to `reference`, the gate margin over the better-head majority and
+    whether it reaches `margin`, the expert z and whether it reaches `z`."""
+    return _validation_entry(row, reference, margin, z)

@@ -165,7 +165,7 @@ def item_contexts(model, pairs, batch: int = 512) -> tuple[np.ndarray, np.ndarra
     """Each item's context vector, the mean of the model's user vector u_t over the training positions
     whose next item it is (the item's own scoring vector, x_v for SASRec, where it never is one), and its count as a
     training target. Items that follow similar histories get similar vectors, so k-means clusters of
-    them are parts of the catalogue a history can name (bench/head_pair_check.py: on Sports the
+    them are parts of the catalogue a history can name (experiments/head_pair_check.py: on Sports the
     clusters of x_v itself cannot be named from the history, those of the contexts can)."""
     model.eval()
     n, T = model.config.n_items, model.config.max_len
@@ -478,3 +478,42 @@ def train(dataset: SequenceDataset, model_cfg: ModelConfig, tcfg: TrainConfig, o
         model = build_model(model_cfg)
     return fit(model, dataset, out, tcfg, resume=resume, progress=progress, stop_after=stop_after, extra_config=extra,
                overwrite=overwrite, allow_changes=allow_changes)
+
+
+def train_or_resume(dataset: SequenceDataset, model_cfg: ModelConfig, tcfg: TrainConfig, out) -> dict:
+    """The run in folder `out`, trained only as far as it still needs: a finished run (config.json
+    without train_state.pt) is read and not trained again, an interrupted one (train_state.pt) is
+    resumed, anything else trained from the start (progress bars where stderr is a terminal).
+    Returns the run's config.json. Scripts that repeat a protocol after a kill (bench/reproduce.py,
+    bench/sweep.py, experiments/facet_real.py) call this."""
+    import sys
+
+    out = Path(out)
+    config = out / "config.json"
+    if config.exists() and not (out / "train_state.pt").exists():
+        return json.loads(config.read_text())
+    resume = (out / "train_state.pt").exists()
+    print(f"{'resuming' if resume else 'training'} {out}", file=sys.stderr)
+    train(dataset, model_cfg, tcfg, out, resume=resume, progress=sys.stderr.isatty())
+    return json.loads(config.read_text())
+
+
+# Public names of the helpers that compare a run's recorded settings with the asked ones, for
+# scripts outside the package (experiments/study.py, experiments/sampled_beauty.py).
+
+def saved_train_record(record) -> dict:
+    """A run's recorded "train" object (config.json) as this code writes it: facet_heads a list
+    where code 0.1.0 stored "genre,actor"; {} for anything but a dict."""
+    return _saved_train(record)
+
+
+def same_file(a, b) -> bool:
+    """Whether two recorded paths name one existing file or folder (links followed); False unless
+    both are strings."""
+    return _same_file(a, b)
+
+
+def record_differences(old: dict, new: dict, ignore=(), prefix: str = "") -> str:
+    """'lr 0.001 -> 0.01, seed 0 -> 1': the settings that differ between two records (nested dicts
+    key by key, their keys prefixed with the outer key), keys in `ignore` left out; '' when none."""
+    return _differences(old, new, ignore=ignore, prefix=prefix)

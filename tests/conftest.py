@@ -13,16 +13,6 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 TINY_WORLD = "synthetic:seed=3,n_users=150,n_items=60,genre=4,actor=6,min_len=4,max_len=12"
 
 
-def bench_module(name: str):
-    """A bench/ script imported as a module (bench/ is not a package), e.g. bench_module("split_noise")."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, REPO / "bench" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def needs_shared(path: str) -> Path:
     """Path of a file of ../shared/data, or skip the test where it is absent."""
     p = SHARED_DATA / path

@@ -14,7 +14,8 @@ CITE = re.compile(r'docs/design\.md, \\?"([^"\\]+)\\?"')
 
 def cited_sections() -> dict[str, set[str]]:
     found: dict[str, set[str]] = {}
-    for path in [*REPO.glob("fame_core/**/*.py"), *REPO.glob("tests/*.py"), *REPO.glob("bench/*.py"),
+    for path in [*REPO.glob("fame_core/**/*.py"), *REPO.glob("tests/**/*.py"), *REPO.glob("bench/*.py"),
+                 *REPO.glob("experiments/*.py"), *REPO.glob("experiments/*.md"),
                  REPO / "README.md", *REPO.glob("docs/**/*.md")]:
         for title in CITE.findall(path.read_text()):
             found.setdefault(title, set()).add(path.name)
@@ -31,6 +32,7 @@ def test_every_cited_section_of_the_design_document_exists():
 
 def test_no_reference_to_the_absent_spec():
     texts = [*REPO.glob("fame_core/**/*.py"), *REPO.glob("app/**/*.py"), *REPO.glob("bench/*.py"),
+             *REPO.glob("experiments/*.py"), *REPO.glob("experiments/*.md"),
              REPO / "README.md", *REPO.glob("docs/**/*.md")]
     assert not [p.name for p in texts if "SPEC §" in p.read_text()]
 

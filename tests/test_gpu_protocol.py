@@ -1,5 +1,6 @@
 """bench/gpu_protocol.sh cannot run here (no CUDA), so check what it would run: every command names
-a bench script that exists, every ablation row and gate preset it asks for exists, and bash parses it."""
+a script that exists (a bench/ file, or an experiments/ module run with -m), every ablation row and
+gate preset it asks for exists, and bash parses it."""
 
 import json
 import re
@@ -11,7 +12,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = json.loads((REPO / "experiments" / "presets.json").read_text())
-pytestmark = pytest.mark.fast
+# research, not fast: it runs a bench/ script (in its dry mode), and the fast tier runs none
+pytestmark = pytest.mark.research
 
 
 def test_the_gpu_protocol_asks_only_for_scripts_rows_and_presets_that_exist():
@@ -20,11 +22,12 @@ def test_the_gpu_protocol_asks_only_for_scripts_rows_and_presets_that_exist():
     out = subprocess.run(["bash", str(script)], env={"DRY": "1", "PATH": "/usr/bin:/bin"}, capture_output=True,
                          text=True, check=True, cwd=REPO).stdout.splitlines()
     assert len(out) >= 10
-    ablation = (REPO / "bench" / "ablation.py").read_text()
+    ablation = (REPO / "experiments" / "ablation.py").read_text()
     rows = set(re.findall(r'^    "([a-z0-9-]+)": \(', ablation, re.M))
     for line in out:
         words = shlex.split(line)
-        assert words[0] == "python" and (REPO / words[1]).exists(), line
+        script = REPO / (words[2].replace(".", "/") + ".py" if words[1] == "-m" else words[1])
+        assert words[0] == "python" and script.exists(), line
         assert "--device" in words and words[words.index("--device") + 1] == "cuda", line
         if "--rows" in words:
             asked = words[words.index("--rows") + 1:words.index("--device")]

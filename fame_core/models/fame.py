@@ -51,7 +51,7 @@ class FAMEConfig(SASRecConfig):
     gate_temperature: float = option(1.0, "tau: the gate is softmax(W_g [F^(1)|...|F^(H)] / tau), Eq. 10 with a "
                                      "temperature: > 1 softens it towards equal weights, < 1 sharpens it; set on a "
                                      "trained model with 'compact --gate-temperature', chosen on validation users "
-                                     "(bench/gate_temperature.py); 1 = as the paper", cli=False, min=1e-3,
+                                     "(experiments/gate_temperature.py); 1 = as the paper", cli=False, min=1e-3,
                                      max=1e3)
 
 

@@ -1,6 +1,6 @@
 """Which pair of heads could a gate tell apart, without costing accuracy? (issue 16)
 
-    python bench/head_pair_check.py checkpoints/beauty-sasrec
+    python -m experiments.head_pair_check checkpoints/beauty-sasrec
 
 The gate check of issue 16 asks that the head with the larger gate rank the target better, for
 5 points more users than always trusting one head. Whether any gate can do that is set by the
@@ -29,7 +29,7 @@ length) and scored on the test users. And what it would cost: NDCG@20 of each si
 merge such a gate would make (the side the classifier picks), on validation and test users, against
 the model's own ranking. The margin is also read on the validation users alone (5-fold
 cross-validation), so that a pair or strength can be chosen without the test users.
-Writes bench/results/head-pair-check-<data>-<checkpoint folder>.json (--out to change).
+Writes experiments/results/head-pair-check-<data>-<checkpoint folder>.json (--out to change).
 """
 
 from __future__ import annotations
@@ -209,7 +209,7 @@ def _score_sd(model, dataset, users: int = 512) -> float:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m experiments.head_pair_check", description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint")
     p.add_argument("--short", type=int, nargs="*", default=[1, 2, 3], help="history lengths K of the short side")
     p.add_argument("--popularity", type=float, nargs="*", default=[0.5, 1.0, 2.0], help="strengths L")
@@ -238,7 +238,7 @@ def main() -> int:
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
     result = {"checkpoint": str(a.checkpoint), "data": data.name,
               **check(model, data, a.short, a.popularity, a.cluster, a.context, a.seed)}
-    out = a.out or REPO / "bench" / "results" / f"head-pair-check-{data.name}-{Path(a.checkpoint).resolve().name}.json"
+    out = a.out or REPO / "experiments" / "results" / f"head-pair-check-{data.name}-{Path(a.checkpoint).resolve().name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(result, indent=2) + "\n")

@@ -1,28 +1,27 @@
-"""bench/study.py, the Optuna study of issue 15, end to end on a tiny world: trials run on
+"""experiments/study.py, the Optuna study of issue 15, end to end on a tiny world: trials run on
 validation only, a repeated command adds no trial (the study is resumable from its SQLite file),
 a larger --trials adds the missing ones, and --report retrains the best over seeds."""
 
-import importlib.util
 import json
 import os
 import sqlite3
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.conftest import TINY_WORLD
+import experiments.study
+from tests.conftest import REPO, TINY_WORLD
 
-REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.research
 pytest.importorskip("optuna")
 
 
 def study(tmp_path, *args):
-    cmd = [sys.executable, str(REPO / "bench" / "study.py"), "--data", TINY_WORLD, "--epochs", "1",
+    cmd = [sys.executable, "-m", "experiments.study", "--data", TINY_WORLD, "--epochs", "1",
            "--runs", str(tmp_path / "runs"), "--keep", str(tmp_path / "kept.db"), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=REPO)
 
 
 def trials(tmp_path):
@@ -66,9 +65,7 @@ def test_a_killed_trial_is_resumed_under_its_run_name_and_counted_once(tmp_path)
     assert study(tmp_path, "--model", "sasrec", "--trials", "1").returncode == 0
     st = load(tmp_path, "sasrec")
     killed = st.ask()                       # the waiting seeded trial, left RUNNING as by a kill
-    spec = importlib.util.spec_from_file_location("study", REPO / "bench" / "study.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = experiments.study
     module.suggest(killed, "sasrec")         # its parameters drawn, as the study does before training
     r = study(tmp_path, "--model", "sasrec", "--trials", "2")
     assert r.returncode == 0, r.stderr
@@ -102,10 +99,7 @@ def test_report_reads_a_trial_made_before_the_activation_was_searched(tmp_path):
 
 
 def load_module():
-    spec = importlib.util.spec_from_file_location("study", REPO / "bench" / "study.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return experiments.study
 
 
 def test_a_trial_reports_every_epoch_and_a_pruned_run_stays_resumable(tmp_path):
@@ -298,9 +292,7 @@ def test_a_restart_draws_new_parameters_and_a_repeated_draw_is_not_trained_again
     st = load(tmp_path, "sasrec")
     st.enqueue_trial(sampled[1].params)
     replay = st.ask()
-    spec = importlib.util.spec_from_file_location("study", REPO / "bench" / "study.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = experiments.study
     module.suggest(replay, "sasrec")
     assert replay.params == sampled[1].params
     r = study(tmp_path, "--model", "sasrec", "--trials", "5")
@@ -326,8 +318,8 @@ def test_a_restart_draws_new_parameters_and_a_repeated_draw_is_not_trained_again
     assert r.returncode == 2 and r.stderr.startswith("error: ") and len(r.stderr.strip().splitlines()) == 1
     assert (tmp_path / "runs" / "study.db").read_bytes() == before and not (tmp_path / "none.json").exists()
     empty = tmp_path / "empty"
-    r = subprocess.run([sys.executable, str(REPO / "bench" / "study.py"), "--data", TINY_WORLD, "--model", "sasrec",
-                        "--list", "--runs", str(empty)], capture_output=True, text=True, timeout=600)
+    r = subprocess.run([sys.executable, "-m", "experiments.study", "--data", TINY_WORLD, "--model", "sasrec",
+                        "--list", "--runs", str(empty)], capture_output=True, text=True, timeout=600, cwd=REPO)
     assert r.returncode == 2 and "start the study first" in r.stderr and not empty.exists()
 
 
@@ -398,12 +390,12 @@ def test_best_from_retrains_another_data_sets_best_here_and_never_writes_its_dat
     kept = tmp_path / "kept.db"
     before = kept.read_bytes()
     other = "synthetic:seed=4,n_users=120,n_items=50,genre=4,actor=6,min_len=4,max_len=12"
-    cmd = [sys.executable, str(REPO / "bench" / "study.py"), "--data", other, "--epochs", "1", "--model", "sasrec",
+    cmd = [sys.executable, "-m", "experiments.study", "--data", other, "--epochs", "1", "--model", "sasrec",
            "--runs", str(tmp_path / "other"), "--seeds", "0", "--out", str(tmp_path / "other.json")]
 
     def run(*args):
         return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=600,
-                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+                              env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=REPO)
 
     r = run("--report", "--best-from", str(kept))
     assert r.returncode == 0, r.stderr
@@ -420,7 +412,7 @@ def test_best_from_retrains_another_data_sets_best_here_and_never_writes_its_dat
     missing = run("--report", "--best-from", str(kept), "--model", "fame")
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "no study 'synthetic-3-fame'" in missing.stderr
     nothing = subprocess.run([*cmd[:-8], "--compare", "--best-from", str(kept), "--runs", str(tmp_path / "other"),
-                              "--seeds", "0"], capture_output=True, text=True, timeout=600)
+                              "--seeds", "0"], capture_output=True, text=True, timeout=600, cwd=REPO)
     assert nothing.returncode == 2 and "study-sasrec-from-synthetic-3" not in nothing.stderr and \
         "--report --best-from" in nothing.stderr                  # the FAME record is what is missing
     for args, says in ((("--best-from", str(kept)), "goes with --report"),
@@ -442,9 +434,9 @@ def test_a_run_is_matched_by_its_datas_fingerprint_not_the_path_that_named_it(tm
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "toy.txt").write_text("".join(f"{u + 1} {' '.join(map(str, s))}\n" for u, s in enumerate(seqs)))
     (tmp_path / "elsewhere").symlink_to(tmp_path / "d")
-    r = subprocess.run([sys.executable, str(REPO / "bench" / "study.py"), "--data", str(tmp_path / "d" / "toy.txt"),
+    r = subprocess.run([sys.executable, "-m", "experiments.study", "--data", str(tmp_path / "d" / "toy.txt"),
                         "--epochs", "1", "--runs", str(tmp_path / "runs"), "--model", "sasrec", "--trials", "1"],
-                       capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                       capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=REPO)
     assert r.returncode == 0, r.stderr
     p = dict(module.SEEDED[0])
     via_link = load_dataset(str(tmp_path / "elsewhere" / "toy.txt"))

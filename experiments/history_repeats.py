@@ -1,6 +1,6 @@
 """Targets that repeat a history item (issue 15): how many users, and the metrics three ways.
 
-    python bench/history_repeats.py checkpoints/beauty-sasrec checkpoints/beauty-fame \
+    python -m experiments.history_repeats checkpoints/beauty-sasrec checkpoints/beauty-fame \
         checkpoints/sports-sasrec checkpoints/sports-fame
 
 The protocol of docs/results.md masks every history item at evaluation (ICLRec's code does the
@@ -11,7 +11,7 @@ users per data set and reports each checkpoint's test metrics
   - "no masking" (every item ranked),
 and the metrics over the users whose target is new only; next to them the test metrics recorded in
 the checkpoint at training time (float32) and the difference (bundled checkpoints are compacted
-to float16). Writes bench/results/history-repeats.json.
+to float16). Writes experiments/results/history-repeats.json.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def ranks_three_ways(model, dataset, split: str = "test", batch: int = 512) -> d
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m experiments.history_repeats", description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoints", nargs="+")
     p.add_argument("--split", default="test", choices=["valid", "test"])
     a = p.parse_args()
@@ -96,7 +96,7 @@ def main() -> int:
               f"their history; NDCG@20 masked {m['mask history']['NDCG@20']:.4f}, except target "
               f"{m['mask history except the target']['NDCG@20']:.4f}, unmasked {m['no masking']['NDCG@20']:.4f}, "
               f"new targets only {entry['metrics_new_targets_only']['NDCG@20']:.4f}")
-    out = REPO / "bench" / "results" / "history-repeats.json"
+    out = REPO / "experiments" / "results" / "history-repeats.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"written to {out.relative_to(REPO)}", file=sys.stderr)
     return 0

@@ -1,4 +1,4 @@
-"""bench/facet_tradeoff.py, issue 16's trade-off figure: every (setting, seed) with a validation
+"""experiments/facet_tradeoff.py, issue 16's trade-off figure: every (setting, seed) with a validation
 reading is a point at (validation NDCG@20 against the seed's best ablation row, gate margin), the
 numbers in the CSV are those of a direct computation, the criteria are drawn where the issue puts
 them, and bad input is one error line."""
@@ -11,9 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO, bench_module
+import experiments.facet_tradeoff
+from tests.conftest import REPO
 
-pytestmark = pytest.mark.fast
+pytestmark = pytest.mark.research
+
 
 
 def valid(ndcg, gate, majority, z):
@@ -38,8 +40,8 @@ def write_inputs(tmp_path):
 
 
 def run(*args):
-    return subprocess.run([sys.executable, str(REPO / "bench" / "facet_tradeoff.py"), *args], capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "experiments.facet_tradeoff", *args], capture_output=True,
+                          text=True, timeout=300, cwd=REPO)
 
 
 def test_points_are_the_settings_read_on_validation_against_the_seeds_best_row(tmp_path):
@@ -61,7 +63,7 @@ def test_points_are_the_settings_read_on_validation_against_the_seeds_best_row(t
 
 
 def test_the_drawing_puts_each_point_and_the_criteria_where_the_numbers_say(tmp_path):
-    mod = bench_module("facet_tradeoff")
+    mod = experiments.facet_tradeoff
     panel = mod.read_panel(write_inputs(tmp_path))
     fig, table = mod.tradeoff_figure([panel], tolerance=0.01, margin=0.05)
     ax = fig.axes[0]

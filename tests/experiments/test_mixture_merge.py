@@ -1,24 +1,24 @@
-"""bench/mixture_merge.py: a gated FAME's test targets ranked by the gate-weighted logits (the
+"""experiments/mixture_merge.py: a gated FAME's test targets ranked by the gate-weighted logits (the
 model's own ranking, as the evaluator gives it) and by the probability mixture sum_h g_h softmax_h,
 the latter checked against a direct computation for every user."""
 
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from fame_core.evaluate import evaluate
-from tests.conftest import bench_module, make_model
+import experiments.mixture_merge
+from tests.conftest import REPO, make_model
 
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "bench" / "mixture_merge.py"
+pytestmark = pytest.mark.research
+SCRIPT = "experiments.mixture_merge"   # run as python -m SCRIPT from the repository root
 
 
 def _module():
-    return bench_module("mixture_merge")
+    return experiments.mixture_merge
 
 
 def direct_mixture_ranks(model, world) -> list[int]:
@@ -41,7 +41,6 @@ def direct_mixture_ranks(model, world) -> list[int]:
     return ranks
 
 
-@pytest.mark.fast
 def test_the_mixture_does_not_underflow_into_ties_far_down_the_list(tiny_world):
     model = make_model("fame", n_items=tiny_world.n_items)
     with torch.no_grad():
@@ -58,7 +57,6 @@ def test_the_mixture_does_not_underflow_into_ties_far_down_the_list(tiny_world):
     assert (p < 1e-30).sum() > 10, "no underflow: the test would not see the difference"
 
 
-@pytest.mark.fast
 def test_gated_ranks_are_the_evaluators_and_mixture_ranks_are_the_mixture_of_head_softmaxes(tiny_world):
     model = make_model("fame", n_items=tiny_world.n_items)
     ranks = _module().merge_ranks(model, tiny_world, batch=37)          # batches that do not divide the users
@@ -71,9 +69,8 @@ def test_gated_ranks_are_the_evaluators_and_mixture_ranks_are_the_mixture_of_hea
     assert np.array_equal(valid["gated"], evaluate(model, tiny_world, "valid", return_ranks=True)["ranks"])
 
 
-@pytest.mark.fast
 def test_a_model_without_heads_to_mix_is_refused_in_one_line(tmp_path):
-    r = subprocess.run([sys.executable, str(SCRIPT), "--data", "synthetic", str(REPO / "checkpoints" / "demo-sasrec"),
-                        "--out", str(tmp_path / "x.json")], capture_output=True, text=True, timeout=300)
+    r = subprocess.run([sys.executable, "-m", SCRIPT, "--data", "synthetic", str(REPO / "checkpoints" / "demo-sasrec"),
+                        "--out", str(tmp_path / "x.json")], capture_output=True, text=True, timeout=300, cwd=REPO)
     assert r.returncode == 2 and r.stderr.strip().startswith("error: ") and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "x.json").exists()

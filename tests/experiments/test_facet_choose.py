@@ -1,4 +1,4 @@
-"""bench/facet_choose.py: issue 16's choice of a gate/router setting, read from validation only."""
+"""experiments/facet_choose.py: issue 16's choice of a gate/router setting, read from validation only."""
 
 import json
 import subprocess
@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "bench" / "facet_choose.py"
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.research
+SCRIPT = "experiments.facet_choose"   # run as python -m SCRIPT from the repository root
 
 
 def _write(tmp_path: Path):
@@ -30,16 +32,16 @@ def _write(tmp_path: Path):
 def test_choice_reads_validation_against_the_best_ablation_row_of_the_seed(tmp_path):
     r, a = _write(tmp_path)
     out = tmp_path / "choice.json"
-    run = subprocess.run([sys.executable, str(SCRIPT), "--results", str(r), "--ablation", str(a), "--seed", "0",
-                          "--out", str(out)], capture_output=True, text=True, check=True)
+    run = subprocess.run([sys.executable, "-m", SCRIPT, "--results", str(r), "--ablation", str(a), "--seed", "0",
+                          "--out", str(out)], capture_output=True, text=True, check=True, cwd=REPO)
     choice = json.loads(out.read_text())
     assert choice["reference row"] == "warm-res" and abs(choice["reference"] - 0.0723) < 1e-12
     # 0.0716 is -0.97 % of 0.0723: within 1 %, and its gate passes (+0.08); 0.0690 is -4.6 %
     assert choice["chosen"] == "clusters", run.stdout
     assert choice["unread"] == ["old"] and "not read" in run.stdout
     # seed 1's reference is 0.0719: "mixture" (+0.3 %) and "clusters" (-0.4 %) are both within it
-    run1 = subprocess.run([sys.executable, str(SCRIPT), "--results", str(r), "--ablation", str(a), "--seed", "1",
-                           "--out", str(out)], capture_output=True, text=True, check=True)
+    run1 = subprocess.run([sys.executable, "-m", SCRIPT, "--results", str(r), "--ablation", str(a), "--seed", "1",
+                           "--out", str(out)], capture_output=True, text=True, check=True, cwd=REPO)
     assert json.loads(out.read_text())["chosen"] == "clusters", run1.stdout
 
 
@@ -51,8 +53,8 @@ def test_a_reproduction_json_serves_as_reference_where_there_is_no_ablation(tmp_
     a = tmp_path / "reproduce-x.json"
     a.write_text(json.dumps(reproduce))
     out = tmp_path / "choice.json"
-    subprocess.run([sys.executable, str(SCRIPT), "--results", str(r), "--ablation", str(a), "--seed", "0",
-                    "--out", str(out)], capture_output=True, text=True, check=True)
+    subprocess.run([sys.executable, "-m", SCRIPT, "--results", str(r), "--ablation", str(a), "--seed", "0",
+                    "--out", str(out)], capture_output=True, text=True, check=True, cwd=REPO)
     choice = json.loads(out.read_text())
     # reference 0.0730: "clusters" (0.0716) is -1.9 %, "mixture" (0.0721) -1.2 %: none within 1 %, accuracy decides
     assert choice["reference row"] == "fame-h2-n4-warm-res" and choice["chosen"] == "mixture"
@@ -63,19 +65,19 @@ def test_bad_input_is_one_error_line_and_exit_2(tmp_path):
     r, a = _write(tmp_path)
     for args, needle in ((["--results", str(tmp_path / "none.json"), "--ablation", str(a)], "cannot read"),
                          (["--results", str(r), "--ablation", str(a), "--seed", "7"], "has seed 7")):
-        run = subprocess.run([sys.executable, str(SCRIPT), *args, "--out", str(tmp_path / "c.json")],
-                             capture_output=True, text=True)
+        run = subprocess.run([sys.executable, "-m", SCRIPT, *args, "--out", str(tmp_path / "c.json")],
+                             capture_output=True, text=True, cwd=REPO)
         assert run.returncode == 2 and run.stderr.count("\n") == 1 and run.stderr.startswith("error: ")
         assert needle in run.stderr
 
 
 def test_facet_real_valid_only_refuses_rows_it_has_not_written():
     """--valid-only adds readings to rows already there: with no such row it says so and trains nothing."""
-    script = REPO / "bench" / "facet_real.py"
     name = "no-such-results-for-a-test"
-    assert not (REPO / "bench" / "results" / f"facet-real-{name}.json").exists()
-    run = subprocess.run([sys.executable, str(script), "--data", "synthetic", "--facets", "genre", "--name", name,
-                          "--valid-only", "--variants", "no facet option"], capture_output=True, text=True, cwd=REPO)
+    assert not (REPO / "experiments" / "results" / f"facet-real-{name}.json").exists()
+    run = subprocess.run([sys.executable, "-m", "experiments.facet_real", "--data", "synthetic", "--facets", "genre",
+                          "--name", name, "--valid-only", "--variants", "no facet option"],
+                         capture_output=True, text=True, cwd=REPO)
     assert run.returncode == 2 and run.stderr.startswith("error: no row for no facet option"), run.stderr
     assert not (REPO / "runs" / "facet-real" / name).exists()   # nothing trained
 
@@ -98,8 +100,8 @@ def test_several_seeds_are_chosen_on_their_means(tmp_path):
     ablation = tmp_path / "ablation-x.json"
     ablation.write_text(json.dumps({"rows": {"best": {"seeds": [0, 1, 2], "valid": {"NDCG@20": {"values": refs}}}}}))
     out = tmp_path / "choice.json"
-    run = subprocess.run([sys.executable, str(SCRIPT), "--results", *paths, "--ablation", str(ablation), "--out", str(out)],
-                         capture_output=True, text=True, check=True)
+    run = subprocess.run([sys.executable, "-m", SCRIPT, "--results", *paths, "--ablation", str(ablation), "--out", str(out)],
+                         capture_output=True, text=True, check=True, cwd=REPO)
     choice = json.loads(out.read_text())
     assert choice["chosen"] == "steady", run.stdout
     table = {t["variant"]: t for t in choice["table"]}
@@ -108,8 +110,8 @@ def test_several_seeds_are_chosen_on_their_means(tmp_path):
     assert table["steady"]["expert z"] == pytest.approx((3.5 + 3.4 + 2.3) / 3) and table["steady"]["experts pass"]
     assert choice["incomplete"] == {"seed-0 only": [0]} and "seed-0 only (seeds 0)" in run.stdout
     # the same first file alone, at its seed: "lucky" is within 1 % there and passes both checks
-    one = subprocess.run([sys.executable, str(SCRIPT), "--results", paths[0], "--ablation", str(ablation),
-                          "--out", str(out)], capture_output=True, text=True, check=True)
+    one = subprocess.run([sys.executable, "-m", SCRIPT, "--results", paths[0], "--ablation", str(ablation),
+                          "--out", str(out)], capture_output=True, text=True, check=True, cwd=REPO)
     assert json.loads(out.read_text())["chosen"] == "lucky", one.stdout
     twin = tmp_path / "facet-real-twin.json"
     twin.write_text(Path(paths[0]).read_text())
@@ -124,6 +126,6 @@ def test_several_seeds_are_chosen_on_their_means(tmp_path):
                          (["--results", str(broken), "--ablation", str(ablation3)], "lacks what the choice reads")):
         if "--ablation" not in args:
             args = [*args, "--ablation", str(ablation)]
-        bad = subprocess.run([sys.executable, str(SCRIPT), *args, "--out", str(out)], capture_output=True, text=True)
+        bad = subprocess.run([sys.executable, "-m", SCRIPT, *args, "--out", str(out)], capture_output=True, text=True, cwd=REPO)
         assert bad.returncode == 2 and bad.stderr.startswith("error: ") and needle in bad.stderr, bad.stderr
         assert bad.stderr.count("\n") == 1, bad.stderr

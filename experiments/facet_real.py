@@ -1,7 +1,7 @@
 """The facet objectives on real data: MovieLens genres and Amazon attributes (no planted truth).
 
-    python bench/facet_real.py --data ../shared/data/ml-latest-small --facets genre,decade --name movielens --dropout 0.2
-    python bench/facet_real.py --data ../shared/data/amazon/Beauty.txt --facets attribute --name beauty \\
+    python -m experiments.facet_real --data ../shared/data/ml-latest-small --facets genre,decade --name movielens --dropout 0.2
+    python -m experiments.facet_real --data ../shared/data/amazon/Beauty.txt --facets attribute --name beauty \\
         --sasrec runs/reproduce/Beauty/sasrec-s0 --baseline runs/reproduce/Beauty/fame-h2-n4-warm-res-s0
 
 Every variant is FAME (H=2, N=4, warm start + residual: the Table-2 configuration) fine-tuned from
@@ -13,7 +13,7 @@ facet (and the gap between the head meant for it and the other), the gate agains
 ranking of the target (`gate_vs_heads`) and against the history's concentration on one value of
 the first facet (`gate_vs_history_facet`), and the experts' MI with the first facet's value of the
 next item against random routers (`experts_vs_target_facet`). Writes
-bench/results/facet-real-<name>.json.
+experiments/results/facet-real-<name>.json.
 """
 
 from __future__ import annotations
@@ -24,25 +24,15 @@ import os
 import sys
 from pathlib import Path
 
+from experiments.presets import PRESETS, split_preset
+
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 REPO = Path(__file__).resolve().parents[1]
 
-from reproduce import run  # noqa: E402
 
 TOP = 20   # the gate reading restricted to users whose better head shows the target in its top 20
 METRICS = ["HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20"]
 
-
-from fame_core.models import FAMEConfig  # noqa: E402
-
-PRESETS = {k: v for k, v in json.loads((REPO / "experiments" / "presets.json").read_text()).items()
-           if not k.startswith("_")}   # named settings: data, not library code
-
-
-def split_preset(options: dict) -> tuple[dict, dict]:
-    """(model settings, training-term settings) of a preset: FAMEConfig fields, then the rest."""
-    model = set(FAMEConfig.__dataclass_fields__)
-    return ({k: v for k, v in options.items() if k in model}, {k: v for k, v in options.items() if k not in model})
 
 
 def variants(facets: list[str]) -> dict:
@@ -62,7 +52,7 @@ def variants(facets: list[str]) -> dict:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m experiments.facet_real", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True)
     p.add_argument("--facets", required=True, help="item facets, comma-separated: the first is head 0's (and the "
                    "one the gate and experts are checked on), the second head 1's")
@@ -75,7 +65,7 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     p.add_argument("--valid-only", action="store_true", help="only add the validation readings that "
-                   "bench/facet_choose.py reads to rows already written (finished runs; no training, no test checks)")
+                   "experiments/facet_choose.py reads to rows already written (finished runs; no training, no test checks)")
     p.add_argument("--checkpoint", default=None, help="with --valid-only and one --variants name: read that row "
                    "from this checkpoint (e.g. its bundled float16 copy) instead of the run recorded in the row")
     a = p.parse_args()
@@ -88,7 +78,7 @@ def main() -> int:
     from fame_core.checkpoint import load
     from fame_core.models import SASRecConfig, FAMEConfig
     from fame_core.objectives import FacetObjectives
-    from fame_core.training import TrainConfig
+    from fame_core.training import TrainConfig, train_or_resume
 
     data = load_dataset(a.data)
     facets = a.facets.split(",")
@@ -97,7 +87,7 @@ def main() -> int:
     runs = REPO / "runs" / "facet-real" / a.name
     common = dict(n_items=data.n_items, n_heads=2, dropout=a.dropout, attn_dropout=a.dropout)
     sas = Path(a.sasrec) if a.sasrec else runs / "sasrec"
-    path = REPO / "bench" / "results" / f"facet-real-{a.name}.json"
+    path = REPO / "experiments" / "results" / f"facet-real-{a.name}.json"
     written = {r["variant"]: r for r in json.loads(path.read_text())["rows"]} if path.exists() else {}
     if a.valid_only:
         missing = [n for n in names if n not in written]
@@ -112,7 +102,7 @@ def main() -> int:
             print(f"error: {a.checkpoint} is not a checkpoint (no config.json); pass a checkpoint folder", file=sys.stderr)
             return 2
     else:
-        run(data, SASRecConfig(**common), TrainConfig(seed=a.seed, patience=a.patience, device=a.device), sas)
+        train_or_resume(data, SASRecConfig(**common), TrainConfig(seed=a.seed, patience=a.patience, device=a.device), sas)
 
     def valid_reading(model, d) -> dict:
         """What selection may read (never test): validation NDCG@20, the gate and the experts checks."""
@@ -136,9 +126,9 @@ def main() -> int:
             print(json.dumps({"variant": name, "valid": rows[-1]["valid"]}), flush=True)
             continue
         model_opts, objectives = split_preset(table[name])
-        run(data, FAMEConfig(n_experts=4, residual=True, **common, **model_opts),
-            TrainConfig(seed=a.seed, patience=a.patience, init_from=str(sas), warm=True, device=a.device,
-                        objectives=FacetObjectives(**objectives)), out)
+        train_or_resume(data, FAMEConfig(n_experts=4, residual=True, **common, **model_opts),
+                        TrainConfig(seed=a.seed, patience=a.patience, init_from=str(sas), warm=True, device=a.device,
+                                    objectives=FacetObjectives(**objectives)), out)
         model, d = load(out, data=data)
         test = evaluate(model, d, "test")["metrics"]
         align = head_alignment(model, d, facets=facets)

@@ -1,24 +1,19 @@
-"""bench/head_pair_check.py: could a gate tell two heads apart, and what would its merge cost."""
+"""experiments/head_pair_check.py: could a gate tell two heads apart, and what would its merge cost."""
 
-import importlib.util
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from fame_core.dataset import SequenceDataset
-from tests.conftest import make_model
-from tests.test_head_cluster_check import far_apart, two_group_world
+from experiments import head_pair_check as pairs
+from tests.conftest import REPO, make_model
+from tests.experiments.test_head_cluster_check import far_apart, two_group_world
 
-REPO = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("head_pair_check", REPO / "bench" / "head_pair_check.py")
-pairs = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(pairs)
+pytestmark = pytest.mark.research
 
 
-@pytest.mark.fast
 def test_the_reading_on_hand_made_ranks():
     # side b is better for users 0 and 2, side a for user 1, user 3 is a tie (not counted)
     a = np.array([10, 0, 40, 7])
@@ -36,7 +31,6 @@ def test_the_reading_on_hand_made_ranks():
     assert r["fit margin (points, 5-fold)"] is None                # too few users for five folds
 
 
-@pytest.mark.fast
 def test_sides_that_never_differ_have_no_reading():
     same = np.array([3, 4, 5])
     r = pairs.pair_reading((same, same), np.zeros((3, 1)), (same, same), np.zeros((3, 1)))
@@ -52,7 +46,6 @@ def stay_in_group_world():
                            item_ids=["<pad>"] + [str(i) for i in range(1, 21)])
 
 
-@pytest.mark.fast
 def test_a_cluster_bias_is_read_from_the_history_where_users_stay_in_their_group():
     data = stay_in_group_world()
     model = far_apart(make_model("sasrec", n_items=20))
@@ -69,7 +62,6 @@ def test_a_cluster_bias_is_read_from_the_history_where_users_stay_in_their_group
     assert row["NDCG@20 switch"] >= max(row["NDCG@20 first"], row["NDCG@20 second"])
 
 
-@pytest.mark.fast
 def test_a_short_side_as_long_as_every_history_is_the_model_itself():
     data = two_group_world(mixed_users=4)
     model = make_model("sasrec", n_items=20)                     # histories of 5 (test) and 4 (valid) items
@@ -80,7 +72,6 @@ def test_a_short_side_as_long_as_every_history_is_the_model_itself():
     assert rows["popularity 1e-09"]["users"] == 0                # a vanishing offset changes no rank
 
 
-@pytest.mark.fast
 def test_the_short_side_is_the_model_on_the_last_items_and_the_offsets_shift_every_score():
     import torch
 
@@ -119,6 +110,6 @@ def test_the_short_side_is_the_model_on_the_last_items_and_the_offsets_shift_eve
 @pytest.mark.parametrize("args", [["no-such-run"], ["checkpoints/demo-sasrec", "--short", "0"],
                                   ["checkpoints/demo-sasrec", "--cluster", "-1"]])
 def test_bad_input_is_one_error_line(args):
-    r = subprocess.run([sys.executable, str(REPO / "bench" / "head_pair_check.py"), *args],
+    r = subprocess.run([sys.executable, "-m", "experiments.head_pair_check", *args],
                        capture_output=True, text=True, timeout=120, cwd=REPO)
     assert r.returncode == 2 and r.stderr.startswith("error: ") and len(r.stderr.strip().splitlines()) == 1

@@ -1,18 +1,18 @@
 """A hyperparameter study on validation only (issue 15), resumable: Optuna with SQLite storage.
 
-    python bench/study.py --data ../shared/data/amazon/Beauty.txt --model sasrec --trials 12
-    python bench/study.py --data ../shared/data/amazon/Beauty.txt --model fame   --trials 12
-    python bench/study.py --data ../shared/data/amazon/Beauty.txt --model fame --report   # best, then test
-    python bench/study.py --data ../shared/data/amazon/Beauty.txt --compare   # FAME's best vs SASRec's
-    python bench/study.py --data ../shared/data/amazon/Sports_and_Outdoors.txt --model fame --report \
-        --best-from bench/results/study-Beauty.db   # Beauty's best, retrained on Sports
+    python -m experiments.study --data ../shared/data/amazon/Beauty.txt --model sasrec --trials 12
+    python -m experiments.study --data ../shared/data/amazon/Beauty.txt --model fame   --trials 12
+    python -m experiments.study --data ../shared/data/amazon/Beauty.txt --model fame --report   # best, then test
+    python -m experiments.study --data ../shared/data/amazon/Beauty.txt --compare   # FAME's best vs SASRec's
+    python -m experiments.study --data ../shared/data/amazon/Sports_and_Outdoors.txt --model fame --report \
+        --best-from experiments/results/study-Beauty.db   # Beauty's best, retrained on Sports
 
 One study per (data set, model) in runs/study/<data>/study.db, so SASRec and FAME are tuned with
 the same trial budget and neither more than the other; a killed study continues where it
 stopped (`--trials` is the total wanted, finished and failed trials count, except a failed trial
 that another resumed and one that repeated an ended trial's exact parameters; an interrupted trial
 is resumed from its checkpoint). After every trial the database is copied (SQLite's backup, then
-an atomic rename) to `--keep` (with the default --runs: bench/results/study-<data>.db, committed),
+an atomic rename) to `--keep` (with the default --runs: experiments/results/study-<data>.db, committed),
 and a machine that has no runs/study/<data>/study.db starts from that copy: the finished trials
 survive the loss of runs/, as the ablation's records do (a trial cut by the loss is trained again
 from its start). A copy holding a finished trial the database lacks, or that is not a study
@@ -39,19 +39,19 @@ end). It makes a study affordable on a CPU; its known bias is against settings t
 epochs trained. FAME trials are pruned on FAME's epochs; the shared base SASRec is never pruned.
 `--pruner none` runs every trial to its early stop. `--report` retrains the best configuration over
 `--seeds` (a seed the study already trained it at, seed 0, is copied from that trial's run) and
-writes bench/results/study-<data>-<model>.json with the budget, every trial, the best configuration
+writes experiments/results/study-<data>-<model>.json with the budget, every trial, the best configuration
 and its test numbers (mean and sample std over seeds), and keeps each seed's per-user test ranks as
-an ablation record `study-<model>-s<seed>` (bench/results/ablation-runs/<data>/, as
-bench/ablation.py's rows). `--compare` trains nothing: it pairs FAME's best with SASRec's (each
+an ablation record `study-<model>-s<seed>` (experiments/results/ablation-runs/<data>/, as
+experiments/ablation.py's rows). `--compare` trains nothing: it pairs FAME's best with SASRec's (each
 tuned with the same budget) on --seeds (each model needs a record of each), by seed (paired t-test)
-and by user (Wilcoxon), and writes bench/results/study-<data>-compare.json. `--report --best-from
+and by user (Wilcoxon), and writes experiments/results/study-<data>-compare.json. `--report --best-from
 DB` retrains the best of another data set's study (its database, read from a private copy) on
 --data, with no search there: both models' bests transferred alike (on this CPU, Sports is reported
 this way; its report says so under "best_from"). Its runs, records and report are named apart
 (`best-from-<source>-<model>-s<seed>`, row `study-<model>-from-<source>`,
 `study-<data>-<model>-from-<source>.json`), and `--compare --best-from DB` pairs those. `--list`
 trains nothing: it prints the trials so far and writes them with the budget to
-bench/results/study-<data>-<model>-trials.json (with another --runs: <runs>/trials-<model>.json);
+experiments/results/study-<data>-<model>-trials.json (with another --runs: <runs>/trials-<model>.json);
 it only reads the database (safe beside a running study).
 """
 
@@ -193,7 +193,7 @@ def run_matches(run: Path, data, model: str, p: dict, seed: int, base: Path | No
     data (by fingerprint: the same file named by another path, from another work tree, is the same
     data), the same model record, the same training record (device and evaluation batch aside: they
     do not change what is computed; a FAME's base compared as the folder it names, through links)."""
-    from fame_core.training import RESUME_MAY_CHANGE, _same_file, train_record
+    from fame_core.training import RESUME_MAY_CHANGE, same_file, train_record
 
     try:
         config = json.loads((run / "config.json").read_text())
@@ -203,14 +203,14 @@ def run_matches(run: Path, data, model: str, p: dict, seed: int, base: Path | No
     mcfg, tcfg = configs(data, model, p, seed, base, epochs, "auto")
     want_train = {k: v for k, v in train_record(tcfg).items() if k not in RESUME_MAY_CHANGE}
     train = {k: v for k, v in config.get("train", {}).items() if k not in RESUME_MAY_CHANGE}
-    if want_train.get("init_from") and _same_file(train.get("init_from"), want_train["init_from"]):
+    if want_train.get("init_from") and same_file(train.get("init_from"), want_train["init_from"]):
         train["init_from"] = want_train["init_from"]   # the same base reached by another path
     return config.get("status") == "finished" and same_model(config.get("model"), mcfg) and \
         fingerprint == data.fingerprint() and train == want_train
 
 
 def record_matches(rec: dict, data, model: str, p: dict, seed: int, base: Path | None, epochs: int) -> bool:
-    """Whether a kept record (bench/ablation.py's) is of `model` with parameters `p` and `seed` on
+    """Whether a kept record (experiments/ablation.py's) is of `model` with parameters `p` and `seed` on
     `data`: the same model record and training record as run_matches asks of a run folder (the
     base's path aside: a record outlives the folder it named). A --report seed whose run folder is
     gone (a fresh machine) but whose record matches is read back, not trained again."""
@@ -424,19 +424,9 @@ def list_trials(a, data, runs: Path, db: Path, keep: Path | None) -> int:
           f"{left_running or 'none'}")
     # the committed listing goes with the default runs folder only, as the kept copy does
     out = Path(a.out) if a.out else runs / f"trials-{a.model}.json" if a.runs else \
-        REPO / "bench" / "results" / f"study-{data.name}-{a.model}-trials.json"
+        REPO / "experiments" / "results" / f"study-{data.name}-{a.model}-trials.json"
     out.write_text(json.dumps(listing, indent=2) + "\n")
     return 0
-
-
-def bench_script(name: str):
-    """Another bench/ script as a module (bench/ is not a package)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().with_name(f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def compare_bests(a, data, records: Path, out: Path, ablation, sfx: str = "") -> int:
@@ -488,7 +478,7 @@ def source_data(db: Path) -> str:
     if ended is None or len(names) != 1:
         held = ", ".join(studies) or "no finished trial"
         raise KeepError(f"--best-from {db} is not one data set's study database ({held}); pass one such as "
-                        "bench/results/study-Beauty.db")
+                        "experiments/results/study-Beauty.db")
     return names.pop()
 
 
@@ -534,7 +524,7 @@ def report_best(a, data, runs: Path, records: Path, study, finished, source: dic
     sfx = f"-from-{source['data']}" if source else ""
     row = f"study-{a.model}{sfx}"
     rows = []
-    ablation = bench_script("ablation")
+    from experiments import ablation
     for seed in a.seeds:
         run = runs / f"best{sfx}-{a.model}-s{seed}"
         base = runs / "bases" / f"sasrec-{key(p)}-s{seed}" if a.model == "fame" else None
@@ -580,7 +570,7 @@ def report_best(a, data, runs: Path, records: Path, study, finished, source: dic
               "trials": trial_rows(finished),
               "best": {"params": best.params, "valid_NDCG@20": best.value}, "seeds": rows, "test_summary": summary}
     out = Path(a.out) if a.out else runs / f"report-{a.model}{sfx}.json" if a.runs else \
-        REPO / "bench" / "results" / f"study-{data.name}-{a.model}{sfx}.json"
+        REPO / "experiments" / "results" / f"study-{data.name}-{a.model}{sfx}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(summary["NDCG@20"]), f"written to {out}", file=sys.stderr)
@@ -590,7 +580,7 @@ def report_best(a, data, runs: Path, records: Path, study, finished, source: dic
 def main() -> int:
     import optuna
 
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m experiments.study", description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", required=True)
     ap.add_argument("--model", choices=["sasrec", "fame"], default=None, help="the study: sasrec or fame (not with "
                     "--compare, which reads both)")
@@ -599,16 +589,16 @@ def main() -> int:
     ap.add_argument("--runs", default=None, help="default runs/study/<data name>")
     ap.add_argument("--report", action="store_true", help="retrain the best over --seeds and write the JSON")
     ap.add_argument("--compare", action="store_true", help="train nothing: pair the two studies' --report records "
-                    "(FAME's best against SASRec's) by seed and by user; writes bench/results/study-<data>-compare.json "
+                    "(FAME's best against SASRec's) by seed and by user; writes experiments/results/study-<data>-compare.json "
                     "(with another --runs: <runs>/compare.json)")
     ap.add_argument("--best-from", default=None, metavar="DB", help="with --report: retrain the best of the study "
-                    "of --model in another data set's study database (e.g. bench/results/study-Beauty.db) on --data, "
+                    "of --model in another data set's study database (e.g. experiments/results/study-Beauty.db) on --data, "
                     "instead of this data set's study (its best configuration transferred; no search here); with "
                     "--compare: pair the two models' transferred bests")
     ap.add_argument("--records", default=None, help="where --report keeps each seed's per-user test ranks (default "
-                    "bench/results/ablation-runs/<data>, beside the ablation's; with another --runs: <runs>/records)")
+                    "experiments/results/ablation-runs/<data>, beside the ablation's; with another --runs: <runs>/records)")
     ap.add_argument("--list", action="store_true", help="train nothing: print the study's trials so far and write "
-                    "them as JSON (default bench/results/study-<data>-<model>-trials.json)")
+                    "them as JSON (default experiments/results/study-<data>-<model>-trials.json)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--sampler-seed", type=int, default=0)
     ap.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
@@ -618,10 +608,10 @@ def main() -> int:
     ap.add_argument("--prune-warmup", type=int, default=8, help="epochs a trial always trains before it may be "
                     "pruned (default 8)")
     ap.add_argument("--keep", default=None, help="the study database's durable copy, updated after every trial "
-                    "(default with the default --runs: bench/results/study-<data>.db; with another --runs, none); a "
+                    "(default with the default --runs: experiments/results/study-<data>.db; with another --runs, none); a "
                     "runs folder without study.db starts from it")
     ap.add_argument("--out", default=None,
-                    help="the --report JSON (default bench/results/study-<data>-<model>[-from-<source>].json; with "
+                    help="the --report JSON (default experiments/results/study-<data>-<model>[-from-<source>].json; with "
                     "another --runs, <runs>/report-<model>[-from-<source>].json), the --list or the --compare JSON")
     a = ap.parse_args()
 
@@ -651,7 +641,7 @@ def main() -> int:
     runs = Path(a.runs or REPO / "runs" / "study" / data.name)
     db = runs / "study.db"
     records = Path(a.records) if a.records else runs / "records" if a.runs else \
-        REPO / "bench" / "results" / "ablation-runs" / data.name
+        REPO / "experiments" / "results" / "ablation-runs" / data.name
     sfx = ""
     if a.best_from:
         try:
@@ -676,8 +666,8 @@ def main() -> int:
             return report_best(a, data, runs, records, study, counted_trials(study), source)
     if a.compare:
         out = Path(a.out) if a.out else runs / f"compare{sfx}.json" if a.runs else \
-            REPO / "bench" / "results" / f"study-{data.name}-compare{sfx}.json"
-        ablation = bench_script("ablation")
+            REPO / "experiments" / "results" / f"study-{data.name}-compare{sfx}.json"
+        from experiments import ablation
         try:
             return compare_bests(a, data, records, out, ablation, sfx)
         except ablation.RecordError as e:
@@ -685,7 +675,7 @@ def main() -> int:
             return 2
     # the durable copy: the committed default goes with the default runs folder only (a trial study
     # in a scratch folder must not write into the repository's copy)
-    keep = Path(a.keep) if a.keep else None if a.runs else REPO / "bench" / "results" / f"study-{data.name}.db"
+    keep = Path(a.keep) if a.keep else None if a.runs else REPO / "experiments" / "results" / f"study-{data.name}.db"
     if a.list:
         return list_trials(a, data, runs, db, keep)
     runs.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """What makes FAME better (issue 15): the ablation on equal budgets, with paired statistics.
 
-    python bench/ablation.py run    --data ../shared/data/amazon/Beauty.txt --seeds 0 1 2 3 4
-    python bench/ablation.py report --data ../shared/data/amazon/Beauty.txt --seeds 0 1 2 3 4
+    python -m experiments.ablation run    --data ../shared/data/amazon/Beauty.txt --seeds 0 1 2 3 4
+    python -m experiments.ablation report --data ../shared/data/amazon/Beauty.txt --seeds 0 1 2 3 4
 
 Every row starts from the same trained SASRec of its seed (`sasrec-s<seed>`, the paper's
 pipeline, Sec. 4.4.2) and trains on with a fresh optimizer under the same stopping rule
@@ -24,7 +24,7 @@ budget:
 
 `run` trains what is missing (a finished run is skipped, an interrupted one resumed), so it can
 be repeated after a kill or in the next session. Each finished run leaves a record in the
-repository, `bench/results/ablation-runs/<data>/<row>-s<seed>.json` (its validation and test
+repository, `experiments/results/ablation-runs/<data>/<row>-s<seed>.json` (its validation and test
 metrics, epochs, settings, the sha256 of its weights and of its base's) beside `.npz` (its per-user
 test ranks, clipped at 255: exact for every cutoff the report uses), so a row survives the loss of
 its run folder (machines here are not kept between sessions). `run` skips a recorded row and
@@ -32,18 +32,18 @@ remakes only a base that an unrecorded row still needs; when the remade base's w
 from its record, it stops (`--allow-remade-base` goes on, and the report then marks the pairs built
 on different remakes). A run folder is trained by one process at a time (a lock file `.<row>-s<seed>.lock` beside it).
 
-`report` also reads bench/study.py's recorded bests (rows `study-sasrec`, `study-fame`, or
+`report` also reads experiments/study.py's recorded bests (rows `study-sasrec`, `study-fame`, or
 `study-<model>-from-<data>` for another data set's best retrained here): FAME's best against
 SASRec's best, SASRec's best against the untuned `sasrec` (what tuning gives SASRec), with the same
 tests; they are drawn last in the figure.
 
 `by-seed --control ROW` pairs the report's rows by seed with a row known only from its records
 (Beauty's restart controls, run after the rows' run folders were lost): mean, gain and a paired
-t-test by seed, written to bench/results/ablation-<data>-by-seed-<ROW>.json.
+t-test by seed, written to experiments/results/ablation-<data>-by-seed-<ROW>.json.
 
 `report` records every finished run that has no record yet (evaluated once on the test users,
 history masked, as in training's selection; its ranks must give the run's recorded test NDCG@20),
-then reads the records and writes bench/results/ablation-<data>.json. It refuses to replace a
+then reads the records and writes experiments/results/ablation-<data>.json. It refuses to replace a
 report that holds a (row, seed) pair it cannot provide (run those seeds first, or pass
 --allow-fewer).
 
@@ -94,7 +94,7 @@ RESTART = {"sasrec-restart", "sasrec-h1-restart"}
 CONTROL = {"sasrec": "sasrec-cont", "sasrec-h1": "sasrec-h1-cont"}   # a base's equal-budget control
 RESTART_CONTROL = {"sasrec": "sasrec-restart", "sasrec-h1": "sasrec-h1-restart"}   # FAME rows: the second control
 COMPARE = {"sasrec-bce": "sasrec"}    # base rows compared with another base row (same tests)
-# bench/study.py's bests, recorded here by its --report (`study-<model>`, or `study-<model>-from-<data>`
+# experiments/study.py's bests, recorded here by its --report (`study-<model>`, or `study-<model>-from-<data>`
 # for another data set's best retrained on this one): FAME's best against SASRec's, SASRec's against
 # the untuned base row `sasrec` (what tuning gives SASRec)
 STUDY_ROW = re.compile(r"study-(sasrec|fame)(-from-.+)?")
@@ -176,7 +176,7 @@ def write_record(data, runs: Path, records: Path, name: str, seed: int, device: 
     repository. The .npz is written first and the .json last (each atomically), so a kill leaves
     either no record or a whole one. The ranks must give the run's recorded test NDCG@20 (a
     config.json beside weights of another run is refused). An existing record is kept.
-    out / base_out: the run and its base where they are not this script's (bench/study.py's
+    out / base_out: the run and its base where they are not this script's (experiments/study.py's
     retrained best configurations, recorded as rows `study-<model>`)."""
     from fame_core.checkpoint import load_checkpoint
     from fame_core.evaluate import evaluate
@@ -484,7 +484,7 @@ def ablation_figure(report: dict):
             tx.text(0.0, len(names) - 0.1, f"\u2020 at seed {', '.join(map(str, remade))} the row and its control were "
                     "built on two remakes of their base SASRec", va="top", fontsize=6, transform=tx.get_yaxis_transform())
         if any(STUDY_ROW.fullmatch(n) for n in names):
-            tx.text(0.0, len(names) + (0.35 if remade else -0.1), "study-* rows (bench/study.py's bests): FAME's best is\n"
+            tx.text(0.0, len(names) + (0.35 if remade else -0.1), "study-* rows (experiments/study.py's bests): FAME's best is\n"
                     "compared with SASRec's best, SASRec's best with sasrec", va="top", fontsize=6,
                     transform=tx.get_yaxis_transform())
         seeds = sorted({s for n in names for s in report["rows"][n]["seeds"]})
@@ -561,7 +561,7 @@ def cmd_figure(a, data) -> int:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m experiments.ablation", description=__doc__.split("\n\n")[0])
     p.add_argument("command", choices=["run", "report", "figure", "by-seed"])
     p.add_argument("--control", default=None, help="by-seed: the recorded row the report's rows are paired with")
     p.add_argument("--figure", default=None, help="figure: the files' stem (default docs/ablation-<data>)")
@@ -574,8 +574,8 @@ def main() -> int:
     p.add_argument("--patience", type=int, default=10)
     p.add_argument("--epochs", type=int, default=200)
     p.add_argument("--device", default="auto")
-    p.add_argument("--results", default=str(REPO / "bench" / "results"),
-                   help="where the report and the runs' records (ablation-runs/<data>/) go (default bench/results)")
+    p.add_argument("--results", default=str(REPO / "experiments" / "results"),
+                   help="where the report and the runs' records (ablation-runs/<data>/) go (default experiments/results)")
     p.add_argument("--allow-fewer", action="store_true",
                    help="report: replace an existing report even if it held (row, seed) pairs this one lacks")
     p.add_argument("--allow-remade-base", action="store_true",

@@ -1,6 +1,6 @@
 """Does the gated merge beat the equal-weight merge over several seeds of one setting? (issue 16)
 
-    python bench/gate_merge_seeds.py checkpoints/beauty-fame-gated RUN_S1 RUN_S2 --data ../shared/data/amazon/Beauty.txt
+    python -m experiments.gate_merge_seeds checkpoints/beauty-fame-gated RUN_S1 RUN_S2 --data ../shared/data/amazon/Beauty.txt
 
 One FAME checkpoint per seed, all of one data set. Per seed, the reading of
 `fame_core.facets.gate_merge_value` (per-user NDCG@20 of the gated merge against the equal-weight
@@ -8,8 +8,8 @@ merge and the best single head, two-sided Wilcoxon over users); pooled, the same
 user's NDCG@20 averaged over the seeds (`gate_merge_over_seeds`): one seed that ties no longer
 hides what the others show, and no user counts twice. Test users by default (the setting was
 chosen on validation before: this reads it, it chooses nothing). --gate-temperature reads every
-model with its gate at a temperature chosen on validation (bench/gate_temperature.py). Writes
-bench/results/gate-merge-seeds-<data>.json (--out to change; an existing file is replaced only with
+model with its gate at a temperature chosen on validation (experiments/gate_temperature.py). Writes
+experiments/results/gate-merge-seeds-<data>.json (--out to change; an existing file is replaced only with
 --overwrite).
 """
 
@@ -31,15 +31,15 @@ def main() -> int:
     from fame_core.facets import gate_merge_over_seeds, gate_temperature, load_gated_fames, merge_ndcg, merge_reading
     from fame_core.safe_io import write_file_atomic
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m experiments.gate_merge_seeds", description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoints", nargs="+", help="FAME checkpoints of one setting, one per seed (two or more)")
     p.add_argument("--data", default=None, help="the data file, where the recorded path does not hold it")
     p.add_argument("--split", choices=("valid", "test"), default="test")
     p.add_argument("--k", type=int, default=20)
     p.add_argument("--gate-temperature", type=float, default=None,
                    help="read every model with its gate at this temperature (chosen on validation by "
-                        "bench/gate_temperature.py); default: the temperature each checkpoint holds")
-    p.add_argument("--out", default=None, help="default: bench/results/gate-merge-seeds-<data>.json")
+                        "experiments/gate_temperature.py); default: the temperature each checkpoint holds")
+    p.add_argument("--out", default=None, help="default: experiments/results/gate-merge-seeds-<data>.json")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     a = p.parse_args()
     if len(a.checkpoints) < 2:
@@ -54,7 +54,7 @@ def main() -> int:
         return 2
     try:
         models, data, out = load_gated_fames(a.checkpoints, a.data, a.out,
-                                             REPO / "bench" / "results" / "gate-merge-seeds-{data}.json", a.overwrite)
+                                             REPO / "experiments" / "results" / "gate-merge-seeds-{data}.json", a.overwrite)
     except FameError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,21 +1,17 @@
-"""bench/head_cluster_check.py: how well the history names the next item's k-means cluster."""
+"""experiments/head_cluster_check.py: how well the history names the next item's k-means cluster."""
 
-import importlib.util
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from fame_core.dataset import SequenceDataset
-from tests.conftest import make_model
+from experiments import head_cluster_check as check
+from tests.conftest import REPO, make_model
 
-REPO = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("head_cluster_check", REPO / "bench" / "head_cluster_check.py")
-check = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(check)
+pytestmark = pytest.mark.research
 
 
 def two_group_world(mixed_users: int, detour_users: int = 0):
@@ -46,7 +42,6 @@ def far_apart(model):
     return model
 
 
-@pytest.mark.fast
 def test_the_two_readers_differ_where_only_the_last_item_strays():
     data = two_group_world(mixed_users=4, detour_users=6)
     model = far_apart(make_model("fame", n_items=20))
@@ -55,7 +50,6 @@ def test_the_two_readers_differ_where_only_the_last_item_strays():
     assert row["last item"] == pytest.approx(10 / 20)            # wrong for those 4 and the 6 detours
 
 
-@pytest.mark.fast
 @pytest.mark.parametrize("mixed", [0, 4])
 def test_the_history_names_the_cluster_of_targets_that_stay_in_it(mixed):
     data = two_group_world(mixed)
@@ -68,6 +62,6 @@ def test_the_history_names_the_cluster_of_targets_that_stay_in_it(mixed):
 
 
 def test_a_missing_checkpoint_is_one_error_line():
-    r = subprocess.run([sys.executable, str(REPO / "bench" / "head_cluster_check.py"), "no-such-run"],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run([sys.executable, "-m", "experiments.head_cluster_check", "no-such-run"],
+                       capture_output=True, text=True, timeout=120, cwd=REPO)
     assert r.returncode == 2 and r.stderr.startswith("error: ") and len(r.stderr.strip().splitlines()) == 1

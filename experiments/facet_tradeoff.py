@@ -3,18 +3,18 @@ NDCG@20 against the seed's best ablation row (x) and how much more often its lar
 the better one than always trusting one head (y), with the region that passes both of the issue's
 criteria shaded.
 
-    python bench/facet_tradeoff.py \
-        --panel bench/results/ablation-Beauty.json bench/results/facet-real-beauty.json \
-                bench/results/facet-real-beauty-s1.json bench/results/facet-real-beauty-s2.json \
-        --panel bench/results/ablation-Sports_and_Outdoors.json bench/results/facet-real-sports.json \
-                bench/results/facet-real-sports-s1.json bench/results/facet-real-sports-s2.json
+    python -m experiments.facet_tradeoff \
+        --panel experiments/results/ablation-Beauty.json experiments/results/facet-real-beauty.json \
+                experiments/results/facet-real-beauty-s1.json experiments/results/facet-real-beauty-s2.json \
+        --panel experiments/results/ablation-Sports_and_Outdoors.json experiments/results/facet-real-sports.json \
+                experiments/results/facet-real-sports-s1.json experiments/results/facet-real-sports-s2.json
 
 Each --panel is one data set: the ablation report whose best validation row at each seed is the
-reference (as bench/facet_choose.py reads it), then bench/facet_real.py's results files, one per
+reference (as experiments/facet_choose.py reads it), then experiments/facet_real.py's results files, one per
 seed. A point is one (setting, seed) with a validation reading (rows without one, and rows whose
 heads are supervised with item metadata, are left out and listed in the sidecar); a setting read
 at several seeds also gets its mean (a larger open marker). Validation readings only, the ones the
-choice reads; the test readings are in docs/facets.md. Writes docs/facet-tradeoff.{pdf,svg,png,csv,json}
+choice reads; the test readings are in experiments/LABLOG.md. Writes docs/facet-tradeoff.{pdf,svg,png,csv,json}
 (or --out).
 """
 
@@ -29,7 +29,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "bench"))   # facet_choose's reader of ablation reports
 
 
 LABELS = {"no facet option": "no facet option (the ablation's warm + residual FAME, or Table 2's)"}
@@ -42,9 +41,8 @@ class ChoiceError(Exception):
 def read_panel(paths: list[str]) -> tuple[str, str, list[dict], list[str]]:
     """(data name, reference file, one dict per (setting, seed), settings left out) from an ablation
     report and facet_real.py's results files."""
-    from facet_choose import reference_rows
-
-    from fame_core.facets import _split_rows, _validation_entry
+    from experiments.facet_choose import reference_rows
+    from fame_core.facets import split_rows, validation_entry
 
     if len(paths) < 2:
         raise ChoiceError(f"--panel {' '.join(paths)}: pass an ablation report, then one or more facet-real results files")
@@ -55,7 +53,7 @@ def read_panel(paths: list[str]) -> tuple[str, str, list[dict], list[str]]:
             results = json.loads(Path(path).read_text())
             seed = (results.get("settings") or {}).get("seed")
             if not isinstance(seed, int):
-                raise ChoiceError(f"{path} records no seed in its settings; pass the files bench/facet_real.py writes")
+                raise ChoiceError(f"{path} records no seed in its settings; pass the files experiments/facet_real.py writes")
             at_seed = reference_rows(ablation, seed)
             if not at_seed:
                 raise ChoiceError(f"{paths[0]} has no row at seed {seed} ({path}); pass results of seeds it ran")
@@ -63,12 +61,12 @@ def read_panel(paths: list[str]) -> tuple[str, str, list[dict], list[str]]:
             if not at_seed[best] > 0:
                 raise ChoiceError(f"{paths[0]}: the best validation NDCG@20 at seed {seed} is {at_seed[best]}; pass an "
                                   "ablation report of trained rows")
-            read, unread, metadata = _split_rows(results["rows"])
+            read, unread, metadata = split_rows(results["rows"])
             left_out |= {f"{v} (seed {seed}: {why})" for vs, why in ((unread, "no validation reading"),
                                                                      (metadata, "metadata-supervised heads"))
                          for v in vs}
             for r in read:
-                e = _validation_entry(r, at_seed[best], 0.05, 3.0)
+                e = validation_entry(r, at_seed[best], 0.05, 3.0)
                 if (r["variant"], seed) in points:
                     raise ChoiceError(f"{path}: {r['variant']} at seed {seed} is in two files; pass one file per seed")
                 points[r["variant"], seed] = {"setting": r["variant"], "seed": seed, "valid NDCG@20": e["NDCG@20"],
@@ -77,8 +75,8 @@ def read_panel(paths: list[str]) -> tuple[str, str, list[dict], list[str]]:
             data = data or results.get("data")
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise ChoiceError(f"--panel {' '.join(paths)}: not an ablation report followed by facet-real results "
-                          f"({e.__class__.__name__}: {e}); pass the JSON files bench/ablation.py report and "
-                          "bench/facet_real.py write") from None
+                          f"({e.__class__.__name__}: {e}); pass the JSON files experiments/ablation.py report and "
+                          "experiments/facet_real.py write") from None
     return data or Path(paths[1]).stem, paths[0], list(points.values()), sorted(left_out)
 
 
@@ -144,7 +142,7 @@ def tradeoff_figure(panels: list[tuple[str, str, list[dict], list[str]]], tolera
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m experiments.facet_tradeoff", description=__doc__.split("\n\n")[0])
     p.add_argument("--panel", nargs="+", action="append", required=True,
                    help="an ablation report, then the facet-real results of one data set, one per seed (repeat the "
                         "option for another data set)")

@@ -1,12 +1,13 @@
 """How noisy is a one-seed accuracy comparison on one split? (issue 16's 1 % validation window)
 
-    python bench/split_noise.py --reference checkpoints/beauty-fame checkpoints/beauty-fame-mixture checkpoints/beauty-sasrec
+    python -m experiments.split_noise --reference checkpoints/beauty-fame \\
+        checkpoints/beauty-fame-mixture checkpoints/beauty-sasrec
 
 For each checkpoint against the reference, on the validation and the test users: the relative
 NDCG@20 difference (mean per-user difference / the reference's NDCG@20) and its standard error
 (sample sd of the per-user differences / sqrt(users) / the reference's NDCG@20). A selection window
 of 1 % is only meaningful where this standard error is well below 1 %. All checkpoints must be
-of the same data set. Writes bench/results/split-noise-<data>.json.
+of the same data set. Writes experiments/results/split-noise-<data>.json.
 """
 
 from __future__ import annotations
@@ -37,11 +38,11 @@ def main() -> int:
     from fame_core.errors import FameError
     from fame_core.evaluate import evaluate
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m experiments.split_noise", description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoints", nargs="+", help="checkpoints compared with the reference")
     p.add_argument("--reference", required=True, help="the checkpoint the differences are taken against")
     p.add_argument("--data", default=None, help="the data file, where the recorded path does not hold it")
-    p.add_argument("--out", default=None, help="default: bench/results/split-noise-<data>.json")
+    p.add_argument("--out", default=None, help="default: experiments/results/split-noise-<data>.json")
     a = p.parse_args()
     try:
         model, data = fame_core.load(a.reference, data=a.data)
@@ -62,7 +63,7 @@ def main() -> int:
             print(f"{c} vs {a.reference}, {split}: {row[split]['relative']:+.2%} "
                   f"(standard error {row[split]['se']:.2%}, {row[split]['users']} users)")
         rows.append(row)
-    out = Path(a.out) if a.out else REPO / "bench" / "results" / f"split-noise-{data.name}.json"
+    out = Path(a.out) if a.out else REPO / "experiments" / "results" / f"split-noise-{data.name}.json"
     out.write_text(json.dumps({"data": data.name, "metric": "NDCG@20, history masked",
                                "statistics": "paired per-user differences; se = sample sd / sqrt(users) / "
                                              "reference mean", "rows": rows}, indent=2) + "\n")

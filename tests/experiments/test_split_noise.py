@@ -1,24 +1,23 @@
-"""bench/split_noise.py: the standard error of a one-seed relative NDCG@20 difference."""
+"""experiments/split_noise.py: the standard error of a one-seed relative NDCG@20 difference."""
 
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.conftest import bench_module
+import experiments.split_noise
+from tests.conftest import REPO
 
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "bench" / "split_noise.py"
+pytestmark = pytest.mark.research
+SCRIPT = "experiments.split_noise"   # run as python -m SCRIPT from the repository root
 
 
 def _module():
-    return bench_module("split_noise")
+    return experiments.split_noise
 
 
-@pytest.mark.fast
 def test_relative_difference_is_the_paired_mean_and_its_standard_error():
     reference = np.array([1.0, 0.0, 0.5, 0.5])
     other = np.array([0.5, 0.0, 1.0, 0.5])          # differences -0.5, 0, 0.5, 0: mean 0
@@ -31,7 +30,7 @@ def test_relative_difference_is_the_paired_mean_and_its_standard_error():
 
 def test_script_writes_both_splits_and_refuses_a_missing_checkpoint(tmp_path):
     out = tmp_path / "noise.json"
-    run = subprocess.run([sys.executable, str(SCRIPT), "--reference", str(REPO / "checkpoints" / "demo"),
+    run = subprocess.run([sys.executable, "-m", SCRIPT, "--reference", str(REPO / "checkpoints" / "demo"),
                           str(REPO / "checkpoints" / "demo-sasrec"), "--out", str(out)],
                          capture_output=True, text=True, cwd=REPO)
     assert run.returncode == 0, run.stderr
@@ -41,6 +40,6 @@ def test_script_writes_both_splits_and_refuses_a_missing_checkpoint(tmp_path):
     # the test split's relative difference is that of the metrics recorded at training time
     assert row["test"]["relative"] == pytest.approx(recorded["demo-sasrec"] / recorded["demo"] - 1, abs=1e-3)
     assert 0 < row["valid"]["se"] < 1 and row["test"]["users"] == 2000
-    bad = subprocess.run([sys.executable, str(SCRIPT), "--reference", str(tmp_path / "none"), "x",
+    bad = subprocess.run([sys.executable, "-m", SCRIPT, "--reference", str(tmp_path / "none"), "x",
                           "--out", str(out)], capture_output=True, text=True, cwd=REPO)
     assert bad.returncode == 2 and bad.stderr.startswith("error: checkpoint not found") and bad.stderr.count("\n") == 1

@@ -1,14 +1,14 @@
 """Which training options make FAME's heads, gate and experts capture the planted facets?
 
-    python bench/facet_objectives.py                         # world seed 0 (10 genres x 30 actors)
-    python bench/facet_objectives.py --world "synthetic:seed=1,genre=8,actor=20" --name world1
+    python -m experiments.facet_objectives                         # world seed 0 (10 genres x 30 actors)
+    python -m experiments.facet_objectives --world "synthetic:seed=1,genre=8,actor=20" --name world1
 
 Pre-trains SASRec once per world, then fine-tunes FAME (H=2, N=4) from it with the paper recipe and
 with each option of fame_core.objectives; every run is a checkpoint under runs/facet-objectives/
 (finished runs are reused, so the command can be repeated). For each: test HR/NDCG@10 with history
 masked and not, per-head probe accuracy per facet and the gap between heads, gate <-> dominant facet
 accuracy and AUC, expert <-> preferred-value MI against random routers, and expert load. Writes
-bench/results/facet-objectives-<name>.json and prints a table.
+experiments/results/facet-objectives-<name>.json and prints a table.
 """
 
 from __future__ import annotations
@@ -19,19 +19,10 @@ import os
 import sys
 from pathlib import Path
 
+from experiments.presets import PRESETS, split_preset
+
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 REPO = Path(__file__).resolve().parents[1]
-
-from fame_core.models import FAMEConfig  # noqa: E402
-
-PRESETS = {k: v for k, v in json.loads((REPO / "experiments" / "presets.json").read_text()).items()
-           if not k.startswith("_")}   # named settings: data, not library code
-
-
-def split_preset(options: dict) -> tuple[dict, dict]:
-    """(model settings, training-term settings) of a preset: FAMEConfig fields, then the rest."""
-    model = set(FAMEConfig.__dataclass_fields__)
-    return ({k: v for k, v in options.items() if k in model}, {k: v for k, v in options.items() if k not in model})
 
 
 
@@ -47,7 +38,7 @@ VARIANTS = {
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m experiments.facet_objectives", description=__doc__.split("\n\n")[0])
     p.add_argument("--world", default="synthetic")
     p.add_argument("--name", default="world0")
     p.add_argument("--variants", default=",".join(VARIANTS))
@@ -118,7 +109,7 @@ def main() -> int:
         row["gate merge value"] = gate_merge_value(model, d, k=10)
         rows.append(row)
         print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}))
-    out = REPO / "bench" / "results" / f"facet-objectives-{a.name}.json"
+    out = REPO / "experiments" / "results" / f"facet-objectives-{a.name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.exists():  # keep the rows of variants not run this time
         done = {r["variant"] for r in rows}

@@ -1,6 +1,6 @@
 """Can a gate name the next item's cluster? The check behind `--head-clusters` (issue 16).
 
-    python bench/head_cluster_check.py runs/reproduce/Beauty/fame-h2-n4-warm-res-s0 --clusters 2 4
+    python -m experiments.head_cluster_check runs/reproduce/Beauty/fame-h2-n4-warm-res-s0 --clusters 2 4
 
 `--head-clusters` gives head c the items of k-means cluster c (of the items in the heads' scoring
 space, weighted by 1 + each item's count as a training target) and teaches the gate the next item's cluster; the
@@ -8,7 +8,7 @@ larger-gate head can only beat "always trust one head" if that cluster is predic
 history. Before training, this measures it on a trained checkpoint with two simple readers:
 the cluster most of the user's history falls in, and the cluster of the last item, against always
 naming the largest cluster (the share of test targets in it). Writes
-bench/results/head-cluster-check-<data>.json (one row per checkpoint and number of clusters).
+experiments/results/head-cluster-check-<data>.json (one row per checkpoint and number of clusters).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def cluster_predictability(model, dataset, k: int, seed: int = 0) -> dict:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m experiments.head_cluster_check", description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoints", nargs="+")
     p.add_argument("--clusters", type=int, nargs="+", default=[2])
     p.add_argument("--seed", type=int, default=0)
@@ -78,7 +78,7 @@ def main() -> int:
             row = {"checkpoint": str(path), **cluster_predictability(model, data, k, a.seed)}
             rows.append(row)
             print(json.dumps(row), flush=True)
-    out = REPO / "bench" / "results" / f"head-cluster-check-{name}.json"
+    out = REPO / "experiments" / "results" / f"head-cluster-check-{name}.json"
     out.write_text(json.dumps({"seed": a.seed, "rows": rows}, indent=2) + "\n")
     print(f"written to {out.relative_to(REPO)}")
     return 0

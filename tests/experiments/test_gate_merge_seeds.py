@@ -1,18 +1,19 @@
-"""bench/gate_merge_seeds.py: the gated merge against the equal-weight one, per seed and pooled."""
+"""experiments/gate_merge_seeds.py: the gated merge against the equal-weight one, per seed and pooled."""
 
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "bench" / "gate_merge_seeds.py"
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.research
+SCRIPT = "experiments.gate_merge_seeds"   # run as python -m SCRIPT from the repository root
 
 
 def run(*args):
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, cwd=REPO)
+    return subprocess.run([sys.executable, "-m", SCRIPT, *args], capture_output=True, text=True, cwd=REPO)
 
 
 def test_two_copies_of_one_model_pool_to_that_models_reading(tmp_path):
@@ -42,7 +43,6 @@ def test_each_checkpoint_is_read_at_its_own_temperature_unless_one_is_given(tmp_
     assert own[0]["NDCG@20"]["concat"] == pytest.approx(given[0]["NDCG@20"]["concat"], abs=1e-3)   # no gate in it
 
 
-@pytest.mark.fast
 @pytest.mark.parametrize("args, says", [
     (("checkpoints/demo",), "two or more checkpoints"),
     (("checkpoints/demo", "checkpoints/demo-sasrec"), "not a FAME model"),

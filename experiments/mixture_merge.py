@@ -1,6 +1,7 @@
 """Does ranking by the probability mixture sum_h g_h softmax(P^(h)) help a gated FAME? (issue 16)
 
-    python bench/mixture_merge.py --data ../shared/data/amazon/Beauty.txt checkpoints/beauty-fame-mixture checkpoints/beauty-fame
+    python -m experiments.mixture_merge --data ../shared/data/amazon/Beauty.txt \\
+        checkpoints/beauty-fame-mixture checkpoints/beauty-fame
 
 FAME ranks by the gate-weighted sum of the heads' scores (logits). A model trained with the
 mixture-of-experts likelihood (`--mixture-likelihood`, cluster heads) is, for that term, a mixture
@@ -8,7 +9,7 @@ of the heads' softmaxes, so its natural ranking would be sum_h g_h softmax_h(v).
 the test (or, with --split valid, the validation) users' targets both ways (and with equal
 weights) under the evaluation protocol (history masked, full ranking) and compares the two per
 user (Wilcoxon signed-rank on NDCG@20). Writes JSON to --out (default
-bench/results/mixture-merge-<data>[-valid].json).
+experiments/results/mixture-merge-<data>[-valid].json).
 """
 
 from __future__ import annotations
@@ -60,12 +61,12 @@ def main() -> int:
     from fame_core.data import load_dataset
     from fame_core.errors import FameError
 
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m experiments.mixture_merge", description=__doc__.split("\n\n")[0])
     ap.add_argument("checkpoints", nargs="+", help="FAME checkpoints (with a gate) trained on --data")
     ap.add_argument("--data", required=True)
     ap.add_argument("--split", choices=["valid", "test"], default="test",
                     help="whose targets to rank: validation users (to choose a ranking) or test users (default)")
-    ap.add_argument("--out", default=None, help="default bench/results/mixture-merge-<data>[-valid].json")
+    ap.add_argument("--out", default=None, help="default experiments/results/mixture-merge-<data>[-valid].json")
     a = ap.parse_args()
     torch.set_grad_enabled(False)
     try:
@@ -92,7 +93,7 @@ def main() -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     suffix = "" if a.split == "test" else f"-{a.split}"
-    out = Path(a.out) if a.out else REPO / "bench" / "results" / f"mixture-merge-{data.name}{suffix}.json"
+    out = Path(a.out) if a.out else REPO / "experiments" / "results" / f"mixture-merge-{data.name}{suffix}.json"
     out.write_text(json.dumps({"data": data.name, "split": a.split,
                                "protocol": f"{a.split} users, history masked, full ranking",
                                "test": "Wilcoxon signed-rank over users on NDCG@20 (scipy, two-sided)",

@@ -1,17 +1,17 @@
 """How far is the sampled softmax from the full one on Beauty?
 
-    python bench/sampled_beauty.py --gradients                    # the check in docs/scaling.md
-    python bench/sampled_beauty.py --epochs 200 --patience 10     # the full-length training run to queue
+    python -m experiments.sampled_beauty --gradients                    # the check in docs/scaling.md
+    python -m experiments.sampled_beauty --epochs 200 --patience 10     # the full-length training run to queue
 
 --gradients: on the bundled Beauty SASRec checkpoint (trained with the full softmax) and on a
 fresh initialisation, for --batches training batches (dropout off, seed 0): the gradient of the
 sampled loss for each --negatives against the full softmax's over all parameters (cosine and
 relative distance |g_s - g_f| / |g_f|) and both loss values; writes
-bench/results/sampled-beauty-gradients.json.
+experiments/results/sampled-beauty-gradients.json.
 
 Otherwise trains SASRec (the paper's settings: d 64, 2 layers, 2 heads, max_len 50, dropout 0.5, batch
 256, lr 1e-3) once with --loss full and once per --negatives with --loss sampled, each from the
-same seed, into runs/sampled-beauty/, and writes bench/results/sampled-beauty-<model>-e<epochs>.json:
+same seed, into runs/sampled-beauty/, and writes experiments/results/sampled-beauty-<model>-e<epochs>.json:
 per run the best validation epoch's validation and test metrics, seconds per epoch, and the
 difference to the full softmax. Repeat the command after a kill: a finished run is read back, an
 interrupted one resumed (its train_state.pt), nothing is replaced. --full DIR reuses a finished
@@ -29,12 +29,11 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "amazon" / "Beauty.txt"
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m experiments.sampled_beauty", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=str(DEFAULT_DATA))
     p.add_argument("--model", choices=["sasrec", "fame"], default="sasrec")
     p.add_argument("--epochs", type=int, default=3)
@@ -80,9 +79,9 @@ def main(argv=None) -> int:
     for name, r in results.items():
         r["test_minus_full"] = {m: r["test"][m] - full["test"][m] for m in full["test"]}
         r["test_relative_to_full"] = {m: r["test"][m] / full["test"][m] - 1 for m in full["test"] if full["test"][m]}
-    out = REPO / "bench" / "results" / f"sampled-beauty-{a.model}-e{a.epochs}.json"
+    out = REPO / "experiments" / "results" / f"sampled-beauty-{a.model}-e{a.epochs}.json"
     out.write_text(json.dumps({
-        "command": "python bench/sampled_beauty.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python -m experiments.sampled_beauty " + " ".join(argv if argv is not None else sys.argv[1:]),
         "data": a.data, "model": a.model, "epochs": a.epochs, "seed": a.seed, "runs": results,
         "torch_threads": torch.get_num_threads(), "loadavg_start": load_start, "loadavg_end": os.getloadavg(),
         "wall_seconds": round(time.time() - t_start, 1),
@@ -104,17 +103,17 @@ def differences(record: dict, mcfg, tcfg, ignore=()) -> str:
     from dataclasses import asdict
 
     from fame_core.objectives import FacetObjectives
-    from fame_core.training import TrainConfig, _differences, _saved_train, train_record
+    from fame_core.training import TrainConfig, record_differences, saved_train_record, train_record
 
     model = {**{k: v for k, v in asdict(type(mcfg)()).items()}, "model": mcfg.name, **record.get("model", {})}
-    saved = _saved_train(record.get("train", {}))
+    saved = saved_train_record(record.get("train", {}))
     train_saved = {**train_record(TrainConfig()), **saved,
                    "objectives": {**asdict(FacetObjectives()), **saved.get("objectives", {})}}
     train_saved["objectives"] = json.loads(json.dumps(train_saved["objectives"]))
-    return ", ".join(d for d in (_differences(model, {**model, **mcfg.to_dict(), "n_items": model.get("n_items")},
-                                              prefix="model."),
-                                 _differences(train_saved, train_record(tcfg), ignore=("device", "eval_batch_size",
-                                                                                       *ignore), prefix="train."))
+    return ", ".join(d for d in (record_differences(model, {**model, **mcfg.to_dict(), "n_items": model.get("n_items")},
+                                                    prefix="model."),
+                                 record_differences(train_saved, train_record(tcfg),
+                                                    ignore=("device", "eval_batch_size", *ignore), prefix="train."))
                      if d)
 
 
@@ -193,9 +192,9 @@ def gradients(a, argv) -> int:
         out[name] = {"full_loss_mean": float(np.mean(full_loss)), "by_negatives": {
             str(k): {m: float(np.mean(v)) for m, v in r.items()} | {"cosine_min": float(min(r["cosine"]))}
             for k, r in rows.items()}}
-    path = REPO / "bench" / "results" / "sampled-beauty-gradients.json"
+    path = REPO / "experiments" / "results" / "sampled-beauty-gradients.json"
     path.write_text(json.dumps({
-        "command": "python bench/sampled_beauty.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python -m experiments.sampled_beauty " + " ".join(argv if argv is not None else sys.argv[1:]),
         "data": a.data, "checkpoint": a.checkpoint, "batches": len(batches), "n_items": data.n_items,
         "method": "gradient over all parameters of the batch's mean loss, dropout off; sampled: candidates = "
                   "distinct batch targets + K uniform items, logQ-corrected (fame_core/sampled.py)",

@@ -1,6 +1,6 @@
 """Would a bolder or a more cautious gate make the gated merge beat equal weights? (issue 16)
 
-    python bench/gate_temperature.py checkpoints/beauty-fame-gated --data ../shared/data/amazon/Beauty.txt
+    python -m experiments.gate_temperature checkpoints/beauty-fame-gated --data ../shared/data/amazon/Beauty.txt
 
 For each FAME checkpoint and each temperature tau (gate = softmax(W_g F / tau),
 `fame_core.facets.gate_temperature`; tau < 1 sharpens, tau > 1 softens, tau = 1 is the gate as
@@ -10,7 +10,7 @@ gated merge against the equal-weight one (two-sided Wilcoxon over users). Valida
 default: this is where a temperature would be chosen (the largest gated NDCG@20; tau = 1 unless
 another is higher; for checkpoints that are seeds of one setting, the largest mean over them), so
 test users stay unread. Writes
-bench/results/gate-temperature-<data>.json (--out to change; --overwrite to replace).
+experiments/results/gate-temperature-<data>.json (--out to change; --overwrite to replace).
 """
 
 from __future__ import annotations
@@ -33,15 +33,15 @@ def main() -> int:
                                   merge_reading)
     from fame_core.safe_io import write_file_atomic
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m experiments.gate_temperature", description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoints", nargs="+", help="FAME checkpoints of one data set")
     p.add_argument("--data", default=None, help="the data file, where the recorded path does not hold it")
     p.add_argument("--temperatures", type=float, nargs="+", default=[0.5, 1.0, 2.0, 4.0])
     p.add_argument("--split", choices=("valid", "test"), default="valid")
-    p.add_argument("--out", default=None, help="default: bench/results/gate-temperature-<data>.json")
+    p.add_argument("--out", default=None, help="default: experiments/results/gate-temperature-<data>.json")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     a = p.parse_args()
-    default_out = REPO / "bench" / "results" / "gate-temperature-{data}.json"
+    default_out = REPO / "experiments" / "results" / "gate-temperature-{data}.json"
     try:
         bad = [t for t in a.temperatures if not t > 0]
         if bad:

@@ -1,4 +1,4 @@
-"""bench/ablation.py, issue 15's equal-budget ablation, end to end on a tiny world: finished runs
+"""experiments/ablation.py, issue 15's equal-budget ablation, end to end on a tiny world: finished runs
 leave records in the results folder, the report's statistics equal a direct computation from the
 checkpoints, a report survives the loss of the run folders, a recorded row is not retrained, and a
 report that would hold fewer (row, seed) pairs than the one on disk is refused."""
@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,16 +19,17 @@ from fame_core.evaluate import evaluate
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import TINY_WORLD, bench_module
+import experiments.ablation as ablation_script
+from tests.conftest import REPO, TINY_WORLD
 
-REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.research
 ROWS = ["sasrec-cont", "fame-h2-n1", "sasrec-restart"]
 
 
 def ablation(tmp_path, *args):
-    cmd = [sys.executable, str(REPO / "bench" / "ablation.py"), *args, "--data", TINY_WORLD, "--epochs", "2",
+    cmd = [sys.executable, "-m", "experiments.ablation", *args, "--data", TINY_WORLD, "--epochs", "2",
            "--patience", "1", "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "results")]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=REPO)
 
 
 def ndcg20(ranks):
@@ -157,10 +157,7 @@ def test_records_make_the_report_survive_lost_runs_and_a_shrinking_report_is_ref
 
 
 def test_a_record_round_trips_ranks_past_the_clip_and_a_half_record_is_an_error(tmp_path):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("ablation", REPO / "bench" / "ablation.py")
-    ablation_mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ablation_mod)
+    ablation_mod = ablation_script
     data = load_dataset(TINY_WORLD)
     records = tmp_path / "rec"
     records.mkdir()
@@ -219,7 +216,6 @@ def test_the_figure_is_drawn_from_the_report_with_its_numbers_and_editable_text(
     assert stem.with_suffix(".pdf").stat().st_size > 0 and stem.with_suffix(".png").stat().st_size > 0
 
 
-@pytest.mark.fast
 @pytest.mark.parametrize("lengths, labels", [
     ([4] * 50 + [5] * 50, ["4", "5"]),                        # two values: two groups (the old flooring merged them)
     ([4] * 30 + [6] * 40 + [9] * 30, ["4", "5-6", "7-9"]),   # gaps between values: no empty group
@@ -227,17 +223,16 @@ def test_the_figure_is_drawn_from_the_report_with_its_numbers_and_editable_text(
     ([7] * 10, ["7"]),
 ])
 def test_length_groups_are_never_empty_and_keep_distinct_values_apart(lengths, labels):
-    groups, got = bench_module("ablation").length_groups(np.array(lengths))
+    groups, got = ablation_script.length_groups(np.array(lengths))
     assert got == labels
     assert sorted(set(groups.tolist())) == list(range(len(labels)))   # every group holds users
 
 
-@pytest.mark.fast
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.integers(1, 60), min_size=1, max_size=300))
 def test_length_groups_labels_hold_their_users(lengths):
     lengths = np.array(lengths)
-    groups, labels = bench_module("ablation").length_groups(lengths)
+    groups, labels = ablation_script.length_groups(lengths)
     assert 1 <= len(labels) <= 4 and np.all(np.diff(groups[np.argsort(lengths, kind="stable")]) >= 0)
     for g, label in enumerate(labels):
         lo, hi = (int(x) for x in (label.split("-") * 2)[:2])
@@ -247,7 +242,7 @@ def test_length_groups_labels_hold_their_users(lengths):
 
 
 def test_the_report_pairs_the_studys_bests_from_their_records(tmp_path):
-    """bench/study.py's --report records rows study-<model>[-from-<data>]: the report reads them,
+    """experiments/study.py's --report records rows study-<model>[-from-<data>]: the report reads them,
     FAME's best against SASRec's best of the same source, SASRec's best against the untuned sasrec."""
     data = load_dataset(TINY_WORLD)
     users = len(data.splittable_rows())
