@@ -23,6 +23,7 @@ import torch
 from .errors import FameError
 
 ITEM_CHUNK = 65_536  # items scored at once: 1024 users x 65536 items x 4 bytes = 256 MiB
+COUNT_ROWS = 128     # rows counted at once (_count_rows): their int64 copy is 128 x 65536 x 8 bytes = 64 MiB
 
 
 def _check_finite(scores: torch.Tensor) -> None:
@@ -96,7 +97,7 @@ def streaming_rank(score_cols: Callable[[torch.Tensor], torch.Tensor], n_cols: i
         if t_score is not None:
             ge = scores >= t_score[:, None]
             ge &= cols[None, :] != targets[:, None]          # the target itself is not counted
-            c = ge.sum(1, dtype=torch.int64)
+            c = _count_rows(ge)
             counts = c if counts is None else counts + c
         if k:
             ids = cols[None, :].expand(scores.shape[0], -1)
@@ -109,6 +110,18 @@ def streaming_rank(score_cols: Callable[[torch.Tensor], torch.Tensor], n_cols: i
         top_ids = torch.zeros((rows, 0), dtype=torch.int64)
         top_vals = torch.zeros((rows, 0))
     return counts, top_ids, top_vals
+
+
+def _count_rows(ge: torch.Tensor) -> torch.Tensor:
+    """ge.sum(1) as int64, COUNT_ROWS rows at a time: torch sums a bool tensor by first copying it
+    whole to int64 (8 bytes an entry: 512 MiB for 1024 x 65,536), a block at a time that copy is
+    COUNT_ROWS x chunk x 8 bytes (64 MiB at most)."""
+    if ge.shape[0] <= COUNT_ROWS:
+        return ge.sum(1, dtype=torch.int64)
+    out = torch.empty(ge.shape[0], dtype=torch.int64, device=ge.device)
+    for s in range(0, ge.shape[0], COUNT_ROWS):
+        torch.sum(ge[s:s + COUNT_ROWS], 1, dtype=torch.int64, out=out[s:s + COUNT_ROWS])
+    return out
 
 
 def _device_of(score_cols, fallback: torch.Tensor):

@@ -79,6 +79,20 @@ def test_embedding_scorer_scores_selected_rows():
     assert torch.allclose(embedding_scorer(u, E)(cols), (u @ E.T)[:, cols])
 
 
+@pytest.mark.parametrize("rows,block", [(0, 128), (5, 128), (128, 128), (300, 128), (41, 1), (41, 7)])
+def test_counts_in_row_blocks_equal_one_sum(rows, block, monkeypatch):
+    """streaming_rank counts `COUNT_ROWS` rows at a time (a bool sum copies its input to int64
+    whole): the same counts as the one-sum formula it replaced, for any number of rows."""
+    monkeypatch.setattr(ranking, "COUNT_ROWS", block)
+    ge = torch.rand(rows, 37, generator=torch.Generator().manual_seed(rows + block)) > 0.4
+    got = ranking._count_rows(ge)
+    assert got.dtype == torch.int64 and torch.equal(got, ge.sum(1, dtype=torch.int64))
+    S = torch.randint(-3, 4, (rows, 64), generator=torch.Generator().manual_seed(block)).float()
+    targets = torch.randint(0, 64, (rows,), generator=torch.Generator().manual_seed(rows))
+    ranks, _, _ = streaming_rank(lambda c: S[:, c], 64, targets, chunk=10)
+    assert ranks.tolist() == ((S >= S.gather(1, targets[:, None])).sum(1) - 1).tolist()
+
+
 @pytest.mark.parametrize("block", [1, 3, 40, 128])
 def test_row_blocks_give_the_ranks_of_a_direct_count(block, monkeypatch):
     """rank_targets scores ROW_BLOCK users at a time on a CPU; every block size must give the
