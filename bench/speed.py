@@ -24,6 +24,7 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))   # this checkout's fame_core, not an installed one (as bench/scaling.py)
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "amazon" / "Beauty.txt"
 MODELS = {"sasrec": {}, "fame": dict(n_experts=4)}
 
