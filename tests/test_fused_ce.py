@@ -62,6 +62,8 @@ def test_only_the_inputs_that_need_it_get_a_gradient_and_shapes_are_checked():
     E_fixed = E.detach()
     linear_cross_entropy(u, E_fixed, target, rows=3).backward()
     assert u.grad is not None and E_fixed.grad is None
+    with torch.no_grad():                                 # no gradient is computed or kept
+        assert torch.allclose(linear_cross_entropy(u, E, target, rows=3), reference(u, E, target))
     with pytest.raises(ValueError):
         linear_cross_entropy(u, E[:, :3], target)
     with pytest.raises(ValueError):
