@@ -187,8 +187,10 @@ def run_one(cfg: dict) -> dict:
 
 # ------------------------------------------------------------------------------------------ the grid
 def predicted_logits_gib(cfg: dict) -> float:
-    """Full softmax: 3 x (largest batch's targets) x items x 4 bytes; 256 x 29 targets at most here."""
-    return 3 * BATCH * 29 * cfg["items"] * 4 / 2**30 if cfg["loss"] == "full" else 0.0
+    """Full softmax: one chunk of logits (fame_core/fused_ce.py, issue 43; before it, 3 x the largest
+    batch's targets x items x 4 bytes, which skipped 10^6 items)."""
+    from fame_core.fused_ce import LOGITS_BUDGET
+    return 2 * LOGITS_BUDGET / 2**30 if cfg["loss"] == "full" else 0.0
 
 
 def predicted_make_seconds(users: int, items: int) -> float:

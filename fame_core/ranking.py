@@ -23,6 +23,7 @@ import torch
 from .errors import FameError
 
 ITEM_CHUNK = 65_536  # items scored at once: 1024 users x 65536 items x 4 bytes = 256 MiB
+COUNT_ROWS = 128     # rows counted at once (_count_at_least): their int64 copy is 128 x 65536 x 8 B = 64 MiB
 
 
 def _check_finite(scores: torch.Tensor) -> None:
@@ -94,9 +95,7 @@ def streaming_rank(score_cols: Callable[[torch.Tensor], torch.Tensor], n_cols: i
         excl.apply(scores, lo, hi)
         _check_finite(scores)
         if t_score is not None:
-            ge = scores >= t_score[:, None]
-            ge &= cols[None, :] != targets[:, None]          # the target itself is not counted
-            c = ge.sum(1, dtype=torch.int64)
+            c = _count_at_least(scores, t_score, targets - lo)   # the target itself is not counted
             counts = c if counts is None else counts + c
         if k:
             ids = cols[None, :].expand(scores.shape[0], -1)
@@ -104,11 +103,29 @@ def streaming_rank(score_cols: Callable[[torch.Tensor], torch.Tensor], n_cols: i
                 scores, ids = torch.cat([top_vals, scores], 1), torch.cat([top_ids, ids], 1)
             vals, order = torch.sort(scores, dim=1, descending=True, stable=True)
             top_vals, top_ids = vals[:, :k], ids.gather(1, order[:, :k])
+        scores = ids = vals = order = None   # freed before the next chunk is scored: one chunk held, not two
     if top_ids is None:
         rows = n_rows or 0
         top_ids = torch.zeros((rows, 0), dtype=torch.int64)
         top_vals = torch.zeros((rows, 0))
     return counts, top_ids, top_vals
+
+
+def _count_at_least(scores: torch.Tensor, t_score: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
+    """Per row r, #{j != own[r] : scores[r, j] >= t_score[r]} as int64 (own[r]: the target's column
+    in this chunk, or outside 0..width-1), COUNT_ROWS rows at a time: torch sums a bool tensor by
+    first copying it whole to int64 (8 bytes an entry: 512 MiB for 1024 x 65,536, twice the scores
+    it counts), and the comparison and target masks are as many bools again; per block of rows
+    they take COUNT_ROWS x chunk x (8 + 1) bytes (72 MiB at most)."""
+    rows, width = scores.shape
+    out = torch.empty(rows, dtype=torch.int64, device=scores.device)
+    for s in range(0, rows, COUNT_ROWS):
+        ge = scores[s:s + COUNT_ROWS] >= t_score[s:s + COUNT_ROWS, None]
+        o = own[s:s + COUNT_ROWS]
+        inside = ((o >= 0) & (o < width)).nonzero()[:, 0]
+        ge[inside, o[inside]] = False
+        torch.sum(ge, 1, dtype=torch.int64, out=out[s:s + COUNT_ROWS])
+    return out
 
 
 def _device_of(score_cols, fallback: torch.Tensor):

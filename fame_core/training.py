@@ -1,7 +1,8 @@
 """Training (docs/design.md, "Training"): full-softmax cross-entropy, Adam, early stopping, atomic checkpoints, resume.
 
 Targets: every position of a user's training sequence predicts the next item (all-position
-training, as SASRec); logits are computed only where there is a target, never on padding.
+training, as SASRec); logits are computed only where there is a target, never on padding, and
+a chunk of rows at a time (fame_core/fused_ce.py), never the whole batch's targets x items at once.
 Batches hold sequences of similar length (sorted into length buckets, then shuffled), trimmed
 to their longest sequence: same loss, about half the work of padding everything to max_len.
 
@@ -21,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .checkpoint import (check_checkpoint_out, check_dataset, dataset_record, is_complete, load_checkpoint,
@@ -30,6 +30,7 @@ from .data import SequenceDataset
 from .errors import CheckpointError, ConfigError, FameError
 from .safe_io import recover_dir
 from .evaluate import left_pad
+from .fused_ce import linear_cross_entropy
 from .models import (FAMEConfig, ModelConfig, SASRec, assign_head_clusters, build_model, config_from_dict,
                      fame_from_sasrec, sasrec_continued)
 from .objectives import Batch, Objectives, build_terms, drop_retired, objectives_class, terms_loss
@@ -219,8 +220,9 @@ def loss_on_batch(model, inputs: torch.Tensor, targets: torch.Tensor, terms=(), 
         E = model.item_embeddings()
         value = bce_loss(u[where], E, targets[where], one_negative(inputs, targets, E.shape[0] - 1)[where])
     else:
-        logits = u[where] @ model.item_embeddings()[1:].T   # padding id 0 is not a class
-        value = F.cross_entropy(logits, targets[where] - 1)
+        # = F.cross_entropy(u[where] @ E[1:].T, targets - 1) (padding id 0 is not a class), in chunks of
+        # rows: the (targets x items) logits are never held whole (fame_core/fused_ce.py)
+        value = linear_cross_entropy(u[where], model.item_embeddings()[1:], targets[where] - 1)
     if terms:
         value = value + terms_loss(terms, getattr(model, "module", model), out, Batch(inputs, targets, where))
     return value

@@ -79,6 +79,27 @@ def test_embedding_scorer_scores_selected_rows():
     assert torch.allclose(embedding_scorer(u, E)(cols), (u @ E.T)[:, cols])
 
 
+@pytest.mark.parametrize("rows,block", [(0, 128), (5, 128), (128, 128), (300, 128), (41, 1), (41, 7)])
+def test_counts_in_row_blocks_equal_the_one_sum_formula(rows, block, monkeypatch):
+    """streaming_rank compares and counts `COUNT_ROWS` rows at a time (a bool sum copies its input
+    to int64 whole): the same counts as the formula it replaced, for any number of rows, with
+    targets inside and outside the chunk."""
+    monkeypatch.setattr(ranking, "COUNT_ROWS", block)
+    g = torch.Generator().manual_seed(rows + block)
+    lo, width = 20, 37
+    scores = torch.randint(-3, 4, (rows, width), generator=g).float()   # many ties
+    targets = torch.randint(0, 80, (rows,), generator=g)                  # columns of all chunks
+    t_score = torch.randint(-3, 4, (rows,), generator=g).float()
+    cols = torch.arange(lo, lo + width)
+    old = ((scores >= t_score[:, None]) & (cols[None, :] != targets[:, None])).sum(1, dtype=torch.int64)
+    got = ranking._count_at_least(scores, t_score, targets - lo)
+    assert got.dtype == torch.int64 and torch.equal(got, old)
+    S = torch.randint(-3, 4, (rows, 64), generator=g).float()
+    t = torch.randint(0, 64, (rows,), generator=g)
+    ranks, _, _ = streaming_rank(lambda c: S[:, c], 64, t, chunk=10)
+    assert ranks.tolist() == ((S >= S.gather(1, t[:, None])).sum(1) - 1).tolist()
+
+
 @pytest.mark.parametrize("block", [1, 3, 40, 128])
 def test_row_blocks_give_the_ranks_of_a_direct_count(block, monkeypatch):
     """rank_targets scores ROW_BLOCK users at a time on a CPU; every block size must give the
