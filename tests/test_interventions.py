@@ -1,6 +1,7 @@
 """Named intermediates, interventions and counterfactual histories (issue 44: fame_core.hooks,
 fame_core.interventions, fame_core.counterfactual)."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -8,6 +9,7 @@ import fame_core
 from fame_core.errors import ConfigError, FameError
 from fame_core.evaluate import left_pad
 from fame_core.hooks import hook_names, run_with_cache, run_with_hooks
+from fame_core.interventions import intervene, intervene_population
 from tests.conftest import REPO, make_model
 
 pytestmark = pytest.mark.fast
@@ -82,3 +84,152 @@ def test_sasrec_names_what_it_has_when_asked_for_a_router_gate_or_expert():
             run_with_cache(m, [1, 2, 3], [name])
     with pytest.raises(FameError, match="no intermediate 'attention.0.1'"):
         run_with_cache(m, [1, 2, 3], ["attention.0.1"])
+
+
+# ---- interventions --------------------------------------------------------------------------------
+
+def tiny_inputs(world, n=40, split="test"):
+    rows = world.splittable_rows()[:n]
+    ex = [world.example(r, split) for r in rows]
+    return [x for x, _ in ex], [t for _, t in ex]
+
+
+def gate_zero_model():
+    """FAME whose gate is exactly (0, 1) for every input: W_g reads nothing, b_g = (-1000, 0)."""
+    m = make_model("fame", n_items=60)
+    with torch.no_grad():
+        m.W_g.weight.zero_()
+        m.W_g.bias.copy_(torch.tensor([-1000.0, 0.0]))
+    return m
+
+
+def same_reading(a, b):
+    for m in a.top:
+        assert np.array_equal(a.top[m], b.top[m]), m
+        if a.ranks is not None:
+            assert np.array_equal(a.ranks[m], b.ranks[m]), m
+    assert np.array_equal(a.gates, b.gates)
+    assert (a.router is None and b.router is None) or np.array_equal(a.router, b.router)
+
+
+def test_ablating_a_head_whose_gate_is_zero_changes_nothing(tiny_world):
+    m = gate_zero_model()
+    seqs, targets = tiny_inputs(tiny_world)
+    res = intervene(m, seqs, targets, ["head:0"], k=10)
+    assert (res.before.gates[:, 0] == 0).all()
+    same_reading(res.before, res.after)
+    pop = intervene_population(m, tiny_world, "test", ["head:0"], k=10)["summary"]
+    assert pop["users_unchanged"] == pop["users"] and pop["p_value"] == 1.0 and pop["mean_change_NDCG@10"] == 0
+    moved = intervene(m, seqs, targets, ["head:1"], k=10)      # the head that decides does change things
+    assert not np.array_equal(moved.before.ranks["gated"], moved.after.ranks["gated"])
+
+
+def test_a_uniform_gate_is_the_concat_merge_exactly(tiny_world):
+    from fame_core.interventions import _pair, parse_all
+
+    m = make_model("fame", n_items=60)
+    seqs, targets = tiny_inputs(tiny_world)
+    res = intervene(m, seqs, targets, ["gate=uniform"], k=15)
+    assert np.array_equal(res.after.ranks["gated"], res.before.ranks["concat"])
+    assert np.array_equal(res.after.top["gated"], res.before.top["concat"])
+    assert np.allclose(res.after.gates, 0.5)
+    before, after, _ = _pair(m, parse_all(m, ["gate=uniform"]), left_pad(seqs, 8), seqs, {}, {})
+    assert torch.equal(m.scores(after, "gated"), m.scores(before, "concat"))   # bit for bit
+
+
+def test_patching_a_users_own_activations_is_the_identity(tiny_world):
+    m = make_model("fame", n_items=60)
+    seqs, targets = tiny_inputs(tiny_world)
+    specs = ["gate=user:self", "patch:head.0=user:self", "patch:router.1=user:self",
+             "patch:block.1.expert_out.0.2=user:self", "patch:attention.1.0=user:self"]
+    for spec in specs + [specs]:
+        res = intervene(m, seqs, targets, spec, k=10)
+        same_reading(res.before, res.after)
+    pop = intervene_population(m, tiny_world, "test", specs, k=10)["summary"]
+    assert pop["users_unchanged"] == pop["users"]
+
+
+def test_another_users_gate_and_head_output_are_carried_over(tiny_world):
+    m = make_model("fame", n_items=60)
+    seqs, targets = tiny_inputs(tiny_world, 5)
+    other = tiny_world.user_ids[tiny_world.splittable_rows()[7]]
+    res = intervene(m, seqs, targets, [f"gate=user:{other}"], dataset=tiny_world)
+    own = intervene(m, [tiny_world.example(tiny_world.user_row(other), "test")[0]], None, ["gate=user:self"])
+    assert np.allclose(res.after.gates, own.before.gates[0])
+    with pytest.raises(FameError, match="pass the data set"):
+        intervene(m, seqs, targets, [f"gate=user:{other}"])
+    with pytest.raises(ConfigError, match="length axis"):
+        intervene(m, seqs, targets, [f"patch:attention.0.0=user:{other}"], dataset=tiny_world)
+
+
+def test_knocking_out_an_expert_renormalises_the_router_and_a_one_hot_router_routes_to_one(tiny_world):
+    m = make_model("fame", n_items=60)
+    seqs, targets = tiny_inputs(tiny_world, 10)
+    res = intervene(m, seqs, targets, ["expert:1.2"])
+    r = res.after.router
+    assert (r[:, 1, 2] == 0).all() and np.allclose(r[:, 1].sum(-1), 1) and np.array_equal(r[:, 0], res.before.router[:, 0])
+    b = res.before.router[:, 1]
+    expect = b.copy()
+    expect[:, 2] = 0
+    assert np.allclose(r[:, 1], expect / expect.sum(-1, keepdims=True), atol=1e-6)
+    arg = intervene(m, seqs, targets, ["router:0=argmax"]).after.router[:, 0]
+    assert np.array_equal(arg, np.eye(3)[res.before.router[:, 0].argmax(-1)])
+
+
+def test_the_rule_gate_is_the_majority_of_history_votes(tiny_world):
+    from fame_core.inspection import inspect
+
+    m = make_model("fame", n_items=60)
+    seqs, targets = tiny_inputs(tiny_world, 12)
+    res = intervene(m, seqs, targets, ["gate=rule"])
+    for i, seq in enumerate(seqs):
+        insp = inspect(m, seq, top_k=1, mask_history=False)
+        hs = insp.head_scores                                     # (H, n+1), padding -inf
+        used = insp.sequence
+        above = np.array([[(hs[h, 1:] > hs[h, v]).sum() for v in used] for h in range(2)])   # (H, S)
+        votes = np.bincount(above.argmin(0), minlength=2)
+        assert res.rule_votes[i].tolist() == votes.tolist()
+        assert res.after.gates[i].tolist() == np.eye(2)[votes.argmax()].tolist()
+
+
+def test_population_changes_equal_a_per_user_loop(tiny_world):
+    from fame_core.interventions import reference_means
+    from fame_core.stats import ndcg_at
+
+    m = make_model("fame", n_items=60)
+    specs = ["expert:0.1", "head:1", "gate=rule"]
+    rows = tiny_world.splittable_rows()
+    inputs = [tiny_world.example(r, "test")[0] for r in rows]
+    ref = reference_means(m, inputs, ["head.1", "block.1.expert_out.0.1"])
+    pop = intervene_population(m, tiny_world, "test", specs, k=10, mode="mean", batch_size=37)
+    table = pop["table"]
+    for i, r in enumerate(rows):
+        seq, t = tiny_world.example(r, "test")
+        one = intervene(m, [seq], [t], specs, k=10, mode="mean", reference=ref)
+        assert table["rank_before"].iloc[i] == one.before.ranks["gated"][0]
+        assert table["rank_after"].iloc[i] == one.after.ranks["gated"][0]
+    change = ndcg_at(table["rank_after"] - 1, 10) - ndcg_at(table["rank_before"] - 1, 10)
+    assert pop["summary"]["mean_change_NDCG@10"] == pytest.approx(change.mean())
+    lo, hi = pop["summary"]["ci95_mean_change"]
+    assert lo <= change.mean() <= hi
+
+
+def test_sasrec_refuses_gate_router_and_expert_interventions_but_ablates_heads(tiny_world):
+    m = make_model("sasrec", n_items=60)
+    seqs, targets = tiny_inputs(tiny_world, 8)
+    for spec, part in [("gate=uniform", "gate"), ("expert:0.0", "experts"), ("router:1", "router"),
+                       ("gate=rule", "gate")]:
+        with pytest.raises(ConfigError, match=f"SASRec has no {part} \\(its capabilities: heads\\); ablate a head"):
+            intervene(m, seqs, targets, [spec])
+    res = intervene(m, seqs, targets, ["head:0"])
+    assert np.array_equal(res.after.ranks["gated"], res.before.ranks["head:1"])   # its score sums the heads
+
+
+@pytest.mark.parametrize("spec, says", [("head:x", "pass one of head:H"), ("expert:1", "pass one of"),
+                                        ("gate=half", "pass gate=uniform|rule"), ("gate=fixed:1,-1", "non-negative"),
+                                        ("router:0=median", "pass one of"), ("head:5", "heads 0..1"),
+                                        ("expert:0.9", "experts 0..2"), ("gate=onehot:4", "onehot:0..onehot:1"),
+                                        ("gate=fixed:1,2,3", "give 2 weights")])
+def test_bad_specs_say_what_to_pass(spec, says):
+    with pytest.raises(ConfigError, match=says.replace("|", "\\|").replace(".", "\\.")):
+        intervene(make_model("fame"), [[1, 2, 3]], [4], [spec])
