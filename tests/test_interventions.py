@@ -9,6 +9,8 @@ import fame_core
 from fame_core.errors import ConfigError, FameError
 from fame_core.evaluate import left_pad
 from fame_core.hooks import hook_names, run_with_cache, run_with_hooks
+from fame_core.counterfactual import counterfactual
+from fame_core.inspection import inspect
 from fame_core.interventions import intervene, intervene_population
 from tests.conftest import REPO, make_model
 
@@ -233,3 +235,70 @@ def test_sasrec_refuses_gate_router_and_expert_interventions_but_ablates_heads(t
 def test_bad_specs_say_what_to_pass(spec, says):
     with pytest.raises(ConfigError, match=says.replace("|", "\\|").replace(".", "\\.")):
         intervene(make_model("fame"), [[1, 2, 3]], [4], [spec])
+
+
+# ---- counterfactual histories ------------------------------------------------------------------------
+
+def test_when_one_history_item_alone_decides_the_score_removing_it_is_the_one_edit_counterfactual():
+    from tests.test_attribution import DECISIVE, one_item_model
+
+    m = one_item_model()
+    seq = [3, DECISIVE, 12, 5, 9, 1]
+    assert (inspect(m, seq, top_k=1).attention[:, :, -1, 1] > 0.999).all()   # all attention on item 7
+    target = int(inspect(m, [v for v in seq if v != DECISIVE], top_k=1).top["gated"][0])
+    assert inspect(m, seq, target).target_rank["gated"] > 3
+    removal = [{"op": "remove", "position": 1, "item": DECISIVE}]
+    for goal, k in [("top-k", 3), ("top-1", 20)]:
+        cf = counterfactual(m, seq, target, goal=goal, k=k, budget=3)
+        assert cf.found and cf.verified and cf.size == 1 and cf.edits == removal, (goal, cf.message)
+        assert cf.edited == [3, 12, 5, 9, 1]
+    assert cf.after["top"]["gated"][0] == target
+
+
+@pytest.mark.parametrize("goal", ["top-k", "flip-gate", "top-1"])
+def test_every_counterfactual_returned_is_verified_by_inspect(goal, demo, monkeypatch):
+    import fame_core.inspection as inspection
+    from fame_core.counterfactual import apply_edit
+
+    m, data = demo
+    seen = []
+    real = inspection.inspect
+
+    def spy(model, sequence, target=None, **kw):
+        seen.append([int(v) for v in sequence])
+        return real(model, sequence, target, **kw)
+    monkeypatch.setattr(inspection, "inspect", spy)
+    found = 0
+    for r in data.splittable_rows()[:8]:
+        seq, t = data.example(r, "test")
+        cf = counterfactual(m, seq, t, goal=goal, k=5, budget=2)
+        if not cf.found:
+            assert cf.edited is None and cf.message.startswith("no edit of at most 2") and cf.best is not None
+            continue
+        found += 1
+        assert cf.verified and cf.edited in seen and cf.size <= 2
+        replay = tuple(int(v) for v in seq)
+        for e in cf.edits:
+            replay = apply_edit(replay, e)
+        assert list(replay) == cf.edited
+        again = real(m, cf.edited, t, top_k=20)
+        assert again.to_dict(5) == cf.after
+        if goal == "top-k":
+            assert again.target_rank["gated"] <= 5
+        elif goal == "flip-gate":
+            assert int(np.argmax(again.gates)) == cf.goal_head != int(np.argmax(cf.before["gates"]))
+        else:
+            assert again.top["gated"][0] != cf.top_item == cf.before["top"]["gated"][0]
+    assert found >= 3
+
+
+def test_no_edit_within_the_budget_says_so_plainly():
+    m = gate_zero_model()        # the gate is (0, 1) whatever the history
+    cf = counterfactual(m, [1, 2, 3, 4], 9, goal="flip-gate", budget=2)
+    assert not cf.found and cf.edits == [] and cf.edited is None and cf.goal_head == 0
+    assert cf.message.startswith("no edit of at most 2 (removals, and replacements and insertions from")
+    assert "makes head 0's gate the largest" in cf.message
+    with pytest.raises(ConfigError, match="SASRec has no gate.*pass goal top-k or top-1"):
+        counterfactual(make_model("sasrec"), [1, 2, 3], 4, goal="flip-gate")
+    with pytest.raises(ConfigError, match="unknown goal"):
+        counterfactual(m, [1, 2, 3], 4, goal="top-2")
