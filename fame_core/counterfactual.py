@@ -297,12 +297,13 @@ def _rounded(gates) -> list[float]:
 
 
 def _found_message(goal, edits, after, k, target, goal_head, top_item) -> str:
-    n = f"{len(edits)} edit{'s' if len(edits) != 1 else ''}"
+    one = len(edits) == 1
+    n = f"{len(edits)} edit{'' if one else 's'}"
     if goal == "top-k":
-        return f"{n} bring target {target} to rank {after.target_rank['gated']} (top {k})"
+        return f"{n} {'brings' if one else 'bring'} target {target} to rank {after.target_rank['gated']} (top {k})"
     if goal == "flip-gate":
-        return f"{n} make head {goal_head}'s gate the largest (gates {_rounded(after.gates)})"
-    return f"{n} change the top-1 item from {top_item} to {int(after.top['gated'][0])}"
+        return f"{n} {'makes' if one else 'make'} head {goal_head}'s gate the largest (gates {_rounded(after.gates)})"
+    return f"{n} {'changes' if one else 'change'} the top-1 item from {top_item} to {int(after.top['gated'][0])}"
 
 
 __all__ = ["Counterfactual", "counterfactual", "apply_edit", "GOALS"]

@@ -68,7 +68,7 @@ from .models import merge_modes
 MODES = ("zero", "mean")
 SPECS = ("head:H, expert:H.N, router:H[=uniform|argmax], gate=uniform|rule|onehot:h|fixed:w0,w1,..|user:V|user:self, "
          "patch:NAME=user:V|user:self")
-GATE_VALUES = "uniform, rule, onehot:h, fixed:w0,w1,.. or user:V (user:self)"
+GATE_VALUES = "uniform|rule|onehot:h|fixed:w0,w1,..|user:V|user:self"
 # names whose last-position value can be carried from one user to another (no length axis)
 _PORTABLE = re.compile(r"(head\.\d+|router\.\d+|gate|gate\.logits|block\.\d+\.(out|expert_query\.\d+\.\d+|"
                        r"expert_out\.\d+\.\d+))")
@@ -108,7 +108,7 @@ class Intervention:
         if m:
             return cls("patch", name=m[1], value=f"user:{m[2]}")
         if s.startswith("gate"):
-            raise ConfigError(f"gate intervention {str(spec)[:40]!r}: pass gate={GATE_VALUES.replace(', ', '|')}")
+            raise ConfigError(f"gate intervention {str(spec)[:40]!r}: pass gate={GATE_VALUES}")
         raise ConfigError(f"unknown intervention {str(spec)[:40]!r}; pass one of {SPECS}")
 
     @property
@@ -166,7 +166,7 @@ def _gate_value(v: str) -> str:
         if w and all(np.isfinite(w)) and min(w) >= 0 and sum(w) > 0:
             return "fixed:" + ",".join(repr(x) for x in w)
         raise ConfigError(f"gate=fixed:{m[1][:40]}: give one non-negative weight per head, e.g. fixed:0.7,0.3")
-    raise ConfigError(f"gate={v[:40]}: pass gate={GATE_VALUES.replace(', ', '|')}")
+    raise ConfigError(f"gate={v[:40]}: pass gate={GATE_VALUES}")
 
 
 def parse_all(model, interventions, mode: str = "zero") -> list[Intervention]:

@@ -228,7 +228,7 @@ def test_sasrec_refuses_gate_router_and_expert_interventions_but_ablates_heads(t
 
 
 @pytest.mark.parametrize("spec, says", [("head:x", "pass one of head:H"), ("expert:1", "pass one of"),
-                                        ("gate=half", "pass gate=uniform|rule"), ("gate=fixed:1,-1", "non-negative"),
+                                        ("gate=half", "pass gate=uniform|rule|onehot:h"), ("gate=fixed:1,-1", "non-negative"),
                                         ("router:0=median", "pass one of"), ("head:5", "heads 0..1"),
                                         ("expert:0.9", "experts 0..2"), ("gate=onehot:4", "onehot:0..onehot:1"),
                                         ("gate=fixed:1,2,3", "give 2 weights")])
@@ -302,3 +302,66 @@ def test_no_edit_within_the_budget_says_so_plainly():
         counterfactual(make_model("sasrec"), [1, 2, 3], 4, goal="flip-gate")
     with pytest.raises(ConfigError, match="unknown goal"):
         counterfactual(m, [1, 2, 3], 4, goal="top-2")
+
+
+# ---- the command line ----------------------------------------------------------------------------------
+
+DEMO = str(REPO / "checkpoints" / "demo")
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--user", "7", "--ablate", "head:x"], "unknown intervention 'head:x'; pass one of head:H"),
+    (["--user", "7", "--ablate", "expert:0.7"], "no expert 7; head 0 has experts 0..3"),
+    (["--user", "7", "--gate", "half"], "pass gate=uniform|rule|onehot:h"),
+    (["--user", "7", "--ablate", "gate=uniform"], "set the gate with --gate VALUE"),
+    (["--user", "7"], "nothing to intervene on; pass --ablate"),
+    (["--user", "7", "--ablate", "router:9"], "no head 9; this model has heads 0..1"),
+    (["--user", "7", "--gate", "user:nobody"], "unknown user 'nobody'"),
+])
+def test_cli_bad_specs_are_one_error_line(args, says, capsys):
+    from fame_core.cli import main
+
+    assert main(["intervene", "--checkpoint", DEMO, *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and says in err, err
+
+
+def test_cli_sasrec_refuses_a_gate_and_counterfactual_a_flip(capsys):
+    from fame_core.cli import main
+
+    sas = str(REPO / "checkpoints" / "demo-sasrec")
+    assert main(["intervene", "--checkpoint", sas, "--user", "7", "--gate", "uniform"]) == 2
+    assert "SASRec has no gate (its capabilities: heads)" in capsys.readouterr().err
+    assert main(["counterfactual", "--checkpoint", sas, "--user", "7", "--goal", "flip-gate"]) == 2
+    assert "SASRec has no gate" in capsys.readouterr().err
+
+
+def test_cli_intervene_one_user_and_the_population_as_json(capsys):
+    import json
+
+    from fame_core.cli import main
+
+    assert main(["intervene", "--checkpoint", DEMO, "--user", "7", "--ablate", "expert:1.0", "--gate", "uniform",
+                 "--k", "10", "--json"]) == 0
+    one = json.loads(capsys.readouterr().out)
+    assert one["interventions"] == ["expert:1.0", "gate=uniform"] and one["after"]["gates"] == [0.5, 0.5]
+    assert len(one["after"]["top"]["gated"]) == 10 and one["before"]["rank"]["gated"] >= 1
+    assert main(["intervene", "--checkpoint", DEMO, "--ablate", "head:1", "--k", "20", "--json"]) == 0
+    pop = json.loads(capsys.readouterr().out)
+    assert pop["users"] == 2000 and pop["before"]["NDCG@20"] == pytest.approx(0.1351, abs=1e-4)
+    assert 0 <= pop["p_value"] <= 1 and pop["ci95_mean_change"][0] <= pop["mean_change_NDCG@20"] <= pop["ci95_mean_change"][1]
+
+
+def test_cli_counterfactual_json_replays_with_inspect_items(capsys):
+    import json
+
+    from fame_core.cli import main
+
+    assert main(["counterfactual", "--checkpoint", DEMO, "--user", "7", "--goal", "top-k", "--json"]) == 0
+    cf = json.loads(capsys.readouterr().out)
+    assert cf["found"] and cf["verified"] and cf["size"] == len(cf["edits"]) >= 1
+    assert cf["replay"].endswith(f"--items {cf['edited_items']} --target {cf['target']}")
+    assert main(["inspect", "--checkpoint", DEMO, "--items", cf["edited_items"], "--target", str(cf["target"]),
+                 "--json"]) == 0
+    replay = json.loads(capsys.readouterr().out)
+    assert replay["target_rank"] == cf["after"]["target_rank"] and replay["target_rank"]["gated"] <= 20
