@@ -1,4 +1,4 @@
-"""`python -m fame_core <command>`: train, evaluate, inspect, export, facets, compact, data describe|convert|download.
+"""`python -m fame_core <command>`: train, evaluate, inspect, intervene, counterfactual, export, facets, compact, data.
 
 Human-readable output and a progress bar on a terminal; `--json` prints one JSON document on
 stdout for scripts. Bad input ends with a one-line `error: ...` on stderr and exit status 2,
@@ -209,6 +209,40 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--split", choices=["valid", "test"], default="test")
     g.add_argument("--seed", type=int_in(0, 2**32 - 1), default=0)
     g.add_argument("--json", action="store_true")
+
+    # issue 44: interventions and counterfactual histories
+    v = sub.add_parser("intervene", help="knock out a head or expert, set the router or gate: before and after, "
+                                         "for one user or every user of a split (Wilcoxon, bootstrap CI)")
+    v.add_argument("--checkpoint", required=True)
+    _add_data(v, items_flag="--item-table")
+    vw = v.add_mutually_exclusive_group()
+    vw.add_argument("--user", help="one user id of the data set (default: every user of --split)")
+    vw.add_argument("--items", help="a hand-made sequence: comma-separated item ids, oldest first")
+    v.add_argument("--target", type=int_in(1), default=None, help="with --items: the item to rank")
+    v.add_argument("--split", choices=["valid", "test"], default="test",
+                   help="the held-out item of --user, or the population without --user (default test)")
+    v.add_argument("--ablate", action="append", default=[], metavar="SPEC",
+                   help="head:H, expert:H.N, router:H[=uniform|argmax] or patch:NAME=user:V (repeatable)")
+    v.add_argument("--gate", default=None, metavar="VALUE",
+                   help="set the gate: uniform, rule (the history's majority head), onehot:h, fixed:w0,w1,.. or user:V")
+    v.add_argument("--mode", choices=["zero", "mean"], default="zero",
+                   help="head and expert ablation: zero (default) or the population mean of their output")
+    v.add_argument("--k", type=int_in(1, 10_000), default=20, help="list length and HR/NDCG cut-off (default 20)")
+    v.add_argument("--batch-size", type=int_in(1, 10**6), default=1024, help="users per batch (population)")
+    v.add_argument("--json", action="store_true")
+
+    cf = sub.add_parser("counterfactual", help="the smallest edit of a history (remove, replace, insert an item) "
+                                               "that brings the target into the top k, flips the gate or changes the top item")
+    _add_who(cf)
+    cf.add_argument("--goal", choices=["top-k", "flip-gate", "top-1"], default="top-k")
+    cf.add_argument("--k", type=int_in(1, 10_000), default=20, help="top-k goal and list length (default 20)")
+    cf.add_argument("--budget", type=int_in(1, 10), default=3, help="most edits (1-10; default 3)")
+    cf.add_argument("--head", type=int_in(0), default=None, help="flip-gate: the head to make largest "
+                    "(default: the second-largest gate)")
+    cf.add_argument("--candidates", type=int_in(2, 10_000), default=50, help="catalogue items tried for "
+                    "replacements and insertions (default 50)")
+    cf.add_argument("--beam", type=int_in(1, 100), default=3, help="beam width (default 3)")
+    cf.add_argument("--json", action="store_true")
 
     c = sub.add_parser("compact", help="copy a finished checkpoint with float16 weights (for bundling)")
     c.add_argument("--checkpoint", required=True)
@@ -553,6 +587,94 @@ def cmd_attribution(a) -> int:
     return 0
 
 
+def cmd_intervene(a) -> int:
+    from .interventions import Intervention, intervene, intervene_population
+
+    specs = list(a.ablate) + ([f"gate={a.gate}"] if a.gate is not None else [])
+    if not specs:
+        raise FameError("nothing to intervene on; pass --ablate head:H|expert:H.N|router:H[=uniform|argmax] "
+                        "and/or --gate uniform|rule|onehot:h|fixed:w0,w1|user:V")
+    for spec in a.ablate:
+        if spec.replace(" ", "").startswith("gate"):
+            raise FameError(f"--ablate {spec}: set the gate with --gate VALUE (uniform, rule, onehot:h, fixed:.., user:V)")
+    ivs = [Intervention.parse(s, a.mode) for s in specs]          # bad syntax refused before any loading
+    if a.target is not None and a.items is None:
+        raise FameError("--target goes with --items; a --user's target is its held-out item")
+    model, dataset = _open(a)
+    label = dataset.label if dataset is not None else (lambda v: f"item {v}")
+    if a.user is None and a.items is None:
+        if dataset is None:
+            raise _needs_data(model, "a population intervention")
+        pop = intervene_population(model, dataset, a.split, ivs, k=a.k, batch_size=a.batch_size,
+                                   progress=sys.stderr.isatty())
+        out = dict(pop["summary"], checkpoint=str(a.checkpoint), mode=a.mode)
+        if a.json:
+            _print_json(out)
+            return 0
+        k = a.k
+        print(f"{a.checkpoint} on {out['dataset']}, {a.split} split, {out['users']} users: {', '.join(out['interventions'])}")
+        lo, hi = out["ci95_mean_change"]
+        print(f"NDCG@{k} {out['before'][f'NDCG@{k}']:.4f} -> {out['after'][f'NDCG@{k}']:.4f} (mean change "
+              f"{out[f'mean_change_NDCG@{k}']:+.4f}, 95% CI {lo:+.4f}..{hi:+.4f}); "
+              f"HR@{k} {out['before'][f'HR@{k}']:.4f} -> {out['after'][f'HR@{k}']:.4f}")
+        print(f"users better {out['users_better']}, worse {out['users_worse']}, unchanged {out['users_unchanged']}; "
+              f"Wilcoxon p = {out['p_value']:.3g}")
+        print("mean gate " + " ".join(f"{g:.3f}" for g in out["mean_gate_before"]) + " -> "
+              + " ".join(f"{g:.3f}" for g in out["mean_gate_after"]))
+        return 0
+    seq, target = _sequence(a, dataset, model)
+    res = intervene(model, [seq], None if target is None else [target], ivs, k=a.k, dataset=dataset, split=a.split)
+    one = res.user(0)
+    if a.json:
+        _print_json({"checkpoint": str(a.checkpoint), "user": a.user, "split": a.split, "mode": a.mode,
+                     "interventions": res.interventions, "k": a.k, **one})
+        return 0
+    who = f"user {a.user}" if a.user is not None else "hand-made sequence"
+    print(f"{who}: {len(one['sequence'])} items, target {target if target is not None else '-'}; "
+          f"{', '.join(res.interventions)}")
+    b, f = one["before"], one["after"]
+    print("gates: " + " ".join(f"{g:.3f}" for g in b["gates"]) + " -> " + " ".join(f"{g:.3f}" for g in f["gates"]))
+    if b["rank"] is not None:
+        print("target rank: " + "  ".join(f"{m} {b['rank'][m]} -> {f['rank'][m]}" for m in res.merges))
+    for side, r in (("before", b), ("after", f)):
+        print(f"\n[gated, {side}]")
+        for pos, item in enumerate(r["top"]["gated"][:a.k], 1):
+            mark = "  <- target" if target is not None and item == target else ""
+            print(f"{pos:3d}. {label(item)}{mark}")
+    return 0
+
+
+def cmd_counterfactual(a) -> int:
+    from .counterfactual import counterfactual
+
+    model, dataset = _open(a)
+    seq, target = _sequence(a, dataset, model)
+    cf = counterfactual(model, seq, target, goal=a.goal, k=a.k, budget=a.budget, candidates=a.candidates,
+                        beam=a.beam, head=a.head)
+    out = dict(cf.to_dict(), checkpoint=str(a.checkpoint), user=a.user, split=a.split)
+    if cf.edited is not None:
+        out["replay"] = (f"python -m fame_core inspect --checkpoint {a.checkpoint} --items {out['edited_items']}"
+                         + (f" --target {target}" if target is not None else ""))
+    if a.json:
+        _print_json(out)
+        return 0
+    label = dataset.label if dataset is not None else (lambda v: f"item {v}")
+    who = f"user {a.user}" if a.user is not None else "hand-made sequence"
+    print(f"{who}, goal {a.goal}: {cf.message}" + (f" ({cf.searched} histories scored, {cf.seconds:.2f} s)"))
+    for e in cf.edits:
+        what = {"remove": f"remove {label(e['item'])}", "insert": f"insert {label(e['item'])}",
+                "replace": f"replace {label(e.get('old', 0))} by {label(e['item'])}"}[e["op"]]
+        print(f"  at position {e['position']}: {what}")
+    if cf.found and cf.edits:
+        b, f = cf.before, cf.after
+        if target is not None:
+            print(f"target rank (gated): {b['target_rank']['gated']} -> {f['target_rank']['gated']}")
+        print("gates: " + " ".join(f"{g:.3f}" for g in b["gates"]) + " -> " + " ".join(f"{g:.3f}" for g in f["gates"]))
+        print(f"top-1: {label(b['top']['gated'][0])} -> {label(f['top']['gated'][0])}")
+        print(f"replay: {out['replay']}")
+    return 0
+
+
 def _one_line(err) -> str:
     """An error message on one line, whatever a reader put in it (a quoted newline, a control character)."""
     return " ".join("".join(c if c.isprintable() else " " for c in part) for part in str(err).splitlines())
@@ -562,7 +684,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"train": cmd_train, "evaluate": cmd_evaluate, "inspect": cmd_inspect, "export": cmd_export,
                "facets": cmd_facets, "compact": cmd_compact, "data": cmd_data,
-               "attribution": cmd_attribution}[args.command]
+               "attribution": cmd_attribution, "intervene": cmd_intervene,
+               "counterfactual": cmd_counterfactual}[args.command]
     try:
         return handler(args)
     except FameError as err:

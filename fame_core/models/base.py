@@ -6,10 +6,19 @@
     model.scores(out, "gated")               # (B, n+1) scores after the last position
     model.scores(out, "head:1")              # every merge mode from the same single pass
     model.head_scores(out)                   # (B, H, n+1) P^(h)(v) at the last position
+    model(seq, hook=fn)                      # fn(point, tensor) -> tensor at each named point (below)
 
 Merge modes: "gated" is the model's own ranking (the gate g for FAME; the plain sum over heads for
 a model without a gate, such as SASRec), "concat" weights the heads equally (1/H each), "head:h"
 keeps head h alone. A model without a gate or router reports `None` there, never made-up ones.
+
+Hook points: `forward(seq, last_only, hook)` passes each named intermediate through
+`hook(point, tensor)` and computes on with what it returns; with hook=None (the default) nothing
+is called and the outputs are bit-identical. Points (in forward order; a model has those its
+capabilities give): "embed" (B, T, d), "block.{l}.out" (B, T, d), "expert_query" (B, H, N, T, d'),
+"attention" (B, H, N, T, S; the last block's), "expert_out" (B, H, N, T, d'), "router" (B, H, T, N),
+"heads" (B, T, H, d'), "gate.logits" and "gate" (B, T, H). `fame_core.hooks` names their slices
+("head.1", "attention.0.2", ...) for caching and patching.
 """
 
 from __future__ import annotations
@@ -114,6 +123,11 @@ class ModelOutput:
         raise ConfigError(f"unknown merge mode {merge!r}; use 'gated', 'concat' or 'head:0'..'head:{H - 1}'")
 
 
+def tap(hook, point: str, tensor: torch.Tensor) -> torch.Tensor:
+    """The tensor at a named point of a forward pass, passed through `hook` where one is given."""
+    return tensor if hook is None else hook(point, tensor)
+
+
 def merge_modes(n_heads: int) -> list[str]:
     """Every merge mode of a model with n_heads heads, in the order they are shown."""
     return list(MERGE_MODES) + [f"head:{h}" for h in range(n_heads)]
@@ -139,7 +153,7 @@ class Provenance:
 
 class Recommender(nn.Module):
     """Base class of every model: subclasses set `config_class`, build their layers from it and
-    implement `forward(seq, last_only) -> ModelOutput`, `item_sub_embeddings()` and `combine`."""
+    implement `forward(seq, last_only, hook) -> ModelOutput`, `item_sub_embeddings()` and `combine`."""
 
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
     # what the model has, for code that acts on a part (training terms, interventions, the app):
@@ -154,7 +168,8 @@ class Recommender(nn.Module):
             raise ConfigError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(cfg).__name__}")
         self.config = cfg
 
-    def forward(self, seq: torch.Tensor, last_only: bool = False) -> ModelOutput:  # pragma: no cover
+    def forward(self, seq: torch.Tensor, last_only: bool = False, hook=None) -> ModelOutput:  # pragma: no cover
+        """hook: None, or fn(point, tensor) -> tensor called at each hook point (module docstring)."""
         raise NotImplementedError
 
     def item_embeddings(self) -> torch.Tensor:

@@ -31,7 +31,7 @@ import torch.nn as nn
 
 from ..errors import ConfigError
 from ..options import option
-from .base import ModelOutput, Recommender
+from .base import ModelOutput, Recommender, tap
 from .sasrec import Block, Embedder, FeedForward, SASRec, SASRecConfig, attention_mask, init_weights, masked_softmax
 
 
@@ -76,18 +76,21 @@ class FacetMoELayer(nn.Module):
         B, T, _ = y.shape
         return y.view(B, T, self.H, self.d_head).transpose(1, 2)
 
-    def forward(self, x, allowed, last_only: bool = False):
-        """last_only: queries (and so every output) at the last position only."""
+    def forward(self, x, allowed, last_only: bool = False, hook=None):
+        """last_only: queries (and so every output) at the last position only. hook: the points
+        expert_query, attention, expert_out and router (base.py)."""
         xq = x[:, -1:] if last_only else x
         q = torch.einsum("btd,hnde->bhnte", xq, self.W_Q) + self.b_Q[:, :, None]    # (B,H,N,T,d')
+        q = tap(hook, "expert_query", q)
         k, v = self.heads(self.W_K(x)), self.heads(self.W_V(x))                     # (B,H,T,d')
         logits = torch.einsum("bhnte,bhse->bhnts", q, k) / math.sqrt(self.d_head)
-        alpha = masked_softmax(logits, allowed[:, :, None, -q.shape[3]:])            # (B,H,N,T,T)
+        alpha = tap(hook, "attention", masked_softmax(logits, allowed[:, :, None, -q.shape[3]:]))  # (B,H,N,T,T)
         f_n = torch.einsum("bhnts,bhse->bhnte", self.attn_dropout(alpha), v)         # (B,H,N,T,d')
+        f_n = tap(hook, "expert_out", f_n)
         B, H, N, T, dh = f_n.shape
         f_cat = f_n.permute(0, 1, 3, 2, 4).reshape(B, H, T, N * dh)                  # [f(1)|...|f(N)]
         router_logits = torch.einsum("bhtk,hkn->bhtn", f_cat, self.W_exp)
-        beta = torch.softmax(router_logits, -1)                                       # (B,H,T,N)
+        beta = tap(hook, "router", torch.softmax(router_logits, -1))                 # (B,H,T,N)
         f = torch.einsum("bhtn,bhnte->bhte", beta, f_n)                              # (B,H,T,d')
         if self.residual:
             f = f + self.heads(xq)
@@ -117,19 +120,26 @@ class FAME(Recommender):
         # x_v^(h) must start at the scale of x_v's slices, or every score starts at ~0
         nn.init.normal_(self.W_f, std=1 / math.sqrt(d))
 
-    def forward(self, seq: torch.Tensor, last_only: bool = False) -> ModelOutput:
+    def forward(self, seq: torch.Tensor, last_only: bool = False, hook=None) -> ModelOutput:
         """seq: (B, T) left-padded item ids. u (B, T, d) with P(v) = x_v · u_t under the gate,
         plus alpha, beta, the router logits, the per-head outputs F^(h) and the gates g at every
         position. last_only: the FAME layer computes the last position only (T = 1 in every
-        output), all that ranking needs."""
+        output), all that ranking needs. hook: see base.py (every point; block.{L-1}.out is the
+        facet layer's [F^(1)|...|F^(H)], then "heads" its per-head view)."""
         allowed = attention_mask(seq)
-        x = self.embed(seq)
-        for block in self.blocks:
+        x = tap(hook, "embed", self.embed(seq))
+        for i, block in enumerate(self.blocks):
             x, _ = block(x, allowed)
-        F_heads, alpha, beta, router_logits = self.moe(x, allowed, last_only)   # F_heads: (B, T, H, d')
+            x = tap(hook, f"block.{i}.out", x)
+        F_heads, alpha, beta, router_logits = self.moe(x, allowed, last_only, hook)   # F_heads: (B, T, H, d')
+        if hook is not None:
+            B, T, H, dh = F_heads.shape
+            F_heads = hook(f"block.{len(self.blocks)}.out", F_heads.reshape(B, T, H * dh)).reshape(B, T, H, dh)
+            F_heads = hook("heads", F_heads)
         # Eq. 10; a temperature (1 in the paper) changes how far the gate moves from equal weights,
         # never which head it favours: trained with it, W_g would absorb it, so it is set after training
-        g = torch.softmax(self.W_g(F_heads.flatten(-2)) / self.config.gate_temperature, dim=-1)   # (B, T, H)
+        logits = tap(hook, "gate.logits", self.W_g(F_heads.flatten(-2)) / self.config.gate_temperature)
+        g = tap(hook, "gate", torch.softmax(logits, dim=-1))   # (B, T, H)
         return ModelOutput(u=self.combine(F_heads, g), heads=F_heads, attention=alpha, gates=g, router=beta,
                            router_logits=router_logits)
 

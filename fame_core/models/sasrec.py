@@ -20,7 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..options import option
-from .base import ModelConfig, ModelOutput, Recommender
+from .base import ModelConfig, ModelOutput, Recommender, tap
 
 
 @dataclass
@@ -82,12 +82,15 @@ class Block(nn.Module):
         B, T, _ = y.shape
         return y.view(B, T, self.H, self.d_head).transpose(1, 2)
 
-    def forward(self, x, allowed, last_only: bool = False):
-        """last_only: outputs for the last position only (all a ranking needs), T times cheaper."""
+    def forward(self, x, allowed, last_only: bool = False, hook=None):
+        """last_only: outputs for the last position only (all a ranking needs), T times cheaper.
+        hook: the "attention" hook point (B, H, 1, T, S), one "expert" per head (base.py)."""
         xq = x[:, -1:] if last_only else x
         q, k, v = self.heads(self.W_Q(xq)), self.heads(self.W_K(x)), self.heads(self.W_V(x))
         allowed = allowed[:, :, -q.shape[2]:]
         alpha = masked_softmax(q @ k.transpose(-1, -2) / math.sqrt(self.d_head), allowed)  # (B,H,T,T)
+        if hook is not None:
+            alpha = hook("attention", alpha[:, :, None])[:, :, 0]
         a = (self.attn_dropout(alpha) @ v).transpose(1, 2).reshape(xq.shape)
         h = self.ln_attn(xq + self.dropout(self.W_O(a)))
         return self.ln_ffn(h + self.dropout(self.ffn(h))), alpha
@@ -134,20 +137,24 @@ class SASRec(Recommender):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         init_weights(self)
 
-    def forward(self, seq: torch.Tensor, last_only: bool = False) -> ModelOutput:
+    def forward(self, seq: torch.Tensor, last_only: bool = False, hook=None) -> ModelOutput:
         """seq: (B, T) left-padded item ids. u = F_t, the last block's output, whose dot product
         with E scores the next item; heads = its H d'-slices, attention = the last block's per-head
         attention (one "expert" per head). SASRec has no gate and no router (None): its score is
         the plain sum over heads of x_v^(h) · F_t^(h) with x_v^(h) the h-th d'-slice of x_v.
         last_only: the last block computes the last position only (T = 1 in every output), which
-        is all that ranking needs."""
+        is all that ranking needs. hook: see base.py (points embed, block.{l}.out, attention of
+        the last block, heads)."""
         allowed = attention_mask(seq)
-        x = self.embed(seq)
+        x = tap(hook, "embed", self.embed(seq))
+        last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
-            x, alpha = block(x, allowed, last_only=last_only and i == len(self.blocks) - 1)
+            x, alpha = block(x, allowed, last_only=last_only and i == last, hook=hook if i == last else None)
+            x = tap(hook, f"block.{i}.out", x)
         B, T, d = x.shape  # T is 1 with last_only
         H = self.config.n_heads
-        return ModelOutput(u=x, heads=x.view(B, T, H, d // H), attention=alpha[:, :, None])
+        heads = tap(hook, "heads", x.view(B, T, H, d // H))
+        return ModelOutput(u=x if hook is None else heads.reshape(B, T, d), heads=heads, attention=alpha[:, :, None])
 
     def item_sub_embeddings(self) -> torch.Tensor:
         """x_v^(h) for SASRec: the h-th d'-slice of x_v. Shape (H, n+1, d')."""
