@@ -18,16 +18,29 @@ SHORT_WIDTH = 28                           # characters of a "short" label (then
 
 
 def item_text(item: int, label=None, rule: str = "short") -> str:
-    """The text shown for an item under a label rule: 'ids' (item 4144), 'short' (the label cut
-    to SHORT_WIDTH characters with '…'), 'full' (the whole label; figures wrap it)."""
+    """The text shown for an item under a label rule: 'ids' (item 4144), 'short' (the label's
+    short form -- a title where the data has titles, else the item id and its named facet values,
+    no anonymous value ids; see `SequenceDataset.label` -- cut to SHORT_WIDTH characters with
+    '…'), 'full' (the whole label; figures wrap it)."""
     if rule not in LABEL_RULES:
         raise ValueError(f"unknown label rule {rule!r}; use one of {', '.join(LABEL_RULES)}")
     if rule == "ids" or label is None:
         return f"item {int(item)}"
-    text = label(int(item))
+    text = label(int(item), short=True) if rule == "short" and takes_short(label) else label(int(item))
     if rule == "short" and len(text) > SHORT_WIDTH:
         return text[: SHORT_WIDTH - 1].rstrip() + "…"
     return text
+
+
+def takes_short(label) -> bool:
+    """Whether a label function has a short form (`label(item, short=True)`, as
+    `SequenceDataset.label`); plain functions of the item alone are used as they are."""
+    import inspect
+
+    try:
+        return "short" in inspect.signature(label).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def list_modes(insp) -> list[str]:
