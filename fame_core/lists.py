@@ -14,6 +14,15 @@ TOP_K = 20   # list length of the case study: the app's default and the CLI's `e
 LIST_MODES = ("gated", "concat")
 TARGET_MARK, SHARED_MARK = "▶", "●"        # text shapes, not emoji: they render in any font
 LABEL_RULES = ("ids", "short", "full")
+LIST_NAMES = {"gated": ("Gated merge", "Gated"), "concat": ("Concatenated", "Concat.")}   # longest first: figures
+# use the first that fits a column
+HEAD_NUMBERING = ("heads and experts are numbered from 0 everywhere (ids, JSON, URLs, figures, pages): head 0 and "
+                  "head 1 are the paper's Head 1 and Head 2")
+
+
+def head_name(h: int) -> str:
+    """A head's name in figures and pages: "Head 0" for head id 0 (`HEAD_NUMBERING`; JSON key "head:0")."""
+    return f"Head {int(h)}"
 SHORT_WIDTH = 28                           # characters of a "short" label (then "…")
 
 
