@@ -572,13 +572,17 @@ def save_figure(fig: Figure, table: pd.DataFrame, stem, meta: dict, formats=FORM
 
 
 def export_all(insp: Inspection, out_dir, meta: dict, label: Label = default_label, k: int = TOP_K,
-               formats=FORMATS, **options) -> list[Path]:
+               formats=FORMATS, progress: bool = False, **options) -> list[Path]:
     """Every figure of one inspection (`figure_catalogue`): case study, gates, and per head the
     expert attention and router maps and each expert's full attention map. `options` are
-    build_figure's (scale, labels, width, font_size, history_max)."""
+    build_figure's (scale, labels, width, font_size, history_max). `progress`: a tqdm bar over
+    the figures on stderr."""
+    from tqdm.auto import tqdm
+
     out_dir = Path(out_dir)
     written = []
-    for spec in figure_catalogue(insp):
+    specs = figure_catalogue(insp)
+    for spec in tqdm(specs, desc="figures", unit="figure", leave=False, disable=not progress):
         fig, table = build_figure(insp, spec, label, k, meta.get("title", ""), **options)
         written += save_figure(fig, table, out_dir / spec.stem, dict(meta, **spec.meta(), top_k=k, **options), formats)
     return written
