@@ -218,7 +218,7 @@ def expert_attention_heatmap(insp: Inspection, head: int, label: Label = default
     """Experts x history positions: each expert's attention from the last position."""
     return Heatmap(insp.attention[head, :, -1, :], _ticks(insp, label, labels),
                    [f"expert {n}" for n in range(insp.n_experts)], "history position · item (oldest first)", "expert",
-                   f"Head {head}: expert attention from the last position", "attention α",
+                   f"{head_name(head)}: expert attention from the last position", "attention α",
                    attention_scale(insp, head, None, scale))
 
 
@@ -226,7 +226,7 @@ def router_heatmap(insp: Inspection, head: int, label: Label = default_label, sc
                    labels: str = "ids") -> Heatmap:
     """Positions x experts: router weights β of head `head`."""
     return Heatmap(insp.router[head], [f"expert {n}" for n in range(insp.n_experts)], _ticks(insp, label, labels),
-                   "expert", "position · item", f"Head {head}: router weights β", "router β",
+                   "expert", "position · item", f"{head_name(head)}: router weights β", "router β",
                    router_scale(insp, head, scale))
 
 
@@ -260,7 +260,8 @@ def attention_map_figure(insp: Inspection, head: int, expert: int, label: Label 
         fig = Figure(figsize=(w + 0.9, h + 0.2))
         fig.fame_sidecar = {"positions": _positions(insp, label).to_dict("records")}
         fig.fame_sidecar |= _heatmap(fig, values, ticks, ticks, "attended position j · item", "query position i · item",
-                                    f"Head {head}, expert {expert}: attention α_ij", "attention α", cs, mask=mask)
+                                    f"{head_name(head)}, expert {expert}: attention α_ij", "attention α", cs,
+                                    mask=mask)
     return fig, table
 
 
@@ -479,7 +480,6 @@ def case_study_figure(insp: Inspection, k: int = TOP_K, label: Label = default_l
                         "history": [{"position": i + 1, "item": v, "label": label(v)} for i, v in enumerate(seq)],
                         "drawn_labels": drawn_texts,
                         "ids_for_long_labels": sorted(set(fallback)),   # 'short' texts too long for a cell
-                        "head_numbering": HEAD_NUMBERING,
                         "full_labels": {str(v): label(v) for v in sorted(set(table.to_numpy().ravel().tolist()))}}
     return fig, table
 
@@ -552,8 +552,8 @@ def figure_bytes(fig: Figure, fmt: str) -> bytes:
 
 def sidecar(fig: Figure, meta: dict) -> dict:
     """What a written figure shows: the caller's meta plus the figure's own (colour scale, masked
-    cells, label rule, full labels)."""
-    return dict(meta, **getattr(fig, "fame_sidecar", {}))
+    cells, label rule, full labels) and how heads are numbered (`HEAD_NUMBERING`, docs/design.md)."""
+    return dict(meta, **getattr(fig, "fame_sidecar", {}), head_numbering=HEAD_NUMBERING)
 
 
 def save_figure(fig: Figure, table: pd.DataFrame, stem, meta: dict, formats=FORMATS) -> list[Path]:

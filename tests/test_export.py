@@ -320,3 +320,21 @@ def test_cli_export_single_width_page_is_3_3_inches(tmp_path, capsys):
     w, _ = pdf_page_points((out / "case_study.pdf").read_bytes())
     assert w == pytest.approx(3.3 * 72, abs=0.5)
     assert json.loads((out / "case_study.json").read_text())["width_in"] == 3.3
+
+
+def test_exported_figures_number_heads_from_0_and_say_so(insp_and_label, tmp_path):
+    """Issue 42 (E): one numbering, stated once (docs/design.md) and in every sidecar; figures follow it."""
+    from fame_core.lists import HEAD_NUMBERING
+
+    insp, label = insp_and_label
+    meta = {"user": "42"}
+    files = export.export_all(insp, tmp_path, meta, label, formats=("svg",))
+    assert "the paper's Head 1 and Head 2" in HEAD_NUMBERING and "numbered from 0 everywhere" in HEAD_NUMBERING
+    design = " ".join((REPO / "docs" / "design.md").read_text().split())
+    assert "numbered from 0 everywhere" in design and "the paper's Head 1 and Head 2 are head 0 and head 1 here" in design
+    for side in [f for f in files if f.suffix == ".json"]:
+        assert json.loads(side.read_text())["head_numbering"] == HEAD_NUMBERING, side.name
+    case = joined(svg_texts(tmp_path / "case_study.svg"))
+    assert "Head 0" in case and "Head 1" in case and "Head 2" not in case      # H = 2: heads 0 and 1
+    assert "Head 1: router weights β" in svg_texts(tmp_path / "router_head1.svg")
+    assert "Head 0, expert 3: attention α_ij" in svg_texts(tmp_path / "attention_head0_expert3.svg")
