@@ -50,8 +50,8 @@ class PageContext:
     def n_experts(self) -> int:
         return self.model.config.n_experts
 
-    def label(self, item: int) -> str:
-        return self.data.label(item) if self.data is not None else f"item {int(item)}"
+    def label(self, item: int, short: bool = False) -> str:
+        return self.data.label(item, short=short) if self.data is not None else f"item {int(item)}"
 
     @property
     def slug(self) -> str:

@@ -14,8 +14,9 @@ gate-weighted average of the heads' (gates normalised to sum 1; SASRec: equal we
 `deletion_curves` measures faithfulness rather than assuming it: history items are removed (the
 sequence gets shorter; padding invariance makes that the same as masking them) in order of
 attribution (largest first), of attention (largest first) and at random (the mean of `n_random`
-orders); after each removal the target's score under the same merge and its gated rank (the
-original history stays excluded from the ranking) are recorded, for k = 0..K removals with
+orders); after each removal the target's score and its rank, both under the same merge (head h's
+rank for "head:h", the gated rank for "gated"; the original history stays excluded from the
+ranking), are recorded, for k = 0..K removals with
 K = min(len - 1, max_steps). AOPC, the area over the perturbation curve (Samek et al. 2017), is
 mean_{k=0..K} (score_0 - score_k): larger means the order found the items the score rests on.
 `faithfulness_sample` averages that over a sample of users (the `attribution` CLI command).
@@ -130,15 +131,16 @@ def attribute(model, sequence, target: int, merge: str = "gated", n_steps: int =
 
 @torch.no_grad()
 def _scores_and_ranks(model, sequences, target: int, merge: str, exclude) -> tuple[np.ndarray, np.ndarray]:
-    """The target's score under `merge` and its 0-based gated rank (items of `exclude` not ranked)
-    after each sequence, in one batched forward pass."""
+    """The target's score and its 0-based rank, both under `merge` (items of `exclude` not ranked),
+    after each sequence, in one batched forward pass. (The rank was the gated one for every merge,
+    reported under "head:h": issue 42.)"""
     device = next(model.parameters()).device
     seq = left_pad(sequences, model.config.max_len, device)
     E = model.item_embeddings()
     out = model(seq, last_only=True)
     u = model.represent(out, merge)[:, -1]
     score = (u @ E[int(target)]).cpu().numpy()
-    full = model.scores(out, "gated")
+    full = model.scores(out, merge)
     mask_items(full, [np.asarray(exclude)] * len(sequences))
     ranks = target_ranks(full, torch.full((len(sequences),), int(target), device=device)).cpu().numpy()
     return score, ranks
@@ -177,10 +179,14 @@ def aopc(curve: pd.DataFrame) -> pd.DataFrame:
 
 
 def faithfulness_sample(model, dataset: SequenceDataset, n_users: int = 100, split: str = "test", seed: int = 0,
-                        merges=None, n_steps: int = 32, max_steps: int = 10) -> dict:
+                        merges=None, n_steps: int = 32, max_steps: int = 10, progress: bool = False) -> dict:
     """AOPC of integrated gradients, attention and random deletion averaged over a sample of users
     with at least 2 input items, for the gated score and each head's score, with the Wilcoxon
-    signed-rank test (scipy) of integrated gradients against attention over users."""
+    signed-rank test (scipy) of integrated gradients against attention over users. Each score's
+    entry ("gated", "head:h") holds the AOPCs of that score and of the target's rank under it, and
+    each user's rank under it before any deletion. `progress`: a tqdm bar over users (stderr)."""
+    from tqdm.auto import tqdm
+
     from .stats import wilcoxon_by_user
 
     H = model.config.n_heads
@@ -191,12 +197,14 @@ def faithfulness_sample(model, dataset: SequenceDataset, n_users: int = 100, spl
     rows = dataset.splittable_rows()
     rows = rows[[len(dataset.example(r, split)[0]) >= 2 for r in rows]]
     sample = np.sort(rng.choice(rows, min(n_users, len(rows)), replace=False))
-    records = []
-    for r in sample:
+    records, first_ranks = [], {m: {} for m in merges}
+    for r in (tqdm(sample, desc="attribution", unit="user", leave=False) if progress else sample):
         seq, target = dataset.example(r, split)
         for m in merges:
             res = attribute(model, seq, target, m, n_steps=n_steps)
-            for row in aopc(deletion_curves(model, res, max_steps=max_steps, seed=int(r))).to_dict("records"):
+            curve = deletion_curves(model, res, max_steps=max_steps, seed=int(r))
+            first_ranks[m][dataset.user_ids[r]] = int(curve.loc[curve["removed"] == 0, "rank"].iloc[0])
+            for row in aopc(curve).to_dict("records"):
                 records.append(dict(row, user=dataset.user_ids[r], merge=m, delta=res.delta))
     table = pd.DataFrame(records)
     out = {"users": int(len(sample)), "split": split, "seed": seed, "ig_steps": n_steps, "max_deletions": max_steps,
@@ -212,5 +220,6 @@ def faithfulness_sample(model, dataset: SequenceDataset, n_users: int = 100, spl
             **{f"aopc_score_{meth.replace(' ', '_')}": float(by[meth]["aopc_score"].mean()) for meth in METHODS},
             **{f"aopc_rank_{meth.replace(' ', '_')}": float(by[meth]["aopc_rank"].mean()) for meth in METHODS},
             "ig_beats_attention_share": float((diff > 0).mean()), "p_value": p,
-            "mean_abs_completeness_delta": float(t["delta"].abs().mean())}
+            "mean_abs_completeness_delta": float(t["delta"].abs().mean()),
+            "target_rank_by_user": first_ranks[m]}   # 1-based, under this score, before any deletion
     return out

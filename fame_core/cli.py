@@ -282,6 +282,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def on_terminal() -> bool:
+    """Progress (bars, stage lines) goes to stderr on a terminal only: quiet in logs, pipes and tests."""
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):   # a closed or replaced stderr
+        return False
+
+
+class Stages:
+    """Stage lines of a long command on stderr, "[2/4] attention faithfulness ... (12 s)", on a
+    terminal only (`on_terminal`), with and without --json (stdout keeps the one JSON document)."""
+
+    def __init__(self, total: int, enabled: bool | None = None):
+        import time
+
+        self.total, self.done, self.start = total, 0, time.monotonic()
+        self.enabled = on_terminal() if enabled is None else enabled
+
+    def __call__(self, text: str) -> None:
+        import time
+
+        self.done += 1
+        if self.enabled:
+            sys.stderr.write(f"[{self.done}/{self.total}] {text} ({time.monotonic() - self.start:.0f} s)\n")
+            sys.stderr.flush()
+
+
 def _print_json(obj) -> None:
     print(json.dumps(obj, indent=2))
 
@@ -464,8 +491,11 @@ def cmd_export(a) -> int:
     from .safe_io import check_output_dir, owned_by_manifest, write_export
 
     check_output_dir(a.out, owned_by_manifest, "figure export")   # before any work: never write into others' files
+    stage = Stages(3)
+    stage("reading the checkpoint and data")
     model, dataset = _open(a)
     seq, target = _sequence(a, dataset, model)
+    stage("inspecting the sequence")
     res = inspect(model, seq, target=target, top_k=max(a.top_k, 20))
     who = f"user {a.user}" if a.user is not None else "hand-made sequence"
     meta = {"checkpoint": str(a.checkpoint), "dataset": model.provenance.dataset.get("name"), "user": a.user,
@@ -473,9 +503,10 @@ def cmd_export(a) -> int:
             "title": f"Case study: {who}",
             "gate_temperature": model.gate_temperature}   # the gates drawn are read at it
     label = dataset.label if dataset is not None else (lambda v: f"item {v}")
+    stage(f"drawing and writing the figures to {a.out}")
     files = write_export(a.out, lambda tmp: export_all(res, tmp, meta, label=label, k=a.top_k, formats=formats,
-                                                       scale=a.scale, labels=a.labels, width=width,
-                                                       font_size=a.font_size, history_max=a.history_max))
+                                                       progress=stage.enabled, scale=a.scale, labels=a.labels,
+                                                       width=width, font_size=a.font_size, history_max=a.history_max))
     if a.json:
         _print_json({"out": str(a.out), "files": [str(f) for f in files]})
     else:
@@ -492,7 +523,8 @@ def cmd_facets(a) -> int:
     model, dataset = _open(a)
     if dataset is None:
         raise _needs_data(model, "facet measures")
-    report = facet_report(model, dataset, n_users=a.users, seed=a.seed)
+    stage = Stages(bool(dataset.facets) + 1 + 2 * (dataset.truth is not None))   # the measures facet_report runs
+    report = facet_report(model, dataset, n_users=a.users, seed=a.seed, stage=stage)
     report["checkpoint"] = str(a.checkpoint)
     if a.json:
         _print_json(report)
@@ -574,7 +606,7 @@ def cmd_attribution(a) -> int:
     if dataset is None:
         raise _needs_data(model, "attribution")
     report = dict(faithfulness_sample(model, dataset, n_users=a.users, split=a.split, seed=a.seed, merges=a.merge,
-                                      n_steps=a.steps), checkpoint=str(a.checkpoint))
+                                      n_steps=a.steps, progress=on_terminal()), checkpoint=str(a.checkpoint))
     if a.json:
         _print_json(report)
         return 0

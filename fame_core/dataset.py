@@ -128,18 +128,41 @@ class SequenceDataset:
     def item_source_id(self, item: int) -> str:
         return str(item) if self.item_ids is None else self.item_ids[item]
 
-    def label(self, item: int) -> str:
-        """A human-readable label: "Toy Story (1995) · Adventure|Animation", "item 12 · Drama ·
-        Actor 05" (synthetic facet values), "item 4 · attribute 1|2|3" (anonymous ids)."""
+    def label(self, item: int, short: bool = False) -> str:
+        """A human-readable label: "Toy Story (1995) · Adventure|Animation|Children +2 more ·
+        1990s" (a title, then each named facet's values), "item 12 · Drama · Actor 05" (no title:
+        the item id), "item 4 · attribute 23|2|28 +3 more" (anonymous value ids, such as Amazon's
+        attributes, shown only where there is no title: a title takes over from them).
+
+        Every facet's values are shown by `facet_text`: each value once, in order of first
+        appearance, the first LABEL_VALUES of them, then "+N more". `short=True`: the title alone
+        where there is one, else the item id and the named facets' values (no anonymous ids)."""
         item = int(item)
         if item <= 0 or item > self.n_items:
             return "<pad>" if item == 0 else f"item {item} (unknown)"
-        parts = [self.titles[item] if self.titles else f"item {self.item_source_id(item)}"]
+        title = self.titles[item].strip() if self.titles and self.titles[item] else ""
+        if title and short:
+            return title
+        parts = [title or f"item {self.item_source_id(item)}"]
         for name, values in self.facets.items():
             if values[item]:
                 anonymous = all(v.isdigit() for v in values[item])   # e.g. Amazon attribute ids
-                parts.append(("%s " % name if anonymous else "") + "|".join(values[item]))
+                if anonymous and (title or short):
+                    continue
+                parts.append(("%s " % name if anonymous else "") + facet_text(values[item]))
         return " · ".join(parts)
 
 
-__all__ = ["SequenceDataset", "SPLITS", "sha256_of"]
+LABEL_VALUES = 3   # values of one facet that a label shows before "+N more"
+
+
+def facet_text(values, cap: int = LABEL_VALUES) -> str:
+    """One item's values of one facet as labels show them: each value once (repeats dropped),
+    in order of first appearance in the source's list (not by frequency: the order the source
+    gives, the same for every view), the first `cap` joined by "|", then " +N more" for the N
+    other distinct values. ("23", "2", "28", "29", "2", "28", "157") -> "23|2|28 +2 more"."""
+    distinct = list(dict.fromkeys(str(v) for v in values))
+    shown = "|".join(distinct[:cap])
+    return shown + (f" +{len(distinct) - cap} more" if len(distinct) > cap else "")
+
+__all__ = ["LABEL_VALUES", "SequenceDataset", "SPLITS", "facet_text", "sha256_of"]

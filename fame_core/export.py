@@ -9,8 +9,10 @@ data set, user, head, expert, colour scale, masked cells, label rule, the full l
 
 Colour scales come from `fame_core.scales` (the app uses the same): anchored at 0, 0..1 by
 default, the uniform level marked on the colour bar. The case study (the paper's Figure 7) has
-width presets (`WIDTHS`: single column 3.3 in, double column 7 in), a font size, and a label
-rule (`LABEL_RULES`: ids / short / full; full labels wrap, nothing is cut).
+width presets (`WIDTHS`: single column 3.3 in, double column 7 in; the PDF/SVG page is that wide,
+exactly), a font size, and a label rule (`LABEL_RULES`: ids / short / full; short is a title, else
+the item id, and the id where it would not fit its cell in CELL_LINES lines; full labels wrap,
+nothing is cut). No two texts overlap and none leaves the page (tests/test_export.py measures it).
 """
 
 from __future__ import annotations
@@ -31,12 +33,14 @@ import pandas as pd  # noqa: E402
 from matplotlib import rc_context  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.font_manager import FontProperties, findfont, get_font  # noqa: E402
+from matplotlib.ft2font import LoadFlags  # noqa: E402
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
 from .catalogue import FigureSpec, figure_catalogue  # noqa: E402
 from .inspection import Inspection  # noqa: E402
-from .lists import (LABEL_RULES, SHARED_MARK, TARGET_MARK, TOP_K, item_text, list_modes, lists_table,  # noqa: E402
-                    rank_change, shared_items, target_in_history, target_ranks)
+from .lists import (HEAD_NUMBERING, LABEL_RULES, LIST_NAMES, SHARED_MARK, TARGET_MARK, TOP_K,  # noqa: E402
+                    head_name, item_text, list_modes, lists_table, rank_change, shared_items, target_in_history,
+                    target_ranks)
 from .scales import DEFAULT_SCALE, MASK_NOTE, SCALES, ColourScale, attention_scale, causal_mask, router_scale  # noqa: E402
 
 FONT = "DejaVu Sans"
@@ -46,12 +50,15 @@ STYLE = {
     "xtick.labelsize": 7, "ytick.labelsize": 7, "axes.spines.top": False, "axes.spines.right": False,
     "savefig.bbox": "tight", "savefig.pad_inches": 0.02, "hatch.linewidth": 0.4,
     "svg.hashsalt": "fame",    # fixed ids: the same figure gives the same bytes (diffable, testable)
+    "text.hinting": "no_hinting",   # the PNG's text set as the PDF's and SVG's: one layout, measured once (text_width)
 }
 NO_DATE = {"svg": {"Date": None}, "pdf": {"CreationDate": None}, "png": None}  # no timestamp in the file
 FORMATS = ("pdf", "svg", "png")
 TARGET_COLOUR, SHARED_COLOUR, CMAP, MASK_COLOUR = "#c0392b", "#1f4e9c", "viridis", "0.85"
 WIDTHS = {"single": 3.3, "double": 7.0}   # inches: one and two columns of a two-column paper
 MAX_VECTOR_CELLS = 20_000                  # beyond this many cells a heatmap is rasterised (and says so)
+CELL_LINES = 2                             # lines a 'short' label may take in a case-study cell (else its id)
+NBSP = "\u00a0"                            # joins what a line must not break (a position and its item)
 Label = Callable[[int], str]
 
 
@@ -62,20 +69,26 @@ def default_label(item: int) -> str:
 # ---- item texts ------------------------------------------------------------------------------------
 
 @lru_cache(maxsize=65536)
-def text_width(text: str, size: float) -> float:
-    """Width in points of `text` set in the figures' font at `size` points (FreeType's layout,
-    as the Agg renderer measures it), with 2 % to spare."""
+def text_width(text: str, size: float, weight: str = "normal") -> float:
+    """Width in points of `text` set in the figures' font at `size` points and `weight` (normal,
+    bold), with 2 % to spare: FreeType's unhinted layout at 720 dpi, as PDF and SVG set it (and
+    the PNG, drawn without hinting: STYLE). Hinted at 72 dpi, as it was, widths came out up to
+    15 % short at some sizes and labels ran into their neighbours (issue 42)."""
     if not text:
         return 0.0
-    font = get_font(findfont(FontProperties(family=FONT)))
-    font.set_size(size, 72)
-    font.set_text(text, 0.0)
-    return font.get_width_height()[0] / 64 * 1.02
+    font = get_font(findfont(FontProperties(family=FONT, weight=weight)))
+    font.set_size(size, 720)
+    font.set_text(text, 0.0, flags=LoadFlags.NO_HINTING)
+    return font.get_width_height()[0] / 64 / 10 * 1.02
 
 
-def wrap(text: str, width_pt: float, size: float) -> list[str]:
+def wrap(text: str, width_pt: float, size: float, weight: str = "normal") -> list[str]:
     """Greedy line breaks at spaces, then at '|', then anywhere: every character is kept
-    ("".join of the lines, spaces aside, is the text)."""
+    ("".join of the lines, spaces aside, is the text). A no-break space (U+00A0) joins what
+    must stay on one line (a position and its item)."""
+    def text_width(t, s):
+        return _text_width(t, s, weight)
+
     def pieces(word: str) -> list[str]:
         if text_width(word, size) <= width_pt:
             return [word]
@@ -108,6 +121,14 @@ def wrap(text: str, width_pt: float, size: float) -> list[str]:
                     lines.append(cur)
                 cur = piece
     return lines + ([cur] if cur else [])
+
+
+_text_width = text_width
+
+
+def _glued(text: str) -> str:
+    """"item 4144 · …" with "item" and its id joined by a no-break space: never split over lines."""
+    return text.replace("item ", "item" + NBSP, 1) if text.startswith("item ") else text
 
 
 def _positions(insp: Inspection, label: Label) -> pd.DataFrame:
@@ -197,7 +218,7 @@ def expert_attention_heatmap(insp: Inspection, head: int, label: Label = default
     """Experts x history positions: each expert's attention from the last position."""
     return Heatmap(insp.attention[head, :, -1, :], _ticks(insp, label, labels),
                    [f"expert {n}" for n in range(insp.n_experts)], "history position · item (oldest first)", "expert",
-                   f"Head {head}: expert attention from the last position", "attention α",
+                   f"{head_name(head)}: expert attention from the last position", "attention α",
                    attention_scale(insp, head, None, scale))
 
 
@@ -205,7 +226,7 @@ def router_heatmap(insp: Inspection, head: int, label: Label = default_label, sc
                    labels: str = "ids") -> Heatmap:
     """Positions x experts: router weights β of head `head`."""
     return Heatmap(insp.router[head], [f"expert {n}" for n in range(insp.n_experts)], _ticks(insp, label, labels),
-                   "expert", "position · item", f"Head {head}: router weights β", "router β",
+                   "expert", "position · item", f"{head_name(head)}: router weights β", "router β",
                    router_scale(insp, head, scale))
 
 
@@ -239,7 +260,8 @@ def attention_map_figure(insp: Inspection, head: int, expert: int, label: Label 
         fig = Figure(figsize=(w + 0.9, h + 0.2))
         fig.fame_sidecar = {"positions": _positions(insp, label).to_dict("records")}
         fig.fame_sidecar |= _heatmap(fig, values, ticks, ticks, "attended position j · item", "query position i · item",
-                                    f"Head {head}, expert {expert}: attention α_ij", "attention α", cs, mask=mask)
+                                    f"{head_name(head)}, expert {expert}: attention α_ij", "attention α", cs,
+                                    mask=mask)
     return fig, table
 
 
@@ -302,30 +324,50 @@ def case_study_figure(insp: Inspection, k: int = TOP_K, label: Label = default_l
     target = insp.target
     line = fs * 1.32 / 72                           # inches per text line
     pad = 0.04
-    rank_w = text_width("20.", fs) / 72 + 0.06
-    delta_w = text_width("+20 ", fs) / 72 + 0.04
+    gap = 0.05                                      # inches between a column's text and the next column
+    full_w_pt = (W - 2 * pad) * 72
+    rank_w = text_width(f"{k}.", fs) / 72 + 0.06
+    delta_w = max(text_width(t, fs - 0.5) for t in (f"+{k}", f"-{k}", "new")) / 72 + gap
+    delta_w = max(delta_w, text_width("Δ", fs, "bold") / 72 + gap)
     col_w = (W - 2 * pad - rank_w - delta_w) / len(modes)
-    mark_w = text_width(SHARED_MARK + " ", fs) / 72
-    text_w_pt = (col_w - mark_w - 0.05) * 72
+    mark_w = max(text_width(m + " ", fs) for m in (SHARED_MARK, TARGET_MARK)) / 72
+    text_w_pt = (col_w - mark_w - gap) * 72        # every column's text ends `gap` before the next column
+    fallback: list[int] = []                        # items whose short label does not fit their cell: ids
+
+    def cell(v: int, weight: str) -> list[str]:
+        """An item's lines in a list cell: the rule's text, wrapped; under 'short' a text that
+        would need more than CELL_LINES lines or a break inside a word is the item id instead."""
+        text = item_text(v, label, labels)
+        lines = wrap(text, text_w_pt, fs, weight)
+        if labels == "short" and (len(lines) > CELL_LINES or " ".join(lines) != text):
+            fallback.append(v)
+            lines = wrap(item_text(v, label, "ids"), text_w_pt, fs, weight)
+        return lines
 
     # what to draw, top to bottom, each (y, x, text, style)
     items: list = []
-    y = pad + line * 0.2
-    items.append((y, pad, title or "Case study", dict(fontsize=fs + 1.5, fontweight="bold")))
-    y += line * 1.5
+    title_size = fs + 1.5
+    title_line = title_size * 1.32 / 72
+    y = pad + title_line * 0.5
+    for text in wrap(title or "Case study", full_w_pt, title_size, "bold"):
+        items.append((y, pad, text, dict(fontsize=title_size, fontweight="bold")))
+        y += title_line
+    y += line * 0.3
     seq = [int(v) for v in insp.sequence]
     shown = list(enumerate(seq, start=1))
     if history_max is not None and len(shown) > history_max:
         half = max(history_max // 2, 1)
         shown = shown[:half] + [(None, len(shown) - 2 * half)] + shown[-half:]
-    tokens = [f"… {v} more …" if pos is None else f"{pos} {item_text(v, label, labels)}" for pos, v in shown]
-    hist_lines = wrap(f"History ({len(seq)} items, oldest first): " + " → ".join(tokens), (W - 2 * pad) * 72, fs)
+    tokens = [f"… {v} more …" if pos is None else f"{pos}{NBSP}{_glued(item_text(v, label, labels))}"
+              for pos, v in shown]
+    hist_lines = wrap(f"History ({len(seq)} items, oldest first): " + " → ".join(tokens), full_w_pt, fs)
     for text in hist_lines:
         items.append((y, pad, text, dict(fontsize=fs)))
         y += line
     if insp.dropped:
-        items.append((y, pad, f"({insp.dropped} older items beyond the model's max_len are not used.)", dict(fontsize=fs - 0.5, color="0.35")))
-        y += line
+        for text in wrap(f"({insp.dropped} older items beyond the model's max_len are not used.)", full_w_pt, fs - 0.5):
+            items.append((y, pad, text, dict(fontsize=fs - 0.5, color="0.35")))
+            y += line
     if target is not None:
         if in_history:
             summary = "already in the history: excluded from every list, so it has no rank"
@@ -334,23 +376,33 @@ def case_study_figure(insp: Inspection, k: int = TOP_K, label: Label = default_l
             move = f"gated ranks it {c - g} places higher" if g < c else (
                 f"gated ranks it {g - c} places lower" if g > c else "same rank")
             summary = f"rank {g} gated vs {c} concatenated ({move})"
-        for text in wrap(f"{TARGET_MARK} Target: {item_text(target, label, labels)}; {summary}", (W - 2 * pad) * 72, fs):
+        for text in wrap(f"{TARGET_MARK} Target: {_glued(item_text(target, label, labels))}; {summary}", full_w_pt, fs):
             items.append((y, pad, text, dict(fontsize=fs, color=TARGET_COLOUR)))
             y += line
     y += line * 0.5
 
-    # column headers
+    # column headers: the longest name that fits the column (HEAD_NAMES / LIST_NAMES), else wrapped
     x0 = [pad + rank_w + c * col_w + (delta_w if c > H else 0) for c in range(len(modes))]
-    names = [f"Head {h}" for h in range(H)] + ["Gated merge", "Concatenated"]
-    subs = [f"gate {insp.gates[h]:.2f}" for h in range(H)] + ["", ""]
+    choices = [[head_name(h)] for h in range(H)] + [list(LIST_NAMES["gated"]), list(LIST_NAMES["concat"])]
+    subs = [[f"gate {insp.gates[h]:.2f}", f"{insp.gates[h]:.2f}"] for h in range(H)] + [[], []]
+
+    def fitted(options: list[str], weight: str) -> list[str]:
+        for text in options:
+            if text_width(text, fs, weight) <= text_w_pt:
+                return [text]
+        return wrap(options[-1], text_w_pt, fs, weight)
 
     header_top = y
+    header_lines = 1
     for c, m in enumerate(modes):
-        lines = [names[c]] + ([subs[c]] if subs[c] else [])
+        lines = fitted(choices[c], "bold")
+        bold = len(lines)
+        lines += fitted(subs[c], "normal") if subs[c] else []
         for j, text in enumerate(lines):
-            items.append((y + j * line, x0[c] + mark_w, text, dict(fontsize=fs, fontweight="bold" if j == 0 else "normal")))
-    items.append((y, x0[H] + col_w - 0.02, "Δ", dict(fontsize=fs, fontweight="bold", ha="left")))
-    y += (2 if H else 1) * line + line * 0.3
+            items.append((y + j * line, x0[c] + mark_w, text, dict(fontsize=fs, fontweight="bold" if j < bold else "normal")))
+        header_lines = max(header_lines, len(lines))
+    items.append((y, x0[H] + col_w, "Δ", dict(fontsize=fs, fontweight="bold", ha="left")))
+    y += max(header_lines, 2 if H else 1) * line + line * 0.3
     rule_y = y - line * 0.45
     boxes = []
     drawn_texts: dict[str, list[str]] = {m: [] for m in modes}
@@ -358,7 +410,7 @@ def case_study_figure(insp: Inspection, k: int = TOP_K, label: Label = default_l
         wrapped = []
         for m in modes:
             v = int(table.at[r, m])
-            wrapped.append(wrap(item_text(v, label, labels), text_w_pt, fs))
+            wrapped.append(cell(v, "bold" if target is not None and v == target else "normal"))
         n_lines = max(len(w) for w in wrapped)
         items.append((y, pad, f"{r}.", dict(fontsize=fs, color="0.35")))
         for c, m in enumerate(modes):
@@ -376,7 +428,7 @@ def case_study_figure(insp: Inspection, k: int = TOP_K, label: Label = default_l
             drawn_texts[m].append(" ".join(wrapped[c]))
             if m == "gated":
                 d = delta[v]
-                items.append((y, x0[c] + col_w - 0.02, "new" if d is None else ("·" if d == 0 else f"{d:+d}"),
+                items.append((y, x0[c] + col_w, "new" if d is None else ("·" if d == 0 else f"{d:+d}"),
                               dict(fontsize=fs - 0.5, color="0.35", ha="left")))
         y += n_lines * line + line * 0.15
     if target is not None and not in_history and any(ranks[m] > k for m in modes):
@@ -385,13 +437,15 @@ def case_study_figure(insp: Inspection, k: int = TOP_K, label: Label = default_l
         n_lines = 1
         for c, m in enumerate(modes):
             if ranks[m] > k:
-                for j, text in enumerate(wrap(f"{TARGET_MARK} target at rank {ranks[m]}", (col_w - 0.05) * 72, fs)):
+                for j, text in enumerate(wrap(f"{TARGET_MARK} target at rank {ranks[m]}", (col_w - gap) * 72, fs)):
                     items.append((y + j * line, x0[c], text, dict(fontsize=fs, color=TARGET_COLOUR)))
                     n_lines = max(n_lines, j + 1)
         y += n_lines * line + line * 0.15
     elif target is not None and in_history:
-        items.append((y, x0[0], f"{TARGET_MARK} target: in the history, not ranked", dict(fontsize=fs, color=TARGET_COLOUR)))
-        y += line + line * 0.15
+        for text in wrap(f"{TARGET_MARK} target: in the history, not ranked", (W - pad - x0[0]) * 72, fs):
+            items.append((y, x0[0], text, dict(fontsize=fs, color=TARGET_COLOUR)))
+            y += line
+        y += line * 0.15
     bottom = y - line * 0.5
     y += line * 0.4
     legend = (f"{TARGET_MARK} target   {SHARED_MARK} in more than one head's top {k}   Δ: places the gated list "
@@ -414,8 +468,8 @@ def case_study_figure(insp: Inspection, k: int = TOP_K, label: Label = default_l
             ax.add_patch(Rectangle((bx, by), bw, bh, facecolor="#fbe3e0", edgecolor=TARGET_COLOUR, linewidth=0.5))
         for yy, xx, text, style in items:
             style = dict(style)
-            ax.text(xx, yy, text, va="center", ha=style.pop("ha", "left"), **style)
-        x_div = x0[H] - delta_w * 0 - 0.04
+            ax.text(xx, yy, text, va="center", ha=style.pop("ha", "left"), parse_math=False, **style)
+        x_div = x0[H] - 0.04
         ax.plot([x_div, x_div], [header_top - line * 0.5, bottom], color="0.6", linewidth=0.6)
         ax.plot([pad, W - pad], [rule_y, rule_y], color="0.6", linewidth=0.5)
     fig.fame_exact_size = True
@@ -425,6 +479,7 @@ def case_study_figure(insp: Inspection, k: int = TOP_K, label: Label = default_l
                         "gated_vs_concat": {str(v): d for v, d in delta.items()},
                         "history": [{"position": i + 1, "item": v, "label": label(v)} for i, v in enumerate(seq)],
                         "drawn_labels": drawn_texts,
+                        "ids_for_long_labels": sorted(set(fallback)),   # 'short' texts too long for a cell
                         "full_labels": {str(v): label(v) for v in sorted(set(table.to_numpy().ravel().tolist()))}}
     return fig, table
 
@@ -486,8 +541,10 @@ def figure_bytes(fig: Figure, fmt: str) -> bytes:
     if fmt not in FORMATS:
         raise ValueError(f"unknown figure format {fmt!r}; use one of {', '.join(FORMATS)}")
     buf = io.BytesIO()
-    exact = getattr(fig, "fame_exact_size", False)   # width presets are kept to the inch
-    with rc_context(STYLE):
+    exact = getattr(fig, "fame_exact_size", False)   # width presets are the page's width, exactly
+    # bbox_inches=None alone falls back to STYLE's savefig.bbox "tight", which grew a 3.3 in case
+    # study to 3.36 in (issue 42): an exact-size figure is saved at its own size, "standard".
+    with rc_context(dict(STYLE, **{"savefig.bbox": "standard"}) if exact else STYLE):
         fig.savefig(buf, format=fmt, dpi=300 if fmt == "png" else None, metadata=NO_DATE[fmt],
                     bbox_inches=None if exact else "tight")
     return buf.getvalue()
@@ -495,8 +552,8 @@ def figure_bytes(fig: Figure, fmt: str) -> bytes:
 
 def sidecar(fig: Figure, meta: dict) -> dict:
     """What a written figure shows: the caller's meta plus the figure's own (colour scale, masked
-    cells, label rule, full labels)."""
-    return dict(meta, **getattr(fig, "fame_sidecar", {}))
+    cells, label rule, full labels) and how heads are numbered (`HEAD_NUMBERING`, docs/design.md)."""
+    return dict(meta, **getattr(fig, "fame_sidecar", {}), head_numbering=HEAD_NUMBERING)
 
 
 def save_figure(fig: Figure, table: pd.DataFrame, stem, meta: dict, formats=FORMATS) -> list[Path]:
@@ -515,13 +572,17 @@ def save_figure(fig: Figure, table: pd.DataFrame, stem, meta: dict, formats=FORM
 
 
 def export_all(insp: Inspection, out_dir, meta: dict, label: Label = default_label, k: int = TOP_K,
-               formats=FORMATS, **options) -> list[Path]:
+               formats=FORMATS, progress: bool = False, **options) -> list[Path]:
     """Every figure of one inspection (`figure_catalogue`): case study, gates, and per head the
     expert attention and router maps and each expert's full attention map. `options` are
-    build_figure's (scale, labels, width, font_size, history_max)."""
+    build_figure's (scale, labels, width, font_size, history_max). `progress`: a tqdm bar over
+    the figures on stderr."""
+    from tqdm.auto import tqdm
+
     out_dir = Path(out_dir)
     written = []
-    for spec in figure_catalogue(insp):
+    specs = figure_catalogue(insp)
+    for spec in tqdm(specs, desc="figures", unit="figure", leave=False, disable=not progress):
         fig, table = build_figure(insp, spec, label, k, meta.get("title", ""), **options)
         written += save_figure(fig, table, out_dir / spec.stem, dict(meta, **spec.meta(), top_k=k, **options), formats)
     return written

@@ -619,18 +619,25 @@ def choose_over_seeds(rows_by_seed: dict[int, list[dict]], reference_by_seed: di
             "unread": sorted(unread - set(per_seed)), "metadata": sorted(metadata)}
 
 
-def facet_report(model, dataset: SequenceDataset, n_users: int = 200, seed: int = 0) -> dict:
-    """All four measures as plain data (JSON-ready); gate and expert measures on planted worlds only."""
+def facet_report(model, dataset: SequenceDataset, n_users: int = 200, seed: int = 0, stage=None) -> dict:
+    """All four measures as plain data (JSON-ready); gate and expert measures on planted worlds only.
+    `stage(text)`, when given, is called as each measure starts (the CLI's progress lines)."""
+    stage = stage or (lambda text: None)
+    if dataset.facets:
+        stage("head <-> facet alignment: probes and kNN of every head's item sub-embeddings")
     alignment = head_alignment(model, dataset, seed=seed) if dataset.facets else pd.DataFrame()
     report = {"model": model.config.model, "heads": model.config.n_heads, "experts": model.config.n_experts,
               "dataset": dataset.name,
               "alignment": alignment.round(4).to_dict("records"),
-              "specialisation": specialisation(alignment) if len(alignment) else {},
-              "faithfulness": faithfulness(model, dataset, n_users=n_users, seed=seed).round(4).to_dict("records")}
+              "specialisation": specialisation(alignment) if len(alignment) else {}}
+    stage(f"attention faithfulness over {n_users} sampled users")
+    report["faithfulness"] = faithfulness(model, dataset, n_users=n_users, seed=seed).round(4).to_dict("records")
     if dataset.truth is not None:
+        stage("gate <-> planted dominant facet")
         gate = gate_vs_facet(model, dataset)
         gate["confusion"] = {str(k): v for k, v in gate["confusion"].to_dict().items()}
         report["gate_vs_facet"] = gate
+        stage("experts <-> preferred values, against random splits and routers")
         report["experts_vs_preference"] = experts_vs_preference(model, dataset, seed=seed).round(4).to_dict("records")
     return report
 

@@ -14,20 +14,42 @@ TOP_K = 20   # list length of the case study: the app's default and the CLI's `e
 LIST_MODES = ("gated", "concat")
 TARGET_MARK, SHARED_MARK = "▶", "●"        # text shapes, not emoji: they render in any font
 LABEL_RULES = ("ids", "short", "full")
+LIST_NAMES = {"gated": ("Gated merge", "Gated"), "concat": ("Concatenated", "Concat.")}   # longest first: figures
+# use the first that fits a column
+HEAD_NUMBERING = ("heads and experts are numbered from 0 everywhere (ids, JSON, URLs, figures, pages): head 0 and "
+                  "head 1 are the paper's Head 1 and Head 2")
+
+
+def head_name(h: int) -> str:
+    """A head's name in figures and pages: "Head 0" for head id 0 (`HEAD_NUMBERING`; JSON key "head:0")."""
+    return f"Head {int(h)}"
 SHORT_WIDTH = 28                           # characters of a "short" label (then "…")
 
 
 def item_text(item: int, label=None, rule: str = "short") -> str:
-    """The text shown for an item under a label rule: 'ids' (item 4144), 'short' (the label cut
-    to SHORT_WIDTH characters with '…'), 'full' (the whole label; figures wrap it)."""
+    """The text shown for an item under a label rule: 'ids' (item 4144), 'short' (the label's
+    short form -- a title where the data has titles, else the item id and its named facet values,
+    no anonymous value ids; see `SequenceDataset.label` -- cut to SHORT_WIDTH characters with
+    '…'), 'full' (the whole label; figures wrap it)."""
     if rule not in LABEL_RULES:
         raise ValueError(f"unknown label rule {rule!r}; use one of {', '.join(LABEL_RULES)}")
     if rule == "ids" or label is None:
         return f"item {int(item)}"
-    text = label(int(item))
+    text = label(int(item), short=True) if rule == "short" and takes_short(label) else label(int(item))
     if rule == "short" and len(text) > SHORT_WIDTH:
         return text[: SHORT_WIDTH - 1].rstrip() + "…"
     return text
+
+
+def takes_short(label) -> bool:
+    """Whether a label function has a short form (`label(item, short=True)`, as
+    `SequenceDataset.label`); plain functions of the item alone are used as they are."""
+    import inspect
+
+    try:
+        return "short" in inspect.signature(label).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def list_modes(insp) -> list[str]:

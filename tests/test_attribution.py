@@ -77,7 +77,7 @@ def test_completeness_scores_and_curve_start_are_the_models_own(bias):
         curve = deletion_curves(m, res)
         start = curve[curve["removed"] == 0]
         np.testing.assert_allclose(start["score"], res.score, rtol=1e-5)
-        assert (start["rank"] == insp.target_rank["gated"]).all()
+        assert (start["rank"] == insp.target_rank[merge]).all()     # the rank under the attributed score (issue 42)
         assert curve["removed"].max() == len(seq) - 1
 
 
@@ -118,3 +118,25 @@ def test_sample_average_and_cli_json(tiny_world, tmp_path, capsys):
     assert main(["attribution", "--checkpoint", "checkpoints/demo", "--merge", "head:7"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and len(err.strip().splitlines()) == 1
+
+
+def test_cli_json_keys_name_the_score_each_rank_is_under(capsys):
+    """Issue 42: every entry's ranks were the gated rank, shown under "head:0"/"head:1". Each entry's
+    ranks are now under its own score: checked against fame_core.inspect's target ranks."""
+    import fame_core
+    from fame_core.cli import main
+    from tests.conftest import REPO
+
+    model, data = fame_core.load(REPO / "checkpoints" / "demo")
+    assert main(["attribution", "--checkpoint", "checkpoints/demo", "--users", "3", "--steps", "2", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report["scores"]) == {"gated", "head:0", "head:1"}
+    users = list(report["scores"]["gated"]["target_rank_by_user"])
+    assert len(users) == 3
+    differs = 0
+    for user in users:
+        insp = inspect(model, *data.example(data.user_row(user), "test"), top_k=1)
+        for merge, entry in report["scores"].items():
+            assert entry["target_rank_by_user"][user] == insp.target_rank[merge], (user, merge)
+        differs += insp.target_rank["head:0"] != insp.target_rank["gated"]
+    assert differs                  # the heads' ranks are not the gated one: a mislabelled rank would show

@@ -147,3 +147,46 @@ def test_compact_halves_the_weights_and_keeps_the_rankings_close(ckpt, tmp_path,
     (unfinished / "train_state.pt").write_bytes(b"")               # an unfinished run is refused
     assert main(["compact", "--checkpoint", str(unfinished), "--out", str(tmp_path / "x")]) == 2
     assert "unfinished run" in capsys.readouterr().err
+
+
+class Terminal:
+    """A stand-in stderr that says it is a terminal, keeping what is written."""
+
+    def __init__(self):
+        import io
+
+        self.buf = io.StringIO()
+
+    def isatty(self):
+        return True
+
+    def write(self, text):
+        return self.buf.write(text)
+
+    def flush(self):
+        pass
+
+
+@pytest.mark.parametrize("command", ["export", "facets"])
+def test_long_commands_show_progress_on_a_terminal_only(ckpt, tmp_path, capsys, monkeypatch, command):
+    """Issue 42: `facets --json` and `export` ran for long with no sign of progress."""
+    args = {"export": ["export", "--checkpoint", str(ckpt), "--user", "5", "--formats", "svg", "--json",
+                       "--out", str(tmp_path / "a")],
+            "facets": ["facets", "--checkpoint", str(ckpt), "--users", "5", "--json"]}[command]
+    if command == "export":                                        # not a terminal (a log, a pipe): quiet
+        assert main(args) == 0
+        captured = capsys.readouterr()
+        assert captured.err == "" and json.loads(captured.out)
+        args[-1] = str(tmp_path / "b")
+    term = Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    assert main(args) == 0
+    monkeypatch.undo()
+    assert json.loads(capsys.readouterr().out)                    # stdout keeps the one JSON document
+    lines = [line for line in term.buf.getvalue().replace("\r", "\n").splitlines() if line.startswith("[")]
+    total = lines[0].split("/")[1].split("]")[0]
+    assert lines[0].startswith("[1/") and lines[-1].startswith(f"[{total}/{total}]") and len(lines) == int(total)
+    if command == "export":
+        assert "reading the checkpoint" in lines[0] and "figures" in term.buf.getvalue()   # and a bar over them
+    else:
+        assert "alignment" in lines[0] and "faithfulness" in lines[1] and len(lines) == 4   # a planted world: 4

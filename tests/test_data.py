@@ -50,11 +50,30 @@ def test_item_attributes_attach_and_unknown_items_are_refused(tmp_path):
     d = read_sequence_file(write(tmp_path, "toy.txt", "1 1 2 3\n2 2 3 1\n"))
     add_item_attributes(d, write(tmp_path, "a.json", json.dumps({"1": [2, 7], "3": [2]})))
     assert d.facets["attribute"][1] == ("2", "7") and d.facets["attribute"][2] == ()
-    assert d.label(1) == "item 1 · attribute 2|7"
+    assert d.label(1) == "item 1 · attribute 2|7"      # two values: all shown (see the capping test below)
     with pytest.raises(DataError, match="item '9' is not an item"):
         add_item_attributes(d, write(tmp_path, "b.json", json.dumps({"9": [1]})))
     with pytest.raises(DataError, match="not valid JSON"):
         add_item_attributes(d, write(tmp_path, "c.json", "{oops"))
+
+
+def test_labels_show_each_value_once_in_first_appearance_order_capped(tmp_path):
+    """Issue 42: Amazon labels were raw, repeated id lists ("attribute 23|2|28|29|157|144|192|2|28|29|157|...")."""
+    from fame_core.dataset import LABEL_VALUES, facet_text
+
+    assert LABEL_VALUES == 3
+    assert facet_text(("23", "2", "28", "29", "157", "144", "192", "2", "28", "29", "157")) == "23|2|28 +4 more"
+    assert facet_text(("7", "7", "2")) == "7|2" and facet_text(()) == "" and facet_text(("a", "b", "c")) == "a|b|c"
+    assert facet_text(("a", "b", "c", "d"), cap=1) == "a +3 more"
+    d = read_sequence_file(write(tmp_path, "toy.txt", "1 1 2 3\n2 2 3 1\n"))
+    add_item_attributes(d, write(tmp_path, "a.json", json.dumps({"1": [23, 2, 28, 29, 2, 28, 157], "2": [5, 5]})))
+    assert d.label(1) == "item 1 · attribute 23|2|28 +2 more" and d.label(2) == "item 2 · attribute 5"
+    assert d.label(1, short=True) == "item 1"                 # anonymous ids add width and no information
+    d.facets["genre"] = [(), ("Drama", "Drama", "Crime"), (), ()]
+    assert d.label(1, short=True) == "item 1 · Drama|Crime"   # named values are kept in the short form
+    d.titles = ["", "Tent, two-person", "", "Stove"]          # an item table's titles take over
+    assert d.label(1) == "Tent, two-person · Drama|Crime" and d.label(1, short=True) == "Tent, two-person"
+    assert d.label(2) == "item 2 · attribute 5"               # no title: the id and the (capped) values
 
 
 def test_load_dataset_picks_up_attributes_beside_the_sequence_file(tmp_path):

@@ -123,29 +123,35 @@ def joined(texts) -> str:
     return " ".join(" ".join(texts).split())
 
 
+@pytest.mark.parametrize("width", ["single", "double"])
 @pytest.mark.parametrize("rule", ["ids", "short", "full"])
-def test_case_study_labels_are_never_cut_below_the_chosen_rule(insp_and_label, tmp_path, rule):
+def test_case_study_labels_are_never_cut_below_the_chosen_rule(insp_and_label, tmp_path, rule, width):
+    """ids and full are drawn whole (full wraps); a short text that does not fit its cell in
+    CELL_LINES lines (or would break inside a word) is the item id instead, and the sidecar says which."""
     from fame_core.catalogue import FigureSpec
     from fame_core.lists import SHORT_WIDTH, item_text
 
     insp, _ = insp_and_label
-    fig, table = export.build_figure(insp, FigureSpec("case_study"), long_label, 20, "t", labels=rule, width="single")
+    fig, table = export.build_figure(insp, FigureSpec("case_study"), long_label, 20, "t", labels=rule, width=width)
     export.save_figure(fig, table, tmp_path / "case", {}, ("svg", "pdf"))
     texts = svg_texts(tmp_path / "case.svg")
     assert len(texts) > 100                                   # text kept as text, not outlined paths
     check_pdf((tmp_path / "case.pdf").read_bytes())           # TrueType, no Type 3
     drawn = joined(texts)
+    side = json.loads((tmp_path / "case.json").read_text())
+    as_ids = set(side["ids_for_long_labels"])
+    assert rule == "short" or not as_ids                      # only the short rule falls back to ids
+    assert not as_ids if width == "double" else True          # 28 characters fit two lines of a double-width cell
     for mode in table.columns:                                # every list, every rank, wrapped or not
         for v in table[mode]:
-            expected = item_text(int(v), long_label, rule)
+            expected = f"item {int(v)}" if int(v) in as_ids else item_text(int(v), long_label, rule)
             assert expected in drawn, (mode, v, expected)
-            if rule == "short":
+            if rule == "short" and int(v) not in as_ids:
                 assert len(expected) == SHORT_WIDTH and expected.endswith("…")
             if rule == "full":
                 assert expected == long_label(int(v))
     assert f"History ({len(insp.sequence)} items" in drawn and "Target" in drawn
-    side = json.loads((tmp_path / "case.json").read_text())
-    assert side["label_rule"] == rule and side["width_in"] == 3.3
+    assert side["label_rule"] == rule and side["width_in"] == export.WIDTHS[width]
     assert side["full_labels"][str(int(table.iloc[0, 0]))] == long_label(int(table.iloc[0, 0]))
 
 
@@ -210,3 +216,125 @@ def test_cli_and_app_draw_the_case_study_with_one_top_k_default():
     args = build_parser().parse_args(["export", "--checkpoint", str(DEMO), "--user", "42", "--out", "x"])
     assert args.top_k == TOP_K == 20
     assert pyinspect.signature(export.build_figure).parameters["k"].default == TOP_K
+
+
+# ---- issue 42: the case study is the width it states, and no text runs into another or off the page --------
+
+def pdf_page_points(raw: bytes) -> tuple[float, float]:
+    """(width, height) in points of a one-page PDF, from its /MediaBox."""
+    import re
+
+    boxes = re.findall(rb"/MediaBox\s*\[\s*([-\d.]+)\s+([-\d.]+)\s+([-\d.]+)\s+([-\d.]+)\s*\]", raw)
+    assert len(boxes) == 1, boxes
+    x0, y0, x1, y1 = map(float, boxes[0])
+    return x1 - x0, y1 - y0
+
+
+def text_boxes(fig):
+    """Window extents (pixels) of every visible, non-empty text of a drawn figure."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.text import Text
+
+    from matplotlib import rc_context
+
+    canvas = FigureCanvasAgg(fig)     # the Agg renderer measures text as the PNG draws it (in the export's style)
+    with rc_context(export.STYLE):
+        canvas.draw()
+        renderer = canvas.get_renderer()
+        return [(t.get_text(), t.get_window_extent(renderer)) for t in fig.findobj(Text)
+                if t.get_visible() and t.get_text().strip()]
+
+
+def check_layout(fig, tol: float = 0.5):
+    """No two texts overlap (touching within `tol` pixels allowed) and none leaves the page."""
+    boxes = text_boxes(fig)
+    page = fig.bbox
+    for text, b in boxes:
+        assert b.x0 >= page.x0 - tol and b.x1 <= page.x1 + tol and b.y0 >= page.y0 - tol and b.y1 <= page.y1 + tol, \
+            (text, b.bounds, page.bounds)
+    for i, (ta, a) in enumerate(boxes):
+        for tb, b in boxes[i + 1:]:
+            overlap_x = min(a.x1, b.x1) - max(a.x0, b.x0)
+            overlap_y = min(a.y1, b.y1) - max(a.y0, b.y0)
+            assert overlap_x <= tol or overlap_y <= tol, (ta, tb, a.bounds, b.bounds)
+    return boxes
+
+
+def check_stated_width(fig, width_in: float, tmp_path, stem="case"):
+    export.save_figure(fig, pd.DataFrame(), tmp_path / stem, {}, ("pdf", "svg"))
+    w, _ = pdf_page_points((tmp_path / f"{stem}.pdf").read_bytes())
+    assert w == pytest.approx(width_in * 72, abs=0.5)
+    root = ET.parse(tmp_path / f"{stem}.svg").getroot()
+    assert float(root.get("width").removesuffix("pt")) == pytest.approx(width_in * 72, abs=0.5)
+    assert json.loads((tmp_path / f"{stem}.json").read_text())["width_in"] == width_in
+
+
+def sports_230():
+    from tests.conftest import needs_shared
+
+    path = needs_shared("amazon/Sports_and_Outdoors.txt")
+    model, data = fame_core.load(REPO / "checkpoints" / "sports-fame-gated", data=str(path))
+    return fame_core.inspect(model, *fame_core.user_example(data, "230"), top_k=20), data.label
+
+
+@pytest.mark.parametrize("width", ["single", "double"])
+@pytest.mark.parametrize("case", ["demo", "sports"])
+def test_case_study_is_the_stated_width_and_no_text_overlaps(insp_and_label, tmp_path, width, case):
+    insp, label = insp_and_label if case == "demo" else sports_230()
+    fig, _ = export.case_study_figure(insp, 20, label, f"Case study: user {'42' if case == 'demo' else '230'}", width)
+    texts = [t for t, _ in check_layout(fig)]
+    check_stated_width(fig, export.WIDTHS[width], tmp_path)
+    assert any(t.startswith("History (") for t in texts)
+    if case == "sports":                       # Amazon: the short rule is the item id, not "item 4144 · attribute ..."
+        assert not any("attribute" in t for t in texts)
+
+
+@pytest.mark.parametrize("rule", ["ids", "short", "full"])
+def test_case_study_long_labels_fit_at_single_width(insp_and_label, tmp_path, rule):
+    insp, _ = insp_and_label
+    fig, _ = export.case_study_figure(insp, 20, long_label, "A case study with a title long enough to need two lines "
+                                      "at single width", "single", labels=rule)
+    check_layout(fig)
+    check_stated_width(fig, 3.3, tmp_path)
+
+
+def test_history_never_breaks_between_a_position_and_its_item(insp_and_label):
+    import re
+
+    insp, label = insp_and_label
+    for width in ("single", "double"):
+        for rule in ("ids", "short"):
+            fig, _ = export.case_study_figure(insp, 20, label, "t", width, labels=rule)
+            lines = [t for t, _ in text_boxes(fig)]
+            start = next(i for i, t in enumerate(lines) if t.startswith("History ("))
+            end = next(i for i, t in enumerate(lines) if i > start and not ("→" in t or t.startswith("item")))
+            assert end - start > 1                          # the history wraps at these widths
+            for line in lines[start:end]:
+                assert not re.search(r"(→|:)\s+\d+\s*$", line) and not line.rstrip().endswith("item"), (width, line)
+
+
+def test_cli_export_single_width_page_is_3_3_inches(tmp_path, capsys):
+    out = tmp_path / "fig"
+    assert main(["export", "--checkpoint", str(DEMO), "--user", "42", "--formats", "pdf", "--width", "single",
+                 "--out", str(out)]) == 0
+    w, _ = pdf_page_points((out / "case_study.pdf").read_bytes())
+    assert w == pytest.approx(3.3 * 72, abs=0.5)
+    assert json.loads((out / "case_study.json").read_text())["width_in"] == 3.3
+
+
+def test_exported_figures_number_heads_from_0_and_say_so(insp_and_label, tmp_path):
+    """Issue 42 (E): one numbering, stated once (docs/design.md) and in every sidecar; figures follow it."""
+    from fame_core.lists import HEAD_NUMBERING
+
+    insp, label = insp_and_label
+    meta = {"user": "42"}
+    files = export.export_all(insp, tmp_path, meta, label, formats=("svg",))
+    assert "the paper's Head 1 and Head 2" in HEAD_NUMBERING and "numbered from 0 everywhere" in HEAD_NUMBERING
+    design = " ".join((REPO / "docs" / "design.md").read_text().split())
+    assert "numbered from 0 everywhere" in design and "the paper's Head 1 and Head 2 are head 0 and head 1 here" in design
+    for side in [f for f in files if f.suffix == ".json"]:
+        assert json.loads(side.read_text())["head_numbering"] == HEAD_NUMBERING, side.name
+    case = joined(svg_texts(tmp_path / "case_study.svg"))
+    assert "Head 0" in case and "Head 1" in case and "Head 2" not in case      # H = 2: heads 0 and 1
+    assert "Head 1: router weights β" in svg_texts(tmp_path / "router_head1.svg")
+    assert "Head 0, expert 3: attention α_ij" in svg_texts(tmp_path / "attention_head0_expert3.svg")

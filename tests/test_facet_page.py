@@ -103,3 +103,37 @@ def test_a_bad_item_is_a_visible_warning_and_the_box_shows_the_item_used(demo, v
     assert len(at.warning) == 1 and f"`item={value}`" in at.warning[0].value and f"using item={used}" in at.warning[0].value
     assert at.number_input(key="item").value == used and at.query_params["item"] == str(used)
     assert at.subheader[0].value == f"Nearest neighbours of {demo[1].label(used)}"
+
+
+def cie76(a: str, b: str) -> float:
+    """CIE76 colour difference of two hex colours (sRGB, D65)."""
+    def lab(h):
+        rgb = np.array([int(h[i:i + 2], 16) / 255 for i in (1, 3, 5)])
+        rgb = np.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
+        xyz = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]) @ rgb
+        xyz /= np.array([0.95047, 1.0, 1.08883])
+        f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16 / 116)
+        return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
+    return float(np.linalg.norm(lab(a) - lab(b)))
+
+
+def test_map_colours_are_distinct_named_and_the_same_value_rule_is_stated(demo):
+    """Issue 42: five of seven colours were near-identical; the multi-valued rule was applied silently."""
+    from itertools import combinations
+
+    from fame_core.labels import facet_labels, facet_rule
+
+    _, data = demo
+    at = open_page(projection="pca")
+    assert any(c.value == f"Colours and 'same genre': {facet_rule()}" for c in at.caption)
+    assert "at most half of all items" in facet_rule() and "\n" not in facet_rule()
+    _, values = facet_labels(data, "genre")
+    for i in range(3):
+        spec = plotly_spec(at, i)
+        traces = spec["data"][:-1]                              # the last trace is the chosen item
+        assert [t["name"] for t in traces] == ["(none)"] + values   # named by value, in the legend's order
+        colours = [t["marker"]["color"] for t in traces]
+        assert len(set(colours)) == len(colours)
+        assert min(cie76(a, b) for a, b in combinations(colours, 2)) > 20, colours
+    legend = plotly_spec(at, 2)["layout"]
+    assert legend["showlegend"] and legend["legend"]["title"]["text"] == "genre"

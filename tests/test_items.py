@@ -98,3 +98,20 @@ def test_training_off_a_terminal_writes_one_line_per_epoch_and_no_carriage_retur
     text = log.read_text()
     assert rc == 0 and "\r" not in text
     assert sum(line.startswith("epoch ") for line in text.splitlines()) == 2
+
+
+def test_short_rule_is_the_title_or_the_id_never_anonymous_value_ids(tmp_path, seqfile):
+    """Issue 42: 'short' labels of Amazon items were "item 4144 · attribute 1778|..." in every cell."""
+    from fame_core.data import add_item_attributes
+    from fame_core.lists import SHORT_WIDTH, item_text
+
+    (tmp_path / "items.csv").write_text("item_id,title,genres\n" + "".join(f"{i},T{i},sci|fi\n" for i in range(1, 7)))
+    data = add_item_table(load_dataset(seqfile), tmp_path / "items.csv")
+    assert item_text(2, data.label, "short") == "T2" and data.label(2) == "T2 · sci|fi"   # the title takes over
+    assert item_text(2, data.label, "ids") == "item 2"
+    plain = load_dataset(seqfile)
+    (tmp_path / "attrs.json").write_text('{"1": [1778, 2, 13, 165, 2, 13]}')
+    add_item_attributes(plain, tmp_path / "attrs.json")
+    assert item_text(1, plain.label, "short") == "item 1"
+    assert item_text(1, plain.label, "full") == "item 1 · attribute 1778|2|13 +1 more"
+    assert item_text(1, lambda v: "x" * 40, "short") == "x" * (SHORT_WIDTH - 1) + "…"   # plain functions: cut

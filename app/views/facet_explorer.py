@@ -15,6 +15,7 @@ import streamlit as st
 import session
 from badges import CHECKS_HELP, facet_badges
 from fame_core.facets import facet_labels, nearest_items
+from fame_core.labels import NONE_COLOUR, VALUE_COLOURS, facet_rule
 
 ctx = session.context()
 model, data, path, data_path = ctx.model, ctx.data, ctx.path, ctx.data_path
@@ -45,8 +46,7 @@ labels, values = facet_labels(data, facet)
 representations = [f"head {h}" for h in range(H)] + ["full embedding"]
 items = np.arange(1, data.n_items + 1)
 text = [data.label(v) for v in items]
-palette = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c", "#ccb974",
-           "#64b5cd"]
+palette = VALUE_COLOURS   # distinct categorical colours (D3), the exported maps' too; the legend names them
 
 
 def pick(key: str):
@@ -67,14 +67,15 @@ for col, rep in zip(cols, representations):
         fig.add_trace(go.Scattergl(x=xy[items[sel], 0], y=xy[items[sel], 1], mode="markers",
                                    name=values[v] if v >= 0 else "(none)", customdata=items[sel],
                                    text=[text[i - 1] for i in items[sel]], hovertemplate="%{text}<extra></extra>",
-                                   marker=dict(size=4, color=palette[v % len(palette)] if v >= 0 else "#dddddd")))
+                                   marker=dict(size=4, color=palette[v % len(palette)] if v >= 0 else NONE_COLOUR)))
     fig.add_trace(go.Scattergl(x=[xy[item, 0]], y=[xy[item, 1]], mode="markers", name=f"item {item}",
                                customdata=[item], text=[data.label(item)], hovertemplate="%{text}<extra></extra>",
                                marker=dict(size=12, symbol="x", color="black")))
     fig.update_layout(title=rep, height=360, margin=dict(l=5, r=5, t=35, b=5), showlegend=rep == "full embedding",
-                      xaxis=dict(visible=False), yaxis=dict(visible=False))
+                      legend=dict(title=dict(text=facet)), xaxis=dict(visible=False), yaxis=dict(visible=False))
     key = f"map_{rep}"
     col.plotly_chart(fig, key=key, on_select=lambda key=key: pick(key), selection_mode="points")
+st.caption(f"Colours and 'same {facet}': {facet_rule()}")
 st.caption("Click a point (or type an item id above) to see its nearest neighbours in every head."
            + (f" Maps show a fixed sample of {session.MAP_ITEMS:,} of the {data.n_items:,} items."
               if data.n_items > session.MAP_ITEMS else ""))
