@@ -94,24 +94,44 @@ def export_buttons(key: str, stem: str, build, label: str = "") -> None:
     session.download_row(stem, render, formats=tuple(f for f, _ in FORMATS), key=key)
 
 
+def score_name(merge: str, caps) -> str:
+    """The score a merge mode names, in this model's terms: a model without a gate sums its heads."""
+    if merge == "gated":
+        return "gated score" if "gate" in caps else "full score (heads summed)"
+    return f"{merge} score"
+
+
+def attention_name(merge: str, caps) -> str:
+    """What the attention bars are for this model and score (experts only where the model has them)."""
+    experts = "experts weighted by the router" if "experts" in caps else ""
+    if merge != "gated":
+        return "attention of " + merge + (f" ({experts})" if experts else "")
+    if "gate" in caps:
+        return "attention (heads weighted by the gate" + (f", {experts})" if experts else ")")
+    return "attention (mean over heads)"
+
+
 def attribution_section(name: str, path: str, data_path: str | None, model, data, user, split: str, key: str) -> None:
     """Integrated gradients beside attention for one user, with deletion curves (one column)."""
     from fame_core import population_export as px
 
     seq, target = data.example(data.user_row(user), split)
-    scores = ["gated"] + [f"head:{h}" for h in range(model.config.n_heads)]
-    merge = st.segmented_control("Score to explain", scores, default="gated", key=f"{key}_score") or "gated"
+    caps = model.capabilities      # only what this model has: no gate or experts offered for a SASRec
+    scores = ["gated"] + ([f"head:{h}" for h in range(model.config.n_heads)] if "heads" in caps else [])
+    merge = st.segmented_control("Score to explain", scores, default="gated", key=f"{key}_score",
+                                 format_func=lambda m: score_name(m, caps)) or "gated"
     res, curve, area = attribution(path, data_path, tuple(int(v) for v in seq), int(target), merge)
     table = res.table(data.label)
     fig = go.Figure()
     fig.add_bar(x=table["position"], y=table["integrated_gradients"], name="integrated gradients",
                 customdata=table["label"], hovertemplate="%{customdata}: %{y:.4f}<extra>IG</extra>", yaxis="y")
-    fig.add_bar(x=table["position"], y=table["attention"], name="attention (router-weighted experts)",
+    fig.add_bar(x=table["position"], y=table["attention"], name=attention_name(merge, caps),
                 customdata=table["label"], hovertemplate="%{customdata}: %{y:.4f}<extra>attention</extra>", yaxis="y2")
     m = float(np.abs(table["integrated_gradients"]).max()) or 1.0
     fig.update_layout(yaxis=dict(title="integrated gradients", range=[-1.1 * m, 1.1 * m]),
                       yaxis2=dict(title="attention", overlaying="y", side="right", range=[-1, 1]))
-    st.plotly_chart(_layout(fig, f"{merge} score of the target, per history position", "", 300), key=f"{key}_attr")
+    st.plotly_chart(_layout(fig, f"{score_name(merge, caps)} of the target, per history position", "", 300),
+                    key=f"{key}_attr")
     lines = go.Figure([go.Scatter(x=curve[curve["method"] == meth]["removed"], y=curve[curve["method"] == meth]["score"],
                                   mode="lines+markers", name=f"{meth} (AOPC {a:.3f})")
                        for meth, a in zip(area["method"], area["aopc_score"])])

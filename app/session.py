@@ -210,6 +210,16 @@ def set_url_value(key: str, value) -> None:
     st.session_state[f"{key}:from_url"] = text
 
 
+def model_summary(model) -> str:
+    """One line about a model: kind, sizes and its recorded test metrics (the sidebar, Compare)."""
+    cfg = model.config
+    text = f"**{cfg.model.upper()}** · H={cfg.n_heads} · N={cfg.n_experts} · d={cfg.d} · L={cfg.n_layers}"
+    test = model.provenance.training.get("test") if model.provenance else None
+    if isinstance(test, dict) and all(isinstance(test.get(k), (int, float)) for k in ("HR@10", "NDCG@10", "NDCG@20")):
+        text += "  \nTest (history masked): " + " · ".join(f"{k} {test[k]:.4f}" for k in ("HR@10", "NDCG@10", "NDCG@20"))
+    return text
+
+
 # ---- slow analyses: cached in memory and on disk per checkpoint fingerprint ------------------------
 
 def _disk_key(path: str, data_path: str | None, name: str) -> str:
