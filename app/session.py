@@ -210,6 +210,13 @@ def set_url_value(key: str, value) -> None:
     st.session_state[f"{key}:from_url"] = text
 
 
+def app_words(message: str) -> str:
+    """A fame_core message in the app's terms: the CLI's `--mirror URL` is `$FAME_MIRROR` here (read by
+    every download the app runs), since the app has no such flag."""
+    return message.replace("pass --mirror", "set $FAME_MIRROR=http://host[:port] (a mirror of the download "
+                                            "addresses) in the environment that starts the app")
+
+
 def model_summary(model) -> str:
     """One line about a model: kind, sizes and its recorded test metrics (the sidebar, Compare)."""
     cfg = model.config

@@ -55,7 +55,8 @@ with st.sidebar:
                 session.open_checkpoint.clear()
                 st.rerun()
             except session.fame_core.FameError as err:
-                st.error(str(err))
+                bar.empty()             # a failed download leaves no progress bar behind
+                st.error(session.app_words(str(err)))
         st.text_input("Data set path", key=f"data_path:{name}", placeholder="/path/to/Beauty.txt",
                       help="A file under the data roots (the data home, $FAME_DATA_ROOTS, `-- --data-root DIR`), "
                            "opened only when its sha256 is the one the checkpoint records")

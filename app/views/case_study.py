@@ -66,6 +66,10 @@ interactive = view[1].toggle("Interactive charts", key="interactive", bind="quer
                                  "Off: static figures with the exports' scales and labels, drawn at once.")
 
 seq, target, who = [], None, "hand-made sequence"
+if data is None:     # said in the main area: the history below is not the linked user's
+    st.info((f"User {used} cannot be shown: " if used else "No user to show: ") +
+            f"this checkpoint's data set ({ctx.model.provenance.dataset.get('name')}) is not on disk (see the sidebar). "
+            "Showing a hand-made sequence (items 1–5) to edit instead.")
 if data is not None:
     user = user if user and data.has_user(user) else fallback
     seq, target = data.example(data.user_row(user), split)
