@@ -59,24 +59,45 @@ def _layout(fig: go.Figure, title: str, y_title: str, height: int = 280) -> go.F
     return fig
 
 
+def _uniform_legend(fig: go.Figure, name: str) -> None:
+    """The dashed uniform line named in the legend: a label on the line was clipped at the plot's
+    edge or drawn over a bar (issue 42.4)."""
+    fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=name, hoverinfo="skip",
+                             line=dict(dash="dash", color="#555")))
+
+
 def share_bars(x, series: dict, title: str, uniform: float | None, uniform_name: str, y_title: str = "share of users",
-               customdata=None) -> go.Figure:
-    """Grouped bars on a [0, 1] axis with the uniform level as a dashed line."""
+               customdata=None, y_max: float = 1.0) -> go.Figure:
+    """Grouped bars on a [0, y_max] axis ([0, 1] for shares) with the uniform level as a dashed
+    line named in the legend."""
     fig = go.Figure([go.Bar(x=x, y=y, name=name, customdata=customdata, hovertemplate="%{x}: %{y:.4f}<extra>" + name + "</extra>")
                      for name, y in series.items()])
     if uniform is not None:
-        fig.add_hline(y=uniform, line_dash="dash", line_color="#555", annotation_text=f"{uniform_name} = {uniform:.3f}")
-    fig.update_yaxes(range=[0, 1])
+        fig.add_hline(y=uniform, line_dash="dash", line_color="#555")
+        _uniform_legend(fig, f"{uniform_name} = {uniform:.3f}")
+    fig.update_yaxes(range=[0, y_max])
     return _layout(fig, title, y_title)
+
+
+METRIC_AXIS = "HR, NDCG (axis: 0 to the largest value)"
+
+
+def metric_bars(x, series: dict, title: str, customdata=None) -> go.Figure:
+    """HR/NDCG bars on an axis anchored at 0 and sized to the data (largest value x 1.15): values of
+    0.01-0.07 on a 0..1 axis were flat slivers. The axis title says so."""
+    top = max((float(np.nanmax(np.asarray(y, dtype=float))) for y in series.values() if len(y)), default=0.0)
+    return share_bars(x, series, title, None, "", y_title=METRIC_AXIS, customdata=customdata,
+                      y_max=1.15 * top if top > 0 else 1.0)
 
 
 def histogram(dist: pd.DataFrame, series: str, uniform: float | None, x_title: str) -> go.Figure:
     d = dist[dist["series"] == series]
     fig = go.Figure(go.Bar(x=(d["bin_lo"] + d["bin_hi"]) / 2, y=d["share"], width=d["bin_hi"] - d["bin_lo"],
                            customdata=d["users"], hovertemplate="%{x:.3f}: %{y:.3f} (%{customdata} users)<extra></extra>",
-                           marker_color="#4c72b0"))
+                           marker_color="#4c72b0", name="users", showlegend=False))
     if uniform is not None:
-        fig.add_vline(x=uniform, line_dash="dash", line_color="#555", annotation_text=f"uniform 1/H = {uniform:.2f}")
+        fig.add_vline(x=uniform, line_dash="dash", line_color="#555")
+        _uniform_legend(fig, f"uniform 1/H = {uniform:.2f}")
     fig.update_xaxes(range=[0, 1], title=x_title)
     fig.update_yaxes(range=[0, 1])
     return _layout(fig, series, "share of users", 240)
