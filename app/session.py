@@ -341,6 +341,18 @@ MIME = {"pdf": "application/pdf", "svg": "image/svg+xml", "png": "image/png", "c
         "json": "application/json", "zip": "application/zip"}
 
 
+def zip_files(files, folder: str) -> bytes:
+    """A zip of `files`, each under `folder/` (unpacked, they stay together in one named folder)."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for f in files:
+            z.write(f, f"{folder}/{Path(f).name}")
+    return buf.getvalue()
+
+
 def download_row(stem: str, render, formats=("pdf", "svg", "png", "csv"), extra=(), prefix: str = "", key: str = "dl"):
     """Download buttons in one row: `render(fmt) -> bytes` for each format (called only on a
     click), then `extra` (label, data or callable, file name) buttons."""

@@ -70,3 +70,97 @@ def decoded(values):
     if isinstance(values, dict):
         return np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"]).tolist()
     return list(values)
+
+
+def test_serve_starts_without_the_missing_scriptruncontext_line():
+    """app/serve.py's warm-up calls the app's cached functions outside a script run: Streamlit printed
+    'missing ScriptRunContext!' on every start (issue 42.5)."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO
+    from tests.test_browser import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(REPO / "app" / "serve.py"), "--server.headless",
+                             "true", "--server.address", "127.0.0.1", "--server.port", str(port)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.3)
+        time.sleep(1)
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=30)[0]
+    assert "You can now view" in out and "ScriptRunContext" not in out, out
+
+
+def test_a_gate_value_is_not_crossed_by_the_uniform_line(monkeypatch):
+    """A gate just below 1/H (0.476 with H = 2): its value label sat on the dashed uniform line."""
+    import re
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from tests.conftest import REPO
+
+    monkeypatch.syspath_prepend(str(REPO / "app"))
+    import charts
+    from fame_core import svg
+
+    gates = np.array([0.476, 0.524])
+    text = svg.gates(SimpleNamespace(n_heads=2, gates=gates))
+    line = float(re.search(r'<line class="uniform" x1="[\d.]+" y1="([\d.]+)"', text).group(1))
+    for value in ("0.48", "0.52"):
+        base = float(re.search(r'<text[^>]* y="([\d.]+)"[^>]*>' + re.escape(value) + "<", text).group(1))
+        assert not base - svg.TICK - 1 <= line <= base + 1, (value, base, line)   # glyphs span [base - size, base]
+    fig = charts.gates_chart(gates)
+    labels = {a.text: a.y for a in fig.layout.annotations if a.text in ("0.476", "0.524")}
+    assert labels["0.476"] >= 0.5 and labels["0.524"] == 0.524    # lifted above the line; the other on its bar
+
+
+def test_colour_bar_segments_have_no_seams_in_the_written_figure(tmp_path):
+    """Each segment of a colour bar is stroked in its own colour (a PDF at 150 dpi showed white seams)."""
+    import re
+
+    import fame_core
+    from fame_core import export
+    from tests.conftest import REPO
+
+    model, data = fame_core.load(REPO / "checkpoints" / "demo")
+    insp = fame_core.inspect(model, *fame_core.user_example(data, "42"), top_k=5)
+    fig, table = export.expert_attention_figure(insp, 0, data.label)
+    files = export.save_figure(fig, table, tmp_path / "attention", {})
+    written = next(f for f in files if str(f).endswith(".svg"))
+    meshes = re.findall(r'<g id="QuadMesh_\d+">(.*?)</g>', open(written).read(), re.S)
+    bar = max(meshes, key=lambda m: m.count("<path"))      # the colour bar: the mesh of many thin segments
+    styles = re.findall(r'style="([^"]*)"', bar)
+    assert len(styles) > 50
+    for style in styles:
+        props = dict(p.split(": ") for p in style.split("; "))
+        assert props.get("stroke") == props["fill"], style
+
+
+def test_the_zip_of_all_figures_names_the_checkpoint(tmp_path, monkeypatch):
+    import zipfile
+    from io import BytesIO
+
+    from tests.conftest import REPO
+
+    monkeypatch.syspath_prepend(str(REPO / "app"))
+    import session
+
+    files = [tmp_path / "a.pdf", tmp_path / "a.json"]
+    for f in files:
+        f.write_text("x")
+    z = zipfile.ZipFile(BytesIO(session.zip_files(files, "fame_sports-fame-gated_user230_figures")))
+    assert z.namelist() == ["fame_sports-fame-gated_user230_figures/a.pdf", "fame_sports-fame-gated_user230_figures/a.json"]
+    page = (REPO / "app" / "views" / "case_study.py").read_text()
+    assert 'bundle = f"fame_{ctx.slug}_' in page and 'f"{bundle}.zip"' in page

@@ -10,11 +10,8 @@ anchored colour scales; written by fame_core.svg in milliseconds, drawn by a bro
 plotly's charts take seconds more on a small machine), the plotly charts with `interactive=true`.
 """
 
-import io
 import tempfile
-import zipfile
 from functools import partial
-from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -242,20 +239,19 @@ def render(fmt: str) -> bytes:
     return session.figure_file(insp, spec, label, k, f"Case study: {title}", options, fmt, meta)
 
 
+bundle = f"fame_{ctx.slug}_{who.replace(' ', '')}_figures"   # the checkpoint in the zip's name and its folder
+
+
 def everything() -> bytes:
     from fame_core import export
 
     with tempfile.TemporaryDirectory() as tmp:
         files = export.export_all(insp, tmp, dict(meta, title=f"Case study: {title}"), label, k=k, **options)
-        buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-            for f in files:
-                z.write(f, Path(f).name)
-        return buf.getvalue()
+        return session.zip_files(files, bundle)
 
 
 session.download_row(stem, render, formats=("pdf", "svg", "png", "csv", "json"),
-                     extra=[("All figures (zip)", everything, f"fame_{who.replace(' ', '')}_figures.zip")])
+                     extra=[("All figures (zip)", everything, f"{bundle}.zip")])
 st.caption("PDF and SVG are vector and editable (cells as rectangles, text as text; PDF fonts TrueType); PNG is "
            "300 dpi. The JSON sidecar says what the figure shows (colour scale, masked cells, full labels); CSV "
            "holds its numbers. The CLI's `export` draws the same figures with the same defaults.")
