@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 from fame_core.scales import MASK_NOTE, attention_scale, causal_mask, router_scale
 
 HEIGHT_PER_ROW = 26
+LABEL_HEIGHT = 0.08   # a bar's value label on the gate chart's 0..1.1 axis (260 px high), in axis units
 MASK_GROUND = "#d0d0d0"
 
 
@@ -24,10 +25,14 @@ def _positions(sequence) -> list[str]:
 
 def gates_chart(gates: np.ndarray) -> go.Figure:
     heads = [f"head {h}" for h in range(len(gates))]
-    fig = go.Figure(go.Bar(x=heads, y=gates, text=[f"{g:.3f}" for g in gates], textposition="outside",
-                           hovertemplate="%{x}: gate %{y:.4f}<extra></extra>", marker_color="#4c72b0"))
-    fig.add_hline(y=1 / len(gates), line_dash="dash", line_color="#555", annotation_text=f"uniform 1/{len(gates)}",
+    uniform = 1 / len(gates)
+    fig = go.Figure(go.Bar(x=heads, y=gates, hovertemplate="%{x}: gate %{y:.4f}<extra></extra>", marker_color="#4c72b0"))
+    fig.add_hline(y=uniform, line_dash="dash", line_color="#555", annotation_text=f"uniform 1/{len(gates)}",
                   annotation_position="top right")
+    for head, g in zip(heads, gates):
+        # the value above its bar; a bar just below the uniform line has its value lifted above the line
+        y = uniform if g < uniform < g + LABEL_HEIGHT else float(g)
+        fig.add_annotation(x=head, y=y, text=f"{g:.3f}", showarrow=False, yanchor="bottom", yshift=2)
     fig.update_layout(height=260, margin=dict(l=10, r=10, t=30, b=10), title="Gate g at the last position",
                       yaxis=dict(range=[0, 1.1], title="gate"), showlegend=False)
     return fig

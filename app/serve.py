@@ -9,6 +9,7 @@ does not wait for them; a warm-up that fails is skipped (the page then reports t
 e.g. the one a lab's links point at. Each skipped warm-up is one `warning:` line on stderr.
 """
 
+import logging
 import sys
 from contextlib import asynccontextmanager
 
@@ -64,12 +65,25 @@ def warm_up(argv=None) -> list[str]:
     return warmed
 
 
+class _NoBareModeWarning(logging.Filter):
+    """Drops Streamlit's "missing ScriptRunContext!" line: the warm-up calls the app's cached
+    functions outside a script run on purpose (their spinners find no page to draw on), and the
+    line was printed on every start. Attached during the warm-up only; other messages pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "missing ScriptRunContext" not in record.getMessage()
+
+
 @asynccontextmanager
 async def warm(app):
+    logger, quiet = logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context"), _NoBareModeWarning()
+    logger.addFilter(quiet)
     try:
         warm_up()
     except Exception as err:  # noqa: BLE001 - a warm-up is an optimisation: the server starts regardless
         warn(f"warm-up failed ({type(err).__name__}: {err}); the server starts cold")
+    finally:
+        logger.removeFilter(quiet)
     yield
 
 

@@ -210,6 +210,23 @@ def set_url_value(key: str, value) -> None:
     st.session_state[f"{key}:from_url"] = text
 
 
+def app_words(message: str) -> str:
+    """A fame_core message in the app's terms: the CLI's `--mirror URL` is `$FAME_MIRROR` here (read by
+    every download the app runs), since the app has no such flag."""
+    return message.replace("pass --mirror", "set $FAME_MIRROR=http://host[:port] (a mirror of the download "
+                                            "addresses) in the environment that starts the app")
+
+
+def model_summary(model) -> str:
+    """One line about a model: kind, sizes and its recorded test metrics (the sidebar, Compare)."""
+    cfg = model.config
+    text = f"**{cfg.model.upper()}** · H={cfg.n_heads} · N={cfg.n_experts} · d={cfg.d} · L={cfg.n_layers}"
+    test = model.provenance.training.get("test") if model.provenance else None
+    if isinstance(test, dict) and all(isinstance(test.get(k), (int, float)) for k in ("HR@10", "NDCG@10", "NDCG@20")):
+        text += "  \nTest (history masked): " + " · ".join(f"{k} {test[k]:.4f}" for k in ("HR@10", "NDCG@10", "NDCG@20"))
+    return text
+
+
 # ---- slow analyses: cached in memory and on disk per checkpoint fingerprint ------------------------
 
 def _disk_key(path: str, data_path: str | None, name: str) -> str:
@@ -322,6 +339,18 @@ def figure_svg(path: str, data_path: str | None, sequence: tuple, target, top_k:
 
 MIME = {"pdf": "application/pdf", "svg": "image/svg+xml", "png": "image/png", "csv": "text/csv",
         "json": "application/json", "zip": "application/zip"}
+
+
+def zip_files(files, folder: str) -> bytes:
+    """A zip of `files`, each under `folder/` (unpacked, they stay together in one named folder)."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for f in files:
+            z.write(f, f"{folder}/{Path(f).name}")
+    return buf.getvalue()
 
 
 def download_row(stem: str, render, formats=("pdf", "svg", "png", "csv"), extra=(), prefix: str = "", key: str = "dl"):

@@ -14,6 +14,12 @@ import session
 # the page's one request to an outside host (an error in the console of an offline lab machine)
 st.set_page_config(page_title="FAME facet workbench", page_icon="🔎", layout="wide")
 
+page = st.navigation([st.Page("views/case_study.py", title="Case study", icon=":material/person_search:", default=True),
+                      st.Page("views/facet_explorer.py", title="Facet explorer", icon=":material/scatter_plot:",
+                              url_path="facets"),
+                      st.Page("views/cohort.py", title="Cohort", icon=":material/groups:", url_path="cohort"),
+                      st.Page("views/compare.py", title="Compare", icon=":material/compare_arrows:", url_path="compare")])
+on_compare = page.url_path == "compare"    # Compare opens its own two checkpoints (shown in the sidebar there)
 checkpoints = session.available_checkpoints()
 names = list(checkpoints)
 with st.sidebar:
@@ -49,26 +55,20 @@ with st.sidebar:
                 session.open_checkpoint.clear()
                 st.rerun()
             except session.fame_core.FameError as err:
-                st.error(str(err))
+                bar.empty()             # a failed download leaves no progress bar behind
+                st.error(session.app_words(str(err)))
         st.text_input("Data set path", key=f"data_path:{name}", placeholder="/path/to/Beauty.txt",
                       help="A file under the data roots (the data home, $FAME_DATA_ROOTS, `-- --data-root DIR`), "
                            "opened only when its sha256 is the one the checkpoint records")
-    if model is not None:
-        cfg = model.config
-        st.caption(f"**{cfg.model.upper()}** · H={cfg.n_heads} · N={cfg.n_experts} · d={cfg.d} · "
-                   f"L={cfg.n_layers}" + (f"  \nData: **{data.name}** ({data.n_users:,} users, {data.n_items:,} items)"
-                                          if data is not None else ""))
-        test = model.provenance.training.get("test")
-        if isinstance(test, dict) and all(isinstance(test.get(k), (int, float)) for k in ("HR@10", "NDCG@10", "NDCG@20")):
-            st.caption("Test (history masked): " + " · ".join(f"{k} {test[k]:.4f}" for k in ("HR@10", "NDCG@10", "NDCG@20")))
+    if model is not None and on_compare:
+        st.caption("Compare does not use this checkpoint: it compares the two chosen on the page (below); "
+                   "this one opens the other pages.")
+    elif model is not None:
+        st.caption(session.model_summary(model) +
+                   (f"  \nData: **{data.name}** ({data.n_users:,} users, {data.n_items:,} items)" if data is not None else ""))
 
 if model is not None:
     st.session_state["ctx"] = session.PageContext(name=name, path=path, data_path=data_path, model=model, data=data)
-page = st.navigation([st.Page("views/case_study.py", title="Case study", icon=":material/person_search:", default=True),
-                      st.Page("views/facet_explorer.py", title="Facet explorer", icon=":material/scatter_plot:",
-                              url_path="facets"),
-                      st.Page("views/cohort.py", title="Cohort", icon=":material/groups:", url_path="cohort"),
-                      st.Page("views/compare.py", title="Compare", icon=":material/compare_arrows:", url_path="compare")])
 if model is None:
     st.stop()
 page.run()

@@ -16,6 +16,16 @@ import os
 # if torch has not been imported yet, and never overrides a value the user set.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+# tqdm.auto, imported by the training, evaluation and download modules, picks the notebook bar in a
+# Jupyter kernel and, where ipywidgets is missing, falls back to the text bar with a warning
+# ("IProgress not found") printed under the first `import fame_core` of every notebook: the
+# fallback is what we want, so it is imported here once without that line
+import warnings  # noqa: E402
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message="IProgress not found")
+    import tqdm.auto  # noqa: E402, F401
+
 from ._version import __version__  # noqa: E402
 from .checkpoint import check_dataset, find_checkpoints, load, load_checkpoint, read_metrics  # noqa: E402
 from .data import SequenceDataset, load_dataset  # noqa: E402

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -35,11 +36,38 @@ from .safe_io import MARKER, OutputError, check_output_dir, recover_dir, replace
 FILES = ("weights.safetensors", "config.json", "dataset.json")
 
 
-def dataset_record(dataset: SequenceDataset) -> dict:
+def repository_of(directory) -> Path | None:
+    """The git repository holding `directory` (the nearest folder above it with a .git), or None."""
+    here = Path(directory).expanduser().absolute()
+    return next((d for d in (here, *here.parents) if (d / ".git").exists()), None)
+
+
+def portable_path(path, checkpoint_dir=None) -> str:
+    """A path as a checkpoint records it: never an absolute path of this machine. Relative to the
+    checkpoint's repository where it has one (`../shared/data/amazon/Beauty.txt` from the repository
+    root), else relative to the checkpoint folder; the file name alone when no checkpoint folder is
+    known. A relative path is kept as given. Found again by `recorded_data_path` (and the file name
+    and sha256 by `fame_core.datahome.locate`, in the data home and the data roots)."""
+    p = Path(str(path)).expanduser()
+    if not p.is_absolute():
+        return str(path)
+    if checkpoint_dir is None:
+        return p.name
+    base = repository_of(checkpoint_dir) or Path(checkpoint_dir).expanduser().absolute()
+    return os.path.relpath(p.resolve(), base.resolve())
+
+
+def dataset_record(dataset: SequenceDataset, checkpoint_dir=None) -> dict:
+    """dataset.json of a checkpoint written to `checkpoint_dir`: name, sizes, fingerprint, reader,
+    spec, file paths (portable: see portable_path), sha256 of each file by name, reader options."""
     src = dataset.source
+    spec = src.get("spec")
+    if src.get("reader") != "synthetic" and isinstance(spec, str) and spec:
+        spec = portable_path(spec, checkpoint_dir)
     return {"name": dataset.name, "n_items": dataset.n_items, "n_users": dataset.n_users,
-            "fingerprint": dataset.fingerprint(), "reader": src.get("reader"), "spec": src.get("spec"),
-            "paths": src.get("paths", []), "sha256": src.get("sha256", {}), "options": src.get("options", {})}
+            "fingerprint": dataset.fingerprint(), "reader": src.get("reader"), "spec": spec,
+            "paths": [portable_path(p, checkpoint_dir) for p in src.get("paths", [])],
+            "sha256": src.get("sha256", {}), "options": src.get("options", {})}
 
 
 MAX_WEIGHT = 1e4   # trained weights here stay below 3 (every bundled checkpoint); 3e38 overflows every score
@@ -218,7 +246,7 @@ def compact_checkpoint(src, dst, overwrite: bool = False, gate_temperature: floa
         raise CheckpointError(f"{src} is an unfinished run (train_state.pt present); resume it to the end first")
     config, dataset = read_config(src)
     kept = {k: v for k, v in config.items() if k not in ("model", "code_version")}
-    kept.update(weights_dtype="float16", compacted_from=str(src))
+    kept.update(weights_dtype="float16", compacted_from=portable_path(src.absolute(), dst))
     if gate_temperature is None:
         model = load_checkpoint(src)
     else:
@@ -274,13 +302,14 @@ def find_checkpoints(roots, depth: int = 2) -> dict[str, Path]:
 
 def recorded_data_path(spec: str, checkpoint_dir) -> str | None:
     """Where a data path recorded in a checkpoint is: as given (absolute, or relative to the
-    working directory), else relative to the folders above the checkpoint, nearest first (a
-    path recorded as `../shared/data/...` at the repository root then opens from a notebook
-    folder too). None when no candidate exists."""
+    working directory), else relative to the checkpoint folder or the folders above it, nearest
+    first (a path recorded as `../shared/data/...` at the repository root then opens from a
+    notebook folder too). None when no candidate exists."""
     path = Path(spec).expanduser()
     if path.is_absolute() or path.exists():
         return str(path) if path.exists() else None
-    for base in Path(checkpoint_dir).resolve().parents:
+    here = Path(checkpoint_dir).resolve()
+    for base in (here, *here.parents):
         if (base / path).exists():
             return str((base / path).resolve())
     return None
@@ -308,6 +337,10 @@ def load(checkpoint_dir, data=None, device: str = "cpu", data_roots=None):
             found = recorded_data_path(spec, checkpoint_dir)   # relative paths also from the checkpoint's repository
             if found and found != spec:
                 record = dict(record, spec=found)
+            if isinstance(record.get("paths"), list):   # e.g. an item table beside the data file
+                record = dict(record, paths=[recorded_data_path(p, checkpoint_dir) or p
+                                             if isinstance(p, str) and not Path(p).is_absolute() else p
+                                             for p in record["paths"]])
         data = open_recorded(record, roots=data_roots)
         if data is None:
             print(f"note: {missing_message(record, data_roots)}; opened the model alone "

@@ -171,6 +171,7 @@ def _heatmap(fig: Figure, values: np.ndarray, xlabels, ylabels, xlabel: str, yla
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     cb = fig.colorbar(mesh, ax=ax, fraction=0.05, pad=0.02, aspect=25)
+    cb.solids.set_edgecolor("face")     # no white seams between the bar's segments in a PDF viewer at 150 dpi
     cb.ax.set_title(cbar, fontsize=7, loc="left")
     cb.solids.set_rasterized(False)   # matplotlib rasterises bars of 50+ colours; keep them vector
     cb.ax.set_gid("colourbar")

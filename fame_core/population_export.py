@@ -77,8 +77,9 @@ def merge_metrics_figure(metrics: pd.DataFrame, k: int, title: str = "") -> tupl
         ax.bar(x - 0.2, metrics[f"HR@{k}"], 0.4, label=f"HR@{k}", color="#4c72b0")
         ax.bar(x + 0.2, metrics[f"NDCG@{k}"], 0.4, label=f"NDCG@{k}", color="#55a868")
         ax.set_xticks(x, metrics["merge"])
-        ax.set_ylim(0, max(0.05, float(metrics[f"HR@{k}"].max()) * 1.2))
-        ax.set_ylabel("metric (y axis starts at 0)")
+        top = float(np.nanmax(metrics[[f"HR@{k}", f"NDCG@{k}"]].to_numpy(dtype=float)))
+        ax.set_ylim(0, 1.15 * top if top > 0 else 1.0)      # as the app's chart: 0 to the largest value
+        ax.set_ylabel("HR, NDCG (0 to the largest value)")
         ax.legend(frameon=False, fontsize=6)
         ax.set_title(title or "Heads against gated and concatenated merging")
     return fig, metrics

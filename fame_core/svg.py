@@ -162,14 +162,17 @@ def gates(insp: Inspection) -> str:
                'stroke-width="0.6"/>')
     out.append(_text(PAD + LABEL * 0.8, y0 + axis_h / 2, "gate g(h)", LABEL, "middle", rotate=True))
     bars = []
+    u = y(1.0 / H)
     for h, g in enumerate(np.asarray(insp.gates, dtype=float)):
         cx = x0 + (h + 0.5) * slot
         bars.append(f'<rect class="gate" data-value="{float(g)!r}" x="{cx - 0.3 * slot:.2f}" y="{y(g):.2f}" '
                     f'width="{0.6 * slot:.2f}" height="{axis_h * g:.2f}" fill="#4c72b0"/>')
-        bars.append(_text(cx, y(g) - 2, f"{g:.2f}", TICK, "middle"))
+        base = y(g) - 2          # the value above its bar, lifted above the uniform line where that would cross it
+        if base - TICK - 1 <= u <= base + 1:
+            base = u - 2
+        bars.append(_text(cx, base, f"{g:.2f}", TICK, "middle"))
         bars.append(_text(cx, y(0) + TICK_LEN + 1.5 + TICK, f"head {h}", TICK, "middle"))
     out.append("".join(bars))
-    u = y(1.0 / H)
     out.append(f'<line class="uniform" x1="{x0:.2f}" y1="{u:.2f}" x2="{x0 + H * slot:.2f}" y2="{u:.2f}" '
                'stroke="#4d4d4d" stroke-width="0.7" stroke-dasharray="3 2"/>')
     out.append(_text(x0 + H * slot + 3, u - 1, uniform_text[0], 6.0, fill="#4d4d4d"))

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import (check_checkpoint_out, check_dataset, dataset_record, is_complete, load_checkpoint,
+from .checkpoint import (check_checkpoint_out, check_dataset, dataset_record, is_complete, load_checkpoint, portable_path,
                          read_config, read_metrics, write_checkpoint)
 from .data import SequenceDataset
 from .errors import CheckpointError, ConfigError, FameError
@@ -368,7 +368,7 @@ def _train_epoch(ctx, model, train_model, pairs, sampler, terms, opt, tcfg: Trai
 def _fit(ctx, model, dataset, out, tcfg, resume, progress, stop_after, extra_config, allow_changes) -> dict:
     device = ctx.device
     model.to(device)
-    record = dataset_record(dataset)
+    record = dataset_record(dataset, out)   # portable paths: no absolute path of this machine
     terms = build_terms(tcfg.objectives, model, dataset, device)
     stateful = [t for t in terms if t.state_key]
     if stateful and ctx.active:
@@ -456,7 +456,9 @@ def train(dataset: SequenceDataset, model_cfg: ModelConfig, tcfg: TrainConfig, o
         model_cfg.n_items = dataset.n_items
     if model_cfg.n_items != dataset.n_items:
         raise FameError(f"model has {model_cfg.n_items} items but data set {dataset.name!r} has {dataset.n_items}")
-    extra = {"seed": tcfg.seed, "data": dataset.source.get("spec"), "merge": "gated"}  # merge used to train and select
+    spec = dataset.source.get("spec")
+    extra = {"seed": tcfg.seed, "data": portable_path(spec, out) if isinstance(spec, str) else spec,
+             "merge": "gated"}  # merge used to train and select
     if tcfg.reinit_last and (not tcfg.init_from or isinstance(model_cfg, FAMEConfig)):
         raise FameError("--reinit-last restarts the last block of a SASRec trained on: pass it with --model sasrec "
                         "and --init-from SASREC (FAME's build already draws its last layer afresh)")

@@ -6,6 +6,7 @@ import hashlib
 import http.server
 import json
 import os
+import re
 import shutil
 import threading
 from functools import partial
@@ -50,7 +51,7 @@ def fresh(tmp_path, monkeypatch):
     path = root / "sports-fame" / "dataset.json"
     record = json.loads(path.read_text())
     record["spec"] = record["spec"].replace("../shared", str(tmp_path / "elsewhere"))
-    record["paths"] = [p.replace("/work/shared", str(tmp_path / "elsewhere")) for p in record["paths"]]
+    record["paths"] = [p.replace("../shared", str(tmp_path / "elsewhere")) for p in record["paths"]]
     path.write_text(json.dumps(record))
     monkeypatch.setenv("FAME_DATA", str(tmp_path / "home"))
     monkeypatch.setenv("FAME_DATA_ROOTS", "")
@@ -291,3 +292,54 @@ def test_roots_state_changes_when_a_download_lands_and_tolerates_odd_roots(tmp_p
     landed = roots_state(roots)
     assert len({empty, with_folder, landed}) == 3 and roots_state(roots) == landed
     assert str(home / "sports" / "Sports_and_Outdoors.txt") in {entry[0] for entry in landed}
+
+
+ABSOLUTE = re.compile(r"(?<![\w.~])(?:/[\w.+-]+){2,}")
+
+
+def test_bundled_checkpoints_record_no_absolute_path_and_still_find_their_data():
+    """Issue 42.3: dataset.json and config.json held /work/shared/..., /root/fame-runs/... and
+    /work/main/... of the machines they were trained on (and the sidebar showed them)."""
+    def strings(o):
+        if isinstance(o, dict):
+            return [s for v in o.values() for s in strings(v)]
+        return [s for v in o for s in strings(v)] if isinstance(o, list) else [o] if isinstance(o, str) else []
+
+    for folder in sorted((REPO / "checkpoints").iterdir()):
+        for name in ("dataset.json", "config.json"):
+            if (folder / name).exists():
+                found = [s for s in strings(json.loads((folder / name).read_text())) if os.path.isabs(os.path.expanduser(s))]
+                assert not found, (folder.name, name, found)
+    needs_shared(SPORTS)
+    model, data = fame_core.load(REPO / "checkpoints" / "sports-fame")
+    assert data is not None and data.facets          # data file and item table, from the relative records
+
+
+def test_new_records_are_portable(tmp_path):
+    from fame_core.checkpoint import dataset_record, portable_path
+    from fame_core.data import load_dataset
+
+    shutil.copy(needs_shared(SPORTS), tmp_path / "Sports_and_Outdoors.txt")
+    data = load_dataset(tmp_path / "Sports_and_Outdoors.txt")
+    record = dataset_record(data, tmp_path / "runs" / "ckpt")     # no repository above: relative to the checkpoint
+    assert record["spec"] == record["paths"][0] == "../../Sports_and_Outdoors.txt"
+    assert dataset_record(data)["paths"] == ["Sports_and_Outdoors.txt"]   # no folder known: the file name alone
+    assert portable_path(REPO.parent / "shared" / "data" / SPORTS, REPO / "checkpoints" / "x") == f"../shared/data/{SPORTS}"
+
+
+def test_the_sidebar_shows_no_path_of_another_machine_and_the_main_area_says_why_no_user(fresh, tmp_path):
+    at = run_app(checkpoint="roots/sports-fame", user="230")
+    shown = " ".join(e.value for kind in ("warning", "caption", "error", "markdown") for e in getattr(at.sidebar, kind))
+    assert "../shared/data" in shown or "elsewhere" in shown
+    assert all(p.startswith(str(tmp_path)) for p in ABSOLUTE.findall(shown)), ABSOLUTE.findall(shown)
+    assert any("User 230 cannot be shown" in i.value and "hand-made" in i.value for i in at.main.info)
+
+
+def test_a_failed_download_in_the_app_names_fame_mirror_and_leaves_no_progress_bar(fresh, monkeypatch):
+    monkeypatch.setenv("FAME_MIRROR", "http://127.0.0.1:9")    # nothing listens there: as offline
+    at = run_app(checkpoint="roots/sports-fame", user="230")
+    at.button(key="download").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and "$FAME_MIRROR" in errors[0] and "--mirror" not in errors[0], errors
+    assert not [e for e in at.get("progress")], "the progress bar stayed after the failure"

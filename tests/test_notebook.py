@@ -18,5 +18,9 @@ def test_case_study_notebook_opens_sports_user_230_from_its_folder(tmp_path, mon
     last = nb.cells[-1].outputs
     assert any("image/png" in o.get("data", {}) for o in last)
     assert (tmp_path / "case_study_user230.pdf").exists() and (tmp_path / "case_study_user230.json").exists()
+    streams = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "IProgress not found" not in streams and "Warning" not in streams      # issue 42.5: the first cell warned
+    attention = next(c for c in nb.cells if "expert_attention_figure" in c.source)
+    assert any("image/png" in o.get("data", {}) for o in attention.outputs)      # the figure is shown, not only built
     printed = "".join(o.get("text", "") for o in nb.cells[2].outputs)
     assert printed.startswith("Sports_and_Outdoors: user 230")    # the data path resolved from notebooks/

@@ -10,11 +10,8 @@ anchored colour scales; written by fame_core.svg in milliseconds, drawn by a bro
 plotly's charts take seconds more on a small machine), the plotly charts with `interactive=true`.
 """
 
-import io
 import tempfile
-import zipfile
 from functools import partial
-from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -51,20 +48,25 @@ if data is not None:                 # checked before the box is drawn, so the b
     used = str(fallback) if problem or not asked else asked
 else:                                # no data yet (e.g. before its download): keep the linked user for later
     used = (st.query_params.get("user") or "")[:40]
-top = st.columns([2, 1, 1, 1, 1])
+top = st.columns([2, 1, 1])      # two rows: five controls in one row hid `own` and cut the toggle's label at 1400 px
+view = st.columns([1, 1])
 user = session.url_widget(top[0].text_input, "user", used, "User id", disabled=data is None,
                           placeholder=f"e.g. {data.user_ids[0]}" if data is not None else "no data set: edit a sequence below")
 split = top[1].segmented_control("Split", ["test", "valid"], default="test", key="split", bind="query-params",
                                  help="test: history = all but the last item; valid: all but the last two") or "test"
 k = session.count_input(top[2], "Top k", "k", 1, 100, lists.TOP_K)
-scale = top[3].segmented_control("Colour scale", list(SCALES), default="unit", key="scale", bind="query-params",
+scale = view[0].segmented_control("Colour scale", list(SCALES), default="unit", key="scale", bind="query-params",
                                  help="unit: 0..1 (comparable everywhere); shared: 0..max over every head and expert; "
                                       "own: 0..max of each map. The uniform level is marked on every colour bar.") or "unit"
-interactive = top[4].toggle("Interactive charts", key="interactive", bind="query-params",
+interactive = view[1].toggle("Interactive charts", key="interactive", bind="query-params",
                             help="On: plotly charts, hover for item labels and exact values (seconds more to draw). "
                                  "Off: static figures with the exports' scales and labels, drawn at once.")
 
 seq, target, who = [], None, "hand-made sequence"
+if data is None:     # said in the main area: the history below is not the linked user's
+    st.info((f"User {used} cannot be shown: " if used else "No user to show: ") +
+            f"this checkpoint's data set ({ctx.model.provenance.dataset.get('name')}) is not on disk (see the sidebar). "
+            "Showing a hand-made sequence (items 1–5) to edit instead.")
 if data is not None:
     user = user if user and data.has_user(user) else fallback
     seq, target = data.example(data.user_row(user), split)
@@ -159,12 +161,11 @@ ranks = lists.target_ranks(insp)
 
 # ---- per-head lists, gates, merged list: one table, aligned rank by rank ----------------------------------
 st.subheader("What each head recommends")
-heads_line = st.columns([3, 1])
-heads_line[0].markdown(" · ".join(
+st.markdown(" · ".join(
     f"**Head {h}** gate {insp.gates[h]:.3f}" + (f", target rank {ranks[f'head:{h}']}" if ranks and ranks[f"head:{h}"] else "")
     for h in range(H)))
-with heads_line[1]:
-    merge = st.segmented_control("Merged list", MODES, default="gated", key="merge", bind="query-params") or "gated"
+# a row of its own: in a quarter column the last modes (head:1) were scrolled out of sight
+merge = st.segmented_control("Merged list", MODES, default="gated", key="merge", bind="query-params") or "gated"
 rank = f" · target rank {ranks[merge]}" if ranks and ranks[merge] else ""
 st.markdown(f"**{merge}**{rank}")
 shown_modes = [f"head:{h}" for h in range(H)] + [merge]
@@ -238,20 +239,19 @@ def render(fmt: str) -> bytes:
     return session.figure_file(insp, spec, label, k, f"Case study: {title}", options, fmt, meta)
 
 
+bundle = f"fame_{ctx.slug}_{who.replace(' ', '')}_figures"   # the checkpoint in the zip's name and its folder
+
+
 def everything() -> bytes:
     from fame_core import export
 
     with tempfile.TemporaryDirectory() as tmp:
         files = export.export_all(insp, tmp, dict(meta, title=f"Case study: {title}"), label, k=k, **options)
-        buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-            for f in files:
-                z.write(f, Path(f).name)
-        return buf.getvalue()
+        return session.zip_files(files, bundle)
 
 
 session.download_row(stem, render, formats=("pdf", "svg", "png", "csv", "json"),
-                     extra=[("All figures (zip)", everything, f"fame_{who.replace(' ', '')}_figures.zip")])
+                     extra=[("All figures (zip)", everything, f"{bundle}.zip")])
 st.caption("PDF and SVG are vector and editable (cells as rectangles, text as text; PDF fonts TrueType); PNG is "
            "300 dpi. The JSON sidecar says what the figure shows (colour scale, masked cells, full labels); CSV "
            "holds its numbers. The CLI's `export` draws the same figures with the same defaults.")

@@ -42,9 +42,8 @@ if column:
         if points:
             st.session_state["bucket"] = str(points[0]["x"])
 
-    fig = population.share_bars(gated["bucket"], {f"gated NDCG@{k}": gated[f"NDCG@{k}"], f"gated HR@{k}": gated[f"HR@{k}"]},
-                                f"Gated merging per {column} bucket (click a bar to select it)", None, "",
-                                y_title="metric (0..1)")
+    fig = population.metric_bars(gated["bucket"], {f"gated NDCG@{k}": gated[f"NDCG@{k}"], f"gated HR@{k}": gated[f"HR@{k}"]},
+                                 f"Gated merging per {column} bucket (click a bar to select it)")
     st.plotly_chart(fig, key="bucket_chart", on_select=pick, selection_mode="points")
     bucket = st.segmented_control("Bucket", buckets, key="bucket", bind="query-params")
 part = cohort.slice_users(table, column, bucket) if bucket else table
@@ -58,8 +57,8 @@ meta = f"{name} · {where}"
 st.subheader(f"Each head against gated and concatenated merging (HR@{k}, NDCG@{k})")
 metrics = cohort.merge_metrics(part, k)
 m1, m2 = st.columns([3, 2])
-m1.plotly_chart(population.share_bars(metrics["merge"], {f"HR@{k}": metrics[f"HR@{k}"], f"NDCG@{k}": metrics[f"NDCG@{k}"]},
-                                      meta, None, "", y_title="metric (0..1)"), key="metrics_chart")
+m1.plotly_chart(population.metric_bars(metrics["merge"], {f"HR@{k}": metrics[f"HR@{k}"], f"NDCG@{k}": metrics[f"NDCG@{k}"]},
+                                       meta), key="metrics_chart")
 flips = cohort.hit_flips(part, k)
 m2.dataframe(metrics.round(4), hide_index=True)
 m2.markdown(f"**Gated hit, concat miss:** {flips['gated_hit_concat_miss']:,} · **concat hit, gated miss:** "
@@ -79,7 +78,7 @@ else:
     cols[H].plotly_chart(population.histogram(dist, "entropy", None, "normalised entropy"), key="entropy_hist")
     top = cohort.top_gate_share(part)
     cols[H + 1].plotly_chart(population.share_bars([f"head {h}" for h in top["head"]], {"largest gate": top["share"]},
-                                                   "Users whose largest gate is each head", 1.0 / H, "uniform 1/H"),
+                                                   "Which head has<br>the largest gate", 1.0 / H, "uniform 1/H"),
                              key="top_gate_chart")
     st.caption(f"Axes anchored at 0..1. Dashed: the uniform gate 1/H = {1 / H:.2f}. Entropy 0: one head decides; "
                "1: all heads weigh equally.")

@@ -49,6 +49,10 @@ try:
 except session.fame_core.FameError as err:
     st.error(str(err))
     st.stop()
+with st.sidebar:     # what this page shows: the sidebar's own checkpoint is not used here
+    st.markdown("**Compared on this page**")
+    for side, name, model in (("a", a, model_a), ("b", b, model_b)):
+        st.caption(f"{side}: **{name}** · " + session.model_summary(model))
 if data is None:
     st.info(f"Comparing needs the data set of {a}: give its path in the sidebar (select {a} there).")
     st.stop()
@@ -72,6 +76,12 @@ def pick():
         st.session_state["user"] = str(points[0]["customdata"])
 
 
+def decade_ticks(hi: float) -> dict:
+    """Log-axis ticks at whole decades only (1, 10, ..., 10000): plotly's own added 2 and 5 between them."""
+    values = [10 ** e for e in range(0, 6) if 10 ** e <= max(hi, 1)]
+    return dict(tickvals=values, ticktext=[f"{v:,}" for v in values])
+
+
 shown = table.sample(min(len(table), 20000), random_state=0) if len(table) > 20000 else table
 colour = {"a": "#4c72b0", "b": "#dd8452", "tie": "#999999"}
 fig = go.Figure([go.Scattergl(x=g["rank_a"], y=g["rank_b"], mode="markers", name={"a": f"{a} better", "b": f"{b} better",
@@ -82,7 +92,8 @@ fig = go.Figure([go.Scattergl(x=g["rank_a"], y=g["rank_b"], mode="markers", name
 hi = float(max(table["rank_a"].max(), table["rank_b"].max()))
 fig.add_trace(go.Scatter(x=[1, hi], y=[1, hi], mode="lines", line=dict(dash="dash", color="#555"), name="equal rank"))
 fig.update_layout(height=460, margin=dict(l=10, r=10, t=40, b=10), title="Target rank per user (log scale; click a user)",
-                  xaxis=dict(type="log", title=f"rank under {a} (1 = top)"), yaxis=dict(type="log", title=f"rank under {b}"))
+                  xaxis=dict(type="log", title=f"rank under {a} (1 = top)", **decade_ticks(hi)),
+                  yaxis=dict(type="log", title=f"rank under {b}", **decade_ticks(hi)))
 st.plotly_chart(fig, key="rank_scatter", on_select=pick, selection_mode="points")
 if len(shown) < len(table):
     st.caption(f"Scatter shows a fixed random sample of {len(shown):,} of {len(table):,} users; counts and test use all.")
@@ -117,7 +128,7 @@ for col, name, model, side in ((cols[0], a, model_a, "a"), (cols[1], b, model_b,
         insp = session.inspect(checkpoints[name], data_path, tuple(int(v) for v in seq), int(target), 10)
         st.markdown(f"**{name}** ({model.config.model.upper()}) · target rank {insp.target_rank['gated']} · "
                     f"[open the case study]({population.case_link(name, user)})")
-        if model.config.model == "fame":
+        if "gate" in model.capabilities:
             st.caption("gates: " + " · ".join(f"head {h} {g:.3f}" for h, g in enumerate(insp.gates)))
         items = insp.top["gated"][:10]
         st.table(pd.DataFrame({"#": np.arange(1, len(items) + 1), "item": items,
