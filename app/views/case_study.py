@@ -222,7 +222,7 @@ st.subheader("Export for papers")
 meta = {"checkpoint": ctx.name, "checkpoint_path": path, "dataset": data.name if data is not None else None,
         "user": user if data is not None else None, "split": split, "edited": is_edited,
         "sequence": [int(v) for v in insp.sequence], "target": target, "merge": merge, "top_k": k, "scale": scale,
-        "gate_temperature": getattr(model.config, "gate_temperature", None)}
+        "gate_temperature": model.gate_temperature}
 e1, e2, e3, e4 = st.columns([3, 1, 1, 1])
 specs = session.figure_catalogue(insp)
 spec = e1.selectbox("Figure", specs, format_func=lambda s: s.title, key="export_figure")
