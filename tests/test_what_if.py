@@ -13,8 +13,8 @@ import fame_core
 from fame_core import intervention_export as ie
 from fame_core import what_if as wi
 from fame_core.counterfactual import counterfactual
-from fame_core.interventions import intervene
-from tests.conftest import REPO, run_app
+from fame_core.interventions import intervene, intervene_population
+from tests.conftest import REPO, deep_link, run_app
 
 
 @pytest.fixture(scope="module")
@@ -130,3 +130,74 @@ def test_the_panels_download_row_exports_the_figure(demo):
 
 def test_list_marks_say_what_entered_and_left():
     assert wi.list_changes([1, 2, 3], [2, 4, 1]) == (["", "", "−"], ["", "＋", ""])
+
+
+# ---- the Interventions page -------------------------------------------------------------------------------
+
+def interventions_page(**params):
+    return deep_link("views/interventions.py", **params)
+
+
+def test_the_population_page_shows_intervene_populations_numbers_and_links_users(demo):
+    model, data = demo
+    at = interventions_page(checkpoint="demo", ablate="expert:1.3", split="test", k="10")
+    assert "Interventions" in [t.value for t in at.title] and not at.warning
+    assert at.selectbox(key="ablate").value == "expert:1.3" and at.segmented_control(key="split").value == "test"
+    pop = intervene_population(model, data, "test", ["expert:1.3"], k=10)
+    s = pop["summary"]
+    shown = {m.label: (m.value, m.proto.delta) for m in at.metric}
+    assert shown["NDCG@10 after"][0] == f"{s['after']['NDCG@10']:.4f}"
+    assert shown["NDCG@10 after"][1].startswith(f"{s['mean_change_NDCG@10']:+.4f} (before {s['before']['NDCG@10']:.4f})")
+    assert shown["HR@10 after"][0] == f"{s['after']['HR@10']:.4f}"
+    lo, hi = s["ci95_mean_change"]
+    assert shown["95 % interval of the NDCG@10 change"][0] == f"{lo:+.4f} .. {hi:+.4f}"
+    assert shown["Wilcoxon p"][0] == f"{s['p_value']:.3g}"
+    assert any("Wilcoxon signed-rank test" in c.value and "paired bootstrap" in c.value for c in at.caption)
+    assert any(f"better **{s['users_better']:,}**" in m.value for m in at.markdown)
+    hist = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert hist["layout"]["yaxis"]["range"] == [0, 1]
+    most = at.dataframe[0].value
+    want = wi.most_changed(pop["table"], 10, 20)
+    assert most["user"].tolist() == want["user"].tolist()
+    assert most["case study"].iloc[0] == f"/?checkpoint=demo&user={want['user'].iloc[0]}"
+
+
+def test_the_population_run_is_cached_on_disk_with_the_same_numbers(demo, tmp_path, monkeypatch):
+    model, data = demo
+    monkeypatch.setenv("FAME_CACHE", str(tmp_path))
+    path = REPO / "checkpoints" / "demo"
+    first, table = wi.population(model, data, path, "test", ["head:1"], k=20)
+    again, table2 = wi.population(model, data, path, "test", ["head:1"], k=20)
+    assert not first["from_cache"] and again["from_cache"]
+    direct = intervene_population(model, data, "test", ["head:1"], k=20)
+    assert again["p_value"] == direct["summary"]["p_value"] and again["ci95_mean_change"] == direct["summary"]["ci95_mean_change"]
+    np.testing.assert_array_equal(table2["ndcg@20_after"], direct["table"]["ndcg@20_after"])
+    assert table2["user"].tolist() == direct["table"]["user"].tolist()
+    other, _ = wi.population(model, data, path, "test", ["head:0"], k=20)     # another key: computed
+    assert not other["from_cache"] and wi.population_key("test", ["head:0"], 20) != wi.population_key("test", ["head:1"], 20)
+
+
+def test_the_population_page_for_sasrec_offers_heads_only():
+    at = interventions_page(checkpoint="demo-sasrec", ablate="head:1", k="5")
+    assert at.selectbox(key="ablate").options == ["head:0", "head:1"] and at.selectbox(key="ablate").value == "head:1"
+
+
+@pytest.mark.parametrize("params,message", [
+    ({"ablate": "expert:9.9"}, "`ablate=expert:9.9` is not available"),
+    ({"ablate": "gate=uniform", "checkpoint": "demo-sasrec"}, "`ablate=gate=uniform` is not available"),
+    ({"split": "train"}, "`split=train` is not available"),
+    ({"k": "inf"}, "`k=inf` is not a whole number"),
+    ({"k": "1e309"}, "`k=1e309` is not a whole number"),
+])
+def test_bad_links_to_the_population_page_are_one_warning_never_an_exception(params, message):
+    at = interventions_page(**{"checkpoint": "demo", **params})      # deep_link asserts: no exception
+    warnings = [w.value for w in at.warning]
+    assert sum(message in w for w in warnings) == 1, warnings
+    assert at.metric, "the page still shows the default view"
+
+
+def test_the_panel_links_its_intervention_to_the_population_page():
+    at = run_app(user="3")
+    at.selectbox(key="wi_spec").set_value("expert:1.3").run()
+    link = next(p for p in at.get("page_link") if "over every user" in p.proto.label)
+    assert "ablate=expert%3A1.3" in link.proto.query_string or "ablate=expert:1.3" in link.proto.query_string

@@ -116,6 +116,10 @@ def what_if_panel(ctx, sequence, target, k: int) -> None:
                    f"{','.join(map(str, sequence))}" + (f" --target {target}" if target is not None else "")
                    + (f" --gate {spec[5:]}" if spec.startswith("gate=") else f" --ablate {spec}")
                    + (f" --mode {mode}" if mode != "zero" else "") + f" --k {k}`")
+        if ctx.data is not None:
+            st.page_link("views/interventions.py", label=f"{what} over every user of the {split} split",
+                         icon=":material/science:", query_params={"checkpoint": ctx.name, "ablate": spec, "mode": mode,
+                                                                  "split": split, "k": str(k)})
         _export(ctx, before, after, merges, target, k, what, dict(meta, intervention=what), "intervention")
         return
 
