@@ -18,7 +18,9 @@ page = st.navigation([st.Page("views/case_study.py", title="Case study", icon=":
                       st.Page("views/facet_explorer.py", title="Facet explorer", icon=":material/scatter_plot:",
                               url_path="facets"),
                       st.Page("views/cohort.py", title="Cohort", icon=":material/groups:", url_path="cohort"),
-                      st.Page("views/compare.py", title="Compare", icon=":material/compare_arrows:", url_path="compare")])
+                      st.Page("views/compare.py", title="Compare", icon=":material/compare_arrows:", url_path="compare"),
+                      st.Page("views/interventions.py", title="Interventions", icon=":material/science:",
+                              url_path="interventions")])
 on_compare = page.url_path == "compare"    # Compare opens its own two checkpoints (shown in the sidebar there)
 checkpoints = session.available_checkpoints()
 names = list(checkpoints)

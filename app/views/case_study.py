@@ -268,3 +268,9 @@ if data is not None and data.facets:
         st.caption("Not measured yet for this checkpoint: switch on to run the checks (seconds on small catalogues, "
                    "about a minute on Amazon-sized ones; kept on disk afterwards).")
 gate_slot.markdown(gate_badge(model, path, data_path, data), help="Is this gate informative? " + CHECKS_HELP)
+
+# ---- what if: interventions and counterfactual histories (app/views/what_if.py) -------------------------
+from views.what_if import what_if_panel  # noqa: E402
+
+with st.expander("What if … (knock out a head or an expert, set the router or the gate, or edit the history to a goal)"):
+    what_if_panel(ctx, sequence, target, k)
