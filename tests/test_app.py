@@ -275,7 +275,7 @@ def test_a_bad_user_is_a_visible_warning_and_the_box_shows_the_user_shown(demo, 
 # every whole-number URL parameter of every page, checked at the edge (session.count_param); the
 # browser test (tests/test_browser.py) loads the same links in chromium
 NUMERIC_PARAMS = {"views/case_study.py": ("k", "head"), "views/facet_explorer.py": ("item",),
-                  "views/cohort.py": ("k",), "views/compare.py": ("k",)}
+                  "views/cohort.py": ("k",), "views/compare.py": ("k",), "views/interventions.py": ("k",)}
 BAD_NUMBERS = ["inf", "1e309", "-1", "nan", "abc"]
 
 
