@@ -135,14 +135,8 @@ def _add_who(p):
     p.add_argument("--split", choices=["valid", "test"], default="test")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .evaluate import EvalOptions
-    from .options import add_options
-
-    parser = Parser(prog="python -m fame_core", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--version", action="version", version=f"fame_core {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
-
+def _train_parser(sub) -> None:
+    """The `train` command's options."""
     t = sub.add_parser("train", help="train SASRec or FAME, early-stopped on validation NDCG@20")
     t.add_argument("--data", default="synthetic", help="data set (default: the synthetic facet world)")
     _add_kcore(t)
@@ -157,18 +151,31 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --resume: continue with training settings other than the recorded ones (recorded)")
     t.add_argument("--json", action="store_true")
 
+
+def _evaluate_parser(sub) -> None:
+    """The `evaluate` command's options."""
+    from .evaluate import EvalOptions
+    from .options import add_options
     e = sub.add_parser("evaluate", help="full-ranking HR/NDCG@5/10/20 and MRR of a checkpoint")
     e.add_argument("--checkpoint", required=True)
     _add_data(e)
     add_options(e, EvalOptions)
     e.add_argument("--json", action="store_true")
 
+
+def _inspect_parser(sub) -> None:
+    """The `inspect` command's options."""
+    from .evaluate import EvalOptions
+    from .options import add_options
     i = sub.add_parser("inspect", help="per-head lists, gates, attention and router for one user or sequence")
     _add_who(i)
     i.add_argument("--top-k", type=int_in(1, 10_000), default=20, help="list length (1-10000; default 20)")
     add_options(i, EvalOptions, only=("mask_history",))
     i.add_argument("--json", action="store_true")
 
+
+def _export_parser(sub) -> None:
+    """The `export` command's options."""
     from .lists import LABEL_RULES, TOP_K   # one default for the app and the CLI
     from .scales import DEFAULT_SCALE, SCALES
 
@@ -190,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", required=True, help="directory to write the figures to")
     x.add_argument("--json", action="store_true")
 
+
+def _facets_parser(sub) -> None:
+    """The `facets` command's options."""
     f = sub.add_parser("facets", help="do heads, gates and experts capture item facets? (against controls)")
     f.add_argument("--checkpoint", required=True)
     _add_data(f)
@@ -197,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--seed", type=int_in(0, 2**32 - 1), default=0)
     f.add_argument("--json", action="store_true")
 
+
+def _attribution_parser(sub) -> None:
+    """The `attribution` command's options."""
     # issue 14: integrated gradients vs attention, deletion-curve faithfulness over sampled users
     g = sub.add_parser("attribution", help="is attention or integrated gradients faithful? deletion-curve AOPC "
                                            "averaged over sampled users")
@@ -210,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int_in(0, 2**32 - 1), default=0)
     g.add_argument("--json", action="store_true")
 
+
+def _intervene_parser(sub) -> None:
+    """The `intervene` command's options."""
     # issue 44: interventions and counterfactual histories
     v = sub.add_parser("intervene", help="knock out a head or expert, set the router or gate: before and after, "
                                          "for one user or every user of a split (Wilcoxon, bootstrap CI)")
@@ -231,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--batch-size", type=int_in(1, 10**6), default=1024, help="users per batch (population)")
     v.add_argument("--json", action="store_true")
 
+
+def _counterfactual_parser(sub) -> None:
+    """The `counterfactual` command's options."""
     cf = sub.add_parser("counterfactual", help="the smallest edit of a history (remove, replace, insert an item) "
                                                "that brings the target into the top k, flips the gate or changes the top item")
     _add_who(cf)
@@ -244,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     cf.add_argument("--beam", type=int_in(1, 100), default=3, help="beam width (default 3)")
     cf.add_argument("--json", action="store_true")
 
+
+def _compact_parser(sub) -> None:
+    """The `compact` command's options."""
     c = sub.add_parser("compact", help="copy a finished checkpoint with float16 weights (for bundling)")
     c.add_argument("--checkpoint", required=True)
     c.add_argument("--out", required=True, help="a new folder for the float16 copy")
@@ -256,6 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "does not hold it")
     c.add_argument("--json", action="store_true")
 
+
+def _data_parser(sub) -> None:
+    """The `data` command's options."""
     d = sub.add_parser("data", help="data set tools")
     dsub = d.add_subparsers(dest="data_command", required=True, metavar="subcommand")
     ds = dsub.add_parser("describe", help="statistics of a data set (users, items, actions, facets)")
@@ -279,6 +304,20 @@ def build_parser() -> argparse.ArgumentParser:
     dd.add_argument("--max-size", default="2G", help="refuse a download (or a zip's unpacked members) larger than this, "
                                                     "e.g. 500M, 5G (default 2G; a file of pinned size is capped at it)")
     dd.add_argument("--json", action="store_true")
+
+
+COMMAND_PARSERS = (_train_parser, _evaluate_parser, _inspect_parser, _export_parser, _facets_parser,
+                   _attribution_parser, _intervene_parser, _counterfactual_parser, _compact_parser, _data_parser)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI: one function per command adds its options (the settings dataclasses generate those of
+    train and evaluate)."""
+    parser = Parser(prog="python -m fame_core", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"fame_core {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
+    for add in COMMAND_PARSERS:
+        add(sub)
     return parser
 
 
