@@ -15,17 +15,19 @@ sum_n beta_n alpha_n (router-weighted experts: exactly the weights the head's ou
 f^(h) = sum_j (...) v_j puts on each position); for the gated score, the gate-weighted average of
 the heads' (gates normalised to sum 1; SASRec: equal weights).
 
-`deletion_curves` measures faithfulness rather than assuming it. mode="delete" (the default)
-removes history items: the sequence gets shorter, so every item older than a removed one moves one
-position closer to the end (positions are counted from the right) and its positional embedding
-changes; deleting is therefore NOT the same as masking. mode="mask" replaces the item in place by
-the padding id 0, which no position attends to, so every other item keeps its position: what the
-attention weights speak about. Items go in order of attribution (largest first), of attention
-(largest first), most recent first (with recent=True) and at random (the mean of `n_random`
-orders); after each removal the target's score under the same merge and its rank under the same
-merge (the original history stays excluded from the ranking) are recorded, for k = 0..K removals
-with K = min(len - 1, max_steps). AOPC, the area over the perturbation curve (Samek et al. 2017),
-is mean_{k=0..K} (score_0 - score_k): larger means the order found the items the score rests on.
+`deletion_curves` measures faithfulness rather than assuming it. mode="delete" (the default) removes
+history items: the sequence gets shorter, so every item older than a removed one moves one position
+closer to the end (positions are counted from the right) and its positional embedding changes;
+deleting is therefore NOT the same as masking. mode="mask" replaces the item in place by the padding
+id 0, which no position attends to, so every other item keeps its position: what the attention
+weights speak about. The score is read at the newest item, so masked items at the very end are cut
+(masking the newest item is deleting it, and the query moves to the next newest). Items go in order
+of attribution (largest first), of attention (largest first), most recent first (with recent=True)
+and at random (the mean of `n_random` orders); after each removal the target's score under the same
+merge and its rank under the same merge (the original history stays excluded from the ranking) are
+recorded, for k = 0..K removals with K = min(len - 1, max_steps). AOPC, the area over the
+perturbation curve (Samek et al. 2017), is mean_{k=0..K} (score_0 - score_k): larger means the order
+found the items the score rests on.
 `faithfulness_sample` averages that over a sample of users (the `attribution` CLI command), with
 the paired bootstrap interval of each per-user difference.
 """
@@ -174,7 +176,7 @@ def deletion_curves(model, result: Attribution, max_steps: int = 10, n_random: i
                     mode: str = "delete", recent: bool = False, ranks: bool = True) -> pd.DataFrame:
     """Score and rank after removing 0..K items in each method's order; one row per (method, k).
     mode: "delete" (the sequence gets shorter, older items shift) or "mask" (items replaced in place
-    by padding); recent: also the most-recent-first order; ranks: False leaves the rank column NaN
+    by padding, masked items at the end cut); recent: also the most-recent-first order; ranks: False leaves the rank column NaN
     (scores only, faster)."""
     if mode not in ("delete", "mask"):
         raise ValueError(f"mode must be 'delete' or 'mask', not {mode!r}")
@@ -192,10 +194,10 @@ def deletion_curves(model, result: Attribution, max_steps: int = 10, n_random: i
             for k in range(K + 1):
                 if mode == "delete":
                     sequences.append(np.delete(seq, perm[:k]))
-                else:
+                else:   # in place; masked items at the end are cut: the score is read at the newest item
                     masked = seq.copy()
                     masked[perm[:k]] = 0
-                    sequences.append(masked)
+                    sequences.append(masked[:np.flatnonzero(masked)[-1] + 1])
                 keys.append((method, r, k))
     score, rank = _scores_and_ranks(model, sequences, result.target, result.merge, seq, ranks=ranks)
     table = pd.DataFrame(keys, columns=["method", "order", "removed"])
