@@ -524,6 +524,27 @@ def _check(value) -> bool:
     return True
 
 
+def cached(name: str, model, dataset, settings: dict, compute, check=None, cache: bool = True):
+    """compute() once per (model weights, data set content and facets, settings, VERSION): JSON-ready
+    data kept in $FAME_CACHE/<name>/ in fame_core.cache's verified envelope (a damaged file is a miss)."""
+    from pathlib import Path
+
+    from . import cache as disk
+
+    if not cache:
+        return compute()
+    path = Path(disk.cache_root()) / name / f"{_key(model, dataset, settings)}.json"
+    if path.is_file():
+        try:
+            return disk._read_json(path, check)
+        except (OSError, ValueError, TypeError, KeyError) as e:
+            disk._note(path, str(e) if isinstance(e, ValueError) else e.__class__.__name__)
+    value = json.loads(json.dumps(compute(), default=disk._plain))
+    text = json.dumps({"format": disk.ENVELOPE, "sha256": disk._digest(disk._canonical(value)), "value": value})
+    disk._write(path, lambda p: p.write_text(text))
+    return value
+
+
 def verdicts(model, dataset, n_users: int = ATTENTION_USERS, seed: int = SEED, cache: bool = True,
              progress: bool = False, tables: dict | None = None) -> dict[str, dict]:
     """{"gate": V, "router": V, "heads": V, "attention": V} (JSON-ready) for a model on the data set
@@ -531,38 +552,29 @@ def verdicts(model, dataset, n_users: int = ATTENTION_USERS, seed: int = SEED, c
     "valid" and "test", and caches its own result on disk ($FAME_CACHE/verdicts/) under a key of the
     model's weights, the data set's content and facets, the settings and VERSION. progress: tqdm
     bars on stderr (shown only on a terminal)."""
-    from pathlib import Path
-
-    from . import cache as disk
-    from .cohort import cohort_table
-
     settings = {"n_users": n_users, "seed": seed, "router_draws": ROUTER_DRAWS, "random_orders": RANDOM_ORDERS,
                 "max_deletions": MAX_DELETIONS, "max_items": MAX_ITEMS}
-    path = Path(disk.cache_root()) / "verdicts" / f"{_key(model, dataset, settings)}.json" if cache else None
-    if path is not None and path.is_file():
-        try:
-            return disk._read_json(path, _check)
-        except (OSError, ValueError, TypeError, KeyError) as e:
-            disk._note(path, str(e) if isinstance(e, ValueError) else e.__class__.__name__)
-    from tqdm.auto import tqdm
 
-    stages = tqdm(total=4, desc="verdicts", disable=None if progress else True, leave=False)
-    if tables is None:
-        tables = {s: cohort_table(model, dataset, s, cache=cache, progress=progress) for s in ("valid", "test")}
-    out = {}
-    for name, fn in (("gate", lambda: gate_verdict(model, dataset, tables, seed)),
-                     ("router", lambda: router_verdict(model, dataset, tables, seed=seed)),
-                     ("heads", lambda: heads_verdict(model, dataset, seed=seed)),
-                     ("attention", lambda: attention_verdict(model, dataset, n_users=n_users, seed=seed,
-                                                             progress=progress))):
-        stages.set_postfix_str(name)
-        out[name] = fn().to_dict()
-        stages.update()
-    stages.close()
-    if path is not None:
-        text = json.dumps({"format": disk.ENVELOPE, "sha256": disk._digest(disk._canonical(out)), "value": out})
-        disk._write(path, lambda p: p.write_text(text))
-    return out
+    def compute():
+        from tqdm.auto import tqdm
+
+        from .cohort import cohort_table
+
+        stages = tqdm(total=4, desc="verdicts", disable=None if progress else True, leave=False)
+        t = tables or {s: cohort_table(model, dataset, s, cache=cache, progress=progress) for s in ("valid", "test")}
+        out = {}
+        for name, fn in (("gate", lambda: gate_verdict(model, dataset, t, seed)),
+                         ("router", lambda: router_verdict(model, dataset, t, seed=seed)),
+                         ("heads", lambda: heads_verdict(model, dataset, seed=seed)),
+                         ("attention", lambda: attention_verdict(model, dataset, n_users=n_users, seed=seed,
+                                                                 progress=progress))):
+            stages.set_postfix_str(name)
+            out[name] = fn().to_dict()
+            stages.update()
+        stages.close()
+        return out
+
+    return cached("verdicts", model, dataset, settings, compute, _check, cache)
 
 
 def describe(v: dict) -> str:
