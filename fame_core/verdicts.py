@@ -306,6 +306,17 @@ def gate_verdict(model, dataset, tables: dict[str, pd.DataFrame], seed: int = SE
     return gate_verdict_from(better["test"], tables["test"]["top_gate_head"].to_numpy(), rules, seed=seed)
 
 
+def rules_table(v: dict) -> pd.DataFrame:
+    """A verdict (JSON) as a small table: the model's value and each baseline's, with the model's
+    margin over each (the Cohort page's "gate against the rules")."""
+    if "reason" in v:
+        return pd.DataFrame(columns=["who", "value", "model minus this"])
+    rows = [{"who": "the model", "value": v["model"], "model minus this": 0.0}]
+    rows += [{"who": b["name"] + (" (best)" if b["name"] == v["best_baseline"] else ""), "value": b["value"],
+              "model minus this": v["model"] - b["value"]} for b in v["baselines"]]
+    return pd.DataFrame(rows)
+
+
 # ---- the router ----------------------------------------------------------------------------------------
 
 def _combos(table: pd.DataFrame, H: int, N: int) -> np.ndarray:
@@ -524,16 +535,32 @@ def _check(value) -> bool:
     return True
 
 
-def cached(name: str, model, dataset, settings: dict, compute, check=None, cache: bool = True):
-    """compute() once per (model weights, data set content and facets, settings, VERSION): JSON-ready
-    data kept in $FAME_CACHE/<name>/ in fame_core.cache's verified envelope (a damaged file is a miss)."""
+def _settings(n_users: int, seed: int) -> dict:
+    return {"n_users": n_users, "seed": seed, "router_draws": ROUTER_DRAWS, "random_orders": RANDOM_ORDERS,
+            "max_deletions": MAX_DELETIONS, "max_items": MAX_ITEMS}
+
+
+def _path(name: str, model, dataset, settings: dict):
     from pathlib import Path
 
     from . import cache as disk
 
+    return Path(disk.cache_root()) / name / f"{_key(model, dataset, settings)}.json"
+
+
+def is_cached(model, dataset, n_users: int = ATTENTION_USERS, seed: int = SEED) -> bool:
+    """True when `verdicts(model, dataset)` is on disk (reading it is instant)."""
+    return _path("verdicts", model, dataset, _settings(n_users, seed)).is_file()
+
+
+def cached(name: str, model, dataset, settings: dict, compute, check=None, cache: bool = True):
+    """compute() once per (model weights, data set content and facets, settings, VERSION): JSON-ready
+    data kept in $FAME_CACHE/<name>/ in fame_core.cache's verified envelope (a damaged file is a miss)."""
+    from . import cache as disk
+
     if not cache:
         return compute()
-    path = Path(disk.cache_root()) / name / f"{_key(model, dataset, settings)}.json"
+    path = _path(name, model, dataset, settings)
     if path.is_file():
         try:
             return disk._read_json(path, check)
@@ -552,8 +579,7 @@ def verdicts(model, dataset, n_users: int = ATTENTION_USERS, seed: int = SEED, c
     "valid" and "test", and caches its own result on disk ($FAME_CACHE/verdicts/) under a key of the
     model's weights, the data set's content and facets, the settings and VERSION. progress: tqdm
     bars on stderr (shown only on a terminal)."""
-    settings = {"n_users": n_users, "seed": seed, "router_draws": ROUTER_DRAWS, "random_orders": RANDOM_ORDERS,
-                "max_deletions": MAX_DELETIONS, "max_items": MAX_ITEMS}
+    settings = _settings(n_users, seed)
 
     def compute():
         from tqdm.auto import tqdm
