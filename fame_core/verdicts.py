@@ -83,6 +83,7 @@ MCNEMAR = "exact binomial (McNemar) on discordant users"
 WILCOXON = "Wilcoxon signed-rank over users, two-sided, zero differences dropped"
 KEYS = ("passed", "model", "baselines", "best_baseline", "margin", "ci95", "p", "test", "users", "split")
 CLAIMS = ("gate", "router", "heads", "attention")
+LAST_TIMINGS: dict[str, float] = {}   # seconds per stage of the last computed (not cached) verdicts call
 
 
 @dataclass
@@ -586,8 +587,13 @@ def verdicts(model, dataset, n_users: int = ATTENTION_USERS, seed: int = SEED, c
 
         from .cohort import cohort_table
 
+        import time
+
         stages = tqdm(total=4, desc="verdicts", disable=None if progress else True, leave=False)
+        LAST_TIMINGS.clear()
+        start = time.perf_counter()
         t = tables or {s: cohort_table(model, dataset, s, cache=cache, progress=progress) for s in ("valid", "test")}
+        LAST_TIMINGS["cohort tables"] = time.perf_counter() - start
         out = {}
         for name, fn in (("gate", lambda: gate_verdict(model, dataset, t, seed)),
                          ("router", lambda: router_verdict(model, dataset, t, seed=seed)),
@@ -595,7 +601,9 @@ def verdicts(model, dataset, n_users: int = ATTENTION_USERS, seed: int = SEED, c
                          ("attention", lambda: attention_verdict(model, dataset, n_users=n_users, seed=seed,
                                                                  progress=progress))):
             stages.set_postfix_str(name)
+            start = time.perf_counter()
             out[name] = fn().to_dict()
+            LAST_TIMINGS[name] = time.perf_counter() - start
             stages.update()
         stages.close()
         return out
