@@ -157,3 +157,17 @@ def test_a_sasrec_gets_reasons_and_a_fame_gets_all_four_verdicts(tiny_world):
     assert set(out["gate"]) == set(V.KEYS)
     assert any("concentrated facet" in b["name"] for b in out["gate"]["baselines"])   # a planted world's rule
     assert V.verdicts(fame, tiny_world, n_users=5) == out                               # read back from the cache
+
+
+def test_facets_json_carries_the_four_verdicts(capsys, tmp_path, monkeypatch):
+    from fame_core.cli import main
+
+    monkeypatch.setenv("FAME_CACHE", str(tmp_path))
+    assert main(["facets", "--checkpoint", "checkpoints/demo-sasrec", "--users", "3", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report["verdicts"]) == set(V.CLAIMS)
+    assert "no gate" in report["verdicts"]["gate"]["reason"] and "no router" in report["verdicts"]["router"]["reason"]
+    assert set(report["verdicts"]["attention"]) == set(V.KEYS)
+    assert main(["facets", "--checkpoint", "checkpoints/demo-sasrec", "--users", "3"]) == 0   # read from the cache
+    out = capsys.readouterr().out
+    assert "verdicts against the strongest simple rule" in out and "gate: not computed: a sasrec model" in out
