@@ -236,10 +236,12 @@ def _disk_key(path: str, data_path: str | None, name: str) -> str:
 def checks_cached(path: str, data_path: str | None, facet: str, gate_only: bool = False) -> bool:
     """True when the facet checks of this checkpoint are on disk (reading them is instant);
     gate_only: those of gate and experts alone (planted or real-data checks)."""
+    from fame_core import verdicts
+
     model, data = open_checkpoint(path, data_path)
-    names = [] if gate_only else ["alignment"]
-    names += ["planted_checks"] if data is not None and data.truth is not None else [f"real_checks-{facet}"]
-    return all(cache.is_cached(path, _disk_key(path, data_path, n)) for n in names)
+    if data is None or not verdicts.is_cached(model, data):      # the badges read the verdicts (issue 41)
+        return False
+    return gate_only or cache.is_cached(path, _disk_key(path, data_path, "alignment"))
 
 
 @st.cache_data(show_spinner="Measuring how each head separates the item facets…", max_entries=8)

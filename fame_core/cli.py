@@ -559,15 +559,25 @@ def cmd_facets(a) -> int:
 
     from .facets import facet_report
 
+    from .verdicts import cached, describe, verdicts
+
     model, dataset = _open(a)
     if dataset is None:
         raise _needs_data(model, "facet measures")
-    stage = Stages(bool(dataset.facets) + 1 + 2 * (dataset.truth is not None))   # the measures facet_report runs
-    report = facet_report(model, dataset, n_users=a.users, seed=a.seed, stage=stage)
+    progress = on_terminal()                  # bars and stage lines on a terminal only
+    stage = Stages(bool(dataset.facets) + 1 + 2 * (dataset.truth is not None), enabled=progress)
+    report = cached("facet-report", model, dataset, {"users": a.users, "seed": a.seed},
+                    lambda: facet_report(model, dataset, n_users=a.users, seed=a.seed, stage=stage))
+    # issue 41: every claim against the strongest simple rule, from the (disk-cached) cohort pass
+    report["verdicts"] = verdicts(model, dataset, seed=a.seed, progress=progress)
     report["checkpoint"] = str(a.checkpoint)
     if a.json:
         _print_json(report)
         return 0
+    print("verdicts against the strongest simple rule (test users; docs/verdicts.md)")
+    for claim, v in report["verdicts"].items():
+        print(f"  {claim:>9}: {describe(v)}")
+    print()
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(f"{a.checkpoint}: {report['model']} H={report['heads']} N={report['experts']} on {report['dataset']}\n")
         if report["alignment"]:

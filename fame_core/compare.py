@@ -3,7 +3,10 @@
 `compare(model_a, model_b, dataset)` ranks every user's target under both models (gated merging;
 SASRec's plain score), and returns one row per user with both 0-based ranks, both NDCG@k and the
 outcome: "a" when model a ranks the target strictly better (a lower rank), "b" when b does, "tie"
-when the ranks are equal. The paired test of the metric difference over users is the Wilcoxon
+when the ranks are equal. The summary's headline counts (`a_better_ndcg@k`, `b_better_ndcg@k`)
+are on the tested metric: users whose NDCG@k is strictly larger under one model (only users with
+a target in some top k can count); `a_better`/`b_better`/`ties` count rank changes at any depth.
+The paired test of the metric difference over users is the Wilcoxon
 signed-rank test (scipy.stats.wilcoxon, two-sided, zero differences dropped: zero_method="wilcox")
 on per-user NDCG@k; where every difference is zero it is not run and p = 1.
 Disagreement is |log2(rank_a + 1) - log2(rank_b + 1)|: how many doublings of rank separate them.
@@ -40,7 +43,14 @@ def compare_ranks(rank_a: np.ndarray, rank_b: np.ndarray, k: int = 20) -> dict:
     diff = na - nb
     nonzero = int((diff != 0).sum())
     statistic, p = wilcoxon_by_user(na, nb)
-    return {"users": int(len(rank_a)), "a_better": int((rank_a < rank_b).sum()), "b_better": int((rank_b < rank_a).sum()),
+    # issue 41: the headline counts are on the metric the test uses (NDCG@k: a user counts only where
+    # a target rank inside the top k changes); the any-depth rank counts stay beside them
+    return {"users": int(len(rank_a)), f"a_better_ndcg@{k}": int((diff > 0).sum()),
+            f"b_better_ndcg@{k}": int((diff < 0).sum()), f"same_ndcg@{k}": int((diff == 0).sum()),
+            "counts_definition": f"better on NDCG@{k}: the user's NDCG@{k} is strictly larger (a target rank in the "
+                                 f"top {k} under at least one model, and the two differ); better at any depth: "
+                                 "a strictly lower target rank, however deep",
+            "a_better": int((rank_a < rank_b).sum()), "b_better": int((rank_b < rank_a).sum()),
             "ties": int((rank_a == rank_b).sum()), "k": k, f"NDCG@{k}_a": float(na.mean()) if len(na) else 0.0,
             f"NDCG@{k}_b": float(nb.mean()) if len(nb) else 0.0, "mean_difference": float(diff.mean()) if len(diff) else 0.0,
             "test": f"{TEST_NAME} on per-user NDCG@{k}, a vs b", "statistic": statistic, "p_value": p,

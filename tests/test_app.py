@@ -327,8 +327,10 @@ def test_first_render_of_the_case_study_draws_everything_without_the_facet_check
 
     monkeypatch.setenv("FAME_CACHE", str(tmp_path))       # nothing measured yet for this checkpoint
     calls = []
+    from fame_core import verdicts
+
     for module, name in ((facets, "head_alignment"), (facets, "planted_checks"), (facets, "real_checks"),
-                         (fame_core, "inspect")):
+                         (verdicts, "verdicts"), (fame_core, "inspect")):
         real = getattr(module, name)
         monkeypatch.setattr(module, name, lambda *a, _real=real, _name=name, **kw: calls.append(_name) or _real(*a, **kw))
     at = run_app(user="3")
@@ -336,7 +338,7 @@ def test_first_render_of_the_case_study_draws_everything_without_the_facet_check
     assert len(at.table) == 2 and len(page_svgs(at)) == 1 + 2 * 2   # lists, target ranks; gates + 2 heads x 2 maps
     assert not any(m.value.startswith("**Specialisation checks**") for m in at.markdown)
     at.toggle(key="checks").set_value(True).run()                 # asked for: measured after everything else
-    assert "head_alignment" in calls and "planted_checks" in calls
+    assert "head_alignment" in calls and "verdicts" in calls      # issue 41: the badges read the verdicts
     assert any(m.value.startswith("**Specialisation checks**") for m in at.markdown)
     order = [getattr(e, "type", "") if not hasattr(e, "value") or not isinstance(e.value, str) else e.value
              for e in at.main]                                    # every element, in page order
@@ -376,18 +378,18 @@ def target_marks(table) -> int:
 def test_next_to_the_gate_the_page_says_whether_this_gate_passed_its_check(monkeypatch, tmp_path):
     monkeypatch.setenv("FAME_CACHE", str(tmp_path))               # nothing measured yet
     at = run_app(user="3")
-    gate_line = lambda: next(m.value for m in at.markdown if "gate not checked" in m.value or "gate check" in m.value)  # noqa: E731
+    gate_line = lambda: next(m.value for m in at.markdown if "badge[gate " in m.value)  # noqa: E731
     assert gate_line() == ":gray-badge[gate not checked yet: switch on the checks at the bottom of the page]"
-    at.toggle(key="checks").set_value(True).run()                 # measured (planted world: gate -> planted facet)
+    at.toggle(key="checks").set_value(True).run()                 # measured: the gate's verdict (issue 41)
     model, data = fame_core.load(REPO / "checkpoints" / "demo")
-    from fame_core import facets
+    from fame_core.verdicts import verdicts
 
-    truth = facets.planted_checks(model, data)
-    verdict = "passed" if truth["gate_passes"] else "failed"
-    assert gate_line().startswith(f":{'green' if truth['gate_passes'] else 'orange'}-badge[gate check {verdict}: "
-                                  f"largest gate names the planted facet {truth['gate_accuracy']:.2f}")
+    v = verdicts(model, data)["gate"]                             # read back from the disk cache
+    word = "passed" if v["passed"] else "failed"
+    assert gate_line().startswith(f":{'green' if v['passed'] else 'orange'}-badge[gate {word}: {v['model']:.3f} vs "
+                                  f"{v['best_baseline']}")
     again = run_app(user="3")                                     # a fresh session reads the verdict from disk
-    assert any(f"gate check {verdict}" in m.value for m in again.markdown)
+    assert any(f"badge[gate {word}" in m.value for m in again.markdown)
     sasrec = run_app(checkpoint="demo-sasrec")
     assert any(m.value == ":gray-badge[no gate: this model sums its heads]" for m in sasrec.markdown)
 
@@ -416,23 +418,23 @@ def test_the_servers_warm_up_fills_the_caches_the_first_page_reads(monkeypatch, 
     assert calls == [] and _sys.modules["serve"] is serve
 
 
-def test_the_gate_badge_on_real_data_gives_the_verdict_and_the_top_k_reading_beside_it(monkeypatch):
+def test_badges_are_green_only_when_the_verdict_passed_and_name_the_best_baseline(monkeypatch):
     monkeypatch.syspath_prepend(str(REPO / "app"))
     import badges
-    import session
 
-    import copy
+    from fame_core import verdicts
 
     model, data = fame_core.load(REPO / "checkpoints" / "demo")
-    data = copy.copy(data)                                                   # as a real data set: no planted truth
-    data.truth, data.facets = None, {"genre": data.facets["genre"]}
-    checks = {"gate_passes": False, "gate_accuracy": 0.523, "majority_rate": 0.505, "gate_top": 20,
-              "gate_accuracy_top": 0.581, "majority_rate_top": 0.513}
-    monkeypatch.setattr(session, "checks_cached", lambda *a, **k: True)
-    monkeypatch.setattr(session, "real_checks", lambda *a, **k: checks)
+    failed = {"passed": False, "model": 0.8069, "baselines": [{"name": "history's majority head", "value": 0.8186}],
+              "best_baseline": "history's majority head", "margin": -0.0117, "ci95": [-0.0150, -0.0084], "p": 1e-7,
+              "test": verdicts.MCNEMAR, "users": 35597, "split": "test"}
+    monkeypatch.setattr(verdicts, "is_cached", lambda *a, **k: True)
+    monkeypatch.setattr(verdicts, "verdicts", lambda *a, **k: {"gate": failed})
     assert badges.gate_badge(model, "p", None, data) == (
-        ":orange-badge[gate check failed: larger-gate head ranks the target better for 0.523 of users vs 0.505 "
-        "trusting one head always; where it changes a top 20: 0.581 vs 0.513]")
-    old = {k: v for k, v in checks.items() if not k.endswith("_top")}      # a cached result from before the reading
-    monkeypatch.setattr(session, "real_checks", lambda *a, **k: old)
-    assert badges.gate_badge(model, "p", None, data).endswith("vs 0.505 trusting one head always]")
+        ":orange-badge[gate failed: 0.807 vs history's majority head 0.819 · margin -0.012 (95 % CI -0.015 to -0.008)]")
+    passed = dict(failed, passed=True, model=0.85, margin=0.0314, ci95=[0.02, 0.04])
+    assert badges.verdict_badge("gate", passed).startswith(":green-badge[gate passed: 0.850 vs history's majority head")
+    # a positive margin whose verdict did not pass (interval reaching 0) is not green
+    assert badges.verdict_badge("gate", dict(passed, passed=False, ci95=[-0.001, 0.06])).startswith(":orange-badge[")
+    assert badges.verdict_badge("gate", {"passed": False, "reason": "a sasrec model has no gate"}) == \
+        ":gray-badge[gate: not checked · a sasrec model has no gate]"

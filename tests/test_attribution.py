@@ -115,6 +115,12 @@ def test_sample_average_and_cli_json(tiny_world, tmp_path, capsys):
     assert main(["attribution", "--checkpoint", "checkpoints/demo", "--users", "3", "--steps", "8", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["users"] == 3 and "Wilcoxon" in report["test"]
+    # issue 41: head:h's ranks are head h's own (not the gated rank under a head's key); IG's gap reported
+    assert "head h alone" in report["rank_under"] and report["random_orders"] == 20
+    for r in report["scores"].values():
+        assert r["max_relative_completeness_gap"] <= 0.01 or r["max_ig_steps"] == report["ig_step_cap"]
+        lo, hi = r["ci95_integrated_gradients_minus_attention"]
+        assert lo <= hi
     assert main(["attribution", "--checkpoint", "checkpoints/demo", "--merge", "head:7"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and len(err.strip().splitlines()) == 1

@@ -142,6 +142,22 @@ def test_cohort_page_shows_the_libraries_numbers_and_links_users():
     assert labels.count("PDF") == 3 and labels.count("SVG") == 3 and "Users CSV" in labels
 
 
+def test_cohort_page_shows_gate_accuracy_next_to_the_rules():
+    import fame_core
+    from fame_core import verdicts
+    from tests.conftest import REPO
+
+    at = cohort_page(checkpoint="demo", gate_rules="true")
+    shown = next(d.value for d in at.dataframe if "who" in getattr(d.value, "columns", []))
+    model, data = fame_core.load(REPO / "checkpoints" / "demo")
+    tables = {s: cohort.cohort_table(model, data, s) for s in ("valid", "test")}
+    want = verdicts.rules_table(verdicts.gate_verdict(model, data, tables).to_dict())
+    assert list(shown["who"]) == list(want["who"]) and shown["who"].iloc[0] == "the model"
+    np.testing.assert_allclose(shown["value"], want["value"])
+    assert any("always head 0" in w for w in shown["who"]) and any("(best)" in w for w in shown["who"])
+    assert any("badge[gate " in m.value for m in at.markdown)
+
+
 def test_the_cohort_page_says_when_its_gates_are_read_at_a_temperature(tmp_path, monkeypatch):
     import subprocess
     import sys

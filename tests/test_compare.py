@@ -86,3 +86,12 @@ def test_compare_page_one_user_under_both_models(demo):
 def test_compare_page_refuses_two_data_sets():
     at = compare_page(a="demo", b="beauty-fame")
     assert at.error and "different data sets" in at.error[0].value and "\n" not in at.error[0].value
+
+
+def test_headline_counts_are_on_the_tested_metric_beside_any_depth():
+    # user 4: a ranks the target at 300, b at 400: better at any depth, the same NDCG@20 (0)
+    out = compare_ranks(np.array([0, 5, 100, 2, 300]), np.array([1, 5, 0, 30, 400]), k=20)
+    assert (out["a_better_ndcg@20"], out["b_better_ndcg@20"], out["same_ndcg@20"]) == (2, 1, 2)
+    assert (out["a_better"], out["b_better"], out["ties"]) == (3, 1, 1)
+    assert out["a_better_ndcg@20"] + out["b_better_ndcg@20"] == out["users_with_a_difference"]
+    assert "NDCG@20" in out["counts_definition"] and "any depth" in out["counts_definition"]

@@ -1,15 +1,25 @@
 """Cohort: one checkpoint, every user of a split. Is the gate ever decisive, for whom, which head
 wins where, are the experts used? Every figure sliceable by history length, target popularity and
 the dominant value of an item facet; a bucket lists its users as links to their case studies.
-URL parameters: checkpoint, split, k, slice, bucket, group.
+URL parameters: checkpoint, split, k, slice, bucket, group, gate_rules (true: the gate against the rules).
 """
 
 import streamlit as st
 
+import badges
 import population
 import session
-from fame_core import cohort, lists
+from fame_core import cohort, lists, verdicts
 from fame_core import population_export as px
+
+
+@st.cache_data(show_spinner="Reading the gate against the simple rules…", max_entries=8)
+def gate_against_rules(path: str, data_path: str | None) -> dict:
+    """The gate's verdict (fame_core.verdicts.gate_verdict) from the validation and test tables."""
+    model, data = session.open_checkpoint(path, data_path)
+    tables = {s: session.cohort_table(path, data_path, s)[0] for s in ("valid", "test")}
+    return verdicts.gate_verdict(model, data, tables).to_dict()
+
 
 ctx = session.context()
 model, data, path, data_path, name = ctx.model, ctx.data, ctx.path, ctx.data_path, ctx.name
@@ -88,6 +98,19 @@ else:
     gate_meta = meta + (f" · gate temperature {cfg.gate_temperature:g}" if temperature_note else "")
     population.export_buttons("gates_dl", f"{stem}_gates", lambda: px.gate_distribution_figure(part, gate_meta),
                               "Gate figure")
+
+    st.subheader("Gate against the simple rules (test users)")
+    if st.toggle("Read the gate against the rules", value=False, key="gate_rules", bind="query-params",
+                 help="Over test users whose heads rank the target differently: how often the largest-gate head is "
+                      "the one that ranks it better, next to rules that need no training (docs/verdicts.md). Uses "
+                      "the validation and test tables (cached on disk); the whole split, not the slice."):
+        gv = gate_against_rules(path, data_path)
+        st.markdown(badges.verdict_badge("gate", gv))
+        if "reason" not in gv:
+            st.dataframe(verdicts.rules_table(gv).style.format({"value": "{:.4f}", "model minus this": "{:+.4f}"}),
+                         hide_index=True)
+            st.caption(f"{gv['users']:,} test users; margin against the best rule {gv['margin']:+.4f}, 95 % paired "
+                       f"bootstrap interval {gv['ci95'][0]:+.4f} to {gv['ci95'][1]:+.4f}, {gv['test']} p = {gv['p']:.3g}.")
 
     st.subheader("Expert load")
     load = cohort.expert_load(part)

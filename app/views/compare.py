@@ -61,10 +61,14 @@ if a == b:
 
 table, summary = population.compare(checkpoints[a], checkpoints[b], data_path, split, k, (a, b))
 s1, s2, s3, s4 = st.columns(4)
-s1.metric(f"{a} better", f"{summary['a_better']:,}")
-s2.metric(f"{b} better", f"{summary['b_better']:,}")
-s3.metric("ties", f"{summary['ties']:,}")
+s1.metric(f"{a} better on NDCG@{k}", f"{summary[f'a_better_ndcg@{k}']:,}",
+          help=f"any depth (a lower target rank): {summary['a_better']:,}")
+s2.metric(f"{b} better on NDCG@{k}", f"{summary[f'b_better_ndcg@{k}']:,}",
+          help=f"any depth (a lower target rank): {summary['b_better']:,}")
+s3.metric(f"same NDCG@{k}", f"{summary[f'same_ndcg@{k}']:,}", help=f"same rank: {summary['ties']:,}")
 s4.metric(f"NDCG@{k}: a − b", f"{summary['mean_difference']:+.4f}")
+st.caption(f"Counts: {summary['counts_definition']}. At any depth: {a} better {summary['a_better']:,}, "
+           f"{b} better {summary['b_better']:,}, same rank {summary['ties']:,}.")
 st.markdown(f"**{summary['test']}:** statistic {summary['statistic']:.1f}, p = {summary['p_value']:.3g} over "
             f"{summary['users']:,} users ({summary['users_with_a_difference']:,} with a difference). "
             f"NDCG@{k}: {a} {summary[f'NDCG@{k}_a']:.4f}, {b} {summary[f'NDCG@{k}_b']:.4f}.")
