@@ -77,8 +77,9 @@ population.export_buttons("metrics_dl", f"{stem}_metrics", lambda: px.merge_metr
 
 # ---- gates ----------------------------------------------------------------------------------------------
 H, N = cfg.n_heads, cohort.experts_of(table)
-if cfg.model != "fame":
-    st.info("SASRec has no gate and no experts (every head weighs 1, one expert per head): only the metrics apply.")
+if "gate" not in model.capabilities:
+    st.info(f"{type(model).__name__} has no gate and no experts (every head weighs 1, one expert per head): "
+            "only the metrics apply.")
 else:
     st.subheader("Gate over users")
     dist = cohort.gate_distribution(part)
@@ -130,7 +131,7 @@ else:
 # ---- the users behind a number ----------------------------------------------------------------------------
 st.subheader("Users")
 groups = ["all", "gated_hit_concat_miss", "concat_hit_gated_miss", "both_hit", "both_miss"] + \
-    ([f"largest gate: head {h}" for h in range(H)] if cfg.model == "fame" else [])
+    ([f"largest gate: head {h}" for h in range(H)] if "gate" in model.capabilities else [])
 session.warn_bad_param("group", groups)
 group = st.selectbox("Which users", groups, key="group", bind="query-params")
 if group == "all":
