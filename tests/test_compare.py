@@ -66,7 +66,7 @@ def compare_page(**params):
 def test_compare_page_of_a_checkpoint_with_itself():
     at = compare_page(a="demo", b="demo")
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["ties"] == "2,000" and metrics["demo better"] == "0"
+    assert metrics["same NDCG@20"] == "2,000" and metrics["demo better on NDCG@20"] == "0"
     assert any("p = 1 " in m.value and "Wilcoxon" in m.value for m in at.markdown)
 
 
