@@ -76,26 +76,13 @@ def decoded(values):
 def test_serve_starts_without_the_missing_scriptruncontext_line():
     """app/serve.py's warm-up calls the app's cached functions outside a script run: Streamlit printed
     'missing ScriptRunContext!' on every start (issue 42.5)."""
-    import socket
     import subprocess
-    import sys
     import time
 
-    from tests.conftest import REPO
-    from tests.test_browser import free_port
+    from tests.test_browser import free_port, launch_app
 
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(REPO / "app" / "serve.py"), "--server.headless",
-                             "true", "--server.address", "127.0.0.1", "--server.port", str(port)], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = launch_app(free_port(), stdout=subprocess.PIPE)
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.3)
         time.sleep(1)
     finally:
         proc.terminate()

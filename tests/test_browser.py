@@ -22,6 +22,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def launch_app(port: int, stdout=subprocess.DEVNULL, wait: float = 120) -> subprocess.Popen:
+    """The README's command (`streamlit run app/serve.py`) from the repository root (its
+    .streamlit/config.toml turns usage statistics off) on 127.0.0.1:port; returns once the port
+    answers (or after `wait` seconds)."""
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(REPO / "app" / "serve.py"),
+                             "--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(port)],
+                            cwd=REPO, stdout=stdout, stderr=subprocess.STDOUT if stdout == subprocess.PIPE else stdout,
+                            text=True)
+    deadline = time.time() + wait
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.3)
+    return proc
+
+
 @pytest.fixture(scope="module")
 def server():
     if CHROMIUM is None or not _has_playwright():
@@ -29,18 +47,7 @@ def server():
             pytest.fail("CI needs chromium and playwright for the browser test (.ci/run installs them)")
         pytest.skip("chromium or playwright not installed")
     port = free_port()
-    # the README's command, from the repository root: its .streamlit/config.toml turns usage statistics off
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(REPO / "app" / "serve.py"),
-                             "--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(port)],
-                            cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.3)
+    proc = launch_app(port, stdout=subprocess.DEVNULL)
     yield f"http://127.0.0.1:{port}"
     proc.terminate()
     proc.wait(timeout=20)

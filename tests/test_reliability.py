@@ -351,6 +351,8 @@ def test_evaluate_on_the_demo_still_gives_in_range_metrics():
     lambda s: dict(s, model={"E": [1, 2]}),
     lambda s: dict(s, model={k: v[:1] for k, v in s["model"].items()}),
     lambda s: dict(s, optimizer={"state": {}, "param_groups": []}),
+    lambda s: dict(s, best=1e9),                          # issue 39: a best score no validation NDCG can be
+    lambda s: dict(s, epoch=10**9, bad_epochs=0),         # issue 39: an epoch past the run's epochs
 ])
 def test_crafted_resume_states_are_refused_in_one_line(tmp_path, edit):
     from fame_core.data import load_dataset
