@@ -44,6 +44,11 @@ from .data import SequenceDataset
 from .errors import DataError
 from .evaluate import left_pad, mask_items, target_ranks
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:   # the model contract (fame_core/models/base.py)
+    from .models import Recommender
+
 METHODS = ("integrated gradients", "attention", "most recent first", "random")
 COMPLETENESS = 0.01   # |delta| within 1 % of |f(x) - f(baseline)|
 STEP_CAP = 512        # the most integrated-gradient steps tried
@@ -72,14 +77,14 @@ class Attribution:
                              "integrated_gradients": self.attribution, "attention": self.attention})
 
 
-def _check_merge(model, merge: str) -> None:
+def _check_merge(model: Recommender, merge: str) -> None:
     H = model.config.n_heads
     ok = merge == "gated" or (merge.startswith("head:") and merge[5:].isdigit() and int(merge[5:]) < H)
     if not ok:
         raise DataError(f"unknown score {merge!r} to attribute; use 'gated' or 'head:0'..'head:{H - 1}'")
 
 
-def _check_sequence(model, sequence, target) -> np.ndarray:
+def _check_sequence(model: Recommender, sequence, target) -> np.ndarray:
     cfg = model.config
     seq = np.asarray(sequence, dtype=np.int64).reshape(-1)[-cfg.max_len:]
     if seq.size == 0:
@@ -92,7 +97,7 @@ def _check_sequence(model, sequence, target) -> np.ndarray:
     return seq
 
 
-def _score_fn(model, merge: str):
+def _score_fn(model: Recommender, merge: str):
     """f(embeddings (B, T, d), seq (B, T), target (B,)) -> the target's score (B,): the model's own
     forward pass with its item-embedding lookup replaced by the given embeddings (a forward hook)."""
     E = model.embed.E
@@ -108,7 +113,7 @@ def _score_fn(model, merge: str):
 
 
 @torch.no_grad()
-def effective_attention(model, sequence, merge: str = "gated") -> np.ndarray:
+def effective_attention(model: Recommender, sequence, merge: str = "gated") -> np.ndarray:
     """(L,) attention from the last position: sum_n beta_n alpha_n for head h, gate-weighted over heads for 'gated'."""
     from .inspection import inspect
 
@@ -120,7 +125,7 @@ def effective_attention(model, sequence, merge: str = "gated") -> np.ndarray:
     return per_head[int(merge[5:])]
 
 
-def attribute(model, sequence, target: int, merge: str = "gated", n_steps: int = 32,
+def attribute(model: Recommender, sequence, target: int, merge: str = "gated", n_steps: int = 32,
               tolerance: float = COMPLETENESS, step_cap: int = STEP_CAP) -> Attribution:
     """Integrated gradients of the target's score under `merge` per history position, the steps
     doubled from n_steps until completeness holds within `tolerance` or step_cap (module docstring)."""
@@ -156,7 +161,7 @@ def attribute(model, sequence, target: int, merge: str = "gated", n_steps: int =
 
 
 @torch.no_grad()
-def _scores_and_ranks(model, sequences, target: int, merge: str, exclude, ranks: bool = True):
+def _scores_and_ranks(model: Recommender, sequences, target: int, merge: str, exclude, ranks: bool = True):
     """The target's score under `merge` and its 0-based rank under the same merge (items of
     `exclude` not ranked; None without `ranks`) after each sequence, in one batched forward pass."""
     device = next(model.parameters()).device
@@ -172,7 +177,7 @@ def _scores_and_ranks(model, sequences, target: int, merge: str, exclude, ranks:
     return score, target_ranks(full, torch.full((len(sequences),), int(target), device=device)).cpu().numpy()
 
 
-def deletion_curves(model, result: Attribution, max_steps: int = 10, n_random: int = 5, seed: int = 0,
+def deletion_curves(model: Recommender, result: Attribution, max_steps: int = 10, n_random: int = 5, seed: int = 0,
                     mode: str = "delete", recent: bool = False, ranks: bool = True) -> pd.DataFrame:
     """Score and rank after removing 0..K items in each method's order; one row per (method, k).
     mode: "delete" (the sequence gets shorter, older items shift) or "mask" (items replaced in place
@@ -218,7 +223,7 @@ def aopc(curve: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def faithfulness_sample(model, dataset: SequenceDataset, n_users: int = 100, split: str = "test", seed: int = 0,
+def faithfulness_sample(model: Recommender, dataset: SequenceDataset, n_users: int = 100, split: str = "test", seed: int = 0,
                         merges=None, n_steps: int = 32, max_steps: int = 10, n_random: int = 20,
                         mode: str = "delete", progress: bool = False) -> dict:
     """AOPC of integrated gradients, attention, most-recent-first and random removal (the mean of

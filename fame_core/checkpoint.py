@@ -30,7 +30,7 @@ from ._version import __version__ as CODE_VERSION
 from .data import SequenceDataset, load_dataset
 from .datahome import missing_message, open_recorded
 from .errors import CheckpointError, ConfigError
-from .models import Provenance, build_model, config_from_dict
+from .models import Provenance, Recommender, build_model, config_from_dict
 from .safe_io import MARKER, OutputError, check_output_dir, recover_dir, replace_dir
 
 FILES = ("weights.safetensors", "config.json", "dataset.json")
@@ -107,7 +107,7 @@ def check_checkpoint_out(out, option: str = "--out", overwrite: bool = False) ->
     return out
 
 
-def write_checkpoint(directory, model, dataset: dict, config: dict, metrics: list[dict],
+def write_checkpoint(directory, model: Recommender, dataset: dict, config: dict, metrics: list[dict],
                      train_state: dict | None = None, weights: dict | None = None, half: bool = False) -> Path:
     """Write a whole checkpoint atomically (see safe_io.replace_dir: at every instant `directory`
     holds the old checkpoint or the new one). A folder holding anything but a checkpoint is never

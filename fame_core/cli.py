@@ -18,6 +18,11 @@ from ._version import __version__
 from .data import KCORE, KCORE_MAX
 from .errors import ConfigError, FameError
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:   # the model contract (fame_core/models/base.py)
+    from .models import Recommender
+
 EXIT_BAD_INPUT = 2
 
 
@@ -421,7 +426,7 @@ def _with_items(dataset, items):
     return add_item_table(dataset, items)
 
 
-def _needs_data(model, what: str) -> FameError:
+def _needs_data(model: Recommender, what: str) -> FameError:
     """The one-line error when the recorded data set is nowhere: what to download or pass."""
     from .datahome import missing_message
     return FameError(f"{what} needs the data set: {missing_message(model.provenance.dataset)}")
@@ -465,7 +470,7 @@ def cmd_evaluate(a) -> int:
     return 0
 
 
-def _sequence(a, dataset, model=None):
+def _sequence(a, dataset, model: Recommender | None = None):
     """(sequence, target) from --user (with the data set) or --items/--target."""
     if a.user is not None:
         if dataset is None:

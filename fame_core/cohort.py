@@ -41,6 +41,11 @@ from .errors import DataError, FameError
 from .evaluate import left_pad, metrics_from_ranks, rank_users
 from .models import merge_modes
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:   # the model contract (fame_core/models/base.py)
+    from .models import Recommender
+
 CACHE_VERSION = 1
 LENGTH_EDGES = (0, 5, 10, 20, 50, np.inf)     # history length buckets (input items)
 POPULARITY_BUCKETS = 5                        # target popularity quantiles over users
@@ -49,7 +54,7 @@ GATE_BINS = 20
 
 # ---- the table ---------------------------------------------------------------------------------------
 
-def model_fingerprint(model) -> str:
+def model_fingerprint(model: Recommender) -> str:
     """sha256 of a model's configuration and every weight (what its outputs depend on)."""
     h = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True).encode())
     for name, tensor in sorted(model.state_dict().items()):
@@ -64,7 +69,7 @@ def cache_dir() -> Path:
     return cache_root() / "cohort"
 
 
-def cache_path(model, dataset: SequenceDataset, split: str, directory=None) -> Path:
+def cache_path(model: Recommender, dataset: SequenceDataset, split: str, directory=None) -> Path:
     key = hashlib.sha256(f"{model_fingerprint(model)}|{dataset.fingerprint()}|{split}|{CACHE_VERSION}".encode())
     return Path(directory or cache_dir()) / f"{key.hexdigest()[:32]}.parquet"
 
@@ -90,7 +95,7 @@ def _dominant_values(inputs, labels: np.ndarray, values: list[str], max_len: int
 
 
 @torch.no_grad()
-def position_loads(model, inputs, batch_size: int = 512) -> np.ndarray:
+def position_loads(model: Recommender, inputs, batch_size: int = 512) -> np.ndarray:
     """(U, H, N) counts: how many of each input's positions route mostly to each expert (argmax
     of the router beta at every non-padding position), one forward pass per batch."""
     cfg = model.config
@@ -114,7 +119,7 @@ def position_loads(model, inputs, batch_size: int = 512) -> np.ndarray:
     return out
 
 
-def build_table(model, dataset: SequenceDataset, split: str = "test", facets=None, batch_size: int = 1024,
+def build_table(model: Recommender, dataset: SequenceDataset, split: str = "test", facets=None, batch_size: int = 1024,
                 progress: bool = False) -> pd.DataFrame:
     """The per-user table (see the module docstring), computed without a cache."""
     from .labels import facet_labels
@@ -179,7 +184,7 @@ def popularity_buckets(pop: np.ndarray, buckets: int = POPULARITY_BUCKETS) -> li
     return [names[c] for c in codes]
 
 
-def cohort_table(model, dataset: SequenceDataset, split: str = "test", cache: bool = True, directory=None,
+def cohort_table(model: Recommender, dataset: SequenceDataset, split: str = "test", cache: bool = True, directory=None,
                  progress: bool = False) -> pd.DataFrame:
     """`build_table`, read from the disk cache when this model, data set and split were seen before
     (table.attrs["from_cache"] says which). The cache file is written atomically and only ever
@@ -234,7 +239,7 @@ def _write_atomic(target: Path, data: bytes) -> None:
             os.unlink(tmp)
 
 
-def _read_cached(path: Path, model, dataset: SequenceDataset) -> pd.DataFrame:
+def _read_cached(path: Path, model: Recommender, dataset: SequenceDataset) -> pd.DataFrame:
     """A cached table, verified (issue 39): its record is a dict whose sha256 is the parquet file's,
     every column a freshly built table has is there with its type, and the values are in range."""
     meta = json.loads(path.with_suffix(".json").read_text())

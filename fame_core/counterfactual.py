@@ -53,6 +53,11 @@ import torch
 from .errors import ConfigError, FameError
 from .evaluate import left_pad, mask_items
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:   # the model contract (fame_core/models/base.py)
+    from .models import Recommender
+
 GOALS = ("top-k", "flip-gate", "top-1")
 KIND_ORDER = {"remove": 0, "replace": 1, "insert": 2}
 CHUNK = 512   # candidate histories scored at once
@@ -104,7 +109,7 @@ def apply_edit(seq: tuple, edit: dict) -> tuple:
 class _Goal:
     """The margin of a goal over a batch of histories (> 0: reached), and its differentiable form."""
 
-    def __init__(self, model, goal, k, target, goal_head, top_item, runner_up, kth_item):
+    def __init__(self, model: Recommender, goal, k, target, goal_head, top_item, runner_up, kth_item):
         self.model, self.goal, self.k, self.target = model, goal, k, target
         self.goal_head, self.top_item, self.runner_up, self.kth_item = goal_head, top_item, runner_up, kth_item
 
@@ -160,7 +165,7 @@ class _Goal:
         return (grad * box["x"]).sum(-1)[0].detach().cpu().numpy()
 
 
-def _neighbours(model, item: int, n: int, exclude) -> list[int]:
+def _neighbours(model: Recommender, item: int, n: int, exclude) -> list[int]:
     E = model.embed.E.weight.detach()
     sim = torch.nn.functional.cosine_similarity(E, E[item][None], dim=1)
     sim[0] = -torch.inf
@@ -169,7 +174,7 @@ def _neighbours(model, item: int, n: int, exclude) -> list[int]:
     return torch.topk(sim, min(n, len(sim) - 1)).indices.tolist()
 
 
-def counterfactual(model, sequence, target: int | None = None, goal: str = "top-k", k: int = 20, budget: int = 3,
+def counterfactual(model: Recommender, sequence, target: int | None = None, goal: str = "top-k", k: int = 20, budget: int = 3,
                    candidates=50, beam: int = 3, positions: int = 4, head: int | None = None) -> Counterfactual:
     """The smallest edit (up to `budget`) of `sequence` that reaches `goal` (module docstring)."""
     from .inspection import inspect

@@ -27,6 +27,11 @@ import torch.distributed as dist
 
 from .errors import FameError
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:   # the model contract (fame_core/models/base.py)
+    from .models import Recommender
+
 
 def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1") or 1)
@@ -62,7 +67,7 @@ class Context:
         mine = idx[self.rank::self.world]
         return (mine, 1.0) if len(mine) else (idx[:1], 0.0)
 
-    def wrap(self, model):
+    def wrap(self, model: Recommender):
         """The model to call in training: DDP over it with more than one process."""
         if not self.active:
             return model
@@ -92,7 +97,7 @@ class Context:
         if self.active:
             dist.barrier()
 
-    def evaluate(self, model, dataset, split: str, batch_size: int) -> dict:
+    def evaluate(self, model: Recommender, dataset, split: str, batch_size: int) -> dict:
         """`evaluate.evaluate`, its users sharded over processes and the ranks gathered."""
         from .evaluate import evaluate, metrics_from_ranks, rank_sequences
         if not self.active:

@@ -21,6 +21,11 @@ from .models import check_merge
 from .options import DEVICE_PATTERN, check, option
 from .stats import hit_at, ndcg_at
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:   # the model contract (fame_core/models/base.py)
+    from .models import Recommender
+
 KS = (5, 10, 20)
 
 
@@ -88,14 +93,14 @@ def mask_items(scores: torch.Tensor, histories) -> None:
 
 
 @torch.no_grad()
-def score_last(model, sequences, device=None, merge: str = "gated") -> torch.Tensor:
+def score_last(model: Recommender, sequences, device=None, merge: str = "gated") -> torch.Tensor:
     """Scores over all item ids (B, n+1) after the last item of each input sequence."""
     seq = left_pad(sequences, model.config.max_len, device)
     return model.scores(model(seq, last_only=True), merge)
 
 
 @torch.no_grad()
-def rank_sequences(model, inputs, targets, merges=("gated",), mask_history: bool = True, batch_size: int = 1024,
+def rank_sequences(model: Recommender, inputs, targets, merges=("gated",), mask_history: bool = True, batch_size: int = 1024,
                    progress: bool = False, desc: str = "rank") -> dict:
     """The target's 0-based rank after each input sequence, under each merge mode, with one
     forward pass per batch (similar lengths batched together).
@@ -133,7 +138,7 @@ def rank_sequences(model, inputs, targets, merges=("gated",), mask_history: bool
             "has_router": has_router}
 
 
-def rank_users(model, dataset: SequenceDataset, split: str = "test", merges=("gated",), mask_history: bool = True,
+def rank_users(model: Recommender, dataset: SequenceDataset, split: str = "test", merges=("gated",), mask_history: bool = True,
                batch_size: int = 1024, progress: bool = False) -> dict:
     """`rank_sequences` for every user with at least 3 items, plus "rows" and input "lengths"."""
     rows = dataset.splittable_rows()
@@ -143,7 +148,7 @@ def rank_users(model, dataset: SequenceDataset, split: str = "test", merges=("ga
     return dict(out, rows=rows, lengths=np.array([len(x) for x in inputs], dtype=np.int64))
 
 
-def evaluate(model, dataset: SequenceDataset, split: str = "test", mask_history: bool = True,
+def evaluate(model: Recommender, dataset: SequenceDataset, split: str = "test", mask_history: bool = True,
              batch_size: int = 1024, merge: str = "gated", progress: bool = False,
              return_ranks: bool = False) -> dict:
     """Full-ranking leave-one-out evaluation of every user with at least 3 items.

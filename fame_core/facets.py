@@ -43,6 +43,11 @@ from .labels import facet_labels
 from .models import merge_modes
 from .stats import ndcg_at
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:   # the model contract (fame_core/models/base.py)
+    from .models import Recommender
+
 
 # ---- labels and the generic measures -------------------------------------------------------------
 
@@ -64,7 +69,7 @@ def probe_accuracy(X: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0) 
 
 
 @torch.no_grad()
-def item_representations(model, seed: int = 0) -> dict[str, np.ndarray]:
+def item_representations(model: Recommender, seed: int = 0) -> dict[str, np.ndarray]:
     """x_v^(h) of every head, the full embedding x_v, and a random projection of x_v to d'."""
     E = model.embed.E.weight.detach().cpu()         # x_v (without --head-cluster-bias's bias columns)
     subs = model.item_sub_embeddings().detach().cpu()
@@ -75,7 +80,7 @@ def item_representations(model, seed: int = 0) -> dict[str, np.ndarray]:
     return reps
 
 
-def head_alignment(model, dataset: SequenceDataset, facets=None, k: int = 10, max_items: int = 5000,
+def head_alignment(model: Recommender, dataset: SequenceDataset, facets=None, k: int = 10, max_items: int = 5000,
                    seed: int = 0) -> pd.DataFrame:
     """One row per (facet, representation): kNN agreement, linear-probe accuracy, and the chance
     levels (kNN: sum of squared label shares; probe: the majority share and shuffled labels)."""
@@ -127,7 +132,7 @@ def _require_truth(dataset: SequenceDataset) -> dict:
     return dataset.truth
 
 
-def gate_vs_facet(model, dataset: SequenceDataset, split: str = "test") -> dict:
+def gate_vs_facet(model: Recommender, dataset: SequenceDataset, split: str = "test") -> dict:
     """Does the head with the largest gate predict each user's planted dominant facet?"""
     truth = _require_truth(dataset)
     ranked = rank_users(model, dataset, split)
@@ -151,7 +156,7 @@ def _check_draws(n_random: int) -> None:
         raise ValueError(f"n_random must be at least 2 (the controls' sample standard deviation), not {n_random}")
 
 
-def experts_vs_preference(model, dataset: SequenceDataset, split: str = "test", n_random: int = 20,
+def experts_vs_preference(model: Recommender, dataset: SequenceDataset, split: str = "test", n_random: int = 20,
                           seed: int = 0) -> pd.DataFrame:
     """Per head and planted facet: MI(argmax expert at the last position; the user's active value at
     the target step), against two controls: random splits of the users with the same expert loads
@@ -192,7 +197,8 @@ def experts_vs_preference(model, dataset: SequenceDataset, split: str = "test", 
 
 # ---- users on real data: no planted truth, so the yardsticks are the target and the history -----------
 
-def _better_head(model, dataset: SequenceDataset, split: str, within: int | None) -> tuple[dict, np.ndarray, np.ndarray]:
+def _better_head(model: Recommender, dataset: SequenceDataset,
+                 split: str, within: int | None) -> tuple[dict, np.ndarray, np.ndarray]:
     """(the ranking, each user's best head, which users count): users with a unique best head,
     and with `within`, only those whose best head ranks the target in its top `within`."""
     H = model.config.n_heads
@@ -204,7 +210,7 @@ def _better_head(model, dataset: SequenceDataset, split: str, within: int | None
     return ranked, ranks.argmin(1), keep
 
 
-def gate_vs_heads(model, dataset: SequenceDataset, split: str = "test", within: int | None = None) -> dict:
+def gate_vs_heads(model: Recommender, dataset: SequenceDataset, split: str = "test", within: int | None = None) -> dict:
     """Does the head with the largest gate rank the user's target better than the other heads?
 
     Needs no planted truth, so it applies to any data set: over users whose heads rank the target
@@ -225,7 +231,7 @@ def gate_vs_heads(model, dataset: SequenceDataset, split: str = "test", within: 
 PROBES = ("linear", "boosted")
 
 
-def better_head_predictability(model, dataset: SequenceDataset, fit_split: str = "valid", split: str = "test",
+def better_head_predictability(model: Recommender, dataset: SequenceDataset, fit_split: str = "valid", split: str = "test",
                                within: int | None = None, seed: int = 0, probe: str = "linear") -> dict:
     """How well *any* gate could do: a classifier from the gate's own input [F^(1) | ... | F^(H)]
     to the head that ranks the target best, fitted on `fit_split` and scored on `split` (users with
@@ -260,7 +266,7 @@ def better_head_predictability(model, dataset: SequenceDataset, fit_split: str =
             "probe": probe, "fit_split": fit_split, "split": split}
 
 
-def merge_ndcg(model, dataset: SequenceDataset, split: str = "test", k: int = 20) -> dict[str, np.ndarray]:
+def merge_ndcg(model: Recommender, dataset: SequenceDataset, split: str = "test", k: int = 20) -> dict[str, np.ndarray]:
     """Per-user NDCG@k (rows in `dataset.splittable_rows()` order) of the gated merge, the
     equal-weight merge ('concat', every head weighted 1/H) and each single head ('head:h')."""
     merges = tuple(merge_modes(model.config.n_heads))
@@ -282,7 +288,7 @@ def best_single_head(ndcg: dict[str, np.ndarray]) -> str:
     return max((m for m in ndcg if m.startswith("head:")), key=lambda m: ndcg[m].mean())
 
 
-def gate_merge_value(model, dataset: SequenceDataset, split: str = "test", k: int = 20) -> dict:
+def gate_merge_value(model: Recommender, dataset: SequenceDataset, split: str = "test", k: int = 20) -> dict:
     """Does the gate earn its place in the score? Per-user NDCG@k of the gated merge against the
     equal-weight merge ('concat', every head weighted 1/H) and against each single head, with a
     two-sided Wilcoxon signed-rank test over users (zero differences dropped; scipy.stats.wilcoxon)."""
@@ -320,7 +326,7 @@ def load_gated_fames(paths, data=None, out=None, default_out=None, overwrite: bo
 
 
 @contextmanager
-def gate_temperature(model, tau: float):
+def gate_temperature(model: Recommender, tau: float):
     """Inside the block, the model's gate is read at temperature tau (FAMEConfig.gate_temperature:
     gate = softmax(logits / tau)), whatever the checkpoint holds: tau > 1 softens the gate towards
     equal weights, tau < 1 sharpens it towards one head, 1 is the paper's gate. For reading what a
@@ -361,7 +367,7 @@ def gate_merge_over_seeds(per_seed: list[dict[str, np.ndarray]], k: int = 20) ->
             "gated_vs_equal": paired_comparison(gated, equal), "gated_vs_best_head": paired_comparison(gated, best)}
 
 
-def expert_query_similarity(model) -> list[float]:
+def expert_query_similarity(model: Recommender) -> list[float]:
     """Per head, the mean cosine similarity between its experts' query maps W_Q^(h,n) (flattened,
     over pairs of experts): near 1 means a head's experts are near-copies."""
     if "experts" not in model.capabilities or model.moe.N < 2:
@@ -373,7 +379,8 @@ def expert_query_similarity(model) -> list[float]:
     return [float(c[off].mean()) for c in cos]
 
 
-def gate_vs_history_facet(model, dataset: SequenceDataset, facet: str, split: str = "test", min_items: int = 3) -> dict:
+def gate_vs_history_facet(model: Recommender, dataset: SequenceDataset,
+                          facet: str, split: str = "test", min_items: int = 3) -> dict:
     """Spearman correlation of each head's gate with how concentrated the user's history is on one
     value of `facet` (share of the modal value among the history items that have one): a head tied
     to the facet should weigh more for users who stay inside one value. Reported with z = rho *
@@ -396,7 +403,7 @@ def gate_vs_history_facet(model, dataset: SequenceDataset, facet: str, split: st
             "mean_concentration": float(conc.mean())}
 
 
-def experts_vs_target_facet(model, dataset: SequenceDataset, facet: str, split: str = "test", n_random: int = 20,
+def experts_vs_target_facet(model: Recommender, dataset: SequenceDataset, facet: str, split: str = "test", n_random: int = 20,
                             seed: int = 0) -> pd.DataFrame:
     """Per head: MI(argmax expert at the last position; the facet value of the item the user takes
     next), over users whose target has a value, against random routers (the argmax of N random
@@ -426,7 +433,8 @@ def experts_vs_target_facet(model, dataset: SequenceDataset, facet: str, split: 
     return pd.DataFrame(rows)
 
 
-def faithfulness(model, dataset: SequenceDataset, n_users: int = 200, split: str = "test", seed: int = 0) -> pd.DataFrame:
+def faithfulness(model: Recommender, dataset: SequenceDataset,
+                 n_users: int = 200, split: str = "test", seed: int = 0) -> pd.DataFrame:
     """Remove the history item each expert attends to most (last position) and measure the change
     of the target's rank (gated) and of the gate (L1), against removing a random history item."""
     from .inspection import inspect
@@ -482,7 +490,7 @@ def expert_z(experts: pd.DataFrame) -> float:
     return (mi - rr) / sd if sd > 0 else float("nan")
 
 
-def _verdicts(model, gate_accuracy: float, majority_rate: float, margin: float, experts: pd.DataFrame) -> dict:
+def _verdicts(model: Recommender, gate_accuracy: float, majority_rate: float, margin: float, experts: pd.DataFrame) -> dict:
     """Pass/fail of gate (accuracy at least `margin` above the majority rate) and experts (mean MI
     more than 3 standard deviations above random routers), with the numbers behind them."""
     mi, rr, sd = router_reading(experts)
@@ -492,7 +500,7 @@ def _verdicts(model, gate_accuracy: float, majority_rate: float, margin: float, 
             "experts": int(model.config.n_experts), "experts_pass": mi - rr > 3 * sd}
 
 
-def planted_checks(model, dataset: SequenceDataset) -> dict | None:
+def planted_checks(model: Recommender, dataset: SequenceDataset) -> dict | None:
     """The verdicts the app's badges show, for worlds with planted truth (None otherwise): the gate
     passes if its argmax names the dominant facet 0.2 above the majority rate; the experts pass if
     their MI with the preferred value beats random routers by 3 standard deviations."""
@@ -505,7 +513,7 @@ def planted_checks(model, dataset: SequenceDataset) -> dict | None:
 GATE_TOP = 20   # the real-data gate reading among users whose better head shows the target in its top 20
 
 
-def real_checks(model, dataset: SequenceDataset, facet: str) -> dict:
+def real_checks(model: Recommender, dataset: SequenceDataset, facet: str) -> dict:
     """The badges' verdicts on data without planted truth: the gate passes if its largest head is the
     one that ranks the target better at least 0.05 more often than always trusting the most often
     better head; the experts pass if their MI with the next item's `facet` value beats random
@@ -619,7 +627,7 @@ def choose_over_seeds(rows_by_seed: dict[int, list[dict]], reference_by_seed: di
             "unread": sorted(unread - set(per_seed)), "metadata": sorted(metadata)}
 
 
-def facet_report(model, dataset: SequenceDataset, n_users: int = 200, seed: int = 0, stage=None) -> dict:
+def facet_report(model: Recommender, dataset: SequenceDataset, n_users: int = 200, seed: int = 0, stage=None) -> dict:
     """All four measures as plain data (JSON-ready); gate and expert measures on planted worlds only.
     `stage(text)`, when given, is called as each measure starts (the CLI's progress lines)."""
     stage = stage or (lambda text: None)
@@ -664,7 +672,7 @@ def project(X: np.ndarray, method: str = "umap", seed: int = 0) -> np.ndarray:
                          random_state=seed).fit_transform(X)
 
 
-def nearest_items(model, item: int, k: int = 10) -> dict[str, list[int]]:
+def nearest_items(model: Recommender, item: int, k: int = 10) -> dict[str, list[int]]:
     """The k items closest (cosine) to `item` in each head's sub-embedding space and in the full
     embedding (padding and the item itself left out)."""
     out = {}

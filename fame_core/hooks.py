@@ -41,12 +41,17 @@ import torch
 
 from .errors import ConfigError
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:   # the model contract (fame_core/models/base.py)
+    from .models import Recommender
+
 # capability each family of names needs (None: every model has it)
 _NEEDS = {"expert_query": "experts", "expert_out": "experts", "router": "router", "gate": "gate"}
 READ_ONLY = ("scores.",)
 
 
-def hook_names(model) -> list[str]:
+def hook_names(model: Recommender) -> list[str]:
     """Every name of `model`, in forward order."""
     cfg, caps = model.config, model.capabilities
     L, H, N = cfg.n_layers, cfg.n_heads, cfg.n_experts
@@ -64,7 +69,7 @@ def hook_names(model) -> list[str]:
     return names + [f"scores.head.{h}" for h in range(H)] + ["scores.gated"]
 
 
-def _locate(model, name: str):
+def _locate(model: Recommender, name: str):
     """(point, index into the point's tensor) of a name; ConfigError for one the model lacks."""
     L = model.config.n_layers
     m = re.fullmatch(r"block\.(\d+)\.(expert_query|expert_out)\.(\d+)\.(\d+)", name)
@@ -85,7 +90,7 @@ def _locate(model, name: str):
     return name, ()
 
 
-def check_names(model, names) -> list[str]:
+def check_names(model: Recommender, names) -> list[str]:
     """The names, each checked against the model's (a ConfigError naming what it has otherwise)."""
     known = hook_names(model)
     known_set = set(known)
@@ -112,7 +117,7 @@ def _summary(names) -> str:
     return ", ".join(seen[p][0] if len(seen[p]) == 1 else p.replace("#", "{i}") for p in out)
 
 
-def as_batch(model, seq) -> torch.Tensor:
+def as_batch(model: Recommender, seq) -> torch.Tensor:
     """(B, T) left-padded ids from a tensor, or from one sequence of item ids (its newest max_len)."""
     from .evaluate import left_pad
 
@@ -126,7 +131,7 @@ class Hook:
     """The `hook(point, tensor)` a model's forward calls: stores the slices of `names` in `cache`
     and applies `edits` (point -> list of fn(tensor) -> tensor on the whole point tensor, in order)."""
 
-    def __init__(self, model, names=(), edits=None):
+    def __init__(self, model: Recommender, names=(), edits=None):
         self.cache: dict[str, torch.Tensor] = {}
         self.edits = edits or {}
         self.reads: dict[str, list] = {}
@@ -162,7 +167,7 @@ def slice_edit(index, fn, name):
     return edit
 
 
-def run(model, seq, names=(), edits=None, last_only: bool = False):
+def run(model: Recommender, seq, names=(), edits=None, last_only: bool = False):
     """(ModelOutput, cache) of one forward pass under a `Hook` (names read, point edits applied);
     scores.* names are read after the pass, at the last position."""
     hook = Hook(model, [n for n in names if not n.startswith(READ_ONLY)], edits)
@@ -179,14 +184,14 @@ def run(model, seq, names=(), edits=None, last_only: bool = False):
     return out, {n: cache[n] for n in names}
 
 
-def run_with_cache(model, seq, names=None, last_only: bool = False):
+def run_with_cache(model: Recommender, seq, names=None, last_only: bool = False):
     """(ModelOutput, {name: tensor}) of one forward pass; names=None caches every name of the model."""
     model.eval()
     names = hook_names(model) if names is None else check_names(model, list(names))
     return run(model, seq, names, last_only=last_only)
 
 
-def run_with_hooks(model, seq, hooks: dict, names=(), last_only: bool = False):
+def run_with_hooks(model: Recommender, seq, hooks: dict, names=(), last_only: bool = False):
     """(ModelOutput, cache) of one forward pass with each named intermediate in `hooks` replaced by
     hooks[name](tensor, name) (same shape); `names` are cached as in run_with_cache (after the
     replacements at their point)."""

@@ -20,6 +20,11 @@ from . import ranking
 from .evaluate import left_pad
 from .models import merge_modes
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:   # the model contract (fame_core/models/base.py)
+    from .models import Recommender
+
 
 @dataclass
 class Inspection:
@@ -93,7 +98,7 @@ def _ranked(scores: np.ndarray, excluded: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def inspect(model, sequence, target: int | None = None, top_k: int = 20, mask_history: bool = True) -> Inspection:
+def inspect(model: Recommender, sequence, target: int | None = None, top_k: int = 20, mask_history: bool = True) -> Inspection:
     """Inspect one input sequence (a user's history, or any edited list of item ids): one forward
     pass, every merge mode read from it."""
     cfg = model.config

@@ -65,6 +65,11 @@ from .evaluate import left_pad, mask_items, rank_targets
 from .hooks import _locate, check_names, run
 from .models import merge_modes
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:   # the model contract (fame_core/models/base.py)
+    from .models import Recommender
+
 MODES = ("zero", "mean")
 SPECS = ("head:H, expert:H.N, router:H[=uniform|argmax], gate=uniform|rule|onehot:h|fixed:w0,w1,..|user:V|user:self, "
          "patch:NAME=user:V|user:self")
@@ -125,7 +130,7 @@ class Intervention:
             return self.value[5:]
         return None
 
-    def check(self, model) -> None:
+    def check(self, model: Recommender) -> None:
         """ConfigError where the model lacks the part or the index is out of range."""
         cfg, caps, kind = model.config, model.capabilities, type(model).__name__
         H, N = cfg.n_heads, cfg.n_experts
@@ -169,7 +174,7 @@ def _gate_value(v: str) -> str:
     raise ConfigError(f"gate={v[:40]}: pass gate={GATE_VALUES}")
 
 
-def parse_all(model, interventions, mode: str = "zero") -> list[Intervention]:
+def parse_all(model: Recommender, interventions, mode: str = "zero") -> list[Intervention]:
     """Spec strings (or Interventions) parsed and checked against the model, once."""
     if isinstance(interventions, (str, Intervention)):
         interventions = [interventions]
@@ -183,7 +188,7 @@ def parse_all(model, interventions, mode: str = "zero") -> list[Intervention]:
 
 # ---- what each intervention does at its hook point -------------------------------------------------
 
-def _needs(model, ivs) -> tuple[list[str], list[str]]:
+def _needs(model: Recommender, ivs) -> tuple[list[str], list[str]]:
     """(names read from the clean pass for user:self patches, names whose population mean is needed)."""
     L = model.config.n_layers
     clean, means = [], []
@@ -197,7 +202,7 @@ def _needs(model, ivs) -> tuple[list[str], list[str]]:
     return sorted(set(clean)), sorted(set(means))
 
 
-def rule_votes(model, heads_last: torch.Tensor, sequences) -> torch.Tensor:
+def rule_votes(model: Recommender, heads_last: torch.Tensor, sequences) -> torch.Tensor:
     """(B, H) votes of each input's items for the head that ranks them higher (module docstring:
     gate=rule). heads_last: (B, H, d') the per-head outputs at the last position."""
     cfg = model.config
@@ -237,7 +242,7 @@ def _set(tensor, index, value):
     return t
 
 
-def _edits(model, ivs, ctx: _Context) -> dict:
+def _edits(model: Recommender, ivs, ctx: _Context) -> dict:
     cfg, caps = model.config, model.capabilities
     H, L = cfg.n_heads, cfg.n_layers
     ordered = ([iv for iv in ivs if iv.kind == "patch"] + [iv for iv in ivs if iv.kind in ("gate", "router")]
@@ -305,7 +310,7 @@ def _edits(model, ivs, ctx: _Context) -> dict:
 # ---- references: other users and means ------------------------------------------------------------------
 
 @torch.no_grad()
-def reference_means(model, sequences, names, batch_size: int = 1024) -> dict[str, torch.Tensor]:
+def reference_means(model: Recommender, sequences, names, batch_size: int = 1024) -> dict[str, torch.Tensor]:
     """{name: mean over the sequences of its clean value at the last position} (batched)."""
     names = list(names)
     if not names:
@@ -321,7 +326,7 @@ def reference_means(model, sequences, names, batch_size: int = 1024) -> dict[str
     return {nm: (s / len(sequences)).to(next(model.parameters()).dtype) for nm, s in sums.items()}
 
 
-def _others(model, ivs, dataset, split: str) -> dict:
+def _others(model: Recommender, ivs, dataset, split: str) -> dict:
     """{user id: {name: (1, 1, ...) clean value}} for every user:V the interventions read."""
     out = {}
     for iv in ivs:
@@ -380,7 +385,7 @@ class InterventionResult:
                 "users": [self.user(i) for i in range(len(self.sequences))], "notes": self.notes}
 
 
-def _read(model, out, sequences, targets, k: int, merges) -> Reading:
+def _read(model: Recommender, out, sequences, targets, k: int, merges) -> Reading:
     E = model.item_embeddings()
     ranks, top = ({} if targets is not None else None), {}
     k = min(k, E.shape[0] - 1)
@@ -397,7 +402,7 @@ def _read(model, out, sequences, targets, k: int, merges) -> Reading:
 
 
 @torch.no_grad()
-def _pair(model, ivs, batch: torch.Tensor, sequences, others, means):
+def _pair(model: Recommender, ivs, batch: torch.Tensor, sequences, others, means):
     """(clean output, intervened output, context) of one batch."""
     clean_names, _ = _needs(model, ivs)
     before, clean = run(model, batch, clean_names, last_only=True)
@@ -406,7 +411,7 @@ def _pair(model, ivs, batch: torch.Tensor, sequences, others, means):
     return before, after, ctx
 
 
-def intervene(model, sequences, targets, interventions, k: int = 20, mode: str = "zero", dataset=None,
+def intervene(model: Recommender, sequences, targets, interventions, k: int = 20, mode: str = "zero", dataset=None,
               split: str = "test", reference: dict | None = None) -> InterventionResult:
     """Before and after the interventions for each input sequence (module docstring); one batched
     pass each. targets may be None (no ranks). dataset: for user:V and, without `reference`, for
@@ -447,7 +452,7 @@ def intervene(model, sequences, targets, interventions, k: int = 20, mode: str =
 
 # ---- the population ---------------------------------------------------------------------------------------
 
-def intervene_population(model, dataset, split: str = "test", interventions=(), k: int = 20, mode: str = "zero",
+def intervene_population(model: Recommender, dataset, split: str = "test", interventions=(), k: int = 20, mode: str = "zero",
                          batch_size: int = 1024, progress: bool = False) -> dict:
     """Every user of `split` (at least 3 items) before and after the interventions, batched by
     input length; the model's own (gated) ranking. Returns {"table": DataFrame (user, row, length,

@@ -10,6 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:   # the model contract (fame_core/models/base.py)
+    from .models import Recommender
+
 TOP_K = 20   # list length of the case study: the app's default and the CLI's `export --top-k`
 LIST_MODES = ("gated", "concat")
 TARGET_MARK, SHARED_MARK = "▶", "●"        # text shapes, not emoji: they render in any font
@@ -90,7 +95,7 @@ def target_note(insp) -> str | None:
     return None
 
 
-def cluster_bias_note(model) -> str | None:
+def cluster_bias_note(model: Recommender) -> str | None:
     """One line for a model trained with --head-cluster-bias (else None): each head's part of the
     catalogue, its size, and how the gate moves the ranking towards it, so that a head's list full
     of one part is read as the design, not as a finding."""
@@ -106,7 +111,7 @@ def cluster_bias_note(model) -> str | None:
             "reads \"the next item is more likely in head h's part\".")
 
 
-def gate_temperature_note(model) -> str | None:
+def gate_temperature_note(model: Recommender) -> str | None:
     """One line for a FAME whose gate is read at a temperature other than 1 (else None), so that a
     gate of 0.52 is read as what it is: a softened gate, pointing the same way as the trained one."""
     tau = model.gate_temperature

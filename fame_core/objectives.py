@@ -43,6 +43,11 @@ from .labels import facet_labels
 from .models import ModelOutput
 from .options import check, option
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:   # the model contract (fame_core/models/base.py)
+    from .models import Recommender
+
 # the last commit whose library has the retired terms (issue 40): `git show RETIRED_AT:fame_core/objectives.py`
 RETIRED_AT = "9f2eb43"
 RETIRED: dict[str, object] = {      # setting -> its default (a record holding the default opens as before)
@@ -89,7 +94,7 @@ class Term:
     needs: ClassVar[frozenset] = frozenset()
     state_key: ClassVar[str | None] = None
 
-    def __init__(self, settings, model, dataset: SequenceDataset | None, device="cpu"):
+    def __init__(self, settings, model: Recommender, dataset: SequenceDataset | None, device="cpu"):
         self.weight = float(getattr(settings, self.name))
         self.settings = settings
 
@@ -98,16 +103,16 @@ class Term:
         """Whether the settings switch this term on (its weight is not 0)."""
         return bool(getattr(settings, cls.name))
 
-    def applies(self, model) -> bool:
+    def applies(self, model: Recommender) -> bool:
         return self.needs <= model.capabilities
 
-    def loss(self, model, out: ModelOutput, batch: Batch) -> torch.Tensor:
+    def loss(self, model: Recommender, out: ModelOutput, batch: Batch) -> torch.Tensor:
         raise NotImplementedError
 
     def parameters(self) -> list:
         return []
 
-    def start_epoch(self, model, epoch: int) -> None:
+    def start_epoch(self, model: Recommender, epoch: int) -> None:
         """Called before every epoch (a term that refreshes state from the model does it here)."""
 
     def state_dict(self) -> dict | None:
@@ -126,7 +131,7 @@ class RouterDecisive(Term):
     help = "weight: decisive expert choice, balanced per batch"
     needs = frozenset({"router"})
 
-    def loss(self, model, out, batch):
+    def loss(self, model: Recommender, out, batch):
         if out.router_logits is None:
             return out.u.new_zeros(())
         beta = torch.softmax(out.router_logits.transpose(1, 2)[batch.where], -1)       # (M, H, N)
@@ -138,7 +143,7 @@ class ExpertDiversity(Term):
     help = "weight: squared cosine between a head's expert queries"
     needs = frozenset({"experts"})
 
-    def loss(self, model, out, batch):
+    def loss(self, model: Recommender, out, batch):
         q = F.normalize(model.moe.W_Q.flatten(2), dim=-1)                              # (H, N, d*d')
         if q.shape[1] < 2:
             return out.u.new_zeros(())
@@ -202,7 +207,7 @@ def _tied_facets(settings) -> tuple[str, ...]:
     return tuple(settings.facet_heads)
 
 
-def _sub_embedding_rows(model) -> torch.Tensor:
+def _sub_embedding_rows(model: Recommender) -> torch.Tensor:
     """(H, n+1, d') item sub-embeddings with a zero row at the padding id 0 (row = item id)."""
     subs = model.item_sub_embeddings()[:, 1:]
     return torch.cat([subs.new_zeros(subs.shape[0], 1, subs.shape[2]), subs], 1)
@@ -221,14 +226,14 @@ class FacetProbeTerm(Term):
     def wanted(cls, settings) -> bool:
         return bool(settings.facet_weight) and bool(_tied_facets(settings))
 
-    def __init__(self, settings, model, dataset, device="cpu"):
+    def __init__(self, settings, model: Recommender, dataset, device="cpu"):
         super().__init__(settings, model, dataset, device)
         if dataset is None:
             raise FameError("--facet-heads needs the data set's item facets")
         self.probes = FacetProbes(dataset, list(_tied_facets(settings)), model.config.d_head,
                                   model.config.n_heads).to(device)
 
-    def loss(self, model, out, batch):
+    def loss(self, model: Recommender, out, batch):
         return self.probes(_sub_embedding_rows(model))
 
     def parameters(self):
@@ -251,7 +256,7 @@ class FacetExclusive(Term):
     def wanted(cls, settings) -> bool:
         return bool(settings.facet_exclusive) and bool(_tied_facets(settings))
 
-    def __init__(self, settings, model, dataset, device="cpu"):
+    def __init__(self, settings, model: Recommender, dataset, device="cpu"):
         super().__init__(settings, model, dataset, device)
         if dataset is None:
             raise FameError("--facet-heads needs the data set's item facets")
@@ -260,7 +265,7 @@ class FacetExclusive(Term):
             raise FameError(f"--facet-heads names {len(names)} facets but the model has {model.config.n_heads} heads")
         self.labels = [y.to(device) for y in facet_labels_of(dataset, names)]
 
-    def loss(self, model, out, batch):
+    def loss(self, model: Recommender, out, batch):
         return facet_leakage(_sub_embedding_rows(model), self.labels)
 
 
@@ -318,13 +323,13 @@ def objectives_class() -> type:
     return _CLASS[0]
 
 
-def build_terms(settings, model, dataset: SequenceDataset | None, device="cpu") -> list[Term]:
+def build_terms(settings, model: Recommender, dataset: SequenceDataset | None, device="cpu") -> list[Term]:
     """The active terms of `settings` for this model (a term for a part the model lacks is left out)."""
     terms = [cls(settings, model, dataset, device) for cls in TERMS.values() if cls.wanted(settings)]
     return [t for t in terms if t.applies(model)]
 
 
-def terms_loss(terms: list[Term], model, out: ModelOutput, batch: Batch) -> torch.Tensor:
+def terms_loss(terms: list[Term], model: Recommender, out: ModelOutput, batch: Batch) -> torch.Tensor:
     """The weighted sum of the terms' losses."""
     total = out.u.new_zeros(())
     for t in terms:

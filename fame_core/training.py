@@ -38,6 +38,11 @@ from .options import DEVICE_PATTERN, check, option
 from . import distributed
 from .sampled import LOSSES, InBatchUniformSampler, bce_loss, one_negative, sampled_softmax_loss
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:   # the model contract (fame_core/models/base.py)
+    from .models import Recommender
+
 SELECT_METRIC = "NDCG@20"
 
 
@@ -162,7 +167,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 @torch.no_grad()
-def item_contexts(model, pairs, batch: int = 512) -> tuple[np.ndarray, np.ndarray]:
+def item_contexts(model: Recommender, pairs, batch: int = 512) -> tuple[np.ndarray, np.ndarray]:
     """Each item's context vector, the mean of the model's user vector u_t over the training positions
     whose next item it is (the item's own scoring vector, x_v for SASRec, where it never is one), and its count as a
     training target. Items that follow similar histories get similar vectors, so k-means clusters of
@@ -205,7 +210,7 @@ def epoch_batches(pairs, batch_size: int, rng: np.random.Generator):
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def loss_on_batch(model, inputs: torch.Tensor, targets: torch.Tensor, terms=(), candidates=None,
+def loss_on_batch(model: Recommender, inputs: torch.Tensor, targets: torch.Tensor, terms=(), candidates=None,
                   loss: str = "full") -> torch.Tensor:
     """Mean cross-entropy of the next item over all items, at positions with a target only, plus
     the optional training terms (`objectives.build_terms`). candidates: (S, log pi_S) for the
@@ -236,7 +241,7 @@ def numerics_environment(device, ctx) -> dict:
             "processes": ctx.world}
 
 
-def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = False,
+def fit(model: Recommender, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = False,
         progress: bool = True, stop_after: int | None = None, extra_config: dict | None = None,
         overwrite: bool = False, allow_changes: bool = False) -> dict:
     """Train `model` on `dataset`, writing the best checkpoint (by validation NDCG@20) to `out`.
@@ -262,7 +267,7 @@ def fit(model, dataset: SequenceDataset, out, tcfg: TrainConfig, resume: bool = 
         raise
 
 
-def _resume(ctx, model, dataset, out: Path, tcfg: TrainConfig, stateful, opt, config: dict, allow_changes: bool):
+def _resume(ctx, model: Recommender, dataset, out: Path, tcfg: TrainConfig, stateful, opt, config: dict, allow_changes: bool):
     """Continue a killed run: check the recorded model, data and settings against this call's, load
     the resume state (model, optimizer, each stateful term). Returns (start epoch, best, best epoch,
     bad epochs, best weights, metrics so far, config to write)."""
@@ -331,7 +336,7 @@ def _resume(ctx, model, dataset, out: Path, tcfg: TrainConfig, stateful, opt, co
     return start, best, best_epoch, bad, best_weights, metrics, config
 
 
-def _train_epoch(ctx, model, train_model, pairs, sampler, terms, opt, tcfg: TrainConfig, epoch: int, rng,
+def _train_epoch(ctx, model: Recommender, train_model, pairs, sampler, terms, opt, tcfg: TrainConfig, epoch: int, rng,
                  out: Path, progress: bool) -> tuple[float, int, float]:
     """One epoch over the training pairs: (summed loss, targets, seconds) of this process."""
     device = ctx.device
@@ -365,7 +370,7 @@ def _train_epoch(ctx, model, train_model, pairs, sampler, terms, opt, tcfg: Trai
     return total, count, time.perf_counter() - t0
 
 
-def _fit(ctx, model, dataset, out, tcfg, resume, progress, stop_after, extra_config, allow_changes) -> dict:
+def _fit(ctx, model: Recommender, dataset, out, tcfg, resume, progress, stop_after, extra_config, allow_changes) -> dict:
     device = ctx.device
     model.to(device)
     record = dataset_record(dataset, out)   # portable paths: no absolute path of this machine

@@ -16,8 +16,14 @@ import pandas as pd
 from .data import SequenceDataset
 from .evaluate import rank_users
 
+from typing import TYPE_CHECKING
 
-def user_table(model, dataset: SequenceDataset, split: str = "test", k: int = 20, mask_history: bool = True) -> pd.DataFrame:
+if TYPE_CHECKING:   # the model contract (fame_core/models/base.py)
+    from .models import Recommender
+
+
+def user_table(model: Recommender, dataset: SequenceDataset,
+               split: str = "test", k: int = 20, mask_history: bool = True) -> pd.DataFrame:
     r = rank_users(model, dataset, split, merges=("gated", "concat"), mask_history=mask_history)
     rows, gates = r["rows"], r["gates"].astype(np.float64)
     H = gates.shape[1]

@@ -71,6 +71,11 @@ import torch
 
 from .stats import bootstrap_ci, exact_binomial, wilcoxon_by_user
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:   # the model contract (fame_core/models/base.py)
+    from .models import Recommender
+
 VERSION = 1
 SEED = 0
 ROUTER_DRAWS = 200
@@ -210,7 +215,7 @@ def gate_verdict_from(better_test, gate_test, rules: dict[str, np.ndarray], seed
 
 
 @torch.no_grad()
-def history_heads(model, inputs, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+def history_heads(model: Recommender, inputs, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
     """(shares (U, H): the share of each input's newest max_len items whose head is h; last (U,): the
     last item's head). An item's head is its head cluster where the model has one, else the head
     with the larger P^(h)(item) at the input's last position (one batched forward pass)."""
@@ -285,7 +290,7 @@ def _inputs(dataset, table: pd.DataFrame, split: str) -> list[np.ndarray]:
     return [dataset.example(int(r), split)[0] for r in table["row"].to_numpy()]
 
 
-def gate_verdict(model, dataset, tables: dict[str, pd.DataFrame], seed: int = SEED) -> Verdict:
+def gate_verdict(model: Recommender, dataset, tables: dict[str, pd.DataFrame], seed: int = SEED) -> Verdict:
     """The gate verdict of a model on its data set from the cohort tables of "valid" and "test"."""
     if "gate" not in model.capabilities:
         return Verdict.unavailable(f"a {model.config.model} model has no gate (its score sums its heads)")
@@ -358,7 +363,7 @@ def router_verdict_from(combo_valid, label_valid, combo_test, label_test, rules:
     return paired_verdict(model, base, seed=seed)
 
 
-def _router_labels(model, dataset, table: pd.DataFrame, split: str):
+def _router_labels(model: Recommender, dataset, table: pd.DataFrame, split: str):
     """(per-user target label, per-item label function for the history rules, what the label is)."""
     from .labels import facet_labels
 
@@ -385,7 +390,7 @@ def _router_labels(model, dataset, table: pd.DataFrame, split: str):
     return None, None, None
 
 
-def router_verdict(model, dataset, tables: dict[str, pd.DataFrame], draws: int = ROUTER_DRAWS,
+def router_verdict(model: Recommender, dataset, tables: dict[str, pd.DataFrame], draws: int = ROUTER_DRAWS,
                    seed: int = SEED) -> Verdict:
     """The router verdict of a model on its data set from the cohort tables of "valid" and "test"."""
     if "experts" not in model.capabilities or "router" not in model.capabilities:
@@ -426,7 +431,7 @@ def _probe_correct(X: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = SEE
     return (cross_val_predict(probe, X, y, cv=cv) == y).astype(np.float64)
 
 
-def heads_verdict(model, dataset, max_items: int = MAX_ITEMS, seed: int = SEED) -> Verdict:
+def heads_verdict(model: Recommender, dataset, max_items: int = MAX_ITEMS, seed: int = SEED) -> Verdict:
     """The heads verdict (module docstring): probe correctness per item, choice on one half of the
     items, verdict on the other."""
     from .facets import item_representations
@@ -485,7 +490,7 @@ def heads_verdict(model, dataset, max_items: int = MAX_ITEMS, seed: int = SEED) 
 
 # ---- attention -----------------------------------------------------------------------------------------
 
-def attention_verdict(model, dataset, n_users: int = ATTENTION_USERS, random_orders: int = RANDOM_ORDERS,
+def attention_verdict(model: Recommender, dataset, n_users: int = ATTENTION_USERS, random_orders: int = RANDOM_ORDERS,
                       max_steps: int = MAX_DELETIONS, seed: int = SEED, progress: bool = False) -> Verdict:
     """The attention verdict (module docstring): per-user AOPC of the gated score under masking."""
     from tqdm.auto import tqdm
@@ -514,7 +519,7 @@ def attention_verdict(model, dataset, n_users: int = ATTENTION_USERS, random_ord
 
 # ---- all four, cached ----------------------------------------------------------------------------------
 
-def _key(model, dataset, settings: dict) -> str:
+def _key(model: Recommender, dataset, settings: dict) -> str:
     from .cohort import model_fingerprint
 
     h = hashlib.sha256(f"{VERSION}|{model_fingerprint(model)}|{dataset.fingerprint()}".encode())
@@ -541,7 +546,7 @@ def _settings(n_users: int, seed: int) -> dict:
             "max_deletions": MAX_DELETIONS, "max_items": MAX_ITEMS}
 
 
-def _path(name: str, model, dataset, settings: dict):
+def _path(name: str, model: Recommender, dataset, settings: dict):
     from pathlib import Path
 
     from . import cache as disk
@@ -549,12 +554,12 @@ def _path(name: str, model, dataset, settings: dict):
     return Path(disk.cache_root()) / name / f"{_key(model, dataset, settings)}.json"
 
 
-def is_cached(model, dataset, n_users: int = ATTENTION_USERS, seed: int = SEED) -> bool:
+def is_cached(model: Recommender, dataset, n_users: int = ATTENTION_USERS, seed: int = SEED) -> bool:
     """True when `verdicts(model, dataset)` is on disk (reading it is instant)."""
     return _path("verdicts", model, dataset, _settings(n_users, seed)).is_file()
 
 
-def cached(name: str, model, dataset, settings: dict, compute, check=None, cache: bool = True):
+def cached(name: str, model: Recommender, dataset, settings: dict, compute, check=None, cache: bool = True):
     """compute() once per (model weights, data set content and facets, settings, VERSION): JSON-ready
     data kept in $FAME_CACHE/<name>/ in fame_core.cache's verified envelope (a damaged file is a miss)."""
     from . import cache as disk
@@ -573,7 +578,7 @@ def cached(name: str, model, dataset, settings: dict, compute, check=None, cache
     return value
 
 
-def verdicts(model, dataset, n_users: int = ATTENTION_USERS, seed: int = SEED, cache: bool = True,
+def verdicts(model: Recommender, dataset, n_users: int = ATTENTION_USERS, seed: int = SEED, cache: bool = True,
              progress: bool = False, tables: dict | None = None) -> dict[str, dict]:
     """{"gate": V, "router": V, "heads": V, "attention": V} (JSON-ready) for a model on the data set
     it was trained on. Reuses the cohort tables (fame_core.cohort.cohort_table, disk-cached) of

@@ -20,11 +20,16 @@ import json
 import numpy as np
 import pandas as pd
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:   # the model contract (fame_core/models/base.py)
+    from .models import Recommender
+
 GATE_SETTINGS = ("uniform", "rule")     # plus onehot:h per head; user:V is typed, not listed
 ROUTER_SETTINGS = ("uniform", "argmax")
 
 
-def intervention_choices(model) -> dict[str, list[str]]:
+def intervention_choices(model: Recommender) -> dict[str, list[str]]:
     """The intervention specs a model can take, by group (only the groups its capabilities give):
     head:H, expert:H.N (heads of more than one expert), router:H=uniform|argmax, gate=uniform|rule|onehot:h."""
     caps, cfg = model.capabilities, model.config
@@ -39,7 +44,7 @@ def intervention_choices(model) -> dict[str, list[str]]:
     return out
 
 
-def flat_choices(model) -> list[str]:
+def flat_choices(model: Recommender) -> list[str]:
     return [s for group in intervention_choices(model).values() for s in group]
 
 
@@ -48,7 +53,7 @@ def takes_mode(spec: str) -> bool:
     return spec.startswith(("head:", "expert:"))
 
 
-def goal_choices(model, target) -> list[str]:
+def goal_choices(model: Recommender, target) -> list[str]:
     """The counterfactual goals a model and target allow: top-k needs a target, flip-gate a gate."""
     goals = (["top-k"] if target is not None else []) + (["flip-gate"] if "gate" in model.capabilities else [])
     return goals + ["top-1"]
@@ -125,7 +130,7 @@ def _valid(value) -> bool:
             and all(isinstance(v, list) for v in value["table"].values()))
 
 
-def population(model, dataset, checkpoint, split: str = "test", interventions=(), k: int = 20, mode: str = "zero",
+def population(model: Recommender, dataset, checkpoint, split: str = "test", interventions=(), k: int = 20, mode: str = "zero",
                data_key: str = "") -> tuple[dict, pd.DataFrame]:
     """(summary, per-user table) of `intervene_population`, computed once per checkpoint
     fingerprint, split, interventions, k and mode, then read from the disk cache
