@@ -108,7 +108,7 @@ def test_the_repositorys_streamlit_config_turns_usage_statistics_off():
 NUMERIC_LINKS = {"": ("k", "head"), "facets": ("item",), "cohort": ("k",), "compare": ("k",), "interventions": ("k",)}
 BAD_NUMBERS = ["inf", "1e309", "-1", "nan", "abc"]
 LAST_ON_PAGE = {"": "Export for papers", "facets": "Are the heads facets?", "cohort": "Which users",
-                "compare": "One user under both models"}
+                "compare": "One user under both models", "interventions": "Users most changed"}
 
 
 @pytest.mark.parametrize("url_path", NUMERIC_LINKS)
