@@ -82,3 +82,13 @@ def test_every_model_parameter_is_typed_by_the_contract():
                             cls in ast.unparse(arg.annotation) for cls in ("Recommender", "FAME", "SASRec"))):
                         untyped.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name}")
     assert not untyped, untyped
+
+
+def test_no_sys_path_edits_anywhere():
+    """Issue 40.3: scripts run as modules or from their folder; nothing edits sys.path."""
+    import re
+
+    edits = [str(p.relative_to(REPO)) for folder in ("fame_core", "app", "bench", "experiments", "tests", "notebooks")
+             for p in (REPO / folder).rglob("*.py")
+             if p.resolve() != Path(__file__).resolve() and re.search(r"sys\.path\.(insert|append)", p.read_text())]
+    assert not edits, edits
