@@ -171,3 +171,25 @@ def test_facets_json_carries_the_four_verdicts(capsys, tmp_path, monkeypatch):
     assert main(["facets", "--checkpoint", "checkpoints/demo-sasrec", "--users", "3"]) == 0   # read from the cache
     out = capsys.readouterr().out
     assert "verdicts against the strongest simple rule" in out and "gate: not computed: a sasrec model" in out
+
+
+def test_on_a_planted_world_an_informative_gate_passes_and_a_rule_copying_gate_fails(tiny_world):
+    """Issue 41.6 on a planted world (the synthetic facet world, with its truth): the whole gate
+    pipeline (cohort tables, the history's heads, the rules fitted on validation, the planted
+    facet's rule) with the gate's choice replaced by (a) one that knows each test user's better
+    head (information no rule has) and (b) the history's majority head (the rule itself)."""
+    from fame_core import cohort
+
+    model = make_model("fame", n_items=tiny_world.n_items, seed=5)
+    tables = {s: cohort.build_table(model, tiny_world, s) for s in ("valid", "test")}
+    test = tables["test"]
+    better = V.better_head(test, model.config.n_heads)
+    informative = dict(tables, test=test.assign(top_gate_head=np.where(better >= 0, better, 0)))
+    v = V.gate_verdict(model, tiny_world, informative).to_dict()
+    names = {b["name"] for b in v["baselines"]}
+    assert "most concentrated facet's head (mapped on validation)" in names and "history's majority head" in names
+    assert v["passed"] is True and v["ci95"][0] > 0 and v["model"] == pytest.approx(1.0)
+    shares, last = V.history_heads(model, [tiny_world.example(int(r), "test")[0] for r in test["row"]])
+    copying = dict(tables, test=test.assign(top_gate_head=V.majority_head(shares, last)))
+    v = V.gate_verdict(model, tiny_world, copying).to_dict()
+    assert v["passed"] is False and v["margin"] <= 0 and v["ci95"][0] <= 0
