@@ -213,7 +213,24 @@ def _sub_embedding_rows(model: Recommender) -> torch.Tensor:
     return torch.cat([subs.new_zeros(subs.shape[0], 1, subs.shape[2]), subs], 1)
 
 
-class FacetProbeTerm(Term):
+class _TiedFacetTerm(Term):
+    """A term on the heads tied to item facets by --facet-heads: on only when its weight and
+    --facet-heads are given; needs the data set's facets, at most one facet per head."""
+
+    @classmethod
+    def wanted(cls, settings) -> bool:
+        return bool(getattr(settings, cls.name)) and bool(_tied_facets(settings))
+
+    def _facets(self, settings, model: Recommender, dataset) -> list[str]:
+        if dataset is None:
+            raise FameError("--facet-heads needs the data set's item facets")
+        names = list(_tied_facets(settings))
+        if len(names) > model.config.n_heads:
+            raise FameError(f"--facet-heads names {len(names)} facets but the model has {model.config.n_heads} heads")
+        return names
+
+
+class FacetProbeTerm(_TiedFacetTerm):
     """--facet-weight with --facet-heads: linear probes (trained with the model; kept in the resume
     state under "probes") from each tied head's item sub-embeddings to its facet's values."""
 
@@ -222,15 +239,9 @@ class FacetProbeTerm(Term):
     options = {"facet_heads": option((), "tie head h to the h-th facet, e.g. genre,actor")}
     state_key = "probes"
 
-    @classmethod
-    def wanted(cls, settings) -> bool:
-        return bool(settings.facet_weight) and bool(_tied_facets(settings))
-
     def __init__(self, settings, model: Recommender, dataset, device="cpu"):
         super().__init__(settings, model, dataset, device)
-        if dataset is None:
-            raise FameError("--facet-heads needs the data set's item facets")
-        self.probes = FacetProbes(dataset, list(_tied_facets(settings)), model.config.d_head,
+        self.probes = FacetProbes(dataset, self._facets(settings, model, dataset), model.config.d_head,
                                   model.config.n_heads).to(device)
 
     def loss(self, model: Recommender, out, batch):
@@ -246,24 +257,15 @@ class FacetProbeTerm(Term):
         self.probes.load_state_dict(state)
 
 
-class FacetExclusive(Term):
+class FacetExclusive(_TiedFacetTerm):
     """--facet-exclusive with --facet-heads: the other tied facets' share of each tied head's variance."""
 
     name = "facet_exclusive"
     help = "weight: remove the other --facet-heads facets from each tied head"
 
-    @classmethod
-    def wanted(cls, settings) -> bool:
-        return bool(settings.facet_exclusive) and bool(_tied_facets(settings))
-
     def __init__(self, settings, model: Recommender, dataset, device="cpu"):
         super().__init__(settings, model, dataset, device)
-        if dataset is None:
-            raise FameError("--facet-heads needs the data set's item facets")
-        names = list(_tied_facets(settings))
-        if len(names) > model.config.n_heads:
-            raise FameError(f"--facet-heads names {len(names)} facets but the model has {model.config.n_heads} heads")
-        self.labels = [y.to(device) for y in facet_labels_of(dataset, names)]
+        self.labels = [y.to(device) for y in facet_labels_of(dataset, self._facets(settings, model, dataset))]
 
     def loss(self, model: Recommender, out, batch):
         return facet_leakage(_sub_embedding_rows(model), self.labels)
